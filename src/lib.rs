@@ -1,0 +1,13 @@
+//! xtcp: a kernel-bypass TCP/IP stack.
+//!
+//! Layers, bottom to top (each looks only down; see `DESIGN.md` in the shared docs):
+//!
+//! * [`wire`]: checked zero-copy views over frames plus a `Repr` for each header
+//!   (Ethernet II, ARP, IPv4, ICMPv4, TCP with options, UDP), the Internet checksum
+//!   and the Toeplitz (RSS) hash. No I/O, no clock, no allocation.
+//!
+//! Later layers (`time`, `tcp`, `stack`, `io`, `runtime`) build on this one.
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod wire;
