@@ -80,9 +80,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Microsoft's verification table, IPv4: (destination, dport, source, sport, IPv4-only
-    /// hash, IPv4+TCP hash).
-    const VECTORS: [([u8; 4], u16, [u8; 4], u16, u32, u32); 5] = [
+    /// One row of Microsoft's verification table, IPv4: (destination, dport, source, sport,
+    /// IPv4-only hash, IPv4+TCP hash).
+    type Vector = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+    const VECTORS: [Vector; 5] = [
         ([161, 142, 100, 80], 1766, [66, 9, 149, 187], 2794, 0x323e8fc2, 0x51ccc178),
         ([65, 69, 140, 83], 4739, [199, 92, 111, 2], 14230, 0xd718262a, 0xc626b0ea),
         ([12, 22, 207, 184], 38024, [24, 19, 198, 95], 12898, 0xd2d0a5de, 0x5c2b394a),
