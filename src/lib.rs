@@ -6,8 +6,11 @@
 //!   (Ethernet II, ARP, IPv4, ICMPv4, TCP with options, UDP), the Internet checksum
 //!   and the Toeplitz (RSS) hash. No I/O, no clock, no allocation.
 //!
-//! Later layers (`time`, `tcp`, `stack`, `io`, `runtime`) build on this one.
+//! * [`io`]: devices. For now the pcap file format (the stack's tap and `xtcp decode`).
+//!
+//! Later layers (`time`, `tcp`, `stack`, `runtime`) build on these.
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod io;
 pub mod wire;

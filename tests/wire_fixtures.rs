@@ -16,8 +16,12 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const CLIENT_MAC: MacAddr = MacAddr([0x02, 0x00, 0xc6, 0x12, 0x00, 0x01]);
 const SERVER_MAC: MacAddr = MacAddr([0x02, 0x00, 0xc6, 0x12, 0x00, 0x02]);
 
+/// The stored fixtures, or, when `XTCP_FIXTURES` names a file, frames just captured from this
+/// machine's kernel by `scripts/capture-fixtures` (scripts/test does that when root).
 fn fixtures() -> BTreeMap<String, Vec<u8>> {
-    let text = include_str!("fixtures/kernel-veth.hex");
+    let path = std::env::var("XTCP_FIXTURES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kernel-veth.hex").to_string());
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {

@@ -106,3 +106,96 @@ fn l4_len(l4: &L4Repr<'_>) -> usize {
         L4Repr::Icmp(i) => i.buffer_len(),
     }
 }
+
+/// One line in the manner of `tcpdump -n`, for logs and the `xtcp decode` diagnostic.
+impl core::fmt::Display for FrameRepr<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use super::arp::ArpOperation;
+        use super::tcp::TcpFlags;
+        match &self.net {
+            NetRepr::Arp(a) => match a.operation {
+                ArpOperation::Request => write!(f, "ARP request who-has {} tell {}", a.target_ip, a.source_ip),
+                ArpOperation::Reply => write!(f, "ARP reply {} is-at {}", a.source_ip, a.source_mac),
+            },
+            NetRepr::Ipv4 { ip, l4 } => match l4 {
+                L4Repr::Tcp(t) => {
+                    write!(f, "IP {}.{} > {}.{}: Flags [", ip.src, t.src_port, ip.dst, t.dst_port)?;
+                    for (flag, c) in [
+                        (TcpFlags::SYN, 'S'),
+                        (TcpFlags::FIN, 'F'),
+                        (TcpFlags::PSH, 'P'),
+                        (TcpFlags::RST, 'R'),
+                        (TcpFlags::URG, 'U'),
+                        (TcpFlags::ECE, 'E'),
+                        (TcpFlags::CWR, 'W'),
+                        (TcpFlags::ACK, '.'),
+                    ] {
+                        if t.flags.contains(flag) {
+                            write!(f, "{c}")?;
+                        }
+                    }
+                    write!(f, "], seq {}", t.seq)?;
+                    if t.flags.contains(TcpFlags::ACK) {
+                        write!(f, ", ack {}", t.ack)?;
+                    }
+                    write!(f, ", win {}", t.window)?;
+                    let o = &t.options;
+                    let mut opts = Vec::new();
+                    if let Some(m) = o.mss {
+                        opts.push(format!("mss {m}"));
+                    }
+                    if o.sack_permitted {
+                        opts.push("sackOK".into());
+                    }
+                    if let Some(ts) = o.timestamp {
+                        opts.push(format!("TS val {} ecr {}", ts.tsval, ts.tsecr));
+                    }
+                    if let Some(ws) = o.window_scale {
+                        opts.push(format!("wscale {ws}"));
+                    }
+                    if !o.sack.is_empty() {
+                        let blocks: Vec<String> =
+                            o.sack.as_slice().iter().map(|(l, r)| format!("{{{l}:{r}}}")).collect();
+                        opts.push(format!("sack {} {}", o.sack.len(), blocks.join("")));
+                    }
+                    if !opts.is_empty() {
+                        write!(f, ", options [{}]", opts.join(","))?;
+                    }
+                    write!(f, ", length {}", t.payload.len())
+                }
+                L4Repr::Udp(u) => {
+                    write!(
+                        f,
+                        "IP {}.{} > {}.{}: UDP, length {}",
+                        ip.src,
+                        u.src_port,
+                        ip.dst,
+                        u.dst_port,
+                        u.payload.len()
+                    )
+                }
+                L4Repr::Icmp(i) => {
+                    write!(f, "IP {} > {}: ICMP ", ip.src, ip.dst)?;
+                    match i {
+                        Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
+                            write!(f, "echo request, id {ident}, seq {seq_no}, length {}", data.len() + 8)
+                        }
+                        Icmpv4Repr::EchoReply { ident, seq_no, data } => {
+                            write!(f, "echo reply, id {ident}, seq {seq_no}, length {}", data.len() + 8)
+                        }
+                        Icmpv4Repr::DstUnreachable { reason, next_hop_mtu, header, .. } => {
+                            write!(f, "{} unreachable ({reason:?}", header.dst)?;
+                            if *next_hop_mtu != 0 {
+                                write!(f, ", mtu {next_hop_mtu}")?;
+                            }
+                            write!(f, ")")
+                        }
+                        Icmpv4Repr::TimeExceeded { reason, header, .. } => {
+                            write!(f, "time exceeded ({reason:?}) for {}", header.dst)
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
