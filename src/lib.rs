@@ -13,4 +13,6 @@
 #![warn(missing_debug_implementations)]
 
 pub mod io;
+pub mod tcp;
+pub mod time;
 pub mod wire;

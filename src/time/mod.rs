@@ -1,0 +1,104 @@
+//! Time as the stack sees it.
+//!
+//! The protocol core never reads a clock: every entry point takes `now: Instant`, and answers
+//! with the next deadline it needs (habit 1 in DESIGN.md). An [`Instant`] is microseconds since
+//! an origin the caller chooses (the runtime's start, or zero in the simulator), so virtual
+//! time and real time are the same type. Durations are `core::time::Duration`.
+
+use core::fmt;
+use core::ops::{Add, AddAssign, Sub};
+pub use core::time::Duration;
+
+/// A point in time: microseconds since the caller's origin.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Instant {
+    micros: u64,
+}
+
+impl Instant {
+    pub const ZERO: Instant = Instant { micros: 0 };
+    /// Later than any deadline the stack sets.
+    pub const FAR_FUTURE: Instant = Instant { micros: u64::MAX };
+
+    pub const fn from_micros(micros: u64) -> Instant {
+        Instant { micros }
+    }
+    pub const fn from_millis(millis: u64) -> Instant {
+        Instant { micros: millis * 1000 }
+    }
+    pub const fn from_secs(secs: u64) -> Instant {
+        Instant { micros: secs * 1_000_000 }
+    }
+    pub const fn as_micros(self) -> u64 {
+        self.micros
+    }
+    pub const fn as_millis(self) -> u64 {
+        self.micros / 1000
+    }
+    /// Time since `earlier`, zero if `earlier` is later.
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+    }
+}
+
+fn micros_of(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    /// Saturates at [`Instant::FAR_FUTURE`].
+    fn add(self, d: Duration) -> Instant {
+        Instant { micros: self.micros.saturating_add(micros_of(d)) }
+    }
+}
+
+impl AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, d: Duration) {
+        *self = *self + d;
+    }
+}
+
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    /// Saturates at zero.
+    fn sub(self, d: Duration) -> Instant {
+        Instant { micros: self.micros.saturating_sub(micros_of(d)) }
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    /// Saturates at zero.
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+    }
+}
+
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates() {
+        let t = Instant::from_millis(5);
+        assert_eq!(t + Duration::from_millis(1), Instant::from_micros(6000));
+        assert_eq!(t - Duration::from_secs(1), Instant::ZERO);
+        assert_eq!(Instant::ZERO - t, Duration::ZERO);
+        assert_eq!(t - Instant::ZERO, Duration::from_millis(5));
+        assert_eq!(Instant::FAR_FUTURE + Duration::from_secs(1), Instant::FAR_FUTURE);
+        assert_eq!(format!("{:?}", Instant::from_micros(1_000_250)), "1.000250s");
+    }
+}
