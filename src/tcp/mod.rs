@@ -9,6 +9,9 @@
 //! * RFC 2018 — SACK. RFC 5961 — blind in-window attacks (challenge ACKs).
 //! * RFC 6528 — initial sequence numbers. RFC 4987 — SYN floods and SYN cookies.
 
+pub mod assembler;
+pub mod congestion;
+pub mod rtt;
 pub mod seq;
 
 pub use seq::SeqNum;
