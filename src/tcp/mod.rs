@@ -10,8 +10,18 @@
 //! * RFC 6528 — initial sequence numbers. RFC 4987 — SYN floods and SYN cookies.
 
 pub mod assembler;
+pub mod buffer;
+pub mod config;
 pub mod congestion;
+pub mod isn;
 pub mod rtt;
 pub mod seq;
+pub mod tcb;
 
+pub use config::{Keepalive, TcpConfig};
+pub use isn::IsnGenerator;
 pub use seq::SeqNum;
+pub use tcb::{reset_for, CloseReason, Event, State, Tcb, TcbStats, TcpError};
+
+#[cfg(test)]
+mod tests;

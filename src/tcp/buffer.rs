@@ -1,0 +1,158 @@
+//! A fixed-capacity byte ring, allocated once: the send buffer (bytes from SND.UNA on, sent or
+//! not) and the receive buffer (in-order bytes the application has not read, with room after
+//! them where out-of-order segments are parked until the gap fills).
+
+/// A ring of bytes with a fixed capacity.
+#[derive(Debug)]
+pub struct RingBuffer {
+    storage: Box<[u8]>,
+    /// Index of the first byte.
+    head: usize,
+    /// Bytes held (from `head`).
+    len: usize,
+}
+
+impl RingBuffer {
+    pub fn new(capacity: usize) -> RingBuffer {
+        RingBuffer { storage: vec![0u8; capacity].into_boxed_slice(), head: 0, len: 0 }
+    }
+    pub fn capacity(&self) -> usize {
+        self.storage.len()
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Room after the held bytes.
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    /// The two slices of storage starting `offset` bytes after the end of the held bytes and
+    /// running `len` bytes (wrapping); `offset + len` must not exceed `free()`.
+    fn after_end_mut(&mut self, offset: usize, len: usize) -> (&mut [u8], &mut [u8]) {
+        debug_assert!(offset + len <= self.free());
+        let cap = self.capacity();
+        if cap == 0 {
+            return (&mut [], &mut []);
+        }
+        let start = (self.head + self.len + offset) % cap;
+        let first = len.min(cap - start);
+        let (a, b) = self.storage.split_at_mut(start);
+        (&mut b[..first], &mut a[..len - first])
+    }
+
+    /// Append as much of `data` as fits; returns how much.
+    pub fn push(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        self.write_after_end(0, &data[..n]);
+        self.len += n;
+        n
+    }
+
+    /// Write `data` at `offset` bytes past the end without taking it into the held bytes (an
+    /// out-of-order segment); what does not fit in `free()` is cut off. Returns bytes written.
+    pub fn write_after_end(&mut self, offset: usize, data: &[u8]) -> usize {
+        if offset >= self.free() {
+            return 0;
+        }
+        let n = data.len().min(self.free() - offset);
+        let (a, b) = self.after_end_mut(offset, n);
+        let split = a.len();
+        a.copy_from_slice(&data[..split]);
+        b.copy_from_slice(&data[split..n]);
+        n
+    }
+
+    /// Take `n` bytes already written past the end (by `write_after_end`) into the held bytes.
+    pub fn commit(&mut self, n: usize) {
+        debug_assert!(n <= self.free());
+        self.len += n.min(self.free());
+    }
+
+    /// Copy held bytes starting at `offset` into `out`, without consuming them.
+    pub fn peek(&self, offset: usize, out: &mut [u8]) -> usize {
+        if offset >= self.len {
+            return 0;
+        }
+        let n = out.len().min(self.len - offset);
+        let cap = self.capacity();
+        let start = (self.head + offset) % cap;
+        let first = n.min(cap - start);
+        out[..first].copy_from_slice(&self.storage[start..start + first]);
+        out[first..n].copy_from_slice(&self.storage[..n - first]);
+        n
+    }
+
+    /// Copy out and consume up to `out.len()` bytes from the front.
+    pub fn pop(&mut self, out: &mut [u8]) -> usize {
+        let n = self.peek(0, out);
+        self.discard(n);
+        n
+    }
+
+    /// Drop `n` bytes from the front (acknowledged data).
+    pub fn discard(&mut self, n: usize) {
+        let n = n.min(self.len);
+        if self.capacity() > 0 {
+            self.head = (self.head + n) % self.capacity();
+        }
+        // `head` is not reset when the ring empties: out-of-order bytes parked past the end
+        // must stay where they were written.
+        self.len -= n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    #[test]
+    fn out_of_order_then_commit() {
+        let mut r = RingBuffer::new(8);
+        assert_eq!(r.push(b"ab"), 2);
+        assert_eq!(r.write_after_end(2, b"ef"), 2); // bytes 4..6
+        assert_eq!(r.write_after_end(0, b"cd"), 2); // fills the gap
+        r.commit(4);
+        let mut out = [0u8; 8];
+        assert_eq!(r.pop(&mut out), 6);
+        assert_eq!(&out[..6], b"abcdef");
+        assert_eq!(r.write_after_end(7, b"xyz"), 1, "cut at capacity");
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..3, 0usize..20), 0..100)) {
+            let mut r = RingBuffer::new(16);
+            let mut model: VecDeque<u8> = VecDeque::new();
+            let mut next = 0u8;
+            for (op, n) in ops {
+                match op {
+                    0 => {
+                        let data: Vec<u8> = (0..n).map(|_| { next = next.wrapping_add(1); next }).collect();
+                        let took = r.push(&data);
+                        prop_assert_eq!(took, n.min(16 - model.len()));
+                        model.extend(&data[..took]);
+                    }
+                    1 => {
+                        let mut out = vec![0u8; n];
+                        let got = r.pop(&mut out);
+                        let want: Vec<u8> = model.drain(..n.min(model.len())).collect();
+                        prop_assert_eq!(&out[..got], &want[..]);
+                    }
+                    _ => {
+                        let mut out = vec![0u8; 5];
+                        let got = r.peek(n, &mut out);
+                        let want: Vec<u8> = model.iter().skip(n).take(5).copied().collect();
+                        prop_assert_eq!(&out[..got], &want[..]);
+                    }
+                }
+                prop_assert_eq!(r.len(), model.len());
+            }
+        }
+    }
+}

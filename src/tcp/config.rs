@@ -1,0 +1,110 @@
+//! Tunables of one connection. Defaults follow what Linux does, so that xtcp behaves the way
+//! peers and scripts written against Linux expect.
+
+use crate::time::Duration;
+
+/// Keep-alive settings (RFC 1122 §4.2.3.6; RFC 9293 §3.8.4). Off unless set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe (Linux `tcp_keepalive_time`: 7200 s).
+    pub idle: Duration,
+    /// Time between unanswered probes (`tcp_keepalive_intvl`: 75 s).
+    pub interval: Duration,
+    /// Unanswered probes before the peer is declared dead (`tcp_keepalive_probes`: 9).
+    pub probes: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive { idle: Duration::from_secs(7200), interval: Duration::from_secs(75), probes: 9 }
+    }
+}
+
+/// Per-connection configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// MSS we advertise: the most payload we accept in one segment (MTU 1500 − 40).
+    pub mss: u16,
+    /// Send buffer, bytes (unacknowledged plus unsent data).
+    pub send_buffer: usize,
+    /// Receive buffer, bytes: the most we advertise, and the room for out-of-order data.
+    pub recv_buffer: usize,
+    /// Offer window scaling (RFC 7323 §2). The shift is the smallest that covers `recv_buffer`.
+    pub window_scaling: bool,
+    /// Offer timestamps (RFC 7323 §3).
+    pub timestamps: bool,
+    /// Offer SACK (RFC 2018); we send SACK blocks for out-of-order data when the peer agrees.
+    pub sack: bool,
+    /// Nagle's algorithm (RFC 1122 §4.2.3.4). On by default; off is TCP_NODELAY.
+    pub nagle: bool,
+    /// Delayed-ACK timer (RFC 1122 §4.2.3.2: under 0.5 s; Linux's minimum is 40 ms).
+    pub delayed_ack: Duration,
+    /// RFC 6298 §2.1: RTO before any RTT sample.
+    pub initial_rto: Duration,
+    /// Lower bound on the RTO (RFC 6298 §2.4 says 1 s; Linux uses 200 ms).
+    pub min_rto: Duration,
+    /// Upper bound on the RTO and on backoff (Linux `TCP_RTO_MAX`: 120 s).
+    pub max_rto: Duration,
+    /// SYN retransmissions before giving up on an active open (Linux `tcp_syn_retries`: 6).
+    pub syn_retries: u32,
+    /// SYN-ACK retransmissions in SYN-RECEIVED (Linux `tcp_synack_retries`: 5).
+    pub synack_retries: u32,
+    /// Retransmissions of the same data before aborting (Linux `tcp_retries2`: 15).
+    pub data_retries: u32,
+    /// TIME-WAIT length, 2·MSL (Linux: a fixed 60 s).
+    pub time_wait: Duration,
+    /// How long FIN-WAIT-2 may last after the application closed (not just shut down
+    /// writing); Linux `tcp_fin_timeout`: 60 s.
+    pub fin_wait2_timeout: Duration,
+    /// Initial congestion window in segments (RFC 6928: 10).
+    pub initial_window: usize,
+    /// Keep-alive, `None` = off (RFC 1122 §4.2.3.6: off by default).
+    pub keepalive: Option<Keepalive>,
+    /// Most separate out-of-order ranges held; a segment that would make more is dropped
+    /// (and counted). Bounds the bookkeeping an attacker can make us do.
+    pub max_ooo_ranges: usize,
+    /// RFC 5961 §7: at most this many challenge ACKs per second.
+    pub challenge_ack_limit: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            mss: 1460,
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            nagle: true,
+            delayed_ack: Duration::from_millis(40),
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(120),
+            syn_retries: 6,
+            synack_retries: 5,
+            data_retries: 15,
+            time_wait: Duration::from_secs(60),
+            fin_wait2_timeout: Duration::from_secs(60),
+            initial_window: 10,
+            keepalive: None,
+            max_ooo_ranges: 32,
+            challenge_ack_limit: 1000,
+        }
+    }
+}
+
+impl TcpConfig {
+    /// RFC 7323 §2.3: the shift we announce, the smallest that lets the window field cover the
+    /// receive buffer, at most 14.
+    pub fn window_shift(&self) -> u8 {
+        if !self.window_scaling {
+            return 0;
+        }
+        let mut shift = 0u8;
+        while shift < 14 && (self.recv_buffer >> shift) > 0xffff {
+            shift += 1;
+        }
+        shift
+    }
+}
