@@ -5,9 +5,12 @@
 //! an origin the caller chooses (the runtime's start, or zero in the simulator), so virtual
 //! time and real time are the same type. Durations are `core::time::Duration`.
 
+pub mod wheel;
+
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};
 pub use core::time::Duration;
+pub use wheel::{StaleHandle, TimerHandle, TimerWheel, WheelFull};
 
 /// A point in time: microseconds since the caller's origin.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
