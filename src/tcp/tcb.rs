@@ -728,6 +728,8 @@ impl Tcb {
     fn accept_syn(&mut self, now: Instant, iss: SeqNum, seg: &TcpRepr<'_>) {
         self.irs = SeqNum(seg.seq);
         self.rcv_nxt = self.irs + 1u32;
+        // Nothing advertised yet: the right edge starts at RCV.NXT.
+        self.rcv_adv = self.rcv_nxt;
         self.iss = iss;
         self.snd_una = iss;
         self.snd_nxt = iss;
@@ -788,6 +790,7 @@ impl Tcb {
         }
         self.irs = SeqNum(seg.seq);
         self.rcv_nxt = self.irs + 1u32;
+        self.rcv_adv = self.rcv_nxt;
         self.negotiate(&seg.options);
         self.snd_wnd = seg.window as u32;
         self.max_snd_wnd = self.snd_wnd;
@@ -1277,7 +1280,10 @@ impl Tcb {
         self.stats.segs_out += 1;
         self.last_send = now;
         let options = self.syn_options(now, is_syn_ack);
+        // RFC 7323 §2.2: the window in a SYN is not scaled.
+        let window = self.recv_buf.free().min(0xffff) as u16;
         let (flags, ack) = if is_syn_ack {
+            self.rcv_adv = self.rcv_nxt + window as u32;
             self.after_ack_sent();
             (TcpFlags::SYN | TcpFlags::ACK, self.rcv_nxt.0)
         } else {
@@ -1289,8 +1295,7 @@ impl Tcb {
             seq: self.iss.0,
             ack,
             flags,
-            // RFC 7323 §2.2: the window in a SYN is not scaled.
-            window: self.recv_buf.free().min(0xffff) as u16,
+            window,
             urgent: 0,
             options,
             payload: &[],
@@ -1342,10 +1347,25 @@ impl Tcb {
             return Some(self.emit(now, seq, TcpFlags::ACK, &mut []));
         }
         if self.ack_now {
-            let seq = self.snd_nxt;
+            let seq = self.ack_seq();
             return Some(self.emit(now, seq, TcpFlags::ACK, &mut []));
         }
         None
+    }
+
+    /// The sequence number of a segment without data. After an RTO SND.NXT is rewound to
+    /// SND.UNA, but the peer may already have received up to SND.MAX: an ACK numbered below
+    /// its RCV.NXT would be unacceptable to it (§3.10.7.4), and if both sides are rewound the
+    /// ACKs that would unstick them are all dropped. So, as BSD does (tcp_output: "use snd_max
+    /// instead of snd_nxt"), use SND.MAX, kept inside the peer's window as Linux does
+    /// (tcp_acceptable_seq).
+    fn ack_seq(&self) -> SeqNum {
+        let wnd_end = self.snd_una + self.snd_wnd;
+        if self.snd_max.le(wnd_end) {
+            self.snd_max
+        } else {
+            wnd_end.max(self.snd_nxt)
+        }
     }
 
     /// Send data (and FIN) from SND.NXT if the windows and Nagle/SWS allow.

@@ -851,6 +851,39 @@ mod established {
         assert_eq!(t.tcb.recv_available(), 3);
     }
 
+    /// The window offered from the first segment on is the receive buffer, no more (found by
+    /// the simulator: the right edge once started from an uninitialised value).
+    #[test]
+    fn advertised_window_is_the_buffer_from_the_start() {
+        let mut t = T::listener(TcpConfig { recv_buffer: 1000, ..cfg() });
+        t.input(seg(F::SYN).seq(PEER_ISS).ack(0));
+        let sa = t.output().unwrap();
+        assert_eq!(sa.window, 1000);
+        t.input(seg(F::ACK).seq(PEER_ISS + 1).ack(sa.seq + 1).data(&[0u8; 400]));
+        t.at(40);
+        let a = t.output().unwrap();
+        assert_eq!((a.ack, a.window), (PEER_ISS + 401, 600));
+    }
+
+    /// After an RTO rewinds SND.NXT, a pure ACK still carries SND.MAX: the peer may have all
+    /// we sent, and would drop an ACK numbered below its RCV.NXT (found by the simulator:
+    /// two rewound sides dropped each other's ACKs forever).
+    #[test]
+    fn pure_ack_after_rto_is_numbered_snd_max() {
+        let mut t = T::established(TcpConfig { nagle: false, ..cfg() });
+        t.tcb.send(&[1u8; 3000]).unwrap();
+        assert_eq!(t.outputs().len(), 3);
+        let rto = t.tcb.rto().as_millis() as u64;
+        t.at(rto);
+        let r = t.output().unwrap();
+        assert_eq!(r.seq, ISS + 1, "go back to SND.UNA");
+        t.input(seg(F::ACK | F::PSH).data(b"x"));
+        t.at(rto + 40);
+        let a = t.outputs();
+        let ack = a.iter().find(|o| o.payload.is_empty()).expect("a pure ACK");
+        assert_eq!(ack.seq, ISS + 3001);
+    }
+
     /// RFC 7323 §2: with window scaling the window field is shifted both ways.
     #[test]
     fn window_scaling_applies_both_ways() {

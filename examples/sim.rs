@@ -1,0 +1,117 @@
+//! Replay simulator runs outside CI.
+//!
+//! ```sh
+//! cargo run --release --example sim -- --seeds 1000000..1010000 --profile lossy
+//! cargo run --release --example sim -- --seeds 0..200 --profile all
+//! cargo run --release --example sim -- --table      # 10 MB one way at 0/1/5/20 % loss
+//! ```
+
+#[path = "../tests/sim/mod.rs"]
+mod sim;
+
+use clap::Parser;
+use sim::{run, Overrides, Profile};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(about = "Run the deterministic two-endpoint TCP simulator")]
+struct Args {
+    /// Seed range, START..END.
+    #[arg(long, default_value = "0..100")]
+    seeds: String,
+    /// Profile name, or `all`.
+    #[arg(long, default_value = "all")]
+    profile: String,
+    /// Print one line per run.
+    #[arg(long)]
+    verbose: bool,
+    /// Instead of seeds: 10 MB one way at 0, 1, 5 and 20 % loss; virtual time and retransmits.
+    #[arg(long)]
+    table: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.table {
+        return table();
+    }
+    let Some((a, b)) = args.seeds.split_once("..") else {
+        eprintln!("--seeds wants START..END");
+        return ExitCode::FAILURE;
+    };
+    let (Ok(start), Ok(end)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+        eprintln!("--seeds wants START..END with numbers");
+        return ExitCode::FAILURE;
+    };
+    let profiles = if args.profile == "all" {
+        Profile::all()
+    } else {
+        match Profile::named(&args.profile) {
+            Some(p) => vec![p],
+            None => {
+                let names: Vec<_> = Profile::all().iter().map(|p| p.name).collect();
+                eprintln!("unknown profile {}; one of: all {}", args.profile, names.join(" "));
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let t0 = std::time::Instant::now();
+    for p in &profiles {
+        for seed in start..end {
+            match run(seed, p, &Overrides::default()) {
+                Ok(o) => {
+                    ok += 1;
+                    if args.verbose {
+                        println!(
+                            "ok seed {} {} {:?} bytes {:?} in {:?} virtual, {} packets, retransmits {:?}",
+                            o.seed, o.profile, o.plan, o.bytes, o.virtual_time, o.packets, o.retransmits
+                        );
+                    }
+                }
+                Err(f) => {
+                    failed += 1;
+                    println!("FAILED {f}");
+                }
+            }
+        }
+    }
+    println!("{ok} passed, {failed} failed ({:.1} s real time)", t0.elapsed().as_secs_f64());
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn table() -> ExitCode {
+    let clean = Profile::named("clean").expect("clean profile");
+    println!("10 MB one way, MSS 1460, 1 MB buffers, 5 ms one-way delay (10 ms RTT), loss on both directions");
+    println!("{:>6}  {:>14}  {:>12}  {:>10}", "loss", "virtual time", "retransmits", "Mbit/s");
+    for loss in [0.0, 0.01, 0.05, 0.20] {
+        let ov = Overrides {
+            one_way_bytes: Some(10_000_000),
+            loss: Some(loss),
+            mss: Some(1460),
+            buffer: Some(1 << 20),
+            max_steps: Some(50_000_000),
+        };
+        match run(1, &clean, &ov) {
+            Ok(o) => {
+                let secs = o.virtual_time.as_secs_f64();
+                println!(
+                    "{:>5}%  {:>12.2} s  {:>12}  {:>10.1}",
+                    loss * 100.0,
+                    secs,
+                    o.retransmits[0],
+                    10_000_000.0 * 8.0 / secs / 1e6
+                );
+            }
+            Err(f) => {
+                println!("FAILED {f}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
