@@ -309,8 +309,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
         }
 
         // The applications: write what fits, read what is there, shut down per plan.
-        for i in 0..2 {
-            let s = &mut sides[i];
+        for (i, s) in sides.iter_mut().enumerate() {
             while let Some(ev) = s.tcb.poll_event() {
                 if let Event::Closed(r) = ev {
                     s.closed = Some(r);
