@@ -85,26 +85,40 @@ fn main() -> ExitCode {
 }
 
 fn table() -> ExitCode {
-    let clean = Profile::named("clean").expect("clean profile");
-    println!("10 MB one way, MSS 1460, 1 MB buffers, 5 ms one-way delay (10 ms RTT), loss on both directions");
-    println!("{:>6}  {:>14}  {:>12}  {:>10}", "loss", "virtual time", "retransmits", "Mbit/s");
-    for loss in [0.0, 0.01, 0.05, 0.20] {
+    // A 1 Gbit/s link, so that segments are spaced as on a wire rather than arriving in
+    // zero-time bursts.
+    let clean = Profile { bandwidth: Some(125_000_000), ..Profile::named("clean").expect("clean profile") };
+    println!("10 MB one way over a 1 Gbit/s link, 5 ms one-way delay (10 ms RTT), MSS 1460, 1 MB buffers,");
+    println!("loss on both directions;");
+    println!("virtual time from the first SYN until the receiver has read the last byte");
+    println!(
+        "{:>6}  {:>14}  {:>12}  {:>10}  {:>10}  {:>10}",
+        "loss", "transfer time", "retransmits", "Mbit/s", "fast rtx", "RTOs"
+    );
+    let losses: Vec<f64> = match std::env::var("SIM_TABLE_LOSS") {
+        Ok(v) => v.split(',').filter_map(|x| x.parse().ok()).collect(),
+        Err(_) => vec![0.0, 0.01, 0.05, 0.20],
+    };
+    for loss in losses {
         let ov = Overrides {
             one_way_bytes: Some(10_000_000),
             loss: Some(loss),
             mss: Some(1460),
             buffer: Some(1 << 20),
             max_steps: Some(50_000_000),
+            all_options: true,
         };
         match run(1, &clean, &ov) {
             Ok(o) => {
-                let secs = o.virtual_time.as_secs_f64();
+                let secs = o.transfer_time.as_secs_f64();
                 println!(
-                    "{:>5}%  {:>12.2} s  {:>12}  {:>10.1}",
+                    "{:>5}%  {:>12.2} s  {:>12}  {:>10.1}  {:>10}  {:>10}",
                     loss * 100.0,
                     secs,
                     o.retransmits[0],
-                    10_000_000.0 * 8.0 / secs / 1e6
+                    10_000_000.0 * 8.0 / secs / 1e6,
+                    o.stats[0].fast_retransmits,
+                    o.stats[0].rto_expirations
                 );
             }
             Err(f) => {

@@ -147,7 +147,8 @@ impl NewReno {
 
     /// An ACK advanced SND.UNA (to `snd_una`) by `newly_acked` bytes, outside recovery.
     ///
-    /// Slow start adds min(newly_acked, SMSS) per ACK. Congestion avoidance counts bytes
+    /// Slow start adds every byte acknowledged, up to ssthresh (see below). Congestion
+    /// avoidance counts bytes
     /// (RFC 3465 §2.1): it adds one SMSS each time a cwnd's worth of bytes has been acknowledged,
     /// which is one SMSS per RTT however the receiver spaces or delays its ACKs. (The
     /// per-ACK formula SMSS·SMSS/cwnd grows too slowly under delayed ACKs and too fast under
@@ -166,9 +167,14 @@ impl NewReno {
         }
         self.untouched = false;
         if self.cwnd < self.ssthresh {
-            // RFC 5681 §3.1 eq. (2): cwnd += min(N, SMSS), i.e. RFC 3465 §2.2 with L = 1·SMSS.
-            // Capping at one SMSS per ACK limits the burst a stretch ACK could release.
-            self.cwnd = self.cwnd.saturating_add(newly_acked.min(self.smss));
+            // RFC 3465 §2.2 (Appropriate Byte Counting) without the per-ACK limit L, as Linux's
+            // tcp_slow_start does: cwnd grows by what was acknowledged, up to ssthresh. RFC 5681
+            // §3.1 eq. (2) caps it at one SMSS per ACK, but a receiver that processes frames in
+            // bursts (ours, or Linux with GRO) sends one stretch ACK per burst, and with the cap
+            // slow start would grow by one segment per RTT instead of doubling. Counting bytes,
+            // not ACKs, still resists ACK division.
+            let room = self.ssthresh - self.cwnd;
+            self.cwnd = self.cwnd.saturating_add(newly_acked.min(room));
         } else {
             // RFC 5681 §3.1: "The RECOMMENDED way to increase cwnd during congestion avoidance
             // is to count the number of bytes that have been acknowledged"; RFC 3465 §2.1: when
@@ -362,22 +368,22 @@ mod tests {
     }
 
     #[test]
-    fn slow_start_counts_at_most_one_smss_per_ack() {
-        // RFC 3465 L = 1·SMSS: delayed ACKs covering two segments each grow cwnd by 1.5× per
-        // RTT, not 2×, and a stretch ACK of the whole window adds only one SMSS.
+    fn slow_start_counts_bytes_so_stretch_acks_double_cwnd() {
+        // Delayed ACKs covering two segments each still double cwnd per RTT, and so does one
+        // stretch ACK for a whole window (a receiver that ACKs once per burst).
         let mut cc = reno();
         let mut una = SeqNum(1);
         for _ in 0..5 {
             una += 2 * MSS;
             cc.on_ack(2 * MSS, una);
         }
-        assert_eq!(cc.cwnd(), 15 * MSS);
-        una += 15 * MSS;
-        cc.on_ack(15 * MSS, una);
-        assert_eq!(cc.cwnd(), 16 * MSS);
+        assert_eq!(cc.cwnd(), 20 * MSS);
+        una += 20 * MSS;
+        cc.on_ack(20 * MSS, una);
+        assert_eq!(cc.cwnd(), 40 * MSS);
         // Small ACKs add what they acknowledge.
         cc.on_ack(100, una + 100u32);
-        assert_eq!(cc.cwnd(), 16 * MSS + 100);
+        assert_eq!(cc.cwnd(), 40 * MSS + 100);
     }
 
     /// Puts `cc` into congestion avoidance with cwnd = ssthresh = `window`.

@@ -226,6 +226,8 @@ pub struct Tcb {
 
     // What the next poll_transmit owes the peer.
     ack_now: bool,
+    /// Duplicate ACKs owed for out-of-order segments received since the last transmit.
+    dup_acks_owed: u32,
     unacked_segs: u32,
     send_syn: bool,
     fast_rtx: bool,
@@ -306,6 +308,7 @@ impl Tcb {
             cc,
             last_send: now,
             ack_now: false,
+            dup_acks_owed: 0,
             unacked_segs: 0,
             send_syn: false,
             fast_rtx: false,
@@ -538,6 +541,11 @@ impl Tcb {
         self.persist_deadline = None;
         self.keepalive_deadline = None;
         self.close_deadline = None;
+        // Nothing can be sent any more, nor out-of-order data completed: let both go. (In-order
+        // data already received stays readable.)
+        let queued = self.send_buf.len();
+        self.send_buf.discard(queued);
+        self.assembler.clear();
     }
 
     /// §3.10.7.4: a passive open whose SYN-RECEIVED is reset goes back to LISTEN.
@@ -1128,9 +1136,12 @@ impl Tcb {
             self.events |= EV_READABLE;
         }
         if offset > 0 {
-            // RFC 5681 §4.2: an out-of-order segment is ACKed at once (a duplicate ACK).
+            // RFC 5681 §4.2: an out-of-order segment is ACKed at once (a duplicate ACK). Each
+            // one gets its own, even when a burst of them is processed before we transmit: the
+            // sender counts duplicates to detect the loss (RFC 5681 §3.2).
             self.stats.out_of_order_in += 1;
             self.ack_now = true;
+            self.dup_acks_owed = self.dup_acks_owed.saturating_add(1);
         } else if had_holes {
             // RFC 5681 §4.2: a segment that fills (part of) a gap is ACKed at once.
             self.ack_now = true;
@@ -1495,7 +1506,9 @@ impl Tcb {
     }
 
     fn after_ack_sent(&mut self) {
-        self.ack_now = false;
+        self.dup_acks_owed = self.dup_acks_owed.saturating_sub(1);
+        // More duplicates owed keep the ACK flag up; each costs one segment in.
+        self.ack_now = self.dup_acks_owed > 0;
         self.unacked_segs = 0;
         self.delack_deadline = None;
         self.last_ack_sent = self.rcv_nxt;

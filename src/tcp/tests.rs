@@ -663,9 +663,9 @@ mod established {
         // ACK of the first two segments opens room for more (slow start).
         t.at(10);
         t.input(seg(F::ACK).ack(ISS + 1 + 2 * 1460));
-        // Two segments left the network and cwnd grew by one SMSS (RFC 5681 §3.1: at most one
-        // SMSS per ACK, RFC 3465 L=1): three more go.
-        assert_eq!(t.outputs().len(), 3);
+        // Two segments left the network and slow start grew cwnd by the two acknowledged
+        // (byte counting, RFC 3465): four more go.
+        assert_eq!(t.outputs().len(), 4);
     }
 
     /// RFC 6298: the RTO comes from measured RTT (min 200 ms, Linux), doubles on each

@@ -130,8 +130,12 @@ pub struct Outcome {
     pub profile: &'static str,
     pub plan: ClosePlan,
     pub bytes: [usize; 2],
+    /// From the first SYN until both sides have read every byte.
+    pub transfer_time: Duration,
+    /// From the first SYN until both sides are CLOSED (TIME-WAIT included).
     pub virtual_time: Duration,
     pub retransmits: [u64; 2],
+    pub stats: [xtcp::tcp::TcbStats; 2],
     pub steps: u64,
     pub packets: u64,
     pub dropped: u64,
@@ -212,6 +216,8 @@ pub struct Overrides {
     pub mss: Option<u16>,
     pub buffer: Option<usize>,
     pub max_steps: Option<u64>,
+    /// Every option on (window scaling, timestamps, SACK), Nagle on.
+    pub all_options: bool,
 }
 
 /// Run one seed of a profile.
@@ -232,14 +238,15 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
         None => [rng.random_range(0..=profile.max_bytes), rng.random_range(0..=profile.max_bytes)],
     };
     let loss = ov.loss.unwrap_or(profile.loss);
+    let all = ov.all_options;
     let mk_cfg = |rb: usize, sb: usize, rng: &mut ChaCha8Rng| TcpConfig {
         mss,
         recv_buffer: rb,
         send_buffer: sb.max(1),
-        nagle: rng.random_bool(0.5),
-        timestamps: rng.random_bool(0.8),
-        sack: rng.random_bool(0.8),
-        window_scaling: rng.random_bool(0.8),
+        nagle: all || rng.random_bool(0.5),
+        timestamps: all || rng.random_bool(0.8),
+        sack: all || rng.random_bool(0.8),
+        window_scaling: all || rng.random_bool(0.8),
         // The simulator checks correctness, not Linux's retry budget: at 30 % loss each way an
         // exchange fails half the time, and 7 failed SYN rounds (the default 6 retries) would
         // end about 1 run in 100 with a legitimate timeout.
@@ -282,8 +289,10 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
         profile: profile.name,
         plan,
         bytes,
+        transfer_time: Duration::ZERO,
         virtual_time: Duration::ZERO,
         retransmits: [0, 0],
+        stats: Default::default(),
         steps: 0,
         packets: 0,
         dropped: 0,
@@ -420,6 +429,10 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
             }
         }
 
+        if out.transfer_time.is_zero() && sides[0].received == bytes[1] && sides[1].received == bytes[0] {
+            out.transfer_time = now - start;
+        }
+
         // Finished?
         if sides.iter().all(|s| s.tcb.state() == State::Closed) && link.is_empty() {
             break;
@@ -495,7 +508,15 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
         if s.tcb.poll_timeout().is_some() {
             return Err(fail(format!("side {i} left a timer behind")));
         }
+        if s.tcb.send_queued() != 0 || s.tcb.recv_available() != 0 {
+            return Err(fail(format!(
+                "side {i} left data behind: {} to send, {} unread",
+                s.tcb.send_queued(),
+                s.tcb.recv_available()
+            )));
+        }
         out.retransmits[i] = s.tcb.stats().retransmits;
+        out.stats[i] = *s.tcb.stats();
     }
     if profile.is_clean() && ov.loss.unwrap_or(0.0) == 0.0 && out.retransmits != [0, 0] {
         return Err(fail(format!("retransmissions on a clean link: {:?}", out.retransmits)));
