@@ -1,4 +1,56 @@
-//! Devices and their backends. For now: the pcap file format, for the `--pcap` tap and the
-//! `xtcp decode` diagnostic.
+//! Devices: where frames come from and go to.
+//!
+//! A [`Device`] owns a pool of fixed-size frame buffers (for AF_XDP, the UMEM; for DPDK,
+//! mbufs; for [`mem`], plain memory) and hands the stack [`Frame`]s: small handles naming one
+//! buffer and the bytes in use. Frames move, they are not copied: a received frame is read in
+//! place and given back with [`Device::recycle`]; a frame to send is taken with
+//! [`Device::alloc_tx`], written in place and passed to [`Device::tx_burst`], which owns it
+//! from then on. Everything is batched (habit 10): bursts in, bursts out, one flush per burst.
+//!
+//! Unsafe code, where a backend needs it, lives here and only here (habit 4).
 
 pub mod pcap;
+
+use crate::wire::{MacAddr, RxChecksum};
+
+/// A frame buffer of a device's pool, and the part of it in use (`offset..offset + len`).
+///
+/// Not `Clone`: a frame has one owner at a time (the device, the stack, or the application
+/// holding received payload), which is what makes handing it around without copies safe.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Which buffer of the pool.
+    pub index: u32,
+    /// Start of the used bytes inside the buffer (headroom before it).
+    pub offset: u32,
+    /// Bytes in use.
+    pub len: u32,
+}
+
+/// What a device can do for the stack.
+pub trait Device {
+    /// Bytes in one frame buffer (the largest frame, headroom included).
+    fn frame_capacity(&self) -> usize;
+    /// The device's MAC address.
+    fn mac(&self) -> MacAddr;
+    /// How received checksums should be treated (veth leaves L4 checksums partial, for one).
+    fn rx_checksum(&self) -> RxChecksum {
+        RxChecksum::Verify
+    }
+    /// Append up to `max` received frames to `out`; returns how many.
+    fn rx_burst(&mut self, out: &mut Vec<Frame>, max: usize) -> usize;
+    /// The used bytes of a frame.
+    fn frame(&self, f: &Frame) -> &[u8];
+    /// The whole buffer of a frame, for writing (set `offset`/`len` to what was written).
+    fn buffer_mut(&mut self, f: &Frame) -> &mut [u8];
+    /// Give a frame back to the pool (a received frame after use, or an unsent TX frame).
+    fn recycle(&mut self, f: Frame);
+    /// A free frame to transmit into, or `None` when the pool is exhausted (a bound, counted
+    /// by the caller).
+    fn alloc_tx(&mut self) -> Option<Frame>;
+    /// Queue frames for transmission, taking them from the front of `frames`; returns how many
+    /// were taken (the rest stay, for the next burst, when the TX ring is full).
+    fn tx_burst(&mut self, frames: &mut Vec<Frame>) -> usize;
+    /// Make queued frames go (the kick of a copy-mode AF_XDP socket). One per burst.
+    fn flush(&mut self) {}
+}
