@@ -13,6 +13,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod io;
+pub mod stack;
 pub mod tcp;
 pub mod time;
 pub mod wire;

@@ -9,6 +9,7 @@
 //!
 //! Unsafe code, where a backend needs it, lives here and only here (habit 4).
 
+pub mod mem;
 pub mod pcap;
 
 use crate::wire::{MacAddr, RxChecksum};

@@ -1,0 +1,361 @@
+//! An in-memory link: two [`MemDevice`]s joined by a wire with seeded faults (loss,
+//! duplication, reordering, delay and jitter, corruption) — the simulator's link, for whole
+//! stacks. Single-threaded and deterministic: time is whatever [`MemLink::set_now`] says, and
+//! every fault comes from a seeded generator, so a run replays from its seed.
+//!
+//! Each device has its own pool of frame buffers, allocated up front. "Receiving" copies the
+//! bytes off the wire into a pool frame, as a NIC's DMA would; transmitting copies them onto
+//! the wire and returns the frame to the pool.
+
+use super::{Device, Frame};
+use crate::time::{Duration, Instant};
+use crate::wire::MacAddr;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
+use std::collections::BinaryHeap;
+use std::rc::Rc;
+
+/// Impairments of the wire, per direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    pub loss: f64,
+    pub duplicate: f64,
+    /// Probability that a frame is held back by `reorder_delay` (and so overtaken).
+    pub reorder: f64,
+    pub reorder_delay: Duration,
+    pub corrupt: f64,
+    pub delay: Duration,
+    pub jitter: Duration,
+    /// Frames in flight per direction before the wire drops (a queue bound).
+    pub capacity: usize,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: Duration::from_millis(5),
+            corrupt: 0.0,
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            capacity: 65536,
+        }
+    }
+}
+
+/// What happened on the wire (both directions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireStats {
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub corrupted: u64,
+    pub overflowed: u64,
+}
+
+struct InFlight {
+    at: Instant,
+    order: u64,
+    bytes: Vec<u8>,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.order) == (o.at, o.order)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, o: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, o: &Self) -> core::cmp::Ordering {
+        (o.at, o.order).cmp(&(self.at, self.order)) // earliest first in a max-heap
+    }
+}
+
+struct Wire {
+    now: Instant,
+    rng: ChaCha8Rng,
+    faults: [Faults; 2],
+    /// Frames travelling towards device 0 and device 1.
+    queues: [BinaryHeap<InFlight>; 2],
+    order: u64,
+    stats: WireStats,
+}
+
+impl Wire {
+    /// A frame sent by device `from` onto the wire.
+    fn send(&mut self, from: usize, bytes: &[u8]) {
+        let to = 1 - from;
+        let f = self.faults[from].clone();
+        self.stats.sent += 1;
+        if self.rng.random_bool(f.loss.clamp(0.0, 1.0)) {
+            self.stats.lost += 1;
+            return;
+        }
+        let copies = if self.rng.random_bool(f.duplicate.clamp(0.0, 1.0)) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            if self.queues[to].len() >= f.capacity {
+                self.stats.overflowed += 1;
+                continue;
+            }
+            let mut b = bytes.to_vec();
+            if !b.is_empty() && self.rng.random_bool(f.corrupt.clamp(0.0, 1.0)) {
+                let at = self.rng.random_range(0..b.len());
+                b[at] ^= self.rng.random_range(1..=255u8);
+                self.stats.corrupted += 1;
+            }
+            let mut at = self.now + f.delay;
+            if !f.jitter.is_zero() {
+                at += Duration::from_micros(self.rng.random_range(0..=f.jitter.as_micros() as u64));
+            }
+            if self.rng.random_bool(f.reorder.clamp(0.0, 1.0)) {
+                at += f.reorder_delay;
+            }
+            self.order += 1;
+            self.queues[to].push(InFlight { at, order: self.order, bytes: b });
+        }
+    }
+}
+
+/// The shared wire of a device pair; the test or simulator drives its clock.
+#[derive(Clone)]
+pub struct MemLink {
+    wire: Rc<RefCell<Wire>>,
+}
+
+impl core::fmt::Debug for MemLink {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemLink").field("stats", &self.stats()).finish()
+    }
+}
+
+impl MemLink {
+    /// Two devices joined by a wire with the given faults in each direction (`faults[0]`:
+    /// frames device 0 sends).
+    pub fn pair(
+        seed: u64,
+        faults: [Faults; 2],
+        macs: [MacAddr; 2],
+        frames: usize,
+        frame_size: usize,
+    ) -> (MemLink, MemDevice, MemDevice) {
+        let wire = Rc::new(RefCell::new(Wire {
+            now: Instant::ZERO,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            faults,
+            queues: [BinaryHeap::new(), BinaryHeap::new()],
+            order: 0,
+            stats: WireStats::default(),
+        }));
+        let link = MemLink { wire };
+        let a = MemDevice::new(link.clone(), 0, macs[0], frames, frame_size);
+        let b = MemDevice::new(link.clone(), 1, macs[1], frames, frame_size);
+        (link, a, b)
+    }
+
+    pub fn set_now(&self, now: Instant) {
+        self.wire.borrow_mut().now = now;
+    }
+
+    pub fn now(&self) -> Instant {
+        self.wire.borrow().now
+    }
+
+    /// Change the faults of frames sent by device `from`.
+    pub fn set_faults(&self, from: usize, faults: Faults) {
+        self.wire.borrow_mut().faults[from] = faults;
+    }
+
+    /// When the next frame in flight arrives, if any.
+    pub fn next_arrival(&self) -> Option<Instant> {
+        let w = self.wire.borrow();
+        w.queues.iter().filter_map(|q| q.peek().map(|f| f.at)).min()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        let w = self.wire.borrow();
+        w.queues.iter().map(|q| q.len()).sum()
+    }
+
+    pub fn stats(&self) -> WireStats {
+        self.wire.borrow().stats
+    }
+}
+
+/// One end of a [`MemLink`].
+pub struct MemDevice {
+    link: MemLink,
+    side: usize,
+    mac: MacAddr,
+    storage: Vec<u8>,
+    frame_size: usize,
+    free: Vec<u32>,
+}
+
+impl core::fmt::Debug for MemDevice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemDevice").field("side", &self.side).field("free_frames", &self.free.len()).finish()
+    }
+}
+
+impl MemDevice {
+    fn new(link: MemLink, side: usize, mac: MacAddr, frames: usize, frame_size: usize) -> MemDevice {
+        MemDevice {
+            link,
+            side,
+            mac,
+            storage: vec![0u8; frames * frame_size],
+            frame_size,
+            free: (0..frames as u32).rev().collect(),
+        }
+    }
+
+    /// Frames of the pool not in use (by the stack or the application).
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    fn range(&self, index: u32) -> core::ops::Range<usize> {
+        let start = index as usize * self.frame_size;
+        start..start + self.frame_size
+    }
+}
+
+impl Device for MemDevice {
+    fn frame_capacity(&self) -> usize {
+        self.frame_size
+    }
+
+    fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn rx_burst(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let bytes = {
+                let mut w = self.link.wire.borrow_mut();
+                let now = w.now;
+                let q = &mut w.queues[self.side];
+                match q.peek() {
+                    Some(f) if f.at <= now => {}
+                    _ => break,
+                }
+                let f = q.pop().expect("peeked");
+                w.stats.delivered += 1;
+                f.bytes
+            };
+            // No free frame: the NIC would drop it (fill ring empty). Counted on the wire.
+            let Some(index) = self.free.pop() else {
+                self.link.wire.borrow_mut().stats.overflowed += 1;
+                continue;
+            };
+            let len = bytes.len().min(self.frame_size);
+            let r = self.range(index);
+            self.storage[r.start..r.start + len].copy_from_slice(&bytes[..len]);
+            out.push(Frame { index, offset: 0, len: len as u32 });
+            n += 1;
+        }
+        n
+    }
+
+    fn frame(&self, f: &Frame) -> &[u8] {
+        let r = self.range(f.index);
+        let start = r.start + f.offset as usize;
+        &self.storage[start..start + f.len as usize]
+    }
+
+    fn buffer_mut(&mut self, f: &Frame) -> &mut [u8] {
+        let r = self.range(f.index);
+        &mut self.storage[r]
+    }
+
+    fn recycle(&mut self, f: Frame) {
+        debug_assert!(!self.free.contains(&f.index), "frame {} recycled twice", f.index);
+        self.free.push(f.index);
+    }
+
+    fn alloc_tx(&mut self) -> Option<Frame> {
+        self.free.pop().map(|index| Frame { index, offset: 0, len: 0 })
+    }
+
+    fn tx_burst(&mut self, frames: &mut Vec<Frame>) -> usize {
+        let n = frames.len();
+        for f in frames.drain(..) {
+            let r = self.range(f.index);
+            let start = r.start + f.offset as usize;
+            let bytes = &self.storage[start..start + f.len as usize];
+            self.link.wire.borrow_mut().send(self.side, bytes);
+            self.free.push(f.index);
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(faults: Faults) -> (MemLink, MemDevice, MemDevice) {
+        MemLink::pair(7, [faults.clone(), faults], [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])], 8, 256)
+    }
+
+    fn send(d: &mut MemDevice, payload: &[u8]) {
+        let f = d.alloc_tx().unwrap();
+        d.buffer_mut(&f)[..payload.len()].copy_from_slice(payload);
+        let mut v = vec![Frame { len: payload.len() as u32, ..f }];
+        assert_eq!(d.tx_burst(&mut v), 1);
+    }
+
+    #[test]
+    fn frames_cross_after_the_delay_and_pool_is_bounded() {
+        let (link, mut a, mut b) = pair(Faults { delay: Duration::from_millis(1), ..Faults::default() });
+        send(&mut a, b"hello");
+        let mut rx = Vec::new();
+        assert_eq!(b.rx_burst(&mut rx, 64), 0, "not before the delay");
+        link.set_now(Instant::from_millis(1));
+        assert_eq!(b.rx_burst(&mut rx, 64), 1);
+        assert_eq!(b.frame(&rx[0]), b"hello");
+        assert_eq!(b.free_frames(), 7);
+        b.recycle(rx.pop().unwrap());
+        assert_eq!(b.free_frames(), 8);
+        // A full pool drops what arrives (a NIC with an empty fill ring).
+        let held: Vec<_> = (0..8).map(|_| b.alloc_tx().unwrap()).collect();
+        send(&mut a, b"x");
+        link.set_now(Instant::from_millis(2));
+        assert_eq!(b.rx_burst(&mut rx, 64), 0);
+        assert_eq!(link.stats().overflowed, 1);
+        drop(held);
+    }
+
+    #[test]
+    fn loss_and_duplication_are_seeded() {
+        let (link, mut a, mut b) = pair(Faults { loss: 0.5, duplicate: 0.2, ..Faults::default() });
+        for _ in 0..200 {
+            send(&mut a, b"p");
+            let mut rx = Vec::new();
+            b.rx_burst(&mut rx, 64);
+            for f in rx {
+                b.recycle(f);
+            }
+        }
+        let s = link.stats();
+        assert_eq!(s.sent, 200);
+        assert!(s.lost > 60 && s.lost < 140, "{s:?}");
+        assert!(s.duplicated > 0);
+        assert_eq!(s.delivered, 200 - s.lost + s.duplicated);
+    }
+}

@@ -1,0 +1,82 @@
+//! Per-core counters, in the manner of `netstat -s`: every frame the stack receives is either
+//! handled or counted under the reason it was dropped.
+
+use crate::wire;
+
+/// Counters of one core's stack. Plain integers: one core owns them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+
+    // Drops of received frames, by reason.
+    pub drop_truncated: u64,
+    pub drop_malformed: u64,
+    pub drop_bad_checksum: u64,
+    pub drop_fragment: u64,
+    pub drop_unsupported: u64,
+    /// Unicast to another MAC, or IPv4 to another address.
+    pub drop_not_for_us: u64,
+    /// UDP to us (no UDP sockets yet).
+    pub drop_udp: u64,
+
+    // TCP.
+    pub tcp_segs_in: u64,
+    pub tcp_segs_out: u64,
+    pub tcp_rsts_in: u64,
+    pub tcp_rsts_out: u64,
+    pub tcp_retransmits: u64,
+    pub tcp_active_opens: u64,
+    pub tcp_passive_opens: u64,
+    /// Opens that never reached ESTABLISHED (refused, timed out, reset in SYN-RECEIVED).
+    pub tcp_failed_opens: u64,
+    /// Established connections ended by a reset (either way) or a timeout.
+    pub tcp_resets: u64,
+    /// Segments for no connection and no listener (answered with a reset).
+    pub tcp_no_socket: u64,
+    pub tcp_syn_queue_full: u64,
+    pub tcp_accept_queue_full: u64,
+    /// SYNs refused because the connection table was full.
+    pub tcp_table_full: u64,
+
+    // ARP.
+    pub arp_requests_in: u64,
+    pub arp_replies_in: u64,
+    pub arp_requests_out: u64,
+    pub arp_replies_out: u64,
+    /// Frames dropped while waiting for an ARP reply (queue full or never resolved).
+    pub arp_queue_drops: u64,
+
+    // ICMP.
+    pub icmp_echo_in: u64,
+    pub icmp_echo_out: u64,
+    /// Destination-unreachable and time-exceeded messages about one of our connections
+    /// (RFC 1122 §4.2.3.9: soft errors, the connection goes on).
+    pub icmp_errors_in: u64,
+
+    /// A TX frame was needed and the pool had none.
+    pub tx_pool_empty: u64,
+}
+
+impl Counters {
+    pub(crate) fn count_wire_error(&mut self, e: wire::Error) {
+        match e {
+            wire::Error::Truncated => self.drop_truncated += 1,
+            wire::Error::Malformed => self.drop_malformed += 1,
+            wire::Error::BadChecksum => self.drop_bad_checksum += 1,
+            wire::Error::Fragmented => self.drop_fragment += 1,
+            wire::Error::Unsupported | wire::Error::BufferTooSmall => self.drop_unsupported += 1,
+        }
+    }
+
+    /// Every received frame that was dropped, whatever the reason.
+    pub fn drops(&self) -> u64 {
+        self.drop_truncated
+            + self.drop_malformed
+            + self.drop_bad_checksum
+            + self.drop_fragment
+            + self.drop_unsupported
+            + self.drop_not_for_us
+            + self.drop_udp
+    }
+}

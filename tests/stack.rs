@@ -1,0 +1,365 @@
+//! Two whole stacks over the in-memory link (io::mem): connect, accept, transfer, close through
+//! the public API, with and without faults; ARP, ICMP and resets; misuse of the API.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use xtcp::io::mem::{Faults, MemDevice, MemLink};
+use xtcp::io::{Device, Frame};
+use xtcp::stack::{Handle, Stack, StackConfig, StackError, StackEvent};
+use xtcp::tcp::{CloseReason, State, TcpError};
+use xtcp::time::{Duration, Instant};
+use xtcp::wire::{
+    EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr, L4Repr, MacAddr, NetRepr, RxChecksum,
+};
+
+const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+struct Pair {
+    link: MemLink,
+    a: Stack<MemDevice>,
+    b: Stack<MemDevice>,
+    now: Instant,
+    events: Vec<(char, Handle, StackEvent)>,
+}
+
+fn config(ip: Ipv4Addr, seed: u8) -> StackConfig {
+    StackConfig::new(ip, 24, [seed; 16])
+}
+
+impl Pair {
+    fn new(faults: Faults, seed: u64) -> Pair {
+        Pair::with(faults, seed, config(IP_A, 1), config(IP_B, 2))
+    }
+
+    fn with(faults: Faults, seed: u64, ca: StackConfig, cb: StackConfig) -> Pair {
+        let faults = Faults { delay: Duration::from_micros(50), ..faults };
+        let (link, da, db) = MemLink::pair(seed, [faults.clone(), faults], [MAC_A, MAC_B], 4096, 2048);
+        let now = Instant::from_secs(1);
+        link.set_now(now);
+        Pair { a: Stack::new(da, ca, now), b: Stack::new(db, cb, now), link, now, events: Vec::new() }
+    }
+
+    /// Poll both stacks and move time forward to the next thing that happens, until `done`
+    /// says so; at most `limit` of virtual time.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
+        let end = self.now + limit;
+        loop {
+            let na = self.a.poll(self.now);
+            let nb = self.b.poll(self.now);
+            while let Some((h, e)) = self.a.poll_event() {
+                self.events.push(('a', h, e));
+            }
+            while let Some((h, e)) = self.b.poll_event() {
+                self.events.push(('b', h, e));
+            }
+            if done(self) {
+                return;
+            }
+            // The application may have called send/close in `done`: that is work for now.
+            let app = if self.a.has_pending_output() || self.b.has_pending_output() { Some(self.now) } else { None };
+            let next = [na, nb, self.link.next_arrival(), app].into_iter().flatten().min();
+            let next = match next {
+                Some(t) if t > self.now => t,
+                Some(_) => self.now + Duration::from_micros(1),
+                None => end,
+            };
+            assert!(next <= end, "not done within {limit:?}");
+            self.now = next;
+            self.link.set_now(self.now);
+        }
+    }
+
+    fn has(&self, side: char, h: Handle, e: StackEvent) -> bool {
+        self.events.iter().any(|&(s, hh, ee)| s == side && hh == h && ee == e)
+    }
+}
+
+/// Pattern byte `i` of a stream.
+fn byte(stream: u8, i: usize) -> u8 {
+    (i as u8).wrapping_mul(31).wrapping_add(stream)
+}
+
+/// Connect B → A:80, move `n` bytes each way, both close; check every byte and the events.
+fn transfer(p: &mut Pair, n: usize) {
+    let listener = p.a.listen(80, 16).unwrap();
+    let client = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
+    p.run_until(Duration::from_secs(30), |p| p.has('b', client, StackEvent::Connected));
+    p.run_until(Duration::from_secs(5), |p| p.has('a', listener, StackEvent::Accepted));
+    let server = p.a.accept(listener).unwrap().expect("a connection waits");
+    assert_eq!(p.a.accept(listener).unwrap(), None);
+
+    let (mut sent, mut got) = ([0usize; 2], [0usize; 2]);
+    let mut buf = vec![0u8; 8192];
+    let mut chunk = vec![0u8; 8192];
+    let mut closed = [false; 2];
+    p.run_until(Duration::from_secs(600), |p| {
+        for (side, h, stream) in [(0usize, client, 1u8), (1usize, server, 2u8)] {
+            let st = if side == 0 { &mut p.b } else { &mut p.a };
+            while sent[side] < n {
+                let k = (n - sent[side]).min(chunk.len());
+                for (j, c) in chunk[..k].iter_mut().enumerate() {
+                    *c = byte(stream, sent[side] + j);
+                }
+                match st.send(h, &chunk[..k]) {
+                    Ok(m) => sent[side] += m,
+                    Err(StackError::Tcp(TcpError::WouldBlock)) => break,
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
+            loop {
+                match st.recv(h, &mut buf) {
+                    Ok(0) => break,
+                    Ok(m) => {
+                        for (j, &b) in buf[..m].iter().enumerate() {
+                            assert_eq!(b, byte(3 - stream, got[side] + j), "side {side} byte {}", got[side] + j);
+                        }
+                        got[side] += m;
+                    }
+                    Err(StackError::Tcp(TcpError::WouldBlock)) => break,
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+            if sent[side] == n && got[side] == n && !closed[side] {
+                st.close(h).unwrap();
+                closed[side] = true;
+            }
+        }
+        closed == [true, true]
+    });
+    // TIME-WAIT (60 s) then both connections are gone.
+    p.run_until(Duration::from_secs(200), |p| {
+        p.has('a', server, StackEvent::Closed(CloseReason::Normal))
+            && p.has('b', client, StackEvent::Closed(CloseReason::Normal))
+    });
+    assert_eq!((got, sent), ([n, n], [n, n]));
+    assert_eq!(p.a.connection_count(), 0);
+    assert_eq!(p.b.connection_count(), 0);
+    assert_eq!(p.b.send(client, b"late"), Err(StackError::InvalidHandle), "the handle died with the connection");
+}
+
+#[test]
+fn connect_accept_transfer_close() {
+    let mut p = Pair::new(Faults::default(), 1);
+    transfer(&mut p, 300_000);
+    let (ca, cb) = (p.a.counters(), p.b.counters());
+    assert_eq!(ca.tcp_passive_opens, 1);
+    assert_eq!(cb.tcp_active_opens, 1);
+    assert_eq!(ca.tcp_retransmits + cb.tcp_retransmits, 0, "a clean link needs no retransmission");
+    assert_eq!(ca.drops() + cb.drops(), 0);
+    // ARP: each side announced itself, then B resolved A (and A learned B from the request).
+    assert!(cb.arp_requests_out >= 2);
+    assert!(ca.arp_replies_out >= 1);
+    // Every frame is back in its pool.
+    assert_eq!(p.a.device().free_frames(), 4096);
+    assert_eq!(p.b.device().free_frames(), 4096);
+}
+
+#[test]
+fn transfer_with_faults() {
+    for seed in 0..4 {
+        let faults = Faults {
+            loss: 0.03,
+            duplicate: 0.02,
+            reorder: 0.05,
+            corrupt: 0.01,
+            jitter: Duration::from_micros(200),
+            ..Faults::default()
+        };
+        let mut p = Pair::new(faults, seed);
+        transfer(&mut p, 100_000);
+        let c = p.a.counters();
+        let d = p.b.counters();
+        assert!(c.tcp_retransmits + d.tcp_retransmits > 0, "seed {seed}: loss must have cost retransmissions");
+        assert!(c.drop_bad_checksum + d.drop_bad_checksum + p.link.stats().lost > 0);
+    }
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused() {
+    let mut p = Pair::new(Faults::default(), 3);
+    let c = p.b.connect(SocketAddrV4::new(IP_A, 81)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.has('b', c, StackEvent::Closed(CloseReason::Refused)));
+    assert_eq!(p.a.counters().tcp_no_socket, 1);
+    assert_eq!(p.a.counters().tcp_rsts_out, 1);
+    assert_eq!(p.b.counters().tcp_failed_opens, 1);
+}
+
+#[test]
+fn api_misuse_returns_typed_errors() {
+    let mut p = Pair::new(Faults::default(), 4);
+    let l = p.a.listen(80, 4).unwrap();
+    assert_eq!(p.a.listen(80, 4), Err(StackError::AddrInUse));
+    assert_eq!(p.a.listen(0, 4), Err(StackError::InvalidAddress));
+    let mut buf = [0u8; 8];
+    assert_eq!(p.a.recv(l, &mut buf), Err(StackError::IsListener), "read on a listener");
+    assert_eq!(p.a.send(l, b"x"), Err(StackError::IsListener));
+    assert_eq!(p.a.connect(SocketAddrV4::new(IP_A, 80)), Err(StackError::ConnectToSelf));
+    assert_eq!(p.a.connect(SocketAddrV4::new(Ipv4Addr::BROADCAST, 80)), Err(StackError::InvalidAddress));
+    assert_eq!(p.a.connect(SocketAddrV4::new(IP_B, 0)), Err(StackError::InvalidAddress));
+    let c = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
+    assert_eq!(p.b.accept(c), Err(StackError::NotListener));
+    p.run_until(Duration::from_secs(5), |p| p.has('b', c, StackEvent::Connected));
+    p.b.shutdown(c).unwrap();
+    assert_eq!(p.b.send(c, b"after shutdown"), Err(StackError::Tcp(TcpError::WriteClosed)), "write after close");
+    assert_eq!(p.b.recv(c, &mut buf), Err(StackError::Tcp(TcpError::WouldBlock)));
+    // A handle whose socket is gone is refused, even when its slot is reused.
+    p.a.close(l).unwrap();
+    assert_eq!(p.a.accept(l), Err(StackError::InvalidHandle));
+    let l2 = p.a.listen(80, 4).unwrap();
+    assert_ne!(l, l2);
+    assert_eq!(p.a.accept(l), Err(StackError::InvalidHandle));
+}
+
+#[test]
+fn ephemeral_ports_run_out_with_a_typed_error() {
+    let mut cb = config(IP_B, 2);
+    cb.ephemeral_ports = (40000, 40002);
+    let mut p = Pair::with(Faults::default(), 5, config(IP_A, 1), cb);
+    let dst = SocketAddrV4::new(IP_A, 80);
+    let handles: Vec<_> = (0..3).map(|_| p.b.connect(dst).unwrap()).collect();
+    assert_eq!(p.b.connect(dst), Err(StackError::PortsExhausted));
+    // Another destination has its own ports (RFC 6056: the 4-tuple must be unique).
+    assert!(p.b.connect(SocketAddrV4::new(IP_A, 81)).is_ok());
+    drop(handles);
+}
+
+#[test]
+fn socket_limit_is_a_typed_error() {
+    let mut cb = config(IP_B, 2);
+    cb.max_sockets = 2;
+    let mut p = Pair::with(Faults::default(), 6, config(IP_A, 1), cb);
+    p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
+    p.b.listen(90, 1).unwrap();
+    assert_eq!(p.b.connect(SocketAddrV4::new(IP_A, 80)), Err(StackError::TooManySockets));
+    assert_eq!(p.b.listen(91, 1), Err(StackError::TooManySockets));
+}
+
+#[test]
+fn backlog_bounds_the_queues_and_counts_what_it_drops() {
+    let mut p = Pair::new(Faults::default(), 7);
+    let l = p.a.listen(80, 2).unwrap();
+    let clients: Vec<_> = (0..5).map(|_| p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap()).collect();
+    // Nobody accepts: two fill the accept queue, the others' SYNs are dropped and retried.
+    let t0 = p.now;
+    p.run_until(Duration::from_secs(1), |p| p.now >= t0 + Duration::from_millis(500));
+    let c = p.a.counters();
+    assert_eq!(c.tcp_accept_queue_full + c.tcp_syn_queue_full, 3, "{c:?}");
+    let connected = clients.iter().filter(|&&c| p.has('b', c, StackEvent::Connected)).count();
+    assert_eq!(connected, 2);
+    // Accepting makes room; the retried SYNs get in.
+    p.a.accept(l).unwrap().unwrap();
+    p.a.accept(l).unwrap().unwrap();
+    p.run_until(Duration::from_secs(10), |p| {
+        clients.iter().filter(|&&c| p.has('b', c, StackEvent::Connected)).count() == 4
+    });
+    // The fifth still waits its turn in SYN-SENT, retrying.
+    let waiting: Vec<_> = clients.iter().filter(|&&c| p.b.state(c) == Ok(State::SynSent)).collect();
+    assert_eq!(waiting.len(), 1);
+}
+
+/// Drive one stack with a raw device on the other end of the link.
+fn raw_pair(seed: u64) -> (MemLink, Stack<MemDevice>, MemDevice, Instant) {
+    let (link, da, db) = MemLink::pair(seed, [Faults::default(), Faults::default()], [MAC_A, MAC_B], 256, 2048);
+    let now = Instant::from_secs(1);
+    link.set_now(now);
+    (link, Stack::new(da, config(IP_A, 1), now), db, now)
+}
+
+fn raw_send(dev: &mut MemDevice, repr: &FrameRepr<'_>) {
+    let mut f = dev.alloc_tx().unwrap();
+    let n = repr.emit(dev.buffer_mut(&f)).unwrap();
+    f.len = n as u32;
+    let mut v = vec![f];
+    dev.tx_burst(&mut v);
+}
+
+fn raw_recv(dev: &mut MemDevice) -> Vec<Vec<u8>> {
+    let mut rx: Vec<Frame> = Vec::new();
+    dev.rx_burst(&mut rx, 64);
+    rx.into_iter()
+        .map(|f| {
+            let v = dev.frame(&f).to_vec();
+            dev.recycle(f);
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn gratuitous_arp_then_echo_reply() {
+    let (_link, mut a, mut raw, now) = raw_pair(8);
+    a.poll(now);
+    let frames = raw_recv(&mut raw);
+    let f = FrameRepr::parse(&frames[0], RxChecksum::Verify).unwrap();
+    let NetRepr::Arp(g) = f.net else { panic!("not ARP: {f:?}") };
+    assert!(f.eth.dst.is_broadcast());
+    assert_eq!((g.source_ip, g.target_ip, g.source_mac), (IP_A, IP_A, MAC_A), "RFC 5227 announcement");
+
+    // ping: an echo request from B gets an echo reply with the same data.
+    let req = FrameRepr {
+        eth: EthernetRepr { src: MAC_B, dst: MAC_A, ethertype: EtherType::Ipv4 },
+        net: NetRepr::Ipv4 {
+            ip: Ipv4Repr {
+                src: IP_B,
+                dst: IP_A,
+                protocol: IpProtocol::Icmp,
+                payload_len: 0,
+                ttl: 64,
+                ident: 1,
+                dont_frag: false,
+                dscp_ecn: 0,
+            },
+            l4: L4Repr::Icmp(Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: b"ping data" }),
+        },
+    };
+    raw_send(&mut raw, &req);
+    a.poll(now);
+    let frames = raw_recv(&mut raw);
+    assert_eq!(frames.len(), 1);
+    let f = FrameRepr::parse(&frames[0], RxChecksum::Verify).unwrap();
+    assert_eq!(f.eth.dst, MAC_B);
+    let NetRepr::Ipv4 { ip, l4: L4Repr::Icmp(Icmpv4Repr::EchoReply { ident, seq_no, data }) } = f.net else {
+        panic!("not an echo reply: {f:?}")
+    };
+    assert_eq!((ip.src, ip.dst, ident, seq_no, data), (IP_A, IP_B, 7, 1, &b"ping data"[..]));
+    assert_eq!(a.counters().icmp_echo_out, 1);
+}
+
+#[test]
+fn frames_not_for_us_and_garbage_are_counted() {
+    let (_link, mut a, mut raw, now) = raw_pair(9);
+    a.poll(now);
+    raw_recv(&mut raw);
+    // Garbage, a truncated frame, and a frame for another MAC.
+    for bytes in [&[0xffu8; 60][..], &[1, 2, 3][..]] {
+        let mut f = raw.alloc_tx().unwrap();
+        raw.buffer_mut(&f)[..bytes.len()].copy_from_slice(bytes);
+        f.len = bytes.len() as u32;
+        raw.tx_burst(&mut vec![f]);
+    }
+    let other = FrameRepr {
+        eth: EthernetRepr { src: MAC_B, dst: MacAddr([2, 9, 9, 9, 9, 9]), ethertype: EtherType::Ipv4 },
+        net: NetRepr::Ipv4 {
+            ip: Ipv4Repr {
+                src: IP_B,
+                dst: IP_A,
+                protocol: IpProtocol::Icmp,
+                payload_len: 0,
+                ttl: 64,
+                ident: 1,
+                dont_frag: false,
+                dscp_ecn: 0,
+            },
+            l4: L4Repr::Icmp(Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: b"x" }),
+        },
+    };
+    raw_send(&mut raw, &other);
+    a.poll(now);
+    let c = a.counters();
+    assert_eq!(c.frames_in, 3);
+    assert_eq!(c.drops(), 3, "{c:?}");
+    assert_eq!(c.drop_not_for_us, 1);
+    assert!(raw_recv(&mut raw).is_empty(), "nothing answered");
+}
