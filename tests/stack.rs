@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use xtcp::io::mem::{Faults, MemDevice, MemLink};
 use xtcp::io::{Device, Frame};
+use xtcp::stack::pair::StackPair;
 use xtcp::stack::{Handle, Stack, StackConfig, StackError, StackEvent};
 use xtcp::tcp::{CloseReason, State, TcpError};
 use xtcp::time::{Duration, Instant};
@@ -17,11 +18,21 @@ const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
 
 struct Pair {
-    link: MemLink,
-    a: Stack<MemDevice>,
-    b: Stack<MemDevice>,
-    now: Instant,
+    inner: StackPair,
     events: Vec<(char, Handle, StackEvent)>,
+}
+
+impl std::ops::Deref for Pair {
+    type Target = StackPair;
+    fn deref(&self) -> &StackPair {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut StackPair {
+        &mut self.inner
+    }
 }
 
 fn config(ip: Ipv4Addr, seed: u8) -> StackConfig {
@@ -35,39 +46,20 @@ impl Pair {
 
     fn with(faults: Faults, seed: u64, ca: StackConfig, cb: StackConfig) -> Pair {
         let faults = Faults { delay: Duration::from_micros(50), ..faults };
-        let (link, da, db) = MemLink::pair(seed, [faults.clone(), faults], [MAC_A, MAC_B], 4096, 2048);
-        let now = Instant::from_secs(1);
-        link.set_now(now);
-        Pair { a: Stack::new(da, ca, now), b: Stack::new(db, cb, now), link, now, events: Vec::new() }
+        Pair { inner: StackPair::new(seed, faults, ca, cb, 4096), events: Vec::new() }
     }
 
-    /// Poll both stacks and move time forward to the next thing that happens, until `done`
-    /// says so; at most `limit` of virtual time.
+    /// Step both stacks until `done` says so; at most `limit` of virtual time.
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
         let end = self.now + limit;
         loop {
-            let na = self.a.poll(self.now);
-            let nb = self.b.poll(self.now);
-            while let Some((h, e)) = self.a.poll_event() {
-                self.events.push(('a', h, e));
-            }
-            while let Some((h, e)) = self.b.poll_event() {
-                self.events.push(('b', h, e));
-            }
+            let mut ev = std::mem::take(&mut self.events);
+            self.inner.step(&mut ev);
+            self.events = ev;
             if done(self) {
                 return;
             }
-            // The application may have called send/close in `done`: that is work for now.
-            let app = if self.a.has_pending_output() || self.b.has_pending_output() { Some(self.now) } else { None };
-            let next = [na, nb, self.link.next_arrival(), app].into_iter().flatten().min();
-            let next = match next {
-                Some(t) if t > self.now => t,
-                Some(_) => self.now + Duration::from_micros(1),
-                None => end,
-            };
-            assert!(next <= end, "not done within {limit:?}");
-            self.now = next;
-            self.link.set_now(self.now);
+            assert!(self.now <= end, "not done within {limit:?}");
         }
     }
 

@@ -13,10 +13,13 @@
 
 mod arp;
 mod counters;
+pub mod pair;
 mod ports;
+pub mod table;
 
 pub use counters::Counters;
 pub use ports::Rss;
+pub use table::{ConnTable, FourTuple};
 
 use crate::io::{Device, Frame};
 use crate::tcp::{reset_for, CloseReason, Event, IsnGenerator, Keepalive, State, Tcb, TcpConfig, TcpError};
@@ -165,12 +168,6 @@ impl From<TcpError> for StackError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FourTuple {
-    local_port: u16,
-    remote: SocketAddrV4,
-}
-
 #[derive(Debug)]
 struct Conn {
     tcb: Tcb,
@@ -218,7 +215,7 @@ pub struct Stack<D: Device> {
     now: Instant,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    table: HashMap<FourTuple, u32, ahash::RandomState>,
+    table: ConnTable,
     listen_ports: HashMap<u16, u32, ahash::RandomState>,
     timers: TimerWheel<u32>,
     arp: ArpCache,
@@ -255,7 +252,7 @@ impl<D: Device> Stack<D> {
             now,
             slots: (0..n).map(|_| Slot { gen: 0, entry: Entry::Free }).collect(),
             free: (0..n as u32).rev().collect(),
-            table: HashMap::with_capacity_and_hasher(n, ahash::RandomState::new()),
+            table: ConnTable::with_capacity(n),
             listen_ports: HashMap::with_capacity_and_hasher(n.min(1024), ahash::RandomState::new()),
             timers: TimerWheel::new(n, cfg.timer_resolution, now),
             arp: ArpCache::new(cfg.arp_cache_size, cfg.arp_ttl, cfg.arp_pending),
@@ -337,7 +334,7 @@ impl<D: Device> Stack<D> {
         let port = self
             .ports
             .allocate(SocketAddrV4::new(local_ip, 0), remote, self.cfg.rss.as_ref(), |p| {
-                listen_ports.contains_key(&p) || table.contains_key(&FourTuple { local_port: p, remote })
+                listen_ports.contains_key(&p) || table.contains(&FourTuple { local_port: p, remote })
             })
             .ok_or(StackError::PortsExhausted)?;
         let local = SocketAddrV4::new(local_ip, port);
@@ -356,7 +353,8 @@ impl<D: Device> Stack<D> {
             opened: false,
             closed_reported: false,
         }));
-        self.table.insert(key, idx);
+        let inserted = self.table.insert(key, idx);
+        debug_assert!(inserted, "the table holds max_sockets entries");
         self.counters.tcp_active_opens += 1;
         self.mark_dirty(idx);
         Ok(self.handle(idx))
@@ -580,7 +578,7 @@ impl<D: Device> Stack<D> {
                 let remote = SocketAddrV4::new(ip.src, seg.src_port);
                 let key = FourTuple { local_port: seg.dst_port, remote };
                 // The fast path: the payload goes from the frame straight into the connection.
-                if let Some(&idx) = self.table.get(&key) {
+                if let Some(idx) = self.table.get(&key) {
                     if let Entry::Conn(c) = &mut self.slots[idx as usize].entry {
                         c.tcb.on_segment(self.now, remote, &seg);
                         if !c.dirty {
@@ -681,7 +679,7 @@ impl<D: Device> Stack<D> {
                 if header.src == self.cfg.ip && header.protocol == IpProtocol::Tcp && data.len() >= 4 {
                     let local_port = u16::from_be_bytes([data[0], data[1]]);
                     let remote = SocketAddrV4::new(header.dst, u16::from_be_bytes([data[2], data[3]]));
-                    if self.table.contains_key(&FourTuple { local_port, remote }) {
+                    if self.table.contains(&FourTuple { local_port, remote }) {
                         self.counters.icmp_errors_in += 1;
                     }
                 }
@@ -743,7 +741,8 @@ impl<D: Device> Stack<D> {
         if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
             l.syn_pending += 1;
         }
-        self.table.insert(key, idx);
+        let inserted = self.table.insert(key, idx);
+        debug_assert!(inserted, "the table holds max_sockets entries");
         self.counters.tcp_passive_opens += 1;
         self.mark_dirty(idx);
     }

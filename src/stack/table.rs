@@ -1,0 +1,78 @@
+//! The connection table: 4-tuple → connection slot. A hash map allocated at its full capacity
+//! up front (it never grows), keyed with a per-process random key (ahash's `RandomState`), so
+//! that a remote peer choosing addresses and ports cannot aim its connections at one bucket.
+
+use core::net::SocketAddrV4;
+use std::collections::HashMap;
+
+/// A connection's key. The local address is the core's (one address per stack), so only the
+/// local port is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FourTuple {
+    pub local_port: u16,
+    pub remote: SocketAddrV4,
+}
+
+/// 4-tuple → slot index, bounded.
+#[derive(Debug)]
+pub struct ConnTable {
+    map: HashMap<FourTuple, u32, ahash::RandomState>,
+    capacity: usize,
+}
+
+impl ConnTable {
+    pub fn with_capacity(capacity: usize) -> ConnTable {
+        ConnTable { map: HashMap::with_capacity_and_hasher(capacity, ahash::RandomState::new()), capacity }
+    }
+
+    #[inline]
+    pub fn get(&self, key: &FourTuple) -> Option<u32> {
+        self.map.get(key).copied()
+    }
+
+    #[inline]
+    pub fn contains(&self, key: &FourTuple) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Insert; refused (false) at capacity, so the map never reallocates.
+    pub fn insert(&mut self, key: FourTuple, slot: u32) -> bool {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
+            return false;
+        }
+        self.map.insert(key, slot);
+        true
+    }
+
+    pub fn remove(&mut self, key: &FourTuple) -> Option<u32> {
+        self.map.remove(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::Ipv4Addr;
+
+    #[test]
+    fn bounded_and_exact() {
+        let mut t = ConnTable::with_capacity(2);
+        let k = |p| FourTuple { local_port: p, remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80) };
+        assert!(t.insert(k(1), 10));
+        assert!(t.insert(k(2), 20));
+        assert!(!t.insert(k(3), 30), "full");
+        assert!(t.insert(k(2), 21), "replacing is not growing");
+        assert_eq!(t.get(&k(2)), Some(21));
+        assert_eq!(t.remove(&k(1)), Some(10));
+        assert!(t.insert(k(3), 30));
+        assert_eq!(t.len(), 2);
+    }
+}
