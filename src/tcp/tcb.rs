@@ -992,6 +992,13 @@ impl Tcb {
 
         // Seventh: segment text.
         match self.state {
+            // After close() nobody will read: new data is answered with a reset, so the peer
+            // learns it was not consumed (RFC 9293 §3.10.4 leaves room; RFC 2525 §2.17; Linux
+            // resets an orphaned socket that receives data).
+            State::FinWait1 | State::FinWait2 if self.app_closed && !payload.is_empty() => {
+                self.abort_with(CloseReason::Aborted);
+                return;
+            }
             State::Established | State::FinWait1 | State::FinWait2 if !payload.is_empty() => {
                 fin &= self.receive_data(now, seq, payload);
             }

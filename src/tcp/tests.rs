@@ -1086,6 +1086,18 @@ mod close {
         t.expect(F::RST | F::ACK, ISS + 1, PEER_ISS + 7);
     }
 
+    /// Data that arrives after close() (not shutdown) is answered with a reset: nobody will
+    /// read it (RFC 2525 §2.17, as Linux does).
+    #[test]
+    fn data_after_close_is_reset() {
+        let mut t = T::established(cfg());
+        t.tcb.close().unwrap();
+        t.expect(F::FIN | F::ACK, ISS + 1, PEER_ISS + 1);
+        t.input(seg(F::ACK | F::PSH).ack(ISS + 2).data(b"too late"));
+        t.expect(F::RST | F::ACK, ISS + 2, PEER_ISS + 1);
+        assert_eq!(t.tcb.state(), State::Closed);
+    }
+
     /// The FIN is retransmitted like data when its ACK is lost.
     #[test]
     fn fin_is_retransmitted() {
