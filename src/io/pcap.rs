@@ -113,73 +113,6 @@ impl<R: Read> PcapReader<R> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn write_then_read() {
-        let mut w = PcapWriter::new(Vec::new()).unwrap();
-        w.write_frame(1_500_000, b"frame one").unwrap();
-        w.write_frame(2_000_001, b"two").unwrap();
-        let bytes = w.into_inner();
-        let mut r = PcapReader::new(&bytes[..]).unwrap();
-        assert_eq!(r.next_record().unwrap(), Some(PcapRecord { micros: 1_500_000, data: b"frame one".to_vec() }));
-        assert_eq!(r.next_record().unwrap(), Some(PcapRecord { micros: 2_000_001, data: b"two".to_vec() }));
-        assert_eq!(r.next_record().unwrap(), None);
-    }
-
-    #[test]
-    fn tap_records_both_directions() {
-        use crate::io::mem::{Faults, MemLink};
-        use crate::io::Device;
-        use crate::wire::MacAddr;
-        let (link, a, mut b) = MemLink::pair(
-            1,
-            [Faults::default(), Faults::default()],
-            [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2; 6])],
-            4,
-            128,
-        );
-        let file = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                self.0.borrow_mut().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut tap = PcapTap::new(a, Shared(file.clone()), Box::new(|| 42)).unwrap();
-        let mut f = tap.alloc_tx().unwrap();
-        tap.buffer_mut(&f)[..3].copy_from_slice(b"out");
-        f.len = 3;
-        tap.tx_burst(&mut vec![f]);
-        let mut f = b.alloc_tx().unwrap();
-        b.buffer_mut(&f)[..2].copy_from_slice(b"in");
-        f.len = 2;
-        b.tx_burst(&mut vec![f]);
-        link.set_now(crate::time::Instant::ZERO);
-        let mut rx = Vec::new();
-        tap.rx_burst(&mut rx, 8);
-        let bytes = file.borrow().clone();
-        let mut r = PcapReader::new(&bytes[..]).unwrap();
-        assert_eq!(r.next_record().unwrap().unwrap(), PcapRecord { micros: 42, data: b"out".to_vec() });
-        assert_eq!(r.next_record().unwrap().unwrap(), PcapRecord { micros: 42, data: b"in".to_vec() });
-    }
-
-    #[test]
-    fn rejects_garbage_and_huge_records() {
-        assert!(PcapReader::new(&[0u8; 24][..]).is_err());
-        let mut bytes = PcapWriter::new(Vec::new()).unwrap().into_inner();
-        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
-        let mut r = PcapReader::new(&bytes[..]).unwrap();
-        assert!(r.next_record().is_err());
-    }
-}
-
 /// A device that records every frame it receives and sends to a pcap file (`--pcap FILE`):
 /// any run can be opened in Wireshark. Frames are written as they pass; the first write error
 /// stops the recording (counted in `write_errors`) without disturbing the traffic.
@@ -268,5 +201,72 @@ impl<D: super::Device, W: Write> super::Device for PcapTap<D, W> {
     }
     fn flush(&mut self) {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read() {
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.write_frame(1_500_000, b"frame one").unwrap();
+        w.write_frame(2_000_001, b"two").unwrap();
+        let bytes = w.into_inner();
+        let mut r = PcapReader::new(&bytes[..]).unwrap();
+        assert_eq!(r.next_record().unwrap(), Some(PcapRecord { micros: 1_500_000, data: b"frame one".to_vec() }));
+        assert_eq!(r.next_record().unwrap(), Some(PcapRecord { micros: 2_000_001, data: b"two".to_vec() }));
+        assert_eq!(r.next_record().unwrap(), None);
+    }
+
+    #[test]
+    fn tap_records_both_directions() {
+        use crate::io::mem::{Faults, MemLink};
+        use crate::io::Device;
+        use crate::wire::MacAddr;
+        let (link, a, mut b) = MemLink::pair(
+            1,
+            [Faults::default(), Faults::default()],
+            [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2; 6])],
+            4,
+            128,
+        );
+        let file = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut tap = PcapTap::new(a, Shared(file.clone()), Box::new(|| 42)).unwrap();
+        let mut f = tap.alloc_tx().unwrap();
+        tap.buffer_mut(&f)[..3].copy_from_slice(b"out");
+        f.len = 3;
+        tap.tx_burst(&mut vec![f]);
+        let mut f = b.alloc_tx().unwrap();
+        b.buffer_mut(&f)[..2].copy_from_slice(b"in");
+        f.len = 2;
+        b.tx_burst(&mut vec![f]);
+        link.set_now(crate::time::Instant::ZERO);
+        let mut rx = Vec::new();
+        tap.rx_burst(&mut rx, 8);
+        let bytes = file.borrow().clone();
+        let mut r = PcapReader::new(&bytes[..]).unwrap();
+        assert_eq!(r.next_record().unwrap().unwrap(), PcapRecord { micros: 42, data: b"out".to_vec() });
+        assert_eq!(r.next_record().unwrap().unwrap(), PcapRecord { micros: 42, data: b"in".to_vec() });
+    }
+
+    #[test]
+    fn rejects_garbage_and_huge_records() {
+        assert!(PcapReader::new(&[0u8; 24][..]).is_err());
+        let mut bytes = PcapWriter::new(Vec::new()).unwrap().into_inner();
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
+        let mut r = PcapReader::new(&bytes[..]).unwrap();
+        assert!(r.next_record().is_err());
     }
 }
