@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod apps;
 pub mod io;
 pub mod stack;
 pub mod tcp;

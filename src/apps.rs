@@ -1,0 +1,475 @@
+//! Small applications on the stack, for the `xtcp` CLI and for tests: the classic test
+//! services (echo RFC 862, discard RFC 863, chargen RFC 864), a minimal HTTP/1.1 keep-alive
+//! responder, and a client that sends and receives a byte count and hashes what it got.
+//!
+//! They are event-driven the way an embedding application would be: each `StackEvent` is
+//! handled at once, reads are drained (an event says "something changed", not "one more
+//! segment"), and a write that would block is kept and retried on `Writable`.
+
+use crate::io::Device;
+use crate::stack::{Handle, Stack, StackError, StackEvent};
+use crate::tcp::TcpError;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Which service a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKind {
+    Echo,
+    Discard,
+    Chargen,
+    /// HTTP/1.1 keep-alive, every request answered with 200 and a body of this many bytes.
+    Http {
+        body_bytes: usize,
+    },
+}
+
+/// Most bytes an HTTP request head may take before the connection is closed.
+const MAX_REQUEST_HEAD: usize = 8192;
+/// Bytes read or written per call.
+const CHUNK: usize = 16 * 1024;
+
+#[derive(Debug, Default)]
+struct ConnState {
+    /// Bytes owed to the peer that did not fit in the send buffer yet (echo data, or an HTTP
+    /// response head).
+    pending: Vec<u8>,
+    /// HTTP: request bytes not yet parsed; body bytes still to send.
+    request: Vec<u8>,
+    body_left: usize,
+    close_after: bool,
+    /// Chargen: position in the pattern.
+    offset: usize,
+    peer_closed: bool,
+}
+
+/// Counters a server keeps.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStats {
+    pub accepted: u64,
+    pub closed: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub requests: u64,
+}
+
+/// A server for one listening port.
+#[derive(Debug)]
+pub struct Server {
+    kind: AppKind,
+    listener: Handle,
+    conns: HashMap<Handle, ConnState>,
+    scratch: Vec<u8>,
+    pub stats: ServerStats,
+}
+
+impl Server {
+    /// Listen on `port` and serve `kind`.
+    pub fn listen<D: Device>(
+        stack: &mut Stack<D>,
+        kind: AppKind,
+        port: u16,
+        backlog: usize,
+    ) -> Result<Server, StackError> {
+        let listener = stack.listen(port, backlog)?;
+        Ok(Server { kind, listener, conns: HashMap::new(), scratch: vec![0u8; CHUNK], stats: ServerStats::default() })
+    }
+
+    pub fn listener(&self) -> Handle {
+        self.listener
+    }
+
+    /// Connections being served.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Handle one event of the stack (events for other sockets are ignored).
+    pub fn on_event<D: Device>(&mut self, stack: &mut Stack<D>, h: Handle, ev: StackEvent) {
+        if h == self.listener {
+            if ev == StackEvent::Accepted {
+                while let Ok(Some(c)) = stack.accept(self.listener) {
+                    self.stats.accepted += 1;
+                    let _ = stack.set_nodelay(c, true);
+                    self.conns.insert(c, ConnState::default());
+                    self.serve(stack, c);
+                }
+            }
+            return;
+        }
+        if !self.conns.contains_key(&h) {
+            return;
+        }
+        match ev {
+            StackEvent::Closed(_) => {
+                self.conns.remove(&h);
+                self.stats.closed += 1;
+            }
+            StackEvent::PeerClosed => {
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.peer_closed = true;
+                }
+                self.serve(stack, h);
+            }
+            _ => self.serve(stack, h),
+        }
+    }
+
+    /// Do all that can be done for one connection now.
+    fn serve<D: Device>(&mut self, stack: &mut Stack<D>, h: Handle) {
+        let Some(mut c) = self.conns.remove(&h) else { return };
+        let keep = self.serve_conn(stack, h, &mut c);
+        if keep {
+            self.conns.insert(h, c);
+        }
+    }
+
+    /// Returns false when the connection is finished with (closed by us).
+    fn serve_conn<D: Device>(&mut self, stack: &mut Stack<D>, h: Handle, c: &mut ConnState) -> bool {
+        // First what is owed from before.
+        if !flush_pending(stack, h, &mut c.pending, &mut self.stats) {
+            return true; // still blocked; wait for Writable
+        }
+        loop {
+            let n = match stack.recv(h, &mut self.scratch) {
+                Ok(0) => {
+                    c.peer_closed = true;
+                    break;
+                }
+                Ok(n) => n,
+                Err(StackError::Tcp(TcpError::WouldBlock)) => break,
+                Err(_) => return false,
+            };
+            self.stats.bytes_in += n as u64;
+            match self.kind {
+                AppKind::Echo => {
+                    c.pending.extend_from_slice(&self.scratch[..n]);
+                    if !flush_pending(stack, h, &mut c.pending, &mut self.stats) {
+                        return true; // backpressure: stop reading until Writable
+                    }
+                }
+                AppKind::Discard | AppKind::Chargen => {}
+                AppKind::Http { .. } => {
+                    if c.request.len() + n > MAX_REQUEST_HEAD + CHUNK {
+                        let _ = stack.close(h);
+                        return false;
+                    }
+                    c.request.extend_from_slice(&self.scratch[..n]);
+                }
+            }
+        }
+        match self.kind {
+            AppKind::Chargen => {
+                // RFC 864: keep sending while the connection is open.
+                loop {
+                    let line = chargen_bytes(c.offset, CHUNK, &mut self.scratch);
+                    match stack.send(h, line) {
+                        Ok(m) => {
+                            c.offset += m;
+                            self.stats.bytes_out += m as u64;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            AppKind::Http { body_bytes } => {
+                if !self.serve_http(stack, h, c, body_bytes) {
+                    return false;
+                }
+            }
+            AppKind::Echo | AppKind::Discard => {}
+        }
+        if c.peer_closed && c.pending.is_empty() && c.body_left == 0 {
+            let _ = stack.close(h);
+        }
+        true
+    }
+
+    fn serve_http<D: Device>(&mut self, stack: &mut Stack<D>, h: Handle, c: &mut ConnState, body: usize) -> bool {
+        loop {
+            // Finish the body of the current response first.
+            while c.body_left > 0 {
+                let k = c.body_left.min(self.scratch.len());
+                self.scratch[..k].fill(b'x');
+                match stack.send(h, &self.scratch[..k]) {
+                    Ok(m) => {
+                        c.body_left -= m;
+                        self.stats.bytes_out += m as u64;
+                    }
+                    Err(_) => return true, // wait for Writable
+                }
+            }
+            if c.close_after {
+                let _ = stack.close(h);
+                return false;
+            }
+            // The next complete request head, if any.
+            let Some(end) = c.request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                if c.request.len() > MAX_REQUEST_HEAD {
+                    let _ = stack.close(h);
+                    return false;
+                }
+                return true;
+            };
+            let head = &c.request[..end];
+            let keep_alive = http_keep_alive(head);
+            c.request.drain(..end + 4);
+            self.stats.requests += 1;
+            c.pending.extend_from_slice(
+                format!(
+                    "HTTP/1.1 200 OK\r\nServer: xtcp\r\nContent-Type: text/plain\r\nContent-Length: {body}\r\n{}\r\n",
+                    if keep_alive { "" } else { "Connection: close\r\n" }
+                )
+                .as_bytes(),
+            );
+            c.body_left = body;
+            c.close_after = !keep_alive;
+            if !flush_pending(stack, h, &mut c.pending, &mut self.stats) {
+                return true;
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 is keep-alive unless the request says `Connection: close`; HTTP/1.0 only with
+/// `Connection: keep-alive`.
+fn http_keep_alive(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let http10 = text.lines().next().is_some_and(|l| l.ends_with("http/1.0"));
+    let conn = text.lines().find_map(|l| l.strip_prefix("connection:")).map(|v| v.trim().to_string());
+    match conn.as_deref() {
+        Some("close") => false,
+        Some("keep-alive") => true,
+        _ => !http10,
+    }
+}
+
+/// Send as much of `pending` as fits; true when all of it went.
+fn flush_pending<D: Device>(stack: &mut Stack<D>, h: Handle, pending: &mut Vec<u8>, stats: &mut ServerStats) -> bool {
+    while !pending.is_empty() {
+        match stack.send(h, pending) {
+            Ok(m) => {
+                stats.bytes_out += m as u64;
+                pending.drain(..m);
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// RFC 864's pattern: lines of 72 printable characters, each starting one later, CRLF ended.
+fn chargen_bytes(offset: usize, len: usize, buf: &mut [u8]) -> &[u8] {
+    let len = len.min(buf.len());
+    for (i, b) in buf[..len].iter_mut().enumerate() {
+        let pos = offset + i;
+        let line = pos / 74;
+        let col = pos % 74;
+        *b = match col {
+            72 => b'\r',
+            73 => b'\n',
+            _ => b' ' + ((line + col) % 95) as u8,
+        };
+    }
+    &buf[..len]
+}
+
+/// The byte at `offset` of what `Client` sends: a pattern a receiver can check.
+pub fn client_pattern(offset: usize) -> u8 {
+    b'a' + (offset % 26) as u8
+}
+
+/// A client: connect, send `send_bytes`, shut down writing, read until the peer closes (or
+/// `recv_bytes` have come), and hash what it received.
+#[derive(Debug)]
+pub struct Client {
+    pub handle: Handle,
+    send_bytes: usize,
+    recv_limit: Option<usize>,
+    pub sent: usize,
+    pub received: usize,
+    hasher: Sha256,
+    shut: bool,
+    pub connected: bool,
+    pub finished: Option<crate::tcp::CloseReason>,
+    scratch: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect<D: Device>(
+        stack: &mut Stack<D>,
+        remote: core::net::SocketAddrV4,
+        send_bytes: usize,
+        recv_bytes: Option<usize>,
+    ) -> Result<Client, StackError> {
+        let handle = stack.connect(remote)?;
+        Ok(Client {
+            handle,
+            send_bytes,
+            recv_limit: recv_bytes,
+            sent: 0,
+            received: 0,
+            hasher: Sha256::new(),
+            shut: false,
+            connected: false,
+            finished: None,
+            scratch: vec![0u8; CHUNK],
+        })
+    }
+
+    /// Handle one event (events for other sockets are ignored).
+    pub fn on_event<D: Device>(&mut self, stack: &mut Stack<D>, h: Handle, ev: StackEvent) {
+        if h != self.handle || self.finished.is_some() {
+            return;
+        }
+        match ev {
+            StackEvent::Closed(r) => {
+                self.finished = Some(r);
+                return;
+            }
+            StackEvent::Connected => self.connected = true,
+            _ => {}
+        }
+        // Send.
+        while self.sent < self.send_bytes {
+            let k = (self.send_bytes - self.sent).min(self.scratch.len());
+            for (i, b) in self.scratch[..k].iter_mut().enumerate() {
+                *b = client_pattern(self.sent + i);
+            }
+            match stack.send(h, &self.scratch[..k]) {
+                Ok(m) => self.sent += m,
+                Err(_) => break,
+            }
+        }
+        if self.sent == self.send_bytes && !self.shut && self.connected {
+            self.shut = stack.shutdown(h).is_ok();
+        }
+        // Receive.
+        loop {
+            match stack.recv(h, &mut self.scratch) {
+                Ok(0) => {
+                    let _ = stack.close(h);
+                    break;
+                }
+                Ok(n) => {
+                    self.hasher.update(&self.scratch[..n]);
+                    self.received += n;
+                    if self.recv_limit.is_some_and(|l| self.received >= l) {
+                        let _ = stack.close(h);
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// SHA-256 of everything received, as hex.
+    pub fn sha256_hex(&self) -> String {
+        self.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::mem::Faults;
+    use crate::stack::pair::StackPair;
+    use crate::stack::StackConfig;
+    use crate::time::Duration;
+    use core::net::{Ipv4Addr, SocketAddrV4};
+
+    const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    fn pair() -> StackPair {
+        let f = Faults { delay: Duration::from_micros(30), ..Faults::default() };
+        StackPair::new(3, f, StackConfig::new(A, 24, [1; 16]), StackConfig::new(B, 24, [2; 16]), 4096)
+    }
+
+    fn run(p: &mut StackPair, server: &mut Server, client: &mut Client) {
+        let mut events = Vec::new();
+        for _ in 0..2_000_000 {
+            p.step(&mut events);
+            for (side, h, e) in events.drain(..) {
+                if side == 'a' {
+                    server.on_event(&mut p.a, h, e);
+                } else {
+                    client.on_event(&mut p.b, h, e);
+                }
+            }
+            if client.finished.is_some() {
+                return;
+            }
+        }
+        panic!("client did not finish: {client:?}");
+    }
+
+    #[test]
+    fn echo_returns_what_was_sent() {
+        let mut p = pair();
+        let mut server = Server::listen(&mut p.a, AppKind::Echo, 7, 16).unwrap();
+        let mut client = Client::connect(&mut p.b, SocketAddrV4::new(A, 7), 500_000, None).unwrap();
+        run(&mut p, &mut server, &mut client);
+        assert_eq!(client.received, 500_000);
+        let mut h = Sha256::new();
+        h.update((0..500_000).map(client_pattern).collect::<Vec<u8>>());
+        let want: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(client.sha256_hex(), want);
+    }
+
+    #[test]
+    fn http_keep_alive_and_close() {
+        let mut p = pair();
+        let mut server = Server::listen(&mut p.a, AppKind::Http { body_bytes: 10_000 }, 80, 16).unwrap();
+        let h = p.b.connect(SocketAddrV4::new(A, 80)).unwrap();
+        let mut events = Vec::new();
+        let mut got = Vec::new();
+        let mut sent = false;
+        for _ in 0..1_000_000 {
+            p.step(&mut events);
+            for (side, hh, e) in events.drain(..) {
+                if side == 'a' {
+                    server.on_event(&mut p.a, hh, e);
+                } else if e == StackEvent::Connected && !sent {
+                    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nConnection: close\r\n\r\n";
+                    assert_eq!(p.b.send(hh, req), Ok(req.len()));
+                    sent = true;
+                } else {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = p.b.recv(hh, &mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+            if p.b.state(h).is_err() {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "two responses on one connection");
+        assert_eq!(text.matches("Connection: close").count(), 1);
+        assert_eq!(text.matches(&format!("\r\n\r\n{}", "x".repeat(10_000))).count(), 2, "two full bodies");
+        assert_eq!(server.stats.requests, 2);
+    }
+
+    #[test]
+    fn chargen_pattern_is_rfc864() {
+        let mut buf = [0u8; 148];
+        let b = chargen_bytes(0, 148, &mut buf);
+        assert_eq!(&b[..3], b" !\"");
+        assert_eq!(&b[72..74], b"\r\n");
+        assert_eq!(b[74], b'!', "each line starts one character later");
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(http_keep_alive(b"GET / HTTP/1.1\r\nHost: a"));
+        assert!(!http_keep_alive(b"GET / HTTP/1.1\r\nConnection: close"));
+        assert!(!http_keep_alive(b"GET / HTTP/1.0"));
+        assert!(http_keep_alive(b"GET / HTTP/1.0\r\nConnection: Keep-Alive"));
+    }
+}
