@@ -238,8 +238,8 @@ fn hex(b: &[u8]) -> String {
 }
 
 #[test]
-fn udp_arp_and_ping_against_the_kernel() {
-    if !may_run("udp_arp_and_ping_against_the_kernel") {
+fn afxdp_udp_arp_and_ping_against_the_kernel() {
+    if !may_run("afxdp_udp_arp_and_ping_against_the_kernel") {
         return;
     }
     let lab = Lab::new();
@@ -343,8 +343,8 @@ fn udp_arp_and_ping_against_the_kernel() {
 /// Drop guards hold when things go wrong: a failed bind, a panicking device thread, and a
 /// panicking test body each leave no XDP program and no namespace behind.
 #[test]
-fn guards_clean_up_when_things_go_wrong() {
-    if !may_run("guards_clean_up_when_things_go_wrong") {
+fn afxdp_guards_clean_up_when_things_go_wrong() {
+    if !may_run("afxdp_guards_clean_up_when_things_go_wrong") {
         return;
     }
     let names = Arc::new(Mutex::new(None));
