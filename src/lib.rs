@@ -6,7 +6,9 @@
 //!   (Ethernet II, ARP, IPv4, ICMPv4, TCP with options, UDP), the Internet checksum
 //!   and the Toeplitz (RSS) hash. No I/O, no clock, no allocation.
 //!
-//! * [`io`]: devices. For now the pcap file format (the stack's tap and `xtcp decode`).
+//! * [`io`]: devices. The AF_XDP backend (`io::afxdp`, feature `afxdp`) with its XDP program
+//!   (`bpf/`), the pcap file format (the stack's tap and `xtcp decode`), and a SIGINT/SIGTERM
+//!   shutdown flag for device loops.
 //!
 //! Later layers (`time`, `tcp`, `stack`, `runtime`) build on these.
 #![deny(unsafe_code)]

@@ -8,9 +8,16 @@
 //! from then on. Everything is batched (habit 10): bursts in, bursts out, one flush per burst.
 //!
 //! Unsafe code, where a backend needs it, lives here and only here (habit 4).
+//!
+//! Backends: [`afxdp`] (AF_XDP sockets and our XDP program; cargo feature `afxdp`, on by
+//! default). [`shutdown`] turns SIGINT/SIGTERM into a flag that device loops poll.
 
+#[cfg(feature = "afxdp")]
+#[allow(unsafe_code)]
+pub mod afxdp;
 pub mod mem;
 pub mod pcap;
+pub mod shutdown;
 
 use crate::wire::{MacAddr, RxChecksum};
 
