@@ -84,6 +84,14 @@ impl Server {
         self.conns.len()
     }
 
+    /// Stop listening and close every connection (a graceful shutdown: FINs, not resets).
+    pub fn close_all<D: Device>(&mut self, stack: &mut Stack<D>) {
+        let _ = stack.close(self.listener);
+        for (&h, _) in self.conns.iter() {
+            let _ = stack.close(h);
+        }
+    }
+
     /// Handle one event of the stack (events for other sockets are ignored).
     pub fn on_event<D: Device>(&mut self, stack: &mut Stack<D>, h: Handle, ev: StackEvent) {
         if h == self.listener {

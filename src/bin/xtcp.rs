@@ -1,10 +1,11 @@
 //! `xtcp`: servers and diagnostics on the xtcp stack.
 //!
-//! Subcommands so far:
-//! * `xtcp decode FILE`: print each frame of a pcap file (or a `NAME HEX` fixture file) as
-//!   xtcp's wire layer reads it, one line a frame, with the reason for every frame it refuses.
+//! * `xtcp serve`: a server (echo, discard, chargen, HTTP) on an interface, over AF_XDP.
+//! * `xtcp client`: connect, send and receive byte counts, print the SHA-256 of what came back.
+//! * `xtcp decode FILE`: print each frame of a pcap (or `NAME HEX` fixture) file as xtcp's
+//!   wire layer reads it, with the reason for every frame it refuses.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xtcp::io::pcap::PcapReader;
@@ -19,6 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve an application on an interface, over AF_XDP.
+    #[cfg(feature = "afxdp")]
+    Serve(net::ServeArgs),
+    /// Connect to a server, send and receive, print the SHA-256 of what was received.
+    #[cfg(feature = "afxdp")]
+    Client(net::ClientArgs),
     /// Decode frames from a pcap file or a hex fixture file with xtcp's wire layer.
     Decode {
         /// A pcap file (Ethernet), or a text file of `NAME HEX` lines (tests/fixtures/*.hex).
@@ -39,24 +46,330 @@ enum Checksums {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
+        #[cfg(feature = "afxdp")]
+        Command::Serve(a) => net::serve(a),
+        #[cfg(feature = "afxdp")]
+        Command::Client(a) => net::client(a),
         Command::Decode { file, checksums } => {
             let rx = match checksums {
                 Checksums::Verify => RxChecksum::Verify,
                 Checksums::TrustL4 => RxChecksum::TrustL4,
             };
-            match decode(&file, rx) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("xtcp decode: {}: {e}", file.display());
-                    ExitCode::FAILURE
-                }
-            }
+            decode(&file, rx).map_err(|e| format!("decode: {}: {e}", file.display()))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtcp: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn decode(file: &PathBuf, rx: RxChecksum) -> std::io::Result<()> {
+/// Options shared by the commands that run the stack on an interface.
+#[derive(Args, Clone)]
+#[cfg_attr(not(feature = "afxdp"), allow(dead_code))]
+struct NetArgs {
+    /// The interface to run on (its frames for our address go to xtcp, the rest to the kernel).
+    #[arg(long)]
+    iface: String,
+    /// Our address and prefix, e.g. 198.18.1.1/24.
+    #[arg(long, value_parser = parse_cidr)]
+    ip: (std::net::Ipv4Addr, u8),
+    /// Next hop for destinations off the subnet.
+    #[arg(long)]
+    gateway: Option<std::net::Ipv4Addr>,
+    /// Cores to run on (one stack per core). Only 1 for now: the multi-core runtime is not in
+    /// yet, and more is refused rather than ignored.
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+    /// Spin on the rings instead of sleeping in poll(2) when idle (lower latency, a full core).
+    #[arg(long)]
+    busy_poll: bool,
+    /// Where our XDP program runs.
+    #[arg(long, value_enum, default_value_t = XdpMode::Native)]
+    xdp_mode: XdpMode,
+    /// Record every frame sent and received to this pcap file.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Print counters every second and at the end.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum XdpMode {
+    /// In the driver; falls back to skb mode (reported) if the driver refuses.
+    Native,
+    /// Generic (skb) mode.
+    Skb,
+}
+
+fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (a, p) = s.split_once('/').ok_or("expected ADDR/PREFIX, e.g. 198.18.1.1/24")?;
+    let addr = a.parse().map_err(|e| format!("{a}: {e}"))?;
+    let prefix: u8 = p.parse().map_err(|e| format!("{p}: {e}"))?;
+    if prefix > 32 {
+        return Err(format!("prefix {prefix} is over 32"));
+    }
+    Ok((addr, prefix))
+}
+
+#[cfg(feature = "afxdp")]
+mod net {
+    use super::{NetArgs, XdpMode};
+    use clap::{Args, ValueEnum};
+    use std::io::BufWriter;
+    use std::net::SocketAddrV4;
+    use std::process::ExitCode;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use xtcp::apps::{AppKind, Client, Server};
+    use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice, XdpModeRequest};
+    use xtcp::io::pcap::PcapTap;
+    use xtcp::io::{shutdown, Device};
+    use xtcp::stack::{Stack, StackConfig};
+    use xtcp::tcp::CloseReason;
+    use xtcp::time::{Duration, Instant};
+
+    #[derive(Args)]
+    pub struct ServeArgs {
+        #[command(flatten)]
+        net: NetArgs,
+        /// What to serve.
+        #[arg(long, value_enum)]
+        app: App,
+        /// The port to listen on.
+        #[arg(long)]
+        port: u16,
+        /// Bytes in each HTTP response body (--app http).
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        /// Room in the SYN and accept queues.
+        #[arg(long, default_value_t = 1024)]
+        backlog: usize,
+    }
+
+    #[derive(Args)]
+    pub struct ClientArgs {
+        #[command(flatten)]
+        net: NetArgs,
+        /// The server, ADDR:PORT.
+        #[arg(long)]
+        connect: SocketAddrV4,
+        /// Bytes to send (a repeating a..z pattern), then shut down writing.
+        #[arg(long, default_value_t = 0)]
+        send_bytes: usize,
+        /// Stop after receiving this many bytes (default: until the server closes).
+        #[arg(long)]
+        recv_bytes: Option<usize>,
+    }
+
+    #[derive(Clone, Copy, ValueEnum)]
+    enum App {
+        Echo,
+        Discard,
+        Chargen,
+        Http,
+    }
+
+    /// The wall clock as the stack's time (microseconds since the program started).
+    struct Clock(std::time::Instant);
+
+    impl Clock {
+        fn now(&self) -> Instant {
+            Instant::from_micros(self.0.elapsed().as_micros() as u64)
+        }
+    }
+
+    fn open(net: &NetArgs) -> Result<AfXdpDevice, String> {
+        if net.cores != 1 {
+            return Err(format!(
+                "--cores {}: only 1 core is supported so far (the multi-core runtime is not in yet)",
+                net.cores
+            ));
+        }
+        let mut cfg = AfXdpConfig::new(&net.iface, &[net.ip.0]);
+        cfg.xdp_mode = match net.xdp_mode {
+            XdpMode::Native => XdpModeRequest::Auto,
+            XdpMode::Skb => XdpModeRequest::Generic,
+        };
+        let dev = AfXdpDevice::open(&cfg, 0).map_err(|e| explain(&net.iface, e))?;
+        eprintln!(
+            "xtcp: {} queue 0: XDP {:?} mode, socket bound in {:?} mode{}",
+            net.iface,
+            dev.program().mode(),
+            dev.bind_mode(),
+            dev.zero_copy_refusal().map(|r| format!(" (zero-copy refused: {r})")).unwrap_or_default()
+        );
+        Ok(dev)
+    }
+
+    /// Turn the system's answer into what the user should do about it.
+    fn explain(iface: &str, e: xtcp::io::afxdp::Error) -> String {
+        match e.raw_os_error() {
+            Some(libc::ENODEV) => format!("no interface {iface} in this network namespace ({e})"),
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                format!("permission denied: XDP and AF_XDP need root (or CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF) ({e})")
+            }
+            Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                format!("{iface} is already in use by another XDP program or AF_XDP socket (another xtcp?) ({e})")
+            }
+            _ => format!("{iface}: {e}"),
+        }
+    }
+
+    fn stack_config(net: &NetArgs) -> StackConfig {
+        let mut secret = [0u8; 16];
+        // The secret keys ISNs (RFC 6528) and port choice (RFC 6056): from the OS's entropy.
+        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret));
+        let mut cfg = StackConfig::new(net.ip.0, net.ip.1, secret);
+        cfg.gateway = net.gateway;
+        cfg.max_sockets = 65536;
+        cfg
+    }
+
+    pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
+        let kind = match a.app {
+            App::Echo => AppKind::Echo,
+            App::Discard => AppKind::Discard,
+            App::Chargen => AppKind::Chargen,
+            App::Http => AppKind::Http { body_bytes: a.body_bytes },
+        };
+        let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+        let dev = open(&a.net)?;
+        match &a.net.pcap {
+            Some(path) => {
+                let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let tap = PcapTap::new(dev, BufWriter::new(file), Box::new(wall_micros)).map_err(|e| e.to_string())?;
+                run_server(tap, &a, kind, &stop)
+            }
+            None => run_server(dev, &a, kind, &stop),
+        }
+    }
+
+    fn wall_micros() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    }
+
+    fn run_server<D: Device>(dev: D, a: &ServeArgs, kind: AppKind, stop: &Arc<AtomicBool>) -> Result<ExitCode, String> {
+        let clock = Clock(std::time::Instant::now());
+        let mut stack = Stack::new(dev, stack_config(&a.net), clock.now());
+        let mut server = Server::listen(&mut stack, kind, a.port, a.backlog)
+            .map_err(|e| format!("listen on port {}: {e}", a.port))?;
+        eprintln!("xtcp: serving {:?} on {}:{}", kind, a.net.ip.0, a.port);
+        let mut last = clock.now();
+        while !stop.load(Ordering::Relaxed) {
+            let next = turn(&mut stack, &clock, |st, h, e| server.on_event(st, h, e));
+            if a.net.stats && clock.now() - last >= Duration::from_secs(1) {
+                last = clock.now();
+                eprintln!("{}", stats_line(&stack, server.connections()));
+            }
+            idle(&mut stack, &clock, next, a.net.busy_poll);
+        }
+        // Graceful shutdown: FIN every connection, give them a moment to finish.
+        eprintln!("xtcp: shutting down, closing {} connection(s)", server.connections());
+        server.close_all(&mut stack);
+        let until = clock.now() + Duration::from_secs(2);
+        while clock.now() < until && server.connections() > 0 {
+            turn(&mut stack, &clock, |st, h, e| server.on_event(st, h, e));
+        }
+        if a.net.stats {
+            eprintln!("{}", stats_line(&stack, server.connections()));
+            eprintln!("xtcp: final counters: {:#?}", stack.counters());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn client(a: ClientArgs) -> Result<ExitCode, String> {
+        let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+        let dev = open(&a.net)?;
+        match &a.net.pcap {
+            Some(path) => {
+                let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let tap = PcapTap::new(dev, BufWriter::new(file), Box::new(wall_micros)).map_err(|e| e.to_string())?;
+                run_client(tap, &a, &stop)
+            }
+            None => run_client(dev, &a, &stop),
+        }
+    }
+
+    fn run_client<D: Device>(dev: D, a: &ClientArgs, stop: &Arc<AtomicBool>) -> Result<ExitCode, String> {
+        let clock = Clock(std::time::Instant::now());
+        let mut stack = Stack::new(dev, stack_config(&a.net), clock.now());
+        let mut client = Client::connect(&mut stack, a.connect, a.send_bytes, a.recv_bytes)
+            .map_err(|e| format!("connect to {}: {e}", a.connect))?;
+        let started = clock.now();
+        while client.finished.is_none() && !stop.load(Ordering::Relaxed) {
+            let next = turn(&mut stack, &clock, |st, h, e| client.on_event(st, h, e));
+            idle(&mut stack, &clock, next, a.net.busy_poll);
+        }
+        // Let the last ACK and FIN go out.
+        turn(&mut stack, &clock, |st, h, e| client.on_event(st, h, e));
+        let secs = (clock.now() - started).as_secs_f64();
+        println!(
+            "{}  received {} bytes, sent {} bytes in {secs:.3} s",
+            client.sha256_hex(),
+            client.received,
+            client.sent
+        );
+        if a.net.stats {
+            eprintln!("{}", stats_line(&stack, 1));
+        }
+        match client.finished {
+            Some(CloseReason::Normal) => Ok(ExitCode::SUCCESS),
+            Some(r) => Err(format!("connection to {} ended: {r:?}", a.connect)),
+            None => Err("interrupted".into()),
+        }
+    }
+
+    /// One turn of the loop: poll the stack, hand its events to the application.
+    fn turn<D: Device>(
+        stack: &mut Stack<D>,
+        clock: &Clock,
+        mut on_event: impl FnMut(&mut Stack<D>, xtcp::stack::Handle, xtcp::stack::StackEvent),
+    ) -> Option<Instant> {
+        let next = stack.poll(clock.now());
+        while let Some((h, e)) = stack.poll_event() {
+            on_event(stack, h, e);
+        }
+        next
+    }
+
+    /// In blocking mode, sleep in poll(2) on the socket until frames come or a timer is due.
+    fn idle<D: Device>(stack: &mut Stack<D>, clock: &Clock, next: Option<Instant>, busy: bool) {
+        if busy || stack.has_pending_output() {
+            return;
+        }
+        let now = clock.now();
+        let wait = next.map(|n| n - now).unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
+        if !wait.is_zero() {
+            stack.device_mut().wait(wait);
+        }
+    }
+
+    fn stats_line<D: Device>(stack: &Stack<D>, conns: usize) -> String {
+        let c = stack.counters();
+        format!(
+            "xtcp: conns {conns} | frames in {} out {} | tcp segs in {} out {} retrans {} rst in {} out {} | drops {} | arp req {}/{} | icmp echo {}",
+            c.frames_in,
+            c.frames_out,
+            c.tcp_segs_in,
+            c.tcp_segs_out,
+            c.tcp_retransmits,
+            c.tcp_rsts_in,
+            c.tcp_rsts_out,
+            c.drops(),
+            c.arp_requests_in,
+            c.arp_requests_out,
+            c.icmp_echo_in
+        )
+    }
+}
+
+fn decode(file: &PathBuf, rx: RxChecksum) -> std::io::Result<ExitCode> {
     let bytes = std::fs::read(file)?;
     let frames: Vec<(String, Vec<u8>)> = if bytes.starts_with(&[0xd4, 0xc3, 0xb2, 0xa1])
         || bytes.starts_with(&[0xa1, 0xb2, 0xc3, 0xd4])
@@ -102,7 +415,7 @@ fn decode(file: &PathBuf, rx: RxChecksum) -> std::io::Result<()> {
             Err(e) => println!("{name:width$}  DROPPED ({e}), {} bytes", data.len()),
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

@@ -835,6 +835,16 @@ impl Device for AfXdpDevice {
         n
     }
 
+    fn wait(&mut self, timeout: crate::time::Duration) {
+        // Give the kernel every free frame first, or it has nowhere to put what arrives.
+        self.refill();
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let mut pfd = libc::pollfd { fd: self.rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid, initialised pollfd that outlives the call; poll(2) only writes
+        // its `revents`.
+        let _ = unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
+
     fn flush(&mut self) {
         // Copy mode sends at most 32 frames per kick (the kernel's TX budget): kick until the
         // ring is drained, the kernel stops asking, or a kick makes no progress (peer full).

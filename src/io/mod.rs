@@ -61,4 +61,7 @@ pub trait Device {
     fn tx_burst(&mut self, frames: &mut Vec<Frame>) -> usize;
     /// Make queued frames go (the kick of a copy-mode AF_XDP socket). One per burst.
     fn flush(&mut self) {}
+    /// Block until frames may have arrived or `timeout` passed: the blocking mode of a loop
+    /// (a busy-polling loop never calls it). The default returns at once.
+    fn wait(&mut self, _timeout: crate::time::Duration) {}
 }
