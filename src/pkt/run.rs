@@ -573,7 +573,8 @@ impl Interp<'_> {
                 && (next.flags.syn, next.flags.rst, next.flags.ack) == (seg.flags.syn, seg.flags.rst, seg.flags.ack)
                 && !seg.flags.fin
                 && (seg.payload.len() % piece == 0)
-                && (next.payload.len() == piece || seg.payload.len() + next.payload.len() >= want)
+                && (next.payload.len() == piece || seg.payload.len() + next.payload.len() == want)
+                && seg.payload.len() + next.payload.len() <= want
                 && !next.payload.is_empty();
             if !fits {
                 self.k.out.push_front(next);
