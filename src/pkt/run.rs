@@ -39,6 +39,8 @@ const MAX_FIRINGS_PER_INSTANT: u32 = 10_000;
 /// Timer firings in one advance before the script is declared runaway (e.g. an hour of
 /// 1 ms timers).
 const MAX_FIRINGS_PER_ADVANCE: u32 = 2_000_000;
+/// Largest SO_RCVBUF / SO_SNDBUF a script may set (64 MiB).
+const MAX_BUFFER: usize = 64 << 20;
 
 /// Why the run stopped early.
 enum Stop {
@@ -1074,9 +1076,11 @@ impl Interp<'_> {
                     return self.unsupported(&format!("{label} after the connection exists (xtcp sizes buffers once)"));
                 }
                 let v = self.opt_int(&s.args[3])?;
+                // The TCB allocates its buffers up front: a bound keeps a script from asking
+                // for more memory than a test machine has.
                 let v = match usize::try_from(v) {
-                    Ok(v) if (1..=1 << 30).contains(&v) => v,
-                    _ => return self.fail(format!("buffer size {v} out of range")),
+                    Ok(v) if (1..=MAX_BUFFER).contains(&v) => v,
+                    _ => return self.fail(format!("buffer size {v} out of range (1 to {MAX_BUFFER} bytes)")),
                 };
                 if name == SO_RCVBUF {
                     opts.rcvbuf = Some(v);
