@@ -329,6 +329,14 @@ pub fn parse(src: &str) -> PResult<Script> {
             continue;
         }
         let line = c.line;
+        // packetdrill's grammar allows one shell command without a time before the first
+        // event (the init command) and one after the last (the cleanup command).
+        if c.peek() == Some(b'`') {
+            let action = c.action()?;
+            let kind = if script.events.is_empty() { TimeKind::Absolute } else { TimeKind::Any };
+            script.events.push(Event { line, time: Time { kind, start: 0, end: None }, action });
+            continue;
+        }
         let time = c.time()?;
         c.skip_ws()?;
         let action = c.action()?;

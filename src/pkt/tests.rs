@@ -223,6 +223,11 @@ fn unsupported_forms_parse_for_a_clear_failure_later() {
     assert!(matches!(one_event("0 %{ print(tcpi_rto) }%").action, Action::Code(c) if c.contains("tcpi_rto")));
     // The event after an unsupported packet line still parses.
     assert_eq!(parse("0 < udp (1)\n+0 close(3) = 0").unwrap().events.len(), 2);
+    // The init and cleanup commands have no time (packetdrill's opt_init_command).
+    let s = parse("`../common/defaults.sh`\n0 close(3) = 0\n`cleanup`").unwrap();
+    assert_eq!(s.events[0].time, Time { kind: TimeKind::Absolute, start: 0, end: None });
+    assert_eq!(s.events[2].time.kind, TimeKind::Any);
+    assert_eq!(s.events[2].action, Action::Command("cleanup".into()));
     assert!(parse_err("0 `never closed").message.contains("backtick"));
     assert!(parse_err("0 %{ never closed").message.contains("code block"));
 }
@@ -374,6 +379,11 @@ fn outbound_segments_compare_in_script_space() {
         "option value: expected sack 21:32, actual sack 21:31"
     );
     assert!(cmp("0 > P. 1:11(10) ack 11 <nop,nop>", true).is_some(), "lenient still wants the same options");
+    // Lenient ignores the window scale shift (sized from the buffer, like the window).
+    let syn = out(LIVE_ISN, 0, "S", vec![], vec![TcpOpt::Mss(1460), TcpOpt::Nop, TcpOpt::WScale(3)]);
+    let want = packet("0 > S 0:0(0) <mss 1460,nop,wscale 8>");
+    assert_eq!(compare(&f, &want, &syn, false, 0, 4000).unwrap(), "option value: expected wscale 8, actual wscale 3");
+    assert_eq!(compare(&f, &want, &syn, true, 0, 4000), None);
     // The payload must be what the application wrote at that stream offset.
     let mut bad = seg.clone();
     bad.payload[3] ^= 1;
