@@ -84,6 +84,21 @@ impl Flow {
     }
 }
 
+/// Timer firings during one clock advance, to notice a stack whose timers never settle.
+#[derive(Debug)]
+struct Firings {
+    /// The instant of the last firing, and how many firings happened at it.
+    instant: Instant,
+    at_instant: u32,
+    total: u32,
+}
+
+impl Default for Firings {
+    fn default() -> Self {
+        Firings { instant: Instant::FAR_FUTURE, at_instant: 0, total: 0 }
+    }
+}
+
 /// The connection under test.
 #[derive(Debug)]
 enum Sut {
@@ -357,22 +372,23 @@ impl Interp<'_> {
 
     /// Fire the timers due at the next deadline (if it is at or before `limit`). Returns
     /// false if there was none.
-    fn step(&mut self, limit: Instant, firings: &mut (u32, u32, Instant)) -> R<bool> {
+    fn step(&mut self, limit: Instant, firings: &mut Firings) -> R<bool> {
         let Some(d) = self.next_deadline() else { return Ok(false) };
         if d > limit {
             return Ok(false);
         }
         let at = d.max(self.k.now);
-        if at == firings.2 {
-            firings.0 += 1;
-            if firings.0 > MAX_FIRINGS_PER_INSTANT {
+        if at == firings.instant {
+            firings.at_instant += 1;
+            if firings.at_instant > MAX_FIRINGS_PER_INSTANT {
                 return self.fail(format!("the stack's timers are stuck: deadline {at} keeps firing without moving"));
             }
         } else {
-            *firings = (0, firings.1, at);
+            firings.instant = at;
+            firings.at_instant = 0;
         }
-        firings.1 += 1;
-        if firings.1 > MAX_FIRINGS_PER_ADVANCE {
+        firings.total += 1;
+        if firings.total > MAX_FIRINGS_PER_ADVANCE {
             return self.fail("too many timer events while advancing the clock (runaway timers)");
         }
         self.k.now = at;
@@ -385,7 +401,7 @@ impl Interp<'_> {
 
     /// Advance the clock to `t`, running every timer due up to and including `t`.
     fn advance_to(&mut self, t: Instant) -> R<()> {
-        let mut firings = (0, 0, Instant::FAR_FUTURE);
+        let mut firings = Firings::default();
         while self.step(t, &mut firings)? {}
         if t > self.k.now {
             self.k.now = t;
@@ -413,13 +429,10 @@ impl Interp<'_> {
     /// Drop queued segments that are not the connection under test's (packetdrill ignores
     /// them too), and say whether one of its own is next.
     fn front_is_sut(&mut self) -> bool {
+        let tuple = self.sut_flow().map(|f| (f.local_port, f.remote_port));
         loop {
-            let (lp, rp) = match self.sut_flow() {
-                Some(f) => (f.local_port, f.remote_port),
-                None => (0, 0),
-            };
             let Some(front) = self.k.out.front() else { return false };
-            if self.sut_flow().is_some() && front.local_port == lp && front.remote_port == rp {
+            if tuple == Some((front.local_port, front.remote_port)) {
                 return true;
             }
             if let Some(seg) = self.k.out.pop_front() {
@@ -444,7 +457,7 @@ impl Interp<'_> {
     /// The next segment of the connection under test, advancing the clock (at most to
     /// `limit`) until the stack sends one.
     fn next_sut_segment(&mut self, limit: Instant) -> R<Option<OutSeg>> {
-        let mut firings = (0, 0, Instant::FAR_FUTURE);
+        let mut firings = Firings::default();
         loop {
             if self.front_is_sut() {
                 return Ok(self.k.out.pop_front());
@@ -500,7 +513,7 @@ impl Interp<'_> {
                 let end = end.unwrap_or(start);
                 (
                     Instant::from_micros(end.saturating_add(tol)),
-                    Some((start.saturating_sub(tol), end + tol, start, tol)),
+                    Some((start.saturating_sub(tol), end.saturating_add(tol), start, tol)),
                 )
             }
             None => (Instant::FAR_FUTURE, None),
@@ -633,10 +646,9 @@ impl Interp<'_> {
                             }
                         }
                         SysRet::Block => None,
-                        SysRet::Err(e) if *done > 0 => {
-                            let _ = e;
-                            Some(SysRet::Ok(*done as i64))
-                        }
+                        // Part was written before the error: report that part, as Linux does;
+                        // the error comes with the next call.
+                        SysRet::Err(_) if *done > 0 => Some(SysRet::Ok(*done as i64)),
                         r => Some(r),
                     }
                 } else {
@@ -705,7 +717,7 @@ impl Interp<'_> {
             return Ok(());
         }
         let limit = Instant::from_micros(start.saturating_add(tol));
-        let mut firings = (0, 0, Instant::FAR_FUTURE);
+        let mut firings = Firings::default();
         while self.pending.is_some() && self.step(limit, &mut firings)? {}
         if self.pending.take().is_some() {
             return self.fail(format!(

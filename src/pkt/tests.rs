@@ -454,6 +454,8 @@ fn tolerance_options_in_the_script() {
     assert_pass(&delayed_ack_at("+.04", exact));
     assert!(failure(&delayed_ack_at("+.0401", exact), 11).contains("tolerance 0.000000 s"));
     assert_pass(&delayed_ack_at("+.05", "--tolerance_usecs=10000\n"));
+    // Absurd tolerances saturate instead of overflowing.
+    assert_pass(&delayed_ack_at("+5000", "--tolerance_percent=1e300\n"));
     assert_eq!(
         run(&format!("--tolerance_usecs=x\n{PASSIVE}")).outcome,
         Outcome::Fail(Failure { line: 1, message: "--tolerance_usecs needs a non-negative number".into() })
