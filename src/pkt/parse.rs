@@ -7,7 +7,7 @@
 //! extensions are read at the character level, which is why there is no separate lexer.
 //!
 //! Everything malformed is a [`ParseError`] with the line it was found on; nothing here
-//! panics on any input (the parser only indexes through [`Cursor`], which checks bounds).
+//! panics on any input (the parser only indexes through its cursor, which checks bounds).
 //! Extensions xtcp does not run (UDP and ICMP packets, IPv6 addresses, ECN marks, TCP Fast
 //! Open options, shell commands, inline Python) parse into [`Action::Unsupported`],
 //! [`Action::Command`] or [`Action::Code`], so that the interpreter can fail with a clear
