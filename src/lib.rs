@@ -10,12 +10,17 @@
 //!   (`bpf/`), the pcap file format (the stack's tap and `xtcp decode`), and a SIGINT/SIGTERM
 //!   shutdown flag for device loops.
 //!
+//! * [`tcp`]: the sans-IO TCP state machine; [`time`]: the clock type and timer wheel.
+//!
+//! * [`pkt`]: packetdrill scripts run against a TCB in virtual time (`xtcp-pkt`).
+//!
 //! Later layers (`time`, `tcp`, `stack`, `runtime`) build on these.
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
 pub mod apps;
 pub mod io;
+pub mod pkt;
 pub mod stack;
 pub mod tcp;
 pub mod time;

@@ -1,0 +1,208 @@
+//! packetdrill scripts, run natively against one xtcp stack in virtual time.
+//!
+//! A `.pkt` script says which segments arrive when, which system calls the application makes,
+//! and which segments must come out (packetdrill, Cardwell et al., USENIX ATC 2013). Scripts
+//! are how TCP implementations are held against each other; this module runs them against the
+//! sans-IO [`Tcb`](crate::tcp::Tcb) through a small socket layer, with the clock virtual, so a
+//! run is exact, deterministic and takes milliseconds.
+//!
+//! * [`parse`]: the dialect (see `tests/pkt/README.md`), into an AST with line numbers.
+//! * `net`: the socket layer the system calls talk to (descriptors, listeners, demux).
+//! * `run`: the interpreter (virtual time, remapping, matching, tolerance).
+//!
+//! ```
+//! use xtcp::pkt::{run_script, Outcome, RunConfig};
+//! let script = "
+//!     0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+//!    +0 bind(3, ..., ...) = 0
+//!    +0 listen(3, 1) = 0
+//!    +0 < S 0:0(0) win 65535 <mss 1460>
+//!    +0 > S. 0:0(0) ack 1 win 65535 <mss 1460>
+//!  +.01 < . 1:1(0) ack 1 win 65535
+//!    +0 accept(3, ..., ...) = 4
+//! ";
+//! let report = run_script(script, &RunConfig::default());
+//! assert_eq!(report.outcome, Outcome::Pass, "{}", report.summary());
+//! ```
+
+mod net;
+pub mod parse;
+mod run;
+mod symbols;
+
+#[cfg(test)]
+mod tests;
+
+use crate::tcp::TcpConfig;
+use core::cell::Cell;
+use core::fmt;
+use std::path::{Path, PathBuf};
+
+pub use net::{DEFAULT_PORT, LOCAL_IP, REMOTE_IP};
+
+/// Whose tunables a script assumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Linux's: initial window 10, minimum RTO 200 ms, delayed ACK 40 ms, SYN retries 6,
+    /// and Linux's SYN option order (`mss, sackOK, TS, nop, wscale`). These are xtcp's
+    /// defaults, so this is `TcpConfig::default()`.
+    #[default]
+    Linux,
+    /// xtcp's own defaults. Identical to `Linux` today; kept separate so that scripts written
+    /// for xtcp keep their meaning if xtcp's defaults ever move away from Linux's.
+    Xtcp,
+}
+
+impl Profile {
+    /// The configuration every connection of a run starts from.
+    pub fn config(self) -> TcpConfig {
+        match self {
+            Profile::Linux | Profile::Xtcp => TcpConfig::default(),
+        }
+    }
+}
+
+/// How to run scripts.
+#[derive(Debug, Clone, Default)]
+pub struct RunConfig {
+    pub profile: Profile,
+    /// Ignore option order and advertised windows; skip (and report) unsupported lines
+    /// instead of failing on them.
+    pub lenient: bool,
+    /// Keep a trace of every event and every segment.
+    pub verbose: bool,
+}
+
+/// Where a script failed and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// 1-based; 0 when the failure is about the file as a whole.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "line {}: {}", self.line, self.message)
+        }
+    }
+}
+
+/// The verdict on one script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail(Failure),
+    /// Lenient mode met something the whole script depends on and xtcp does not do (IPv6,
+    /// UDP sockets).
+    Skipped(String),
+}
+
+/// What running one script produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub outcome: Outcome,
+    /// Lines skipped in lenient mode, with the reason.
+    pub skipped: Vec<(usize, String)>,
+    /// With `verbose`: every event and segment, in order.
+    pub trace: Vec<String>,
+}
+
+impl Report {
+    /// One line: `PASS`, `FAIL line N: ...` or `SKIP ...`, with the skipped lines counted.
+    pub fn summary(&self) -> String {
+        let skipped =
+            if self.skipped.is_empty() { String::new() } else { format!(" ({} lines skipped)", self.skipped.len()) };
+        match &self.outcome {
+            Outcome::Pass => format!("PASS{skipped}"),
+            Outcome::Fail(f) => format!("FAIL {f}{skipped}"),
+            Outcome::Skipped(why) => format!("SKIP {why}"),
+        }
+    }
+}
+
+std::thread_local! {
+    /// Where the last panic on this thread happened (set by [`install_quiet_panic_hook`]).
+    static LAST_PANIC: core::cell::RefCell<Option<String>> = const { core::cell::RefCell::new(None) };
+}
+
+/// Replace the panic hook with one that only records where a panic happened, so that a panic
+/// inside the stack under test is reported once, as that script's failure, instead of also
+/// being printed to stderr. For command-line tools; libraries should not set hooks.
+pub fn install_quiet_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(at));
+    }));
+}
+
+/// Run one script given as text.
+///
+/// Never panics: a malformed script fails with its parse error, and a panic inside the stack
+/// under test (a bug the script found) is caught and reported as the failure of the line
+/// being run.
+pub fn run_script(src: &str, cfg: &RunConfig) -> Report {
+    let script = match parse::parse(src) {
+        Ok(s) => s,
+        Err(e) => {
+            return Report {
+                outcome: Outcome::Fail(Failure { line: e.line, message: format!("parse error: {}", e.message) }),
+                skipped: Vec::new(),
+                trace: Vec::new(),
+            }
+        }
+    };
+    let line = Cell::new(0);
+    LAST_PANIC.with(|p| p.borrow_mut().take());
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&script, cfg, &line))) {
+        Ok(report) => report,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            let at = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_default();
+            Report {
+                outcome: Outcome::Fail(Failure { line: line.get(), message: format!("the stack panicked: {msg}{at}") }),
+                skipped: Vec::new(),
+                trace: Vec::new(),
+            }
+        }
+    }
+}
+
+/// Run one script file.
+pub fn run_file(path: &Path, cfg: &RunConfig) -> Report {
+    match std::fs::read_to_string(path) {
+        Ok(src) => run_script(&src, cfg),
+        Err(e) => Report {
+            outcome: Outcome::Fail(Failure { line: 0, message: format!("cannot read {}: {e}", path.display()) }),
+            skipped: Vec::new(),
+            trace: Vec::new(),
+        },
+    }
+}
+
+/// The `.pkt` files named: files as given, directories' own `.pkt` files (not their
+/// subdirectories, so `tests/pkt/known-failures/` runs only when named), sorted.
+pub fn collect_scripts(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "pkt"))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
