@@ -28,7 +28,11 @@ fn every_script_passes() {
 /// the bug was fixed and the script belongs in tests/pkt/ with the others.
 #[test]
 fn known_failures_still_fail() {
-    let scripts = collect_scripts(&[scripts_dir().join("known-failures")]).expect("known-failures is readable");
+    let dir = scripts_dir().join("known-failures");
+    if !dir.exists() {
+        return; // none at the moment: every script that found a bug passes now (regression-*.pkt)
+    }
+    let scripts = collect_scripts(&[dir]).expect("known-failures is readable");
     let cfg = RunConfig::default();
     for path in &scripts {
         let report = run_file(path, &cfg);

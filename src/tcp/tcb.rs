@@ -187,6 +187,8 @@ pub struct Tcb {
     irs: SeqNum,
     rcv_nxt: SeqNum,
     rcv_wscale: u8,
+    /// The window field of our SYN (never scaled).
+    syn_window: u16,
     /// Right edge of the window we last advertised: never moved left (§3.8.6.2.2).
     rcv_adv: SeqNum,
     /// The peer's FIN, if it arrived ahead of data still missing.
@@ -213,6 +215,8 @@ pub struct Tcb {
     delack_deadline: Option<Instant>,
     persist_deadline: Option<Instant>,
     persist_backoff: u32,
+    /// A zero-window probe byte is out.
+    probing: bool,
     keepalive_deadline: Option<Instant>,
     keepalive_unanswered: u32,
     close_deadline: Option<Instant>,
@@ -228,7 +232,8 @@ pub struct Tcb {
     ack_now: bool,
     /// Duplicate ACKs owed for out-of-order segments received since the last transmit.
     dup_acks_owed: u32,
-    unacked_segs: u32,
+    /// In-order bytes received since our last ACK.
+    unacked_bytes: usize,
     send_syn: bool,
     fast_rtx: bool,
     probe_now: bool,
@@ -266,6 +271,7 @@ impl Tcb {
             recv_buf: RingBuffer::new(cfg.recv_buffer),
             assembler: Assembler::new(cfg.max_ooo_ranges),
             rcv_wscale: 0,
+            syn_window: 0,
             state,
             local,
             remote,
@@ -299,6 +305,7 @@ impl Tcb {
             delack_deadline: None,
             persist_deadline: None,
             persist_backoff: 0,
+            probing: false,
             keepalive_deadline: None,
             keepalive_unanswered: 0,
             close_deadline: None,
@@ -309,7 +316,7 @@ impl Tcb {
             last_send: now,
             ack_now: false,
             dup_acks_owed: 0,
-            unacked_segs: 0,
+            unacked_bytes: 0,
             send_syn: false,
             fast_rtx: false,
             probe_now: false,
@@ -548,13 +555,18 @@ impl Tcb {
         self.assembler.clear();
     }
 
-    /// §3.10.7.4: a passive open whose SYN-RECEIVED is reset goes back to LISTEN.
+    /// §3.10.7.4: a passive open whose SYN-RECEIVED is reset goes back to LISTEN. A TCB made
+    /// by `listen` becomes a listener again; one made by `from_syn` for a listener elsewhere
+    /// (the stack's listen queue) just ends, and that listener goes on.
     fn return_to_listen(&mut self, now: Instant) {
-        let isn = self.isn.take();
+        let Some(isn) = self.isn.take() else {
+            self.enter_closed(CloseReason::Reset);
+            return;
+        };
         let cfg = self.cfg.clone();
         let events = self.events;
         let stats = self.stats;
-        *self = Tcb::listen(cfg, self.local, isn.expect("a passive TCB keeps its ISN generator"), now);
+        *self = Tcb::listen(cfg, self.local, isn, now);
         self.events = events;
         self.stats = stats;
     }
@@ -586,16 +598,25 @@ impl Tcb {
         (now.as_millis() as u32).wrapping_add(self.ts_offset)
     }
 
-    /// Window we can advertise now: free receive space (out-of-order bytes parked there
-    /// count against it), never moving the right edge left (§3.8.6.2.2), and with the
-    /// receiver's silly-window avoidance of RFC 1122 §4.2.3.3.
+    /// Window we can advertise now: the free receive space (out-of-order bytes parked in it
+    /// lie inside the window they arrived in), at most what the window field can carry, never
+    /// moving the right edge left (§3.8.6.2.2), with the receiver's silly-window avoidance of
+    /// RFC 1122 §4.2.3.3.
     fn rcv_window(&self) -> u32 {
+        // A 16-bit field, scaled: more cannot be announced (RFC 7323 §2.3).
+        let cap = 0xffff_u32 << self.rcv_wscale;
         let free = self.recv_buf.free() as u32;
+        if free >= cap {
+            // The field, not the buffer, is the limit: the window is as large as it can be
+            // and moving its edge with each byte creates no silly window.
+            return cap;
+        }
         let current = self.rcv_adv.since(self.rcv_nxt);
         let mss = self.cfg.mss as u32;
         let threshold = (self.cfg.recv_buffer as u32 / 2).min(mss);
         if free > current && free - current < threshold {
-            // RFC 1122 §4.2.3.3: do not open the window by less than min(RCV.BUFF/2, MSS).
+            // RFC 1122 §4.2.3.3 / RFC 9293 §3.8.6.2.2: do not advance the right edge by less
+            // than min(RCV.BUFF/2, MSS).
             current
         } else {
             free.max(current)
@@ -798,7 +819,8 @@ impl Tcb {
         }
         self.irs = SeqNum(seg.seq);
         self.rcv_nxt = self.irs + 1u32;
-        self.rcv_adv = self.rcv_nxt;
+        // What our SYN advertised is the window until our next segment says otherwise.
+        self.rcv_adv = self.rcv_nxt + self.syn_window as u32;
         self.negotiate(&seg.options);
         self.snd_wnd = seg.window as u32;
         self.max_snd_wnd = self.snd_wnd;
@@ -835,7 +857,8 @@ impl Tcb {
         let f = seg.flags;
         let mut seq = SeqNum(seg.seq);
         let seg_len = seg.segment_len() as u32;
-        let rcv_wnd = self.rcv_adv.since(self.rcv_nxt).max(self.recv_buf.free() as u32);
+        // RCV.WND: the window we advertised (§3.10.7.4 tests against it, not our free space).
+        let rcv_wnd = self.rcv_adv.since(self.rcv_nxt);
 
         // SYN-RECEIVED and the peer's SYN again (our SYN-ACK was lost): send the SYN-ACK again,
         // as Linux does, rather than the bare ACK the acceptability test below would give.
@@ -996,7 +1019,10 @@ impl Tcb {
             // learns it was not consumed (RFC 9293 §3.10.4 leaves room; RFC 2525 §2.17; Linux
             // resets an orphaned socket that receives data).
             State::FinWait1 | State::FinWait2 if self.app_closed && !payload.is_empty() => {
-                self.abort_with(CloseReason::Aborted);
+                // The reset the segment itself calls for (§3.10.7.1: <SEQ=SEG.ACK><CTL=RST>),
+                // as Linux answers it.
+                self.reply_rst = reset_for(seg);
+                self.enter_closed(CloseReason::Aborted);
                 return;
             }
             State::Established | State::FinWait1 | State::FinWait2 if !payload.is_empty() => {
@@ -1068,8 +1094,11 @@ impl Tcb {
             && seg.payload.is_empty()
             && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
             && window == old_wnd
+            && window != 0
             && self.snd_una != self.snd_max
         {
+            // (With a zero window the "duplicates" are answers to window probes, not signs of
+            // loss: counting them would fast-retransmit into a closed window.)
             // RFC 5681 §2: a duplicate ACK.
             self.stats.dup_acks_in += 1;
             let flight = self.flight_size();
@@ -1083,8 +1112,14 @@ impl Tcb {
             }
         }
 
-        // The peer's window opened: stop probing (RFC 9293 §3.8.6.1).
+        // The peer's window opened: stop probing (RFC 9293 §3.8.6.1). A probe byte it did not
+        // take is sent again with what follows it: rewind to SND.UNA (otherwise Nagle would
+        // wait for an ACK of a byte the peer dropped).
         if self.snd_wnd > 0 {
+            if self.probing && self.snd_una.lt(self.snd_max) {
+                self.snd_nxt = self.snd_una;
+            }
+            self.probing = false;
             self.persist_deadline = None;
             self.persist_backoff = 0;
         }
@@ -1154,9 +1189,11 @@ impl Tcb {
             self.ack_now = true;
         } else {
             // RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at least every second full-sized segment,
-            // otherwise within the delayed-ACK time.
-            self.unacked_segs += 1;
-            if self.unacked_segs >= 2 {
+            // otherwise within the delayed-ACK time. Counted in bytes, as Linux does: more than
+            // one MSS unacknowledged (two full segments, or one larger than the MSS, as a
+            // coalesced one is) is ACKed at once.
+            self.unacked_bytes += payload.len();
+            if self.unacked_bytes > self.snd_mss {
                 self.ack_now = true;
             } else if self.delack_deadline.is_none() {
                 self.delack_deadline = Some(now + self.cfg.delayed_ack);
@@ -1300,6 +1337,7 @@ impl Tcb {
         let options = self.syn_options(now, is_syn_ack);
         // RFC 7323 §2.2: the window in a SYN is not scaled.
         let window = self.recv_buf.free().min(0xffff) as u16;
+        self.syn_window = window;
         let (flags, ack) = if is_syn_ack {
             self.rcv_adv = self.rcv_nxt + window as u32;
             self.after_ack_sent();
@@ -1336,6 +1374,7 @@ impl Tcb {
             self.probe_now = false;
             if self.snd_una.lt(self.data_end()) {
                 self.stats.window_probes += 1;
+                self.probing = true;
                 let seq = self.snd_una;
                 let n = self.copy_payload(seq, 1, buf);
                 let end = seq + n;
@@ -1495,7 +1534,12 @@ impl Tcb {
             options.sack = sack;
         }
         let window = self.rcv_window();
-        self.rcv_adv = self.rcv_nxt + window;
+        // RFC 7323 §2.3: the field is the window shifted right (rounding down; §2.4 allows the
+        // edge to seem to move left by less than one unit); RCV.ADV is then exactly what the
+        // peer was told, and the acceptability test uses no more window than that.
+        let unit = 1u32 << self.rcv_wscale;
+        let field = (window >> self.rcv_wscale).min(0xffff);
+        self.rcv_adv = self.rcv_nxt + field * unit;
         self.after_ack_sent();
         self.stats.segs_out += 1;
         self.last_send = now;
@@ -1505,7 +1549,7 @@ impl Tcb {
             seq: seq.0,
             ack: self.rcv_nxt.0,
             flags,
-            window: (window >> self.rcv_wscale).min(0xffff) as u16,
+            window: field as u16,
             urgent: 0,
             options,
             payload,
@@ -1516,7 +1560,7 @@ impl Tcb {
         self.dup_acks_owed = self.dup_acks_owed.saturating_sub(1);
         // More duplicates owed keep the ACK flag up; each costs one segment in.
         self.ack_now = self.dup_acks_owed > 0;
-        self.unacked_segs = 0;
+        self.unacked_bytes = 0;
         self.delack_deadline = None;
         self.last_ack_sent = self.rcv_nxt;
     }
@@ -1597,9 +1641,9 @@ impl Tcb {
             _ => self.cfg.data_retries,
         };
         if self.retries > limit {
-            // Give up: ETIMEDOUT. Linux sends no reset for an unanswered SYN; for a dead
-            // synchronized connection it does.
-            if self.state == State::SynSent {
+            // Give up: ETIMEDOUT. Linux sends no reset for an unanswered SYN or SYN-ACK; for a
+            // dead synchronized connection it does.
+            if matches!(self.state, State::SynSent | State::SynReceived) {
                 self.enter_closed(CloseReason::TimedOut);
             } else {
                 self.abort_with(CloseReason::TimedOut);

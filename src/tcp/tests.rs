@@ -1094,7 +1094,8 @@ mod close {
         t.tcb.close().unwrap();
         t.expect(F::FIN | F::ACK, ISS + 1, PEER_ISS + 1);
         t.input(seg(F::ACK | F::PSH).ack(ISS + 2).data(b"too late"));
-        t.expect(F::RST | F::ACK, ISS + 2, PEER_ISS + 1);
+        // The reset the segment calls for (§3.10.7.1): <SEQ=SEG.ACK><CTL=RST>, as Linux sends.
+        t.expect(F::RST, ISS + 2, 0);
         assert_eq!(t.tcb.state(), State::Closed);
     }
 
