@@ -279,19 +279,10 @@ fn raw_recv(dev: &mut MemDevice) -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[test]
-fn gratuitous_arp_then_echo_reply() {
-    let (_link, mut a, mut raw, now) = raw_pair(8);
-    a.poll(now);
-    let frames = raw_recv(&mut raw);
-    let f = FrameRepr::parse(&frames[0], RxChecksum::Verify).unwrap();
-    let NetRepr::Arp(g) = f.net else { panic!("not ARP: {f:?}") };
-    assert!(f.eth.dst.is_broadcast());
-    assert_eq!((g.source_ip, g.target_ip, g.source_mac), (IP_A, IP_A, MAC_A), "RFC 5227 announcement");
-
-    // ping: an echo request from B gets an echo reply with the same data.
-    let req = FrameRepr {
-        eth: EthernetRepr { src: MAC_B, dst: MAC_A, ethertype: EtherType::Ipv4 },
+/// An ICMP echo request from B to A's address, sent to `dst_mac`.
+fn echo_request(dst_mac: MacAddr, data: &[u8]) -> FrameRepr<'_> {
+    FrameRepr {
+        eth: EthernetRepr { src: MAC_B, dst: dst_mac, ethertype: EtherType::Ipv4 },
         net: NetRepr::Ipv4 {
             ip: Ipv4Repr {
                 src: IP_B,
@@ -303,9 +294,23 @@ fn gratuitous_arp_then_echo_reply() {
                 dont_frag: false,
                 dscp_ecn: 0,
             },
-            l4: L4Repr::Icmp(Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: b"ping data" }),
+            l4: L4Repr::Icmp(Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data }),
         },
-    };
+    }
+}
+
+#[test]
+fn gratuitous_arp_then_echo_reply() {
+    let (_link, mut a, mut raw, now) = raw_pair(8);
+    a.poll(now);
+    let frames = raw_recv(&mut raw);
+    let f = FrameRepr::parse(&frames[0], RxChecksum::Verify).unwrap();
+    let NetRepr::Arp(g) = f.net else { panic!("not ARP: {f:?}") };
+    assert!(f.eth.dst.is_broadcast());
+    assert_eq!((g.source_ip, g.target_ip, g.source_mac), (IP_A, IP_A, MAC_A), "RFC 5227 announcement");
+
+    // ping: an echo request from B gets an echo reply with the same data.
+    let req = echo_request(MAC_A, b"ping data");
     raw_send(&mut raw, &req);
     a.poll(now);
     let frames = raw_recv(&mut raw);
@@ -331,22 +336,7 @@ fn frames_not_for_us_and_garbage_are_counted() {
         f.len = bytes.len() as u32;
         raw.tx_burst(&mut vec![f]);
     }
-    let other = FrameRepr {
-        eth: EthernetRepr { src: MAC_B, dst: MacAddr([2, 9, 9, 9, 9, 9]), ethertype: EtherType::Ipv4 },
-        net: NetRepr::Ipv4 {
-            ip: Ipv4Repr {
-                src: IP_B,
-                dst: IP_A,
-                protocol: IpProtocol::Icmp,
-                payload_len: 0,
-                ttl: 64,
-                ident: 1,
-                dont_frag: false,
-                dscp_ecn: 0,
-            },
-            l4: L4Repr::Icmp(Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: b"x" }),
-        },
-    };
+    let other = echo_request(MacAddr([2, 9, 9, 9, 9, 9]), b"x");
     raw_send(&mut raw, &other);
     a.poll(now);
     let c = a.counters();

@@ -2,7 +2,7 @@
 //! in-memory link. (Memory per connection and allocations on the hot path are measured by
 //! `cargo bench -p xtcp-bench --bench stack_scale`, not asserted here.)
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use xtcp::io::mem::Faults;
 use xtcp::stack::pair::StackPair;
 use xtcp::stack::{Handle, StackConfig, StackError, StackEvent};
@@ -29,32 +29,7 @@ fn hundred_thousand_connections_each_echo_a_message() {
     let listeners: Vec<Handle> = (0..PORTS).map(|k| p.a.listen(8000 + k, CONNS).unwrap()).collect();
 
     // Open them all.
-    let mut clients = Vec::with_capacity(CONNS);
-    for i in 0..CONNS {
-        let port = 8000 + (i as u16 % PORTS);
-        clients.push(p.b.connect(SocketAddrV4::new(IP_A, port)).unwrap());
-        if i % 4096 == 4095 {
-            p.step(&mut events);
-        }
-    }
-    let mut servers = Vec::with_capacity(CONNS);
-    let mut connected = 0;
-    let deadline = p.now + Duration::from_secs(60);
-    while servers.len() < CONNS || connected < CONNS {
-        p.step(&mut events);
-        assert!(p.now < deadline, "only {} accepted, {connected} connected", servers.len());
-        for (side, h, e) in events.drain(..) {
-            match (side, e) {
-                ('a', StackEvent::Accepted) => {
-                    while let Some(s) = p.a.accept(h).unwrap() {
-                        servers.push(s);
-                    }
-                }
-                ('b', StackEvent::Connected) => connected += 1,
-                _ => {}
-            }
-        }
-    }
+    let (clients, servers) = p.open_many(CONNS, 8000..8000 + PORTS, Duration::from_secs(60)).unwrap();
     assert!(listeners.len() == PORTS as usize);
     assert_eq!(p.a.connection_count(), CONNS);
     assert_eq!(p.b.connection_count(), CONNS);

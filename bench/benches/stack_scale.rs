@@ -4,7 +4,7 @@
 //! `cargo bench -p xtcp-bench --bench stack_scale [-- N]` (default 100,000). Reports numbers;
 //! asserts nothing (DESIGN.md: targets live in benchmarks).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use xtcp::io::mem::Faults;
 use xtcp::stack::pair::StackPair;
 use xtcp::stack::{StackConfig, StackEvent};
@@ -46,29 +46,7 @@ fn main() {
     events.clear();
     let before = dhat::HeapStats::get();
 
-    let mut clients = Vec::with_capacity(n);
-    let mut servers = Vec::with_capacity(n);
-    for i in 0..n {
-        clients.push(p.b.connect(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 8000 + (i as u16 % ports))).unwrap());
-        if i % 4096 == 4095 {
-            p.step(&mut events);
-        }
-    }
-    let mut connected = 0;
-    while servers.len() < n || connected < n {
-        p.step(&mut events);
-        for (side, h, e) in events.drain(..) {
-            match (side, e) {
-                ('a', StackEvent::Accepted) => {
-                    while let Some(s) = p.a.accept(h).unwrap() {
-                        servers.push(s);
-                    }
-                }
-                ('b', StackEvent::Connected) => connected += 1,
-                _ => {}
-            }
-        }
-    }
+    let (clients, _servers) = p.open_many(n, 8000..8000 + ports, Duration::from_secs(120)).expect("connections open");
     // Let delayed ACKs and the like settle: the connections are idle now.
     for _ in 0..1000 {
         p.step(&mut events);

@@ -1,10 +1,11 @@
 //! Two stacks joined by an in-memory link, stepped in virtual time: what the stack's tests, its
 //! scale test, its benchmarks and the in-memory examples all drive.
 
-use super::{Handle, Stack, StackConfig, StackEvent};
+use super::{Handle, Stack, StackConfig, StackError, StackEvent};
 use crate::io::mem::{Faults, MemDevice, MemLink};
 use crate::time::{Duration, Instant};
 use crate::wire::MacAddr;
+use core::net::SocketAddrV4;
 
 pub const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 pub const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
@@ -46,5 +47,48 @@ impl StackPair {
             _ => self.now + Duration::from_micros(10),
         };
         self.link.set_now(self.now);
+    }
+
+    /// Open `n` connections from `b` to `a` (which must listen on `ports`, spread over them in
+    /// turn), and step until every one is connected on `b` and accepted on `a`, within
+    /// `limit` of virtual time. Returns (clients on `b`, servers on `a`).
+    pub fn open_many(
+        &mut self,
+        n: usize,
+        ports: core::ops::Range<u16>,
+        limit: Duration,
+    ) -> Result<(Vec<Handle>, Vec<Handle>), String> {
+        let server_ip = self.a.ip();
+        let span = ports.len().max(1);
+        let mut events = Vec::new();
+        let mut clients = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = ports.start + (i % span) as u16;
+            clients.push(self.b.connect(SocketAddrV4::new(server_ip, port)).map_err(|e: StackError| e.to_string())?);
+            if i % 4096 == 4095 {
+                self.step(&mut events); // let SYNs go before the queues are all full
+            }
+        }
+        let mut servers = Vec::with_capacity(n);
+        let mut connected = 0;
+        let deadline = self.now + limit;
+        while servers.len() < n || connected < n {
+            self.step(&mut events);
+            if self.now > deadline {
+                return Err(format!("only {} accepted and {connected} connected of {n}", servers.len()));
+            }
+            for (side, h, e) in events.drain(..) {
+                match (side, e) {
+                    ('a', StackEvent::Accepted) => {
+                        while let Ok(Some(s)) = self.a.accept(h) {
+                            servers.push(s);
+                        }
+                    }
+                    ('b', StackEvent::Connected) => connected += 1,
+                    _ => {}
+                }
+            }
+        }
+        Ok((clients, servers))
     }
 }
