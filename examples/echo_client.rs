@@ -1,0 +1,54 @@
+//! Embedding xtcp: a TCP client on one core, over AF_XDP. Sends a message, prints the echo.
+//!
+//! ```sh
+//! scripts/lab up
+//! ip netns exec xtcp-k1 nc -lk 198.18.1.2 7 -e /bin/cat &   # or any echo server on the kernel side
+//! ip netns exec xtcp-x1 cargo run --release --example echo_client -- x1k 198.18.1.1 198.18.1.2:7 hello
+//! ```
+use std::net::{Ipv4Addr, SocketAddrV4};
+use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice};
+use xtcp::stack::{Stack, StackConfig, StackEvent};
+use xtcp::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, iface, ip, server, message] = &args[..] else {
+        return Err("usage: echo_client IFACE OUR_IP SERVER_IP:PORT MESSAGE".into());
+    };
+    let ip: Ipv4Addr = ip.parse()?;
+    let server: SocketAddrV4 = server.parse()?;
+    let dev = AfXdpDevice::open(&AfXdpConfig::new(iface.as_str(), &[ip]), 0)?;
+    let start = std::time::Instant::now();
+    let now = || Instant::from_micros(start.elapsed().as_micros() as u64);
+    let mut secret = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
+    let mut stack = Stack::new(dev, StackConfig::new(ip, 24, secret), now());
+    stack.connect(server)?; // ARP, then the SYN, go out on the next polls
+    let mut echoed = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = now() + xtcp::time::Duration::from_secs(5);
+    while now() < deadline {
+        stack.poll(now());
+        while let Some((h, event)) = stack.poll_event() {
+            match event {
+                StackEvent::Connected => {
+                    stack.send(h, message.as_bytes())?;
+                }
+                StackEvent::Readable => {
+                    while let Ok(n @ 1..) = stack.recv(h, &mut buf) {
+                        echoed.extend_from_slice(&buf[..n]);
+                    }
+                    if echoed.len() >= message.len() {
+                        stack.close(h)?;
+                        stack.poll(now()); // the FIN goes out (TIME-WAIT would keep it 60 s)
+                        println!("{}", String::from_utf8_lossy(&echoed));
+                        return Ok(());
+                    }
+                }
+                StackEvent::Closed(reason) => return Err(format!("connection ended: {reason:?}").into()),
+                _ => {}
+            }
+        }
+    }
+    Err(format!("no answer from {server} within 5 s").into())
+}
