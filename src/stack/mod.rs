@@ -184,6 +184,22 @@ struct Conn {
     closed_reported: bool,
 }
 
+impl Conn {
+    fn new(tcb: Tcb, key: FourTuple, listener: Option<u32>) -> Conn {
+        Conn {
+            tcb,
+            key,
+            timer: None,
+            deadline: None,
+            dirty: false,
+            ready: false,
+            listener,
+            opened: false,
+            closed_reported: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Listener {
     port: u16,
@@ -342,17 +358,7 @@ impl<D: Device> Stack<D> {
         let tcb = Tcb::connect(self.cfg.tcp.clone(), local, remote, iss, self.now);
         let idx = self.alloc_slot()?;
         let key = FourTuple { local_port: port, remote };
-        self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn {
-            tcb,
-            key,
-            timer: None,
-            deadline: None,
-            dirty: false,
-            ready: false,
-            listener: None,
-            opened: false,
-            closed_reported: false,
-        }));
+        self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, None)));
         let inserted = self.table.insert(key, idx);
         debug_assert!(inserted, "the table holds max_sockets entries");
         self.counters.tcp_active_opens += 1;
@@ -727,17 +733,7 @@ impl<D: Device> Stack<D> {
         let iss = self.isn.isn(self.now, local, remote);
         let tcb = Tcb::from_syn(self.cfg.tcp.clone(), local, remote, iss, seg, self.now);
         let key = FourTuple { local_port: seg.dst_port, remote };
-        self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn {
-            tcb,
-            key,
-            timer: None,
-            deadline: None,
-            dirty: false,
-            ready: false,
-            listener: Some(lidx),
-            opened: false,
-            closed_reported: false,
-        }));
+        self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, Some(lidx))));
         if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
             l.syn_pending += 1;
         }
