@@ -57,26 +57,66 @@ pub struct WireStats {
     pub overflowed: u64,
 }
 
-struct InFlight {
-    at: Instant,
+/// Items in flight, each due at a time, handed out in time order (ties in the order they
+/// were put in): the wire's queues, and the TCB simulator's link.
+#[derive(Debug)]
+pub struct DelayQueue<T> {
+    heap: BinaryHeap<Due<T>>,
     order: u64,
-    bytes: Vec<u8>,
 }
 
-impl PartialEq for InFlight {
+#[derive(Debug)]
+struct Due<T> {
+    at: Instant,
+    order: u64,
+    item: T,
+}
+
+impl<T> PartialEq for Due<T> {
     fn eq(&self, o: &Self) -> bool {
         (self.at, self.order) == (o.at, o.order)
     }
 }
-impl Eq for InFlight {}
-impl PartialOrd for InFlight {
+impl<T> Eq for Due<T> {}
+impl<T> PartialOrd for Due<T> {
     fn partial_cmp(&self, o: &Self) -> Option<core::cmp::Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for InFlight {
+impl<T> Ord for Due<T> {
     fn cmp(&self, o: &Self) -> core::cmp::Ordering {
         (o.at, o.order).cmp(&(self.at, self.order)) // earliest first in a max-heap
+    }
+}
+
+impl<T> Default for DelayQueue<T> {
+    fn default() -> Self {
+        DelayQueue { heap: BinaryHeap::new(), order: 0 }
+    }
+}
+
+impl<T> DelayQueue<T> {
+    pub fn push(&mut self, at: Instant, item: T) {
+        self.order += 1;
+        self.heap.push(Due { at, order: self.order, item });
+    }
+    /// The earliest item if it is due at `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<T> {
+        if self.heap.peek()?.at <= now {
+            self.heap.pop().map(|d| d.item)
+        } else {
+            None
+        }
+    }
+    /// When the earliest item is due.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.heap.peek().map(|d| d.at)
+    }
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
     }
 }
 
@@ -85,8 +125,7 @@ struct Wire {
     rng: ChaCha8Rng,
     faults: [Faults; 2],
     /// Frames travelling towards device 0 and device 1.
-    queues: [BinaryHeap<InFlight>; 2],
-    order: u64,
+    queues: [DelayQueue<Vec<u8>>; 2],
     stats: WireStats,
     /// Byte buffers of delivered frames, reused for the next ones: after warm-up the wire
     /// allocates nothing, so allocation counts measure the stack alone.
@@ -134,8 +173,7 @@ impl Wire {
             if self.rng.random_bool(f.reorder.clamp(0.0, 1.0)) {
                 at += f.reorder_delay;
             }
-            self.order += 1;
-            self.queues[to].push(InFlight { at, order: self.order, bytes: b });
+            self.queues[to].push(at, b);
         }
     }
 }
@@ -166,8 +204,7 @@ impl MemLink {
             now: Instant::ZERO,
             rng: ChaCha8Rng::seed_from_u64(seed),
             faults,
-            queues: [BinaryHeap::new(), BinaryHeap::new()],
-            order: 0,
+            queues: [DelayQueue::default(), DelayQueue::default()],
             stats: WireStats::default(),
             spare: Vec::new(),
         }));
@@ -193,7 +230,7 @@ impl MemLink {
     /// When the next frame in flight arrives, if any.
     pub fn next_arrival(&self) -> Option<Instant> {
         let w = self.wire.borrow();
-        w.queues.iter().filter_map(|q| q.peek().map(|f| f.at)).min()
+        w.queues.iter().filter_map(|q| q.next_at()).min()
     }
 
     pub fn in_flight(&self) -> usize {
@@ -260,14 +297,9 @@ impl Device for MemDevice {
             let bytes = {
                 let mut w = self.link.wire.borrow_mut();
                 let now = w.now;
-                let q = &mut w.queues[self.side];
-                match q.peek() {
-                    Some(f) if f.at <= now => {}
-                    _ => break,
-                }
-                let f = q.pop().expect("peeked");
+                let Some(bytes) = w.queues[self.side].pop_due(now) else { break };
                 w.stats.delivered += 1;
-                f.bytes
+                bytes
             };
             // No free frame: the NIC would drop it (fill ring empty). Counted on the wire.
             let Some(index) = self.free.pop() else {

@@ -15,8 +15,8 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use xtcp::io::mem::DelayQueue;
 use xtcp::tcp::{CloseReason, Event, IsnGenerator, SeqNum, State, Tcb, TcpConfig};
 use xtcp::time::{Duration, Instant};
 use xtcp::wire::{RxChecksum, TcpPacket, TcpRepr};
@@ -171,31 +171,6 @@ fn pattern(seed: u64, side: usize, offset: usize) -> u8 {
     (x >> 29) as u8
 }
 
-struct InFlight {
-    at: Instant,
-    order: u64,
-    to: usize,
-    bytes: Vec<u8>,
-}
-
-impl PartialEq for InFlight {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.order) == (o.at, o.order)
-    }
-}
-impl Eq for InFlight {}
-impl PartialOrd for InFlight {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for InFlight {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        // BinaryHeap is a max-heap: earliest first.
-        (o.at, o.order).cmp(&(self.at, self.order))
-    }
-}
-
 struct Side {
     tcb: Tcb,
     addr: SocketAddrV4,
@@ -281,9 +256,9 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
             closed: None,
         },
     ];
-    let mut link: BinaryHeap<InFlight> = BinaryHeap::new();
+    // (destination side, bytes) in flight.
+    let mut link: DelayQueue<(usize, Vec<u8>)> = DelayQueue::default();
     let mut link_free = [now, now];
-    let mut order = 0u64;
     let mut out = Outcome {
         seed,
         profile: profile.name,
@@ -423,8 +398,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
                     if rng.random_bool(profile.reorder) {
                         at += profile.delay * 3;
                     }
-                    order += 1;
-                    link.push(InFlight { at, order, to: 1 - i, bytes: bytes.clone() });
+                    link.push(at, (1 - i, bytes.clone()));
                 }
             }
         }
@@ -439,10 +413,8 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
         }
 
         // Jump to the next thing that happens.
-        let next = [link.peek().map(|p| p.at), sides[0].tcb.poll_timeout(), sides[1].tcb.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next =
+            [link.next_at(), sides[0].tcb.poll_timeout(), sides[1].tcb.poll_timeout()].into_iter().flatten().min();
         let Some(next) = next else {
             return Err(fail(format!(
                 "stuck: nothing scheduled; client {} (sent {}/{}, got {}) server {} (sent {}/{}, got {})",
@@ -457,11 +429,9 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
             )));
         };
         now = now.max(next);
-        while link.peek().is_some_and(|p| p.at <= now) {
-            let p = link.pop().unwrap();
-            let to = p.to;
+        while let Some((to, bytes)) = link.pop_due(now) {
             let from = sides[1 - to].addr;
-            let parsed = TcpPacket::new_checked(&p.bytes[..])
+            let parsed = TcpPacket::new_checked(&bytes[..])
                 .and_then(|pk| TcpRepr::parse(&pk, *from.ip(), *sides[to].addr.ip(), RxChecksum::Verify));
             match parsed {
                 Ok(seg) if sides[to].tcb.state() == State::Closed => {
@@ -470,13 +440,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
                     if let Some(rst) = xtcp::tcp::reset_for(&seg) {
                         let len = rst.emit(&mut frame, *sides[to].addr.ip(), *from.ip()).unwrap();
                         if !rng.random_bool(loss) {
-                            order += 1;
-                            link.push(InFlight {
-                                at: now + profile.delay,
-                                order,
-                                to: 1 - to,
-                                bytes: frame[..len].to_vec(),
-                            });
+                            link.push(now + profile.delay, (1 - to, frame[..len].to_vec()));
                         }
                     }
                 }
