@@ -1128,6 +1128,34 @@ fn interop_loss_5_percent() {
     transfers_under_loss("interop_loss_5_percent", 0.05, 8 * MB);
 }
 
+/// KNOWN BUG, ignored until fixed (`cargo test --test interop -- --ignored` shows it): when
+/// `xtcp client` closes first, it ACKs the kernel's FIN and then, in TIME-WAIT, sends a window
+/// update once the application has read the last data. The kernel's socket, closed by the
+/// first ACK (LAST-ACK → CLOSED), answers the second with a reset. Linux sends no window update
+/// once the peer has closed (tcp_cleanup_rbuf: "useless"). Whether the update goes out depends
+/// on whether the last read comes after the ACK, so it happens on some closes, not all (1 to 3
+/// of these 3 here). A normal close should leave the kernel with no reset to send.
+#[test]
+#[ignore = "known bug: xtcp sends a window update in TIME-WAIT, which the kernel resets"]
+fn interop_no_reset_after_a_normal_close() {
+    if !may_run("interop_no_reset_after_a_normal_close") {
+        return;
+    }
+    let lab = Lab::new();
+    let sizes = [1, MB, 16 * MB];
+    let server = kernel_server(&lab, KERNEL_PORT, sizes.len(), KernelApp::Echo);
+    let before = lab.kernel(|| kernel_snmp("Tcp", "OutRsts"));
+    for &n in &sizes {
+        let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
+        end.assert_success("xtcp client");
+        assert_eq!(end.client_result().0, client_pattern_sha(n));
+    }
+    server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let resets = lab.kernel(|| kernel_snmp("Tcp", "OutRsts")) - before;
+    assert_eq!(resets, 0, "the kernel answered {resets} segment(s) of {} normal closes with a reset", sizes.len());
+    lab.finish();
+}
+
 /// The guards hold when a test fails half-way: with xtcp serving and the loss programs
 /// attached, a panic leaves no process, no namespace and no program behind.
 #[test]
