@@ -1,5 +1,6 @@
 //! Builds the XDP program (bpf/xtcp.bpf.c) into a libbpf-rs skeleton in OUT_DIR, when the
-//! `afxdp` feature is on.
+//! `afxdp` feature is on; and the interop tests' loss injector (bpf/loss.bpf.c) into an object
+//! file there (`loss.bpf.o`, loaded by tests/interop.rs with libbpf-rs from its bytes).
 //!
 //! Needs clang and the kernel's UAPI headers (Debian: clang, linux-libc-dev; scripts/deps
 //! installs them). libbpf's own headers (bpf_helpers.h…) come with libbpf-cargo, so neither
@@ -18,21 +19,28 @@ mod afxdp {
     use std::path::PathBuf;
 
     const SRC: &str = "bpf/xtcp.bpf.c";
+    const LOSS_SRC: &str = "bpf/loss.bpf.c";
 
     pub fn build() {
         println!("cargo:rerun-if-changed={SRC}");
-        let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("xtcp.skel.rs");
+        println!("cargo:rerun-if-changed={LOSS_SRC}");
+        let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
         // Debian keeps <asm/types.h> under the multiarch directory, where `clang -target bpf`
         // does not look (AFXDP-NOTES.md).
         let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
         let multiarch = format!("-I/usr/include/{arch}-linux-gnu");
-        if let Err(e) = SkeletonBuilder::new()
-            .source(SRC)
-            // -mcpu=v3: Debian's clang 14 otherwise rejects atomics whose result is used.
-            .clang_args([multiarch.as_str(), "-mcpu=v3", "-Wall", "-Werror"])
-            .build_and_generate(&out)
+        // -mcpu=v3: Debian's clang 14 otherwise rejects atomics whose result is used.
+        let args = [multiarch.as_str(), "-mcpu=v3", "-Wall", "-Werror"];
+        if let Err(e) =
+            SkeletonBuilder::new().source(SRC).clang_args(args).build_and_generate(out_dir.join("xtcp.skel.rs"))
         {
             panic!("building {SRC} failed: {e:#}\n(needs clang and linux-libc-dev: run scripts/deps)");
+        }
+        // Only an object file: the test that uses it loads it with libbpf-rs's safe API, so no
+        // generated (unsafe) skeleton code lands in a test crate.
+        if let Err(e) = SkeletonBuilder::new().source(LOSS_SRC).obj(out_dir.join("loss.bpf.o")).clang_args(args).build()
+        {
+            panic!("building {LOSS_SRC} failed: {e:#}\n(needs clang and linux-libc-dev: run scripts/deps)");
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::io::Device;
 use crate::stack::{Handle, Stack, StackError, StackEvent};
-use crate::tcp::TcpError;
+use crate::tcp::{CloseReason, State, TcpError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -299,7 +299,7 @@ pub struct Client {
     hasher: Sha256,
     shut: bool,
     pub connected: bool,
-    pub finished: Option<crate::tcp::CloseReason>,
+    pub finished: Option<CloseReason>,
     scratch: Vec<u8>,
 }
 
@@ -372,6 +372,19 @@ impl Client {
         }
     }
 
+    /// Whether the client is done: the connection closed, or it is in TIME-WAIT. In TIME-WAIT
+    /// our FIN is acknowledged and the peer's has arrived, so every byte both ways is through
+    /// and the close was a normal one; the stack keeps the TCB for 2·MSL (60 s) to re-ACK a
+    /// retransmitted FIN, but the exchange is over — as for a kernel socket, whose close()
+    /// returns without waiting for TIME-WAIT. (No event marks the entry into TIME-WAIT from
+    /// CLOSING, when the ACK of our FIN comes last: hence a query, made after every turn.)
+    pub fn done<D: Device>(&mut self, stack: &Stack<D>) -> bool {
+        if self.finished.is_none() && stack.state(self.handle) == Ok(State::TimeWait) {
+            self.finished = Some(CloseReason::Normal);
+        }
+        self.finished.is_some()
+    }
+
     /// SHA-256 of everything received, as hex.
     pub fn sha256_hex(&self) -> String {
         self.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -424,6 +437,32 @@ mod tests {
         h.update((0..500_000).map(client_pattern).collect::<Vec<u8>>());
         let want: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(client.sha256_hex(), want);
+    }
+
+    #[test]
+    fn client_is_done_in_time_wait() {
+        let mut p = pair();
+        let mut server = Server::listen(&mut p.a, AppKind::Echo, 7, 16).unwrap();
+        let mut client = Client::connect(&mut p.b, SocketAddrV4::new(A, 7), 1000, None).unwrap();
+        let mut events = Vec::new();
+        for _ in 0..100_000 {
+            p.step(&mut events);
+            for (side, h, e) in events.drain(..) {
+                if side == 'a' {
+                    server.on_event(&mut p.a, h, e);
+                } else {
+                    client.on_event(&mut p.b, h, e);
+                }
+            }
+            if client.done(&p.b) {
+                break;
+            }
+        }
+        // The client sent its FIN first: it is done in TIME-WAIT, long before 2·MSL.
+        assert_eq!(client.finished, Some(CloseReason::Normal));
+        assert_eq!(p.b.state(client.handle), Ok(State::TimeWait));
+        assert_eq!(client.received, 1000);
+        assert!(p.now < crate::time::Instant::from_secs(10), "done only at {:?}", p.now);
     }
 
     #[test]

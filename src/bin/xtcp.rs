@@ -265,7 +265,7 @@ mod net {
             let next = turn(&mut stack, &clock, |st, h, e| server.on_event(st, h, e));
             if a.net.stats && clock.now() - last >= Duration::from_secs(1) {
                 last = clock.now();
-                eprintln!("{}", stats_line(&stack, server.connections()));
+                eprintln!("{}", stats_line(stack.counters(), server.connections()));
             }
             idle(&mut stack, &clock, next, a.net.busy_poll);
         }
@@ -277,8 +277,9 @@ mod net {
             turn(&mut stack, &clock, |st, h, e| server.on_event(st, h, e));
         }
         if a.net.stats {
-            eprintln!("{}", stats_line(&stack, server.connections()));
+            eprintln!("{}", stats_line(stack.counters(), server.connections()));
             eprintln!("xtcp: final counters: {:#?}", stack.counters());
+            eprintln!("xtcp: final app stats: {:#?}", server.stats);
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -302,7 +303,8 @@ mod net {
         let mut client = Client::connect(&mut stack, a.connect, a.send_bytes, a.recv_bytes)
             .map_err(|e| format!("connect to {}: {e}", a.connect))?;
         let started = clock.now();
-        while client.finished.is_none() && !stop.load(Ordering::Relaxed) {
+        // Done at TIME-WAIT (see `Client::done`): every byte is through both ways by then.
+        while !client.done(&stack) && !stop.load(Ordering::Relaxed) {
             let next = turn(&mut stack, &clock, |st, h, e| client.on_event(st, h, e));
             idle(&mut stack, &clock, next, a.net.busy_poll);
         }
@@ -316,7 +318,13 @@ mod net {
             client.sent
         );
         if a.net.stats {
-            eprintln!("{}", stats_line(&stack, 1));
+            // The stack adds a connection's retransmissions to its counters when the connection
+            // goes; the client may end in TIME-WAIT, with its connection still there.
+            let mut c = *stack.counters();
+            if let Ok(tcb) = stack.tcb(client.handle) {
+                c.tcp_retransmits += tcb.stats().retransmits;
+            }
+            eprintln!("{}", stats_line(&c, 1));
         }
         match client.finished {
             Some(CloseReason::Normal) => Ok(ExitCode::SUCCESS),
@@ -350,8 +358,7 @@ mod net {
         }
     }
 
-    fn stats_line<D: Device>(stack: &Stack<D>, conns: usize) -> String {
-        let c = stack.counters();
+    fn stats_line(c: &xtcp::stack::Counters, conns: usize) -> String {
         format!(
             "xtcp: conns {conns} | frames in {} out {} | tcp segs in {} out {} retrans {} rst in {} out {} | drops {} | arp req {}/{} | icmp echo {}",
             c.frames_in,

@@ -1,0 +1,1188 @@
+//! Interop with the Linux kernel's TCP (issue 5, "Must show"): the `xtcp` binary on AF_XDP at
+//! one end of a veth pair, the kernel at the other, each test in two network namespaces of its
+//! own (removed by a drop guard, whatever happens).
+//!
+//! ```text
+//!  netns xint-<pid>-<n>-x                  netns xint-<pid>-<n>-k
+//!  xv0 02:00:c6:12:00:01  <── veth ──>     kv0 02:00:c6:12:00:02, 198.18.0.2/24
+//!  `ip netns exec … xtcp serve|client`     std sockets from a thread that entered the
+//!  --ip 198.18.0.1/24 (the stack's only;   namespace with setns(2); `ping`, `ss`, `ip neigh`
+//!  not configured on that kernel)          through `ip netns exec`; tx checksum offload off
+//! ```
+//!
+//! What is shown: bulk transfers both ways with the SHA-256 of the data compared (1 B, 1 MB,
+//! 256 MB; xtcp as echo server and as client; discard, chargen and a one-way source), 1,000
+//! sequential short connections, half-close in both directions (data that provably travels
+//! after the FIN), resets for closed ports both ways, ping and ARP both ways, and transfers
+//! under 1 % and 5 % random loss in both directions.
+//!
+//! # How each side is driven
+//!
+//! xtcp runs as the real binary (`env!("CARGO_BIN_EXE_xtcp")`) under `ip netns exec`, which
+//! execs it without forking: the child's PID is xtcp's own (checked through `/proc/PID/comm`), so
+//! the guard ends it with SIGTERM by that PID (SIGKILL if it will not go). Its XDP program hangs on
+//! a BPF link, so it goes with the process; the tests check that it is gone. The kernel side is
+//! std sockets opened from a thread that entered the kernel namespace with `setns(2)` (a socket
+//! stays in the namespace it was made in, so it may be handed to other threads): plain Rust,
+//! results and panics come back through `join`, no helper binary.
+//!
+//! # Loss injection
+//!
+//! A lost frame must be invisible to its sender. `bpf/loss.bpf.c` holds two tc (clsact) programs
+//! that drop a configured share of IPv4 TCP segments with `bpf_get_prandom_u32()`, both attached
+//! to the kernel's end, `kv0`:
+//!
+//! * frames to the kernel: `loss_ingress` on kv0's ingress, returning `TC_ACT_SHOT`: the
+//!   receiving side's ingress (AFXDP-NOTES.md), xtcp cannot know.
+//! * frames to xtcp: the receiving side's ingress is xv0, where our XDP program runs first and
+//!   redirects to the AF_XDP socket before tc would see anything, and a second XDP program cannot
+//!   be attached there. So `loss_egress` runs on kv0's *egress* and returns `TC_ACT_STOLEN`, not
+//!   `TC_ACT_SHOT`. SHOT on egress is what AFXDP-NOTES.md warns about: `dev_queue_xmit` returns
+//!   `NET_XMIT_DROP`, `tcp_transmit_skb` fails, the segment stays unsent and the socket enters
+//!   CWR — local congestion, not loss (measured kernel→kernel, 20 MB at 5 %: 0 retransmissions,
+//!   0 out-of-order segments at the receiver). STOLEN reports `NET_XMIT_SUCCESS` and frees the
+//!   frame, so the sender believes it sent it: measured the same way, 625 fast retransmissions
+//!   and 4222 out-of-order segments, the picture of SHOT on the receiver's ingress (745 and
+//!   9657). The test asserts that the kernel retransmits, which a local drop would not cause.
+//!   The alternatives were a third namespace forwarding between two veths (more moving parts
+//!   for the same effect) or a test-only drop rate in our production XDP program (a branch and
+//!   a map lookup on the fast path for the sake of a test).
+//!
+//! Only TCP is dropped (ARP and ICMP pass), SYNs and FINs included. The programs are loaded
+//! with libbpf-rs from `loss.bpf.o`, which build.rs compiles next to our XDP program; they are
+//! attached with netlink tc hooks, detached (and the clsact qdisc removed) by a guard, and the
+//! test checks that no filter is left before the namespaces go.
+//!
+//! # Rules kept
+//!
+//! Addresses from 198.18.0.0/15; traffic only inside the namespaces made here; unique names
+//! (pid and a counter); every process started is ended by PID. No assertion is about time: the
+//! only clocks are watchdogs (`STUCK` without progress, `HUNG` for a whole client run) that turn
+//! a hang into a failure; the durations printed are for the reader.
+//!
+//! Needs root, `ip`, `ethtool`, `ping`, `ss` and `tc`. Outside CI, without them, each test prints
+//! a loud NOT RUN and passes; with CI=true it fails instead. Run: `cargo test --test interop --
+//! --test-threads=1` (the tests are independent, but 256 MB transfers side by side on two cores
+//! only make each other slower).
+#![cfg(all(feature = "afxdp", feature = "cli"))]
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder, TcHook, TC_EGRESS, TC_INGRESS};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+use xtcp::apps::client_pattern;
+
+const XTCP_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const XTCP_MAC: &str = "02:00:c6:12:00:01";
+const KERNEL_MAC: &str = "02:00:c6:12:00:02";
+const XDEV: &str = "xv0";
+const KDEV: &str = "kv0";
+const ECHO_PORT: u16 = 7;
+const DISCARD_PORT: u16 = 9;
+const CHARGEN_PORT: u16 = 19;
+const KERNEL_PORT: u16 = 9000;
+/// A port nobody listens on, on either side.
+const CLOSED_PORT: u16 = 4444;
+const MB: usize = 1 << 20;
+/// A watchdog, not a measurement: no progress for this long fails the test instead of hanging.
+const STUCK: Duration = Duration::from_secs(120);
+/// The watchdog on a whole `xtcp client` run (which prints nothing until its end).
+const HUNG: Duration = Duration::from_secs(900);
+/// Bytes per read/write call on the kernel side (a multiple of 8, see `Prng`).
+const CHUNK: usize = 64 * 1024;
+/// The loss injector, compiled by build.rs.
+const LOSS_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/loss.bpf.o"));
+
+// ---------------------------------------------------------------------------------------------
+// The lab: two namespaces, one veth, and the guards.
+
+/// True when the test can run. Otherwise: under CI=true, fail; else say so loudly and skip.
+fn may_run(test: &str) -> bool {
+    let mut why = Vec::new();
+    if !nix::unistd::Uid::effective().is_root() {
+        why.push("not root".to_string());
+    }
+    for tool in ["ip", "ethtool", "ping", "ss", "tc"] {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+        if !found.map(|o| o.status.success()).unwrap_or(false) {
+            why.push(format!("`{tool}` not found"));
+        }
+    }
+    if why.is_empty() {
+        return true;
+    }
+    let why = why.join(", ");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: cannot run ({why}) and CI=true: failing instead of skipping");
+    }
+    // Straight to stderr, not eprintln!: the test harness captures the macros of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!!!!! NOT RUN: {test}: {why}. It needs root (network namespaces, veth, XDP, tc). !!!!!!!!\n"
+    );
+    false
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Print past the harness's capture (progress of long tests, figures worth seeing).
+fn say(msg: impl AsRef<str>) {
+    let _ = writeln!(std::io::stderr(), "interop: {}", msg.as_ref());
+}
+
+/// Two fresh namespaces joined by a veth pair; both removed (with the veth) on drop.
+struct Lab {
+    xns: String,
+    kns: String,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let tag = format!("xint-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        // The guard exists before anything is made, so a failure half-way still cleans up.
+        let lab = Lab { xns: format!("{tag}-x"), kns: format!("{tag}-k") };
+        run("ip", &["netns", "add", &lab.xns]);
+        run("ip", &["netns", "add", &lab.kns]);
+        // Made inside the namespaces directly: no name in the host's namespace can clash.
+        run("ip", &["link", "add", XDEV, "netns", &lab.xns, "type", "veth", "peer", "name", KDEV, "netns", &lab.kns]);
+        run("ip", &["-n", &lab.xns, "link", "set", XDEV, "address", XTCP_MAC]);
+        run("ip", &["-n", &lab.kns, "link", "set", KDEV, "address", KERNEL_MAC]);
+        run("ip", &["-n", &lab.kns, "addr", "add", &format!("{KERNEL_IP}/24"), "dev", KDEV]);
+        // The kernel fills in every checksum, which xtcp verifies (AFXDP-NOTES.md). Before the
+        // link goes up: a feature change resets a veth link.
+        run("ip", &["netns", "exec", &lab.kns, "ethtool", "-K", KDEV, "tx", "off"]);
+        for (ns, dev) in [(&lab.xns, XDEV), (&lab.kns, KDEV)] {
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !run("ip", &["-n", &lab.kns, "-o", "link", "show", KDEV]).contains("LOWER_UP") {
+            assert!(Instant::now() < deadline, "{KDEV} did not come up");
+            thread::sleep(Duration::from_millis(20));
+        }
+        lab
+    }
+
+    /// Run `f` on a thread inside the kernel's namespace and return what it returns (or its panic).
+    fn kernel<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        in_netns(&self.kns, f).join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    fn kernel_ifindex(&self) -> i32 {
+        let line = run("ip", &["-n", &self.kns, "-o", "link", "show", KDEV]);
+        line.split(':').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("ifindex in {line:?}"))
+    }
+
+    fn xdp_attached(&self) -> bool {
+        run("ip", &["-n", &self.xns, "-d", "link", "show", XDEV]).contains("xdp")
+    }
+
+    /// `xtcp serve --app APP --port PORT --stats`, once it is listening.
+    fn serve(&self, app: &str, port: u16) -> Xtcp {
+        let port = port.to_string();
+        let mut x = Xtcp::spawn(&self.xns, &["serve", "--app", app, "--port", &port]);
+        x.wait_for_stderr("xtcp: serving");
+        assert!(self.xdp_attached(), "xtcp is serving but no XDP program is on {XDEV}");
+        x
+    }
+
+    /// `xtcp client --connect ADDR ARGS… --stats`, run to its end.
+    fn client(&self, connect: SocketAddrV4, args: &[&str]) -> Ended {
+        let connect = connect.to_string();
+        let mut all = vec!["client", "--connect", &connect];
+        all.extend_from_slice(args);
+        let ended = Xtcp::spawn(&self.xns, &all).wait();
+        assert!(!self.xdp_attached(), "the XDP program outlived the xtcp client");
+        ended
+    }
+
+    /// Remove everything and check that nothing is left: no namespace, no veth, no XDP program.
+    fn finish(self) {
+        let names = [self.xns.clone(), self.kns.clone()];
+        drop(self);
+        for ns in &names {
+            assert!(!netns_exists(ns), "namespace {ns} left behind");
+        }
+        let host = run("ip", &["-o", "link"]);
+        assert!(!host.contains("xdp"), "an XDP program in the host namespace:\n{host}");
+        assert!(
+            !host.contains(&format!("{XDEV}@")) && !host.contains(&format!("{KDEV}@")),
+            "a test veth in the host namespace:\n{host}"
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.xns, &self.kns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn netns_exists(name: &str) -> bool {
+    std::path::Path::new("/run/netns").join(name).exists()
+        || run("ip", &["netns", "list"]).lines().any(|l| l.split_whitespace().next() == Some(name))
+}
+
+/// Run `f` on a new thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    thread::spawn(move || {
+        let fd = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The xtcp process and what it prints.
+
+/// How an xtcp process ended, and everything it printed.
+#[derive(Debug)]
+struct Ended {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ended {
+    /// A counter from the `--stats` output: the last `name: N` (the final counters of `serve`).
+    fn stat(&self, name: &str) -> u64 {
+        let key = format!("{name}: ");
+        let at = self.stderr.rfind(&key).unwrap_or_else(|| panic!("no {name} in xtcp's output:\n{}", self.stderr));
+        let digits: String = self.stderr[at + key.len()..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or_else(|_| panic!("{name}: not a number in xtcp's output"))
+    }
+
+    /// A figure from the one-line `--stats` summary, e.g. `retrans 3` or `drops 0`.
+    fn line_stat(&self, name: &str) -> u64 {
+        let line = self.stderr.lines().rev().find(|l| l.starts_with("xtcp: conns")).expect("a --stats line");
+        let at = line.find(&format!("{name} ")).unwrap_or_else(|| panic!("no {name} in {line:?}"));
+        let digits: String = line[at + name.len() + 1..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or_else(|_| panic!("{name} in {line:?}"))
+    }
+
+    /// `xtcp client`'s result line: (SHA-256 hex, bytes received, bytes sent).
+    fn client_result(&self) -> (String, usize, usize) {
+        let line = self.stdout.lines().find(|l| l.contains(" received ")).unwrap_or_else(|| {
+            panic!("no result line from xtcp client; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        });
+        let w: Vec<&str> = line.split_whitespace().collect();
+        // HASH  received N bytes, sent M bytes in T s
+        assert!(w.len() >= 7 && w[1] == "received" && w[4] == "sent", "unexpected result line {line:?}");
+        (w[0].to_string(), w[2].parse().expect("received"), w[5].parse().expect("sent"))
+    }
+
+    fn assert_success(&self, what: &str) {
+        assert!(self.status.success(), "{what}: xtcp exited with {}:\n{}{}", self.status, self.stdout, self.stderr);
+    }
+}
+
+/// An `xtcp` process in the xtcp namespace. Dropped: SIGTERM by PID, then SIGKILL if needed.
+struct Xtcp {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+    stdout: Arc<Mutex<String>>,
+    reaped: Option<ExitStatus>,
+}
+
+impl Xtcp {
+    fn spawn(xns: &str, args: &[&str]) -> Xtcp {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", xns, env!("CARGO_BIN_EXE_xtcp")])
+            .args(args)
+            .args(["--iface", XDEV, "--ip", &format!("{XTCP_IP}/24"), "--stats"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting xtcp under ip netns exec");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        for (pipe, sink) in [
+            (Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Arc::clone(&stdout)),
+            (Box::new(child.stderr.take().unwrap()), Arc::clone(&stderr)),
+        ] {
+            readers.push(thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }));
+        }
+        Xtcp { child, stderr, readers, stdout, reaped: None }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Wait until xtcp prints `needle` on stderr. Also checks that the PID is xtcp's own.
+    fn wait_for_stderr(&mut self, needle: &str) {
+        let deadline = Instant::now() + STUCK;
+        while !self.stderr.lock().unwrap().contains(needle) {
+            assert!(Instant::now() < deadline, "xtcp did not print {needle:?}:\n{}", self.stderr.lock().unwrap());
+            if let Some(status) = self.reap(Instant::now()) {
+                let ended = self.collect(status);
+                panic!("xtcp ended ({}) before printing {needle:?}:\n{}", ended.status, ended.stderr);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.child.id())).unwrap_or_default();
+        assert_eq!(comm.trim(), "xtcp", "`ip netns exec` was expected to exec xtcp in place");
+    }
+
+    /// Poll for the end of the process until `deadline`.
+    fn reap(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        loop {
+            if let Some(s) = self.reaped {
+                return Some(s);
+            }
+            if let Ok(Some(s)) = self.child.try_wait() {
+                self.reaped = Some(s);
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn collect(&mut self, status: ExitStatus) -> Ended {
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Ended { status, stdout: self.stdout.lock().unwrap().clone(), stderr: self.stderr.lock().unwrap().clone() }
+    }
+
+    /// SIGTERM (xtcp's graceful shutdown) and wait for the end.
+    fn terminate(mut self) -> Ended {
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        let status = self.reap(Instant::now() + STUCK).unwrap_or_else(|| panic!("xtcp ignored SIGTERM"));
+        self.collect(status)
+    }
+
+    /// Wait for the process to end by itself (a client). It prints nothing until the end, so
+    /// the watchdog is on the whole run: `HUNG`.
+    fn wait(mut self) -> Ended {
+        let status = self
+            .reap(Instant::now() + HUNG)
+            .unwrap_or_else(|| panic!("xtcp client still running after {HUNG:?}:\n{}", self.stderr.lock().unwrap()));
+        self.collect(status)
+    }
+}
+
+impl Drop for Xtcp {
+    fn drop(&mut self) {
+        if self.reaped.is_some() {
+            return;
+        }
+        if thread::panicking() {
+            say(format!("xtcp's output so far:\n{}", self.stderr.lock().unwrap()));
+        }
+        // Only the process this guard started, by its PID.
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        if self.reap(Instant::now() + Duration::from_secs(5)).is_none() {
+            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data: deterministic streams and their hashes.
+
+/// SplitMix64: a deterministic byte stream that, unlike a short repeating pattern, makes any
+/// misplaced segment change the hash.
+struct Prng(u64);
+
+impl Prng {
+    /// Fill `buf`; every call but the last of a stream must be a multiple of 8 bytes long.
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of the first `n` bytes of what `xtcp client` sends.
+fn client_pattern_sha(n: usize) -> String {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = 0;
+    while off < n {
+        let k = (n - off).min(CHUNK);
+        for (i, b) in buf[..k].iter_mut().enumerate() {
+            *b = client_pattern(off + i);
+        }
+        h.update(&buf[..k]);
+        off += k;
+    }
+    hex(&h.finalize())
+}
+
+/// SHA-256 of `n` bytes of the PRNG stream from `seed`.
+fn prng_sha(seed: u64, n: usize) -> String {
+    let mut h = Sha256::new();
+    let mut p = Prng(seed);
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(CHUNK);
+        p.fill(&mut buf[..k]);
+        h.update(&buf[..k]);
+        left -= k;
+    }
+    hex(&h.finalize())
+}
+
+/// RFC 864's chargen byte at `pos` (what `xtcp serve --app chargen` sends).
+fn chargen_byte(pos: u64) -> u8 {
+    let (line, col) = (pos / 74, pos % 74);
+    match col {
+        72 => b'\r',
+        73 => b'\n',
+        _ => b' ' + ((line + col) % 95) as u8,
+    }
+}
+
+fn watchdog(s: &TcpStream) {
+    s.set_read_timeout(Some(STUCK)).unwrap();
+    s.set_write_timeout(Some(STUCK)).unwrap();
+}
+
+/// Write `n` bytes of the PRNG stream from `seed`, then shut down writing.
+fn write_prng(mut s: TcpStream, seed: u64, n: usize) {
+    let mut p = Prng(seed);
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(CHUNK);
+        p.fill(&mut buf[..k]);
+        s.write_all(&buf[..k]).unwrap_or_else(|e| panic!("writing, {left} of {n} bytes to go: {e}"));
+        left -= k;
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown(SHUT_WR)");
+}
+
+/// Read to EOF: (bytes, SHA-256).
+fn read_to_eof(s: &mut TcpStream) -> (usize, String) {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut n = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (n, hex(&h.finalize())),
+            Ok(k) => {
+                h.update(&buf[..k]);
+                n += k;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading after {n} bytes: {e}"),
+        }
+    }
+}
+
+/// From a thread in the kernel's namespace: connect to `to`, stream `n` PRNG bytes while
+/// another thread reads what comes back, shut down writing, read to EOF. (bytes back, SHA-256).
+fn kernel_send_and_receive(to: SocketAddrV4, seed: u64, n: usize) -> (usize, String) {
+    let mut s = TcpStream::connect(to).unwrap_or_else(|e| panic!("connect to {to}: {e}"));
+    watchdog(&s);
+    let w = s.try_clone().unwrap();
+    // Writing and reading at once: neither side can stall the other on full buffers.
+    let writer = thread::spawn(move || write_prng(w, seed, n));
+    let got = read_to_eof(&mut s);
+    writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    got
+}
+
+/// A line of the kernel's `/proc/net/snmp` for the calling thread's namespace, e.g. ("Tcp", "RetransSegs").
+fn kernel_snmp(proto: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("/proc/thread-self/net/snmp");
+    let prefix = format!("{proto}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let (head, vals) = (lines.next().expect("header"), lines.next().expect("values"));
+    let i = head.split_whitespace().position(|w| w == name).unwrap_or_else(|| panic!("no {proto} {name}"));
+    vals.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// What a kernel server does with each connection.
+#[derive(Clone, Copy, Debug)]
+enum KernelApp {
+    /// Write back what is read as it comes; shut down writing at EOF.
+    Echo,
+    /// Read everything to EOF first, then write it all back: every reply byte follows the
+    /// client's FIN.
+    CollectThenReply,
+    /// Write `n` PRNG bytes from `seed`, shut down writing, read to EOF.
+    Source { seed: u64, n: usize },
+    /// Read to EOF, then shut down writing: nothing goes back.
+    Sink,
+}
+
+/// A kernel server on KERNEL_IP:`port` for `conns` connections, one after the other. Returns
+/// once it listens; joining gives the bytes received on each connection and their SHA-256.
+fn kernel_server(lab: &Lab, port: u16, conns: usize, app: KernelApp) -> thread::JoinHandle<Vec<(usize, String)>> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let h = in_netns(&lab.kns, move || {
+        let l = TcpListener::bind((KERNEL_IP, port)).expect("bind");
+        l.set_nonblocking(true).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..conns {
+            let deadline = Instant::now() + STUCK;
+            let mut s = loop {
+                match l.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        assert!(Instant::now() < deadline, "kernel server: no connection came");
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            };
+            s.set_nonblocking(false).unwrap();
+            watchdog(&s);
+            let received = match app {
+                KernelApp::Echo => {
+                    let mut buf = vec![0u8; CHUNK];
+                    let (mut n, mut h) = (0, Sha256::new());
+                    loop {
+                        let k = s.read(&mut buf).expect("kernel echo: read");
+                        if k == 0 {
+                            break;
+                        }
+                        s.write_all(&buf[..k]).expect("kernel echo: write");
+                        h.update(&buf[..k]);
+                        n += k;
+                    }
+                    s.shutdown(Shutdown::Write).expect("shutdown");
+                    (n, hex(&h.finalize()))
+                }
+                KernelApp::CollectThenReply => {
+                    let mut all = Vec::new();
+                    s.read_to_end(&mut all).expect("kernel collect: read");
+                    s.write_all(&all).expect("kernel collect: write after the client's FIN");
+                    s.shutdown(Shutdown::Write).expect("shutdown");
+                    (all.len(), hex(&Sha256::digest(&all)))
+                }
+                KernelApp::Source { seed, n } => {
+                    write_prng(s.try_clone().unwrap(), seed, n);
+                    read_to_eof(&mut s)
+                }
+                KernelApp::Sink => {
+                    let got = read_to_eof(&mut s);
+                    s.shutdown(Shutdown::Write).expect("shutdown");
+                    got
+                }
+            };
+            got.push(received);
+        }
+        got
+    });
+    if ready_rx.recv().is_err() {
+        std::panic::resume_unwind(h.join().unwrap_err());
+    }
+    h
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss injection (see the module docs).
+
+/// Frames seen and dropped by the loss programs on kv0.
+#[derive(Debug, Clone, Copy)]
+struct LossCounts {
+    /// To the kernel (kv0 ingress).
+    to_kernel: (u64, u64),
+    /// To xtcp (kv0 egress).
+    to_xtcp: (u64, u64),
+}
+
+/// `bpf/loss.bpf.c` attached to kv0's ingress and egress. Dropped: detached, clsact removed.
+struct Loss {
+    kns: String,
+    hooks: Vec<TcHook>,
+    counters: MapHandle,
+    removed: bool,
+}
+
+impl Loss {
+    /// Drop `share` (0..1) of TCP segments in each direction.
+    fn attach(lab: &Lab, share: f64) -> Loss {
+        let ifindex = lab.kernel_ifindex();
+        let threshold = (share * 4_294_967_296.0) as u32;
+        // A failure half-way leaves filters on kv0; the lab's guard removes them with the namespace.
+        let (hooks, counters) = lab.kernel(move || {
+            let obj = ObjectBuilder::default()
+                .open_memory(LOSS_OBJ)
+                .and_then(|o| o.load())
+                .unwrap_or_else(|e| panic!("loading bpf/loss.bpf.c: {e:#}"));
+            let map = |name: &str| {
+                let m = obj.maps().find(|m| m.name() == name).unwrap_or_else(|| panic!("no map {name}"));
+                MapHandle::try_from(&m).expect("map handle")
+            };
+            let rate = map("rate");
+            for dir in 0u32..2 {
+                rate.update(&dir.to_ne_bytes(), &threshold.to_ne_bytes(), MapFlags::ANY).expect("setting the rate");
+            }
+            let mut hooks = Vec::new();
+            for (prog, point) in [("loss_ingress", TC_INGRESS), ("loss_egress", TC_EGRESS)] {
+                let p = obj.progs().find(|p| p.name() == prog).unwrap_or_else(|| panic!("no program {prog}"));
+                let mut hook = TcHook::new(p.as_fd());
+                hook.ifindex(ifindex).replace(true).handle(1).priority(1).attach_point(point);
+                if hooks.is_empty() {
+                    hook.create().unwrap_or_else(|e| panic!("clsact on {KDEV}: {e}"));
+                }
+                hooks.push(hook.attach().unwrap_or_else(|e| panic!("attaching {prog}: {e}")));
+            }
+            // The filters hold the programs, the programs their maps: `obj` may go.
+            (hooks, map("counters"))
+        });
+        let loss = Loss { kns: lab.kns.clone(), hooks, counters, removed: false };
+        for dir in ["ingress", "egress"] {
+            let f = run("tc", &["-n", &loss.kns, "filter", "show", "dev", KDEV, dir]);
+            assert!(f.contains("direct-action"), "no BPF filter on {KDEV} {dir}:\n{f}");
+        }
+        loss
+    }
+
+    fn counts(&self) -> LossCounts {
+        let slot = |i: u32| -> u64 {
+            let per_cpu = self.counters.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY).expect("counters");
+            per_cpu.unwrap_or_default().iter().map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap())).sum()
+        };
+        LossCounts { to_kernel: (slot(0), slot(1)), to_xtcp: (slot(2), slot(3)) }
+    }
+
+    fn detach(&mut self) {
+        if self.removed {
+            return;
+        }
+        self.removed = true;
+        let hooks = std::mem::take(&mut self.hooks);
+        let _ = in_netns(&self.kns, move || {
+            for mut h in hooks.clone() {
+                let _ = h.detach();
+            }
+            if let Some(mut h) = hooks.first().copied() {
+                // Both attach points: removes the clsact qdisc itself.
+                let _ = h.attach_point(TC_INGRESS | TC_EGRESS).destroy();
+            }
+        })
+        .join();
+    }
+
+    /// Detach and check that nothing of it is left on kv0.
+    fn remove(mut self) {
+        self.detach();
+        for dir in ["ingress", "egress"] {
+            let f = run("tc", &["-n", &self.kns, "filter", "show", "dev", KDEV, dir]);
+            assert!(f.trim().is_empty(), "a tc filter left on {KDEV} {dir}:\n{f}");
+        }
+        let q = run("tc", &["-n", &self.kns, "qdisc", "show", "dev", KDEV]);
+        assert!(!q.contains("clsact"), "the clsact qdisc is left on {KDEV}:\n{q}");
+    }
+}
+
+impl Drop for Loss {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+/// Kernel client → `xtcp serve --app echo`: 1 B, 1 MB and 256 MB, each streamed while the echo
+/// is read on another thread; half-close; the SHA-256 of what came back equals what was sent.
+#[test]
+fn interop_echo_server_kernel_client() {
+    if !may_run("interop_echo_server_kernel_client") {
+        return;
+    }
+    let lab = Lab::new();
+    let server = lab.serve("echo", ECHO_PORT);
+    let sizes = [1, MB, 256 * MB];
+    for (i, &n) in sizes.iter().enumerate() {
+        let seed = 1000 + i as u64;
+        let started = Instant::now();
+        let (got, sha) = lab.kernel(move || kernel_send_and_receive(SocketAddrV4::new(XTCP_IP, ECHO_PORT), seed, n));
+        say(format!("kernel → xtcp echo → kernel: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+        assert_eq!(got, n, "echoed bytes for a {n}-byte transfer");
+        assert_eq!(sha, prng_sha(seed, n), "SHA-256 of the echo of {n} bytes");
+    }
+    let (csum, inerr) = lab.kernel(|| (kernel_snmp("Tcp", "InCsumErrors"), kernel_snmp("Tcp", "InErrs")));
+    assert_eq!((csum, inerr), (0, 0), "the kernel refused segments from xtcp (checksum errors, errors)");
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    let total: u64 = sizes.iter().map(|&n| n as u64).sum();
+    assert_eq!((end.stat("accepted"), end.stat("closed")), (3, 3));
+    assert_eq!((end.stat("bytes_in"), end.stat("bytes_out")), (total, total));
+    assert_eq!(end.stat("drop_bad_checksum"), 0, "xtcp refused the kernel's checksums");
+    assert_eq!(end.stat("tcp_resets"), 0);
+    assert!(!lab.xdp_attached(), "the XDP program outlived xtcp serve");
+    lab.finish();
+}
+
+/// `xtcp client --send-bytes N` → a kernel echo server: 1 B, 1 MB, 256 MB; the client's
+/// SHA-256 of what came back equals that of the pattern it sent.
+#[test]
+fn interop_xtcp_client_kernel_echo_server() {
+    if !may_run("interop_xtcp_client_kernel_echo_server") {
+        return;
+    }
+    let lab = Lab::new();
+    let sizes = [1, MB, 256 * MB];
+    let server = kernel_server(&lab, KERNEL_PORT, sizes.len(), KernelApp::Echo);
+    for &n in &sizes {
+        let started = Instant::now();
+        let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
+        say(format!("xtcp client → kernel echo → xtcp: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+        end.assert_success("xtcp client");
+        let (sha, received, sent) = end.client_result();
+        assert_eq!((received, sent), (n, n));
+        assert_eq!(sha, client_pattern_sha(n), "SHA-256 of the echo of {n} bytes");
+        assert_eq!(end.line_stat("drops"), 0, "xtcp dropped frames from the kernel:\n{}", end.stderr);
+    }
+    let echoed = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let want: Vec<_> = sizes.iter().map(|&n| (n, client_pattern_sha(n))).collect();
+    assert_eq!(echoed, want, "what the kernel received (and echoed) per connection");
+    lab.finish();
+}
+
+/// One-way transfers: 256 MB from the kernel into `xtcp serve --app discard` (counted by
+/// xtcp), 256 MB of RFC 864 chargen from xtcp into the kernel (checked byte by byte), and
+/// 256 MB from a kernel source into `xtcp client --recv-bytes` (hashed).
+#[test]
+fn interop_one_way_discard_chargen_source() {
+    if !may_run("interop_one_way_discard_chargen_source") {
+        return;
+    }
+    let lab = Lab::new();
+    let n = 256 * MB;
+
+    // Kernel → xtcp discard.
+    let server = lab.serve("discard", DISCARD_PORT);
+    let started = Instant::now();
+    let (back, _) = lab.kernel(move || kernel_send_and_receive(SocketAddrV4::new(XTCP_IP, DISCARD_PORT), 7, n));
+    say(format!("kernel → xtcp discard: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+    assert_eq!(back, 0, "discard sent something back");
+    let end = server.terminate();
+    end.assert_success("xtcp serve --app discard");
+    assert_eq!(end.stat("bytes_in"), n as u64, "bytes xtcp's discard server counted");
+    assert_eq!((end.stat("accepted"), end.stat("closed"), end.stat("tcp_resets")), (1, 1, 0));
+
+    // xtcp chargen → kernel: read n bytes checking each, then half-close and read the rest to
+    // xtcp's FIN (chargen closes once its peer has).
+    let server = lab.serve("chargen", CHARGEN_PORT);
+    let started = Instant::now();
+    let total = lab.kernel(move || {
+        let mut s = TcpStream::connect((XTCP_IP, CHARGEN_PORT)).expect("connect to chargen");
+        watchdog(&s);
+        let mut buf = vec![0u8; CHUNK];
+        let mut pos = 0u64;
+        let mut shut = false;
+        loop {
+            let k = s.read(&mut buf).expect("reading chargen");
+            if k == 0 {
+                assert!(shut, "chargen closed before we did");
+                return pos;
+            }
+            for &b in &buf[..k] {
+                assert_eq!(b, chargen_byte(pos), "chargen byte {pos}");
+                pos += 1;
+            }
+            if !shut && pos >= n as u64 {
+                s.shutdown(Shutdown::Write).expect("shutdown");
+                shut = true;
+            }
+        }
+    });
+    say(format!("xtcp chargen → kernel: {total} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+    assert!(total >= n as u64);
+    let end = server.terminate();
+    end.assert_success("xtcp serve --app chargen");
+    assert_eq!(end.stat("bytes_out"), total, "chargen's count of bytes sent against the kernel's of bytes read");
+    assert_eq!((end.stat("closed"), end.stat("tcp_resets")), (1, 0));
+
+    // Kernel source → xtcp client --recv-bytes.
+    let server = kernel_server(&lab, KERNEL_PORT, 1, KernelApp::Source { seed: 99, n });
+    let started = Instant::now();
+    let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--recv-bytes", &n.to_string()]);
+    say(format!("kernel source → xtcp client: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+    end.assert_success("xtcp client --recv-bytes");
+    let (sha, received, sent) = end.client_result();
+    assert_eq!((received, sent), (n, 0));
+    assert_eq!(sha, prng_sha(99, n));
+    let got = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    assert_eq!(got[0].0, 0, "the xtcp client sent nothing");
+    lab.finish();
+}
+
+/// 1,000 sequential short connections from the kernel to `xtcp serve --app echo`: connect,
+/// one request, its reply, half-close, EOF, close. Every one succeeds.
+#[test]
+fn interop_thousand_short_connections() {
+    if !may_run("interop_thousand_short_connections") {
+        return;
+    }
+    let lab = Lab::new();
+    let server = lab.serve("echo", ECHO_PORT);
+    const CONNS: usize = 1000;
+    let started = Instant::now();
+    let ports = lab.kernel(|| {
+        let mut ports = std::collections::HashSet::new();
+        for i in 0..CONNS {
+            let mut s = TcpStream::connect((XTCP_IP, ECHO_PORT)).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            watchdog(&s);
+            ports.insert(s.local_addr().unwrap().port());
+            let req = format!("request {i} from the kernel\n");
+            s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("connection {i}: write: {e}"));
+            let mut reply = vec![0u8; req.len()];
+            s.read_exact(&mut reply).unwrap_or_else(|e| panic!("connection {i}: reading the reply: {e}"));
+            assert_eq!(reply, req.as_bytes(), "connection {i}: reply");
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap_or_else(|e| panic!("connection {i}: waiting for xtcp's FIN: {e}"));
+            assert!(rest.is_empty(), "connection {i}: more than the reply");
+        }
+        ports.len()
+    });
+    say(format!("{CONNS} short connections in {:.3} s", started.elapsed().as_secs_f64()));
+    assert_eq!(ports, CONNS, "distinct client ports");
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    assert_eq!((end.stat("accepted"), end.stat("closed")), (CONNS as u64, CONNS as u64));
+    assert_eq!((end.stat("tcp_passive_opens"), end.stat("tcp_failed_opens"), end.stat("tcp_resets")), (1000, 0, 0));
+    lab.finish();
+}
+
+/// Half-close both ways, with data that provably travels after the FIN:
+/// * the kernel writes 48 KiB with a tiny receive buffer, shuts down writing, and waits
+///   without reading until xtcp has acknowledged its FIN (FIN-WAIT-2): by then at most its
+///   receive queue of echo has arrived; the rest must come from xtcp in CLOSE-WAIT.
+/// * `xtcp client` sends 100 kB and shuts down writing (as it always does) to a kernel server
+///   that only replies after reading EOF: every byte it receives follows its own FIN.
+#[test]
+fn interop_half_close_both_ways() {
+    if !may_run("interop_half_close_both_ways") {
+        return;
+    }
+    let lab = Lab::new();
+    let server = lab.serve("echo", ECHO_PORT);
+    let kns = lab.kns.clone();
+    let n = 48 * 1024;
+    let (queued_at_fin, got, sha) = lab.kernel(move || {
+        let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+        // Set before connect, so the window offered from the start is small (the kernel
+        // doubles it and keeps a floor).
+        socket::setsockopt(&fd, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+        socket::connect(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(XTCP_IP, ECHO_PORT))).expect("connect");
+        let mut s = TcpStream::from(fd);
+        watchdog(&s);
+        let mut data = vec![0u8; n];
+        Prng(5).fill(&mut data);
+        s.write_all(&data).expect("write");
+        s.shutdown(Shutdown::Write).expect("shutdown");
+        let deadline = Instant::now() + STUCK;
+        let queued = loop {
+            let out = run(
+                "ip",
+                &["netns", "exec", &kns, "ss", "-tnH", "state", "fin-wait-2", "dst", &format!("{XTCP_IP}:{ECHO_PORT}")],
+            );
+            if let Some(q) = out.split_whitespace().next() {
+                break q.parse::<usize>().expect("Recv-Q");
+            }
+            assert!(Instant::now() < deadline, "xtcp never acknowledged our FIN");
+            thread::sleep(Duration::from_millis(5));
+        };
+        let (got, sha) = read_to_eof(&mut s);
+        (queued, got, sha)
+    });
+    say(format!("half-close: {queued_at_fin} of {n} echoed bytes were queued when xtcp acknowledged our FIN"));
+    assert_eq!(got, n);
+    assert_eq!(sha, prng_sha(5, n), "the echo after our half-close");
+    assert!(queued_at_fin < n, "all of the echo had arrived before the FIN: the test showed nothing");
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    assert_eq!((end.stat("closed"), end.stat("tcp_resets")), (1, 0));
+
+    let n = 100_000;
+    let server = kernel_server(&lab, KERNEL_PORT, 1, KernelApp::CollectThenReply);
+    let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
+    end.assert_success("xtcp client");
+    let (sha, received, sent) = end.client_result();
+    assert_eq!((received, sent), (n, n));
+    assert_eq!(sha, client_pattern_sha(n), "what the xtcp client received after its FIN");
+    assert_eq!(server.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), vec![(n, client_pattern_sha(n))]);
+    lab.finish();
+}
+
+/// A closed port answers with a reset both ways: the kernel's connect() to xtcp fails with
+/// ECONNREFUSED, and `xtcp client` to a kernel port with no listener exits non-zero, "Refused".
+#[test]
+fn interop_closed_ports_refuse() {
+    if !may_run("interop_closed_ports_refuse") {
+        return;
+    }
+    let lab = Lab::new();
+    let server = lab.serve("echo", ECHO_PORT);
+    let err =
+        lab.kernel(|| TcpStream::connect((XTCP_IP, CLOSED_PORT)).map(|_| ()).expect_err("connected to a closed port"));
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+    // The listener still works next to it.
+    let (got, sha) = lab.kernel(|| kernel_send_and_receive(SocketAddrV4::new(XTCP_IP, ECHO_PORT), 3, 1000));
+    assert_eq!((got, sha), (1000, prng_sha(3, 1000)));
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    assert!(end.stat("tcp_no_socket") >= 1 && end.stat("tcp_rsts_out") >= 1, "xtcp counted no reset:\n{}", end.stderr);
+
+    let end = lab.client(SocketAddrV4::new(KERNEL_IP, CLOSED_PORT), &["--send-bytes", "10"]);
+    assert!(!end.status.success(), "xtcp client to a closed port exited successfully:\n{}", end.stderr);
+    assert!(end.stderr.contains("Refused"), "xtcp client did not say Refused:\n{}", end.stderr);
+    assert!(end.line_stat("rst in") >= 1, "no reset counted by the xtcp client:\n{}", end.stderr);
+    lab.finish();
+}
+
+/// ARP both ways and ping: `xtcp client` in a fresh lab must resolve the kernel's MAC
+/// (its ARP request counted, the connection works, the kernel learnt xtcp's MAC from the
+/// request); then the kernel, its neighbour table flushed, resolves xtcp's address and gets
+/// 3 of 3 ping replies, and lists xtcp's MAC as a live neighbour.
+#[test]
+fn interop_ping_and_arp() {
+    if !may_run("interop_ping_and_arp") {
+        return;
+    }
+    let lab = Lab::new();
+    let neigh = || run("ip", &["-n", &lab.kns, "neigh", "show", &XTCP_IP.to_string(), "dev", KDEV]);
+    assert!(neigh().trim().is_empty(), "a fresh lab already has a neighbour entry: {}", neigh());
+
+    let server = kernel_server(&lab, KERNEL_PORT, 1, KernelApp::Echo);
+    let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--send-bytes", "1000"]);
+    end.assert_success("xtcp client");
+    assert_eq!(end.client_result().0, client_pattern_sha(1000));
+    let arp = end.stderr.lines().rev().find_map(|l| l.split("arp req ").nth(1)).expect("arp figures");
+    let out: u64 = arp.split('/').nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(out >= 1, "xtcp sent no ARP request, yet reached the kernel: {arp}");
+    server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let learnt = neigh();
+    say(format!("kernel's entry after xtcp's ARP request: {}", learnt.trim()));
+    assert!(learnt.contains(XTCP_MAC), "the kernel did not learn xtcp's MAC from its ARP request: {learnt}");
+
+    let server = lab.serve("echo", ECHO_PORT);
+    run("ip", &["-n", &lab.kns, "neigh", "flush", "dev", KDEV]);
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &lab.kns, "ping", "-n", "-c", "3", "-W", "5", &XTCP_IP.to_string()])
+        .output()
+        .expect("ping");
+    let text = String::from_utf8_lossy(&ping.stdout).into_owned();
+    say(text.trim());
+    assert!(ping.status.success() && text.contains("3 received"), "ping did not get 3 replies:\n{text}");
+    let entry = neigh();
+    say(format!("kernel's entry after ping: {}", entry.trim()));
+    assert!(entry.contains(XTCP_MAC), "xtcp's MAC not in the kernel's neighbour table: {entry}");
+    assert!(
+        ["REACHABLE", "STALE", "DELAY"].iter().any(|s| entry.contains(s)),
+        "xtcp's neighbour entry is not live: {entry}"
+    );
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    assert!(end.stat("arp_requests_in") >= 1 && end.stat("arp_replies_out") >= 1, "{}", end.stderr);
+    assert!(end.stat("icmp_echo_in") >= 3 && end.stat("icmp_echo_out") >= 3, "{}", end.stderr);
+    lab.finish();
+}
+
+/// Transfers under random loss of `share` of the TCP segments in both directions (see the
+/// module docs for where the loss comes from):
+/// * 1 MB through an echo each way (kernel client → xtcp echo, xtcp client → kernel echo):
+///   data and ACKs are lost in both directions on one connection;
+/// * `large` bytes one way each: `xtcp client --send-bytes` into a kernel sink (the kernel
+///   hashes) and a kernel source into `xtcp client --recv-bytes` (xtcp hashes).
+///
+/// Checks the hashes, that frames were dropped both ways at about the configured rate, and
+/// that both senders repaired losses (retransmitted): the kernel's retransmissions are what
+/// show the drops on its egress to be losses to it, not local congestion.
+fn transfers_under_loss(test: &str, share: f64, large: usize) {
+    if !may_run(test) {
+        return;
+    }
+    let lab = Lab::new();
+    let loss = Loss::attach(&lab, share);
+    let retrans_before = lab.kernel(|| kernel_snmp("Tcp", "RetransSegs"));
+    let pct = share * 100.0;
+    let timed = |what: &str, n: usize, started: Instant| {
+        say(format!("{pct}% loss: {what}: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()))
+    };
+
+    let server = lab.serve("echo", ECHO_PORT);
+    let started = Instant::now();
+    let (got, sha) = lab.kernel(move || kernel_send_and_receive(SocketAddrV4::new(XTCP_IP, ECHO_PORT), 11, MB));
+    timed("kernel → xtcp echo → kernel", MB, started);
+    assert_eq!((got, sha), (MB, prng_sha(11, MB)), "the echo under loss");
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    let server_retrans = end.stat("tcp_retransmits");
+    assert_eq!((end.stat("accepted"), end.stat("closed"), end.stat("tcp_resets")), (1, 1, 0));
+
+    let mut client_retrans = 0;
+    let mut client = |args: &[&str], app: KernelApp| {
+        let server = kernel_server(&lab, KERNEL_PORT, 1, app);
+        let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), args);
+        end.assert_success("xtcp client under loss");
+        client_retrans += end.line_stat("retrans");
+        let kernel = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p)).remove(0);
+        (end.client_result(), kernel)
+    };
+    let started = Instant::now();
+    let ((sha, received, sent), kernel) = client(&["--send-bytes", &MB.to_string()], KernelApp::Echo);
+    timed("xtcp client → kernel echo → xtcp", MB, started);
+    assert_eq!((received, sent), (MB, MB));
+    assert_eq!(sha, client_pattern_sha(MB), "the echo under loss");
+    assert_eq!(kernel, (MB, client_pattern_sha(MB)), "what the kernel echoed");
+
+    let started = Instant::now();
+    let ((_, received, sent), kernel) = client(&["--send-bytes", &large.to_string()], KernelApp::Sink);
+    timed("xtcp client → kernel sink", large, started);
+    assert_eq!((received, sent), (0, large));
+    assert_eq!(kernel, (large, client_pattern_sha(large)), "what the kernel received under loss");
+
+    let started = Instant::now();
+    let source = KernelApp::Source { seed: 12, n: large };
+    let ((sha, received, sent), _) = client(&["--recv-bytes", &large.to_string()], source);
+    timed("kernel source → xtcp client", large, started);
+    assert_eq!((received, sent), (large, 0));
+    assert_eq!(sha, prng_sha(12, large), "what xtcp received under loss");
+
+    let kernel_retrans = lab.kernel(|| kernel_snmp("Tcp", "RetransSegs")) - retrans_before;
+    let c = loss.counts();
+    say(format!(
+        "{pct}% loss: dropped {} of {} TCP frames to the kernel, {} of {} to xtcp; retransmitted: \
+         kernel {kernel_retrans}, xtcp server {server_retrans}, xtcp clients {client_retrans}",
+        c.to_kernel.1, c.to_kernel.0, c.to_xtcp.1, c.to_xtcp.0
+    ));
+    for (what, (seen, dropped)) in [("to the kernel", c.to_kernel), ("to xtcp", c.to_xtcp)] {
+        // Thousands of segments: the share dropped is well inside a factor of two of the rate.
+        let got = dropped as f64 / seen as f64;
+        assert!(seen > 1000 && got > share / 2.0 && got < share * 2.0, "{what}: {dropped} of {seen} dropped");
+    }
+    assert!(kernel_retrans > 0, "the kernel never retransmitted: the drops were not losses to it");
+    assert!(server_retrans > 0 && client_retrans > 0, "xtcp never retransmitted");
+    loss.remove();
+    lab.finish();
+}
+
+// The large transfers are sized by xtcp as a sender under loss, which recovers from most losses
+// by retransmission timeout (200 ms) against a Linux receiver: it fast-retransmits only on three
+// duplicate ACKs that repeat the window (RFC 5681 §2, (e)), and Linux's duplicate ACKs carry a
+// window that grows while its receive buffer autotunes. About 0.3 MB/s at 5 % loss here, where
+// the kernel sends to xtcp at about 1 Gbit/s.
+
+#[test]
+fn interop_loss_1_percent() {
+    transfers_under_loss("interop_loss_1_percent", 0.01, 16 * MB);
+}
+
+#[test]
+fn interop_loss_5_percent() {
+    transfers_under_loss("interop_loss_5_percent", 0.05, 8 * MB);
+}
+
+/// KNOWN BUG, ignored until fixed (`cargo test --test interop -- --ignored` shows it): when
+/// `xtcp client` closes first, it ACKs the kernel's FIN and then, in TIME-WAIT, sends a window
+/// update once the application has read the last data. The kernel's socket, closed by the
+/// first ACK (LAST-ACK → CLOSED), answers the second with a reset. Linux sends no window update
+/// once the peer has closed (tcp_cleanup_rbuf: "useless"). Whether the update goes out depends
+/// on whether the last read comes after the ACK, so it happens on some closes, not all (1 to 3
+/// of these 3 here). A normal close should leave the kernel with no reset to send.
+#[test]
+#[ignore = "known bug: xtcp sends a window update in TIME-WAIT, which the kernel resets"]
+fn interop_no_reset_after_a_normal_close() {
+    if !may_run("interop_no_reset_after_a_normal_close") {
+        return;
+    }
+    let lab = Lab::new();
+    let sizes = [1, MB, 16 * MB];
+    let server = kernel_server(&lab, KERNEL_PORT, sizes.len(), KernelApp::Echo);
+    let before = lab.kernel(|| kernel_snmp("Tcp", "OutRsts"));
+    for &n in &sizes {
+        let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
+        end.assert_success("xtcp client");
+        assert_eq!(end.client_result().0, client_pattern_sha(n));
+    }
+    server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let resets = lab.kernel(|| kernel_snmp("Tcp", "OutRsts")) - before;
+    assert_eq!(resets, 0, "the kernel answered {resets} segment(s) of {} normal closes with a reset", sizes.len());
+    lab.finish();
+}
+
+/// The guards hold when a test fails half-way: with xtcp serving and the loss programs
+/// attached, a panic leaves no process, no namespace and no program behind.
+#[test]
+fn interop_guards_clean_up_after_a_panic() {
+    if !may_run("interop_guards_clean_up_after_a_panic") {
+        return;
+    }
+    let made = Arc::new(Mutex::new(None));
+    let body = {
+        let made = Arc::clone(&made);
+        move || {
+            let lab = Lab::new();
+            let _loss = Loss::attach(&lab, 0.5);
+            let server = lab.serve("echo", ECHO_PORT);
+            *made.lock().unwrap() = Some((lab.xns.clone(), lab.kns.clone(), server.child.id()));
+            panic!("deliberate panic with xtcp serving and loss attached (expected by this test)");
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    match result {
+        Err(p) if p.downcast_ref::<&str>().is_some_and(|m| m.starts_with("deliberate panic")) => {}
+        Err(p) => std::panic::resume_unwind(p),
+        Ok(()) => unreachable!(),
+    }
+    let (xns, kns, pid) = made.lock().unwrap().clone().expect("the lab was made");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "xtcp (pid {pid}) outlived its guard");
+    assert!(!netns_exists(&xns) && !netns_exists(&kns), "namespaces left behind: {xns} {kns}");
+    let host = run("ip", &["-o", "link"]);
+    assert!(!host.contains("xdp"), "an XDP program in the host namespace:\n{host}");
+}
