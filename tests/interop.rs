@@ -1129,14 +1129,13 @@ fn interop_loss_5_percent() {
 }
 
 /// KNOWN BUG, ignored until fixed (`cargo test --test interop -- --ignored` shows it): when
-/// `xtcp client` closes first, it ACKs the kernel's FIN and then, in TIME-WAIT, sends a window
-/// update once the application has read the last data. The kernel's socket, closed by the
+/// Regression (found by this test, fixed): when `xtcp client` closed first, it ACKed the kernel's
+/// FIN and then, in TIME-WAIT, sent a window update once the application had read the last data. The kernel's socket, closed by the
 /// first ACK (LAST-ACK → CLOSED), answers the second with a reset. Linux sends no window update
 /// once the peer has closed (tcp_cleanup_rbuf: "useless"). Whether the update goes out depends
 /// on whether the last read comes after the ACK, so it happens on some closes, not all (1 to 3
 /// of these 3 here). A normal close should leave the kernel with no reset to send.
 #[test]
-#[ignore = "known bug: xtcp sends a window update in TIME-WAIT, which the kernel resets"]
 fn interop_no_reset_after_a_normal_close() {
     if !may_run("interop_no_reset_after_a_normal_close") {
         return;

@@ -241,13 +241,15 @@ mod net {
         let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
         let dev = open(&a.net)?;
         match &a.net.pcap {
-            Some(path) => {
-                let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let tap = PcapTap::new(dev, BufWriter::new(file), Box::new(wall_micros)).map_err(|e| e.to_string())?;
-                run_server(tap, &a, kind, &stop)
-            }
+            Some(path) => run_server(tap(dev, path)?, &a, kind, &stop),
             None => run_server(dev, &a, kind, &stop),
         }
+    }
+
+    /// `--pcap FILE`: the device, recording every frame to FILE.
+    fn tap(dev: AfXdpDevice, path: &std::path::Path) -> Result<PcapTap<AfXdpDevice, BufWriter<std::fs::File>>, String> {
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        PcapTap::new(dev, BufWriter::new(file), Box::new(wall_micros)).map_err(|e| e.to_string())
     }
 
     fn wall_micros() -> u64 {
@@ -288,11 +290,7 @@ mod net {
         let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
         let dev = open(&a.net)?;
         match &a.net.pcap {
-            Some(path) => {
-                let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let tap = PcapTap::new(dev, BufWriter::new(file), Box::new(wall_micros)).map_err(|e| e.to_string())?;
-                run_client(tap, &a, &stop)
-            }
+            Some(path) => run_client(tap(dev, path)?, &a, &stop),
             None => run_client(dev, &a, &stop),
         }
     }

@@ -626,7 +626,9 @@ impl Tcb {
     /// RFC 1122 §4.2.3.3: a window update is worth an ACK when it opens the window by at least
     /// min(RCV.BUFF/2, MSS) — in particular when it reopens a zero window.
     fn maybe_window_update(&mut self) {
-        if !self.state.is_synchronized() {
+        // After the peer's FIN no more data comes: a window update has no one to serve (and
+        // a peer that has closed its socket answers it with a reset).
+        if !self.state.is_synchronized() || self.fin_received {
             return;
         }
         let current = self.rcv_adv.since(self.rcv_nxt);
@@ -1093,12 +1095,16 @@ impl Tcb {
         } else if ack == self.snd_una
             && seg.payload.is_empty()
             && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
-            && window == old_wnd
             && window != 0
             && self.snd_una != self.snd_max
+            && (window == old_wnd || (self.sack_enabled && !seg.options.sack.is_empty()))
         {
-            // (With a zero window the "duplicates" are answers to window probes, not signs of
-            // loss: counting them would fast-retransmit into a closed window.)
+            // RFC 5681 §2 wants the window unchanged, so that window updates do not count;
+            // but a receiver whose application reads while a hole is open (Linux) sends
+            // duplicates with a growing window. One that carries SACK blocks reports data
+            // beyond a hole, not a window update (RFC 6675 §2, "DupAck"), so it counts.
+            // With a zero window the "duplicates" are answers to window probes, not signs of
+            // loss: counting them would fast-retransmit into a closed window.
             // RFC 5681 §2: a duplicate ACK.
             self.stats.dup_acks_in += 1;
             let flight = self.flight_size();
