@@ -21,16 +21,16 @@
 //! with CI=true it fails instead.
 #![cfg(feature = "afxdp")]
 
-use std::fs::File;
-use std::io::Write;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sched::{setns, CloneFlags};
+mod common;
+
+use common::{in_netns, may_run, netns_exists, run, Lab};
 use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice, BindMode, XdpMode};
 use xtcp::io::{Device, Frame};
 use xtcp::wire::{
@@ -45,78 +45,7 @@ const KERNEL_MAC: MacAddr = MacAddr([0x02, 0x00, 0xc6, 0x12, 0x00, 0x02]);
 const UDP_PORT: u16 = 7777;
 const KERNEL_UDP_PORT: u16 = 40000;
 
-/// True when the test can run. Otherwise: under CI=true, fail; else say so loudly and skip.
-fn may_run(test: &str) -> bool {
-    let mut why = Vec::new();
-    if !nix::unistd::Uid::effective().is_root() {
-        why.push("not root".to_string());
-    }
-    for tool in ["ip", "ethtool", "ping"] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
-        if !found.map(|o| o.status.success()).unwrap_or(false) {
-            why.push(format!("`{tool}` not found"));
-        }
-    }
-    if why.is_empty() {
-        return true;
-    }
-    let why = why.join(", ");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: cannot run ({why}) and CI=true: failing instead of skipping");
-    }
-    // Straight to stderr, not eprintln!: the test harness captures the macros of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!! NOT RUN: {test}: {why}. It needs root (network namespaces, veth, XDP). !!!!!!!!\n"
-    );
-    false
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Two fresh namespaces joined by a veth pair; both removed (with the veth) on drop.
-struct Lab {
-    xns: String,
-    kns: String,
-}
-
 impl Lab {
-    fn new() -> Lab {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let tag = format!("xafx-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        // The guard exists before anything is made, so a failure half-way still cleans up.
-        let lab = Lab { xns: format!("{tag}-x"), kns: format!("{tag}-k") };
-        run("ip", &["netns", "add", &lab.xns]);
-        run("ip", &["netns", "add", &lab.kns]);
-        // Made inside the namespaces directly: no name in the host's namespace can clash.
-        run("ip", &["link", "add", "xv0", "netns", &lab.xns, "type", "veth", "peer", "name", "kv0", "netns", &lab.kns]);
-        run("ip", &["-n", &lab.xns, "link", "set", "xv0", "address", &OUR_MAC.to_string()]);
-        run("ip", &["-n", &lab.kns, "link", "set", "kv0", "address", &KERNEL_MAC.to_string()]);
-        run("ip", &["-n", &lab.kns, "addr", "add", &format!("{KERNEL}/24"), "dev", "kv0"]);
-        // Before the link goes up: a feature change resets a veth link.
-        run("ip", &["netns", "exec", &lab.kns, "ethtool", "-K", "kv0", "tx", "off"]);
-        for (ns, dev) in [(&lab.xns, "xv0"), (&lab.kns, "kv0")] {
-            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
-            run("ip", &["-n", ns, "link", "set", dev, "up"]);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !run("ip", &["-n", &lab.kns, "-o", "link", "show", "kv0"]).contains("LOWER_UP") {
-            assert!(Instant::now() < deadline, "kv0 did not come up");
-            thread::sleep(Duration::from_millis(50));
-        }
-        lab
-    }
-
     /// `ip -d link show DEV` in `ns`, which names the XDP program while one is attached.
     fn link_details(&self, ns: &str, dev: &str) -> String {
         run("ip", &["-n", ns, "-d", "link", "show", dev])
@@ -125,29 +54,6 @@ impl Lab {
     fn xdp_attached(&self) -> bool {
         self.link_details(&self.xns, "xv0").contains("prog/xdp")
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.xns, &self.kns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn netns_exists(name: &str) -> bool {
-    std::path::Path::new("/run/netns").join(name).exists()
-        || run("ip", &["netns", "list"]).lines().any(|l| l.split_whitespace().next() == Some(name))
-}
-
-/// Run `f` on a new thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    thread::spawn(move || {
-        let fd = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
 }
 
 /// What the device side saw.
@@ -244,10 +150,10 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn afxdp_udp_arp_and_ping_against_the_kernel() {
-    if !may_run("afxdp_udp_arp_and_ping_against_the_kernel") {
+    if !may_run("afxdp_udp_arp_and_ping_against_the_kernel", &["ip", "ethtool", "ping"]) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xafx");
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -349,14 +255,14 @@ fn afxdp_udp_arp_and_ping_against_the_kernel() {
 /// panicking test body each leave no XDP program and no namespace behind.
 #[test]
 fn afxdp_guards_clean_up_when_things_go_wrong() {
-    if !may_run("afxdp_guards_clean_up_when_things_go_wrong") {
+    if !may_run("afxdp_guards_clean_up_when_things_go_wrong", &["ip", "ethtool", "ping"]) {
         return;
     }
     let names = Arc::new(Mutex::new(None));
     let body = {
         let names = Arc::clone(&names);
         move || {
-            let lab = Lab::new();
+            let lab = Lab::new("xafx");
             *names.lock().unwrap() = Some((lab.xns.clone(), lab.kns.clone()));
 
             // A bind that fails (the veth has one queue) after the program was attached.

@@ -66,30 +66,24 @@
 //! only make each other slower).
 #![cfg(all(feature = "afxdp", feature = "cli"))]
 
-use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder, TcHook, TC_EGRESS, TC_INGRESS};
-use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 use xtcp::apps::client_pattern;
 
-const XTCP_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const XTCP_MAC: &str = "02:00:c6:12:00:01";
-const KERNEL_MAC: &str = "02:00:c6:12:00:02";
-const XDEV: &str = "xv0";
-const KDEV: &str = "kv0";
+mod common;
+
+use common::{in_netns, may_run, netns_exists, run, Lab, KDEV, KERNEL_IP, XDEV, XTCP_IP, XTCP_MAC};
 const ECHO_PORT: u16 = 7;
 const DISCARD_PORT: u16 = 9;
 const CHARGEN_PORT: u16 = 19;
@@ -97,6 +91,8 @@ const KERNEL_PORT: u16 = 9000;
 /// A port nobody listens on, on either side.
 const CLOSED_PORT: u16 = 4444;
 const MB: usize = 1 << 20;
+/// What the interop tests run besides the xtcp binary.
+const TOOLS: &[&str] = &["ip", "ethtool", "ping", "ss", "tc"];
 /// A watchdog, not a measurement: no progress for this long fails the test instead of hanging.
 const STUCK: Duration = Duration::from_secs(120);
 /// The watchdog on a whole `xtcp client` run (which prints nothing until its end).
@@ -109,84 +105,12 @@ const LOSS_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/loss.bpf.o"));
 // ---------------------------------------------------------------------------------------------
 // The lab: two namespaces, one veth, and the guards.
 
-/// True when the test can run. Otherwise: under CI=true, fail; else say so loudly and skip.
-fn may_run(test: &str) -> bool {
-    let mut why = Vec::new();
-    if !nix::unistd::Uid::effective().is_root() {
-        why.push("not root".to_string());
-    }
-    for tool in ["ip", "ethtool", "ping", "ss", "tc"] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
-        if !found.map(|o| o.status.success()).unwrap_or(false) {
-            why.push(format!("`{tool}` not found"));
-        }
-    }
-    if why.is_empty() {
-        return true;
-    }
-    let why = why.join(", ");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: cannot run ({why}) and CI=true: failing instead of skipping");
-    }
-    // Straight to stderr, not eprintln!: the test harness captures the macros of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!! NOT RUN: {test}: {why}. It needs root (network namespaces, veth, XDP, tc). !!!!!!!!\n"
-    );
-    false
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Print past the harness's capture (progress of long tests, figures worth seeing).
 fn say(msg: impl AsRef<str>) {
     let _ = writeln!(std::io::stderr(), "interop: {}", msg.as_ref());
 }
 
-/// Two fresh namespaces joined by a veth pair; both removed (with the veth) on drop.
-struct Lab {
-    xns: String,
-    kns: String,
-}
-
 impl Lab {
-    fn new() -> Lab {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let tag = format!("xint-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        // The guard exists before anything is made, so a failure half-way still cleans up.
-        let lab = Lab { xns: format!("{tag}-x"), kns: format!("{tag}-k") };
-        run("ip", &["netns", "add", &lab.xns]);
-        run("ip", &["netns", "add", &lab.kns]);
-        // Made inside the namespaces directly: no name in the host's namespace can clash.
-        run("ip", &["link", "add", XDEV, "netns", &lab.xns, "type", "veth", "peer", "name", KDEV, "netns", &lab.kns]);
-        run("ip", &["-n", &lab.xns, "link", "set", XDEV, "address", XTCP_MAC]);
-        run("ip", &["-n", &lab.kns, "link", "set", KDEV, "address", KERNEL_MAC]);
-        run("ip", &["-n", &lab.kns, "addr", "add", &format!("{KERNEL_IP}/24"), "dev", KDEV]);
-        // The kernel fills in every checksum, which xtcp verifies (AFXDP-NOTES.md). Before the
-        // link goes up: a feature change resets a veth link.
-        run("ip", &["netns", "exec", &lab.kns, "ethtool", "-K", KDEV, "tx", "off"]);
-        for (ns, dev) in [(&lab.xns, XDEV), (&lab.kns, KDEV)] {
-            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
-            run("ip", &["-n", ns, "link", "set", dev, "up"]);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !run("ip", &["-n", &lab.kns, "-o", "link", "show", KDEV]).contains("LOWER_UP") {
-            assert!(Instant::now() < deadline, "{KDEV} did not come up");
-            thread::sleep(Duration::from_millis(20));
-        }
-        lab
-    }
-
     /// Run `f` on a thread inside the kernel's namespace and return what it returns (or its panic).
     fn kernel<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         in_netns(&self.kns, f).join().unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -234,29 +158,6 @@ impl Lab {
             "a test veth in the host namespace:\n{host}"
         );
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.xns, &self.kns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn netns_exists(name: &str) -> bool {
-    std::path::Path::new("/run/netns").join(name).exists()
-        || run("ip", &["netns", "list"]).lines().any(|l| l.split_whitespace().next() == Some(name))
-}
-
-/// Run `f` on a new thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    thread::spawn(move || {
-        let fd = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -738,10 +639,10 @@ impl Drop for Loss {
 /// is read on another thread; half-close; the SHA-256 of what came back equals what was sent.
 #[test]
 fn interop_echo_server_kernel_client() {
-    if !may_run("interop_echo_server_kernel_client") {
+    if !may_run("interop_echo_server_kernel_client", TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let server = lab.serve("echo", ECHO_PORT);
     let sizes = [1, MB, 256 * MB];
     for (i, &n) in sizes.iter().enumerate() {
@@ -769,10 +670,10 @@ fn interop_echo_server_kernel_client() {
 /// SHA-256 of what came back equals that of the pattern it sent.
 #[test]
 fn interop_xtcp_client_kernel_echo_server() {
-    if !may_run("interop_xtcp_client_kernel_echo_server") {
+    if !may_run("interop_xtcp_client_kernel_echo_server", TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let sizes = [1, MB, 256 * MB];
     let server = kernel_server(&lab, KERNEL_PORT, sizes.len(), KernelApp::Echo);
     for &n in &sizes {
@@ -796,10 +697,10 @@ fn interop_xtcp_client_kernel_echo_server() {
 /// 256 MB from a kernel source into `xtcp client --recv-bytes` (hashed).
 #[test]
 fn interop_one_way_discard_chargen_source() {
-    if !may_run("interop_one_way_discard_chargen_source") {
+    if !may_run("interop_one_way_discard_chargen_source", TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let n = 256 * MB;
 
     // Kernel → xtcp discard.
@@ -864,10 +765,10 @@ fn interop_one_way_discard_chargen_source() {
 /// one request, its reply, half-close, EOF, close. Every one succeeds.
 #[test]
 fn interop_thousand_short_connections() {
-    if !may_run("interop_thousand_short_connections") {
+    if !may_run("interop_thousand_short_connections", TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let server = lab.serve("echo", ECHO_PORT);
     const CONNS: usize = 1000;
     let started = Instant::now();
@@ -906,10 +807,10 @@ fn interop_thousand_short_connections() {
 ///   that only replies after reading EOF: every byte it receives follows its own FIN.
 #[test]
 fn interop_half_close_both_ways() {
-    if !may_run("interop_half_close_both_ways") {
+    if !may_run("interop_half_close_both_ways", TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let server = lab.serve("echo", ECHO_PORT);
     let kns = lab.kns.clone();
     let n = 48 * 1024;
@@ -963,10 +864,10 @@ fn interop_half_close_both_ways() {
 /// ECONNREFUSED, and `xtcp client` to a kernel port with no listener exits non-zero, "Refused".
 #[test]
 fn interop_closed_ports_refuse() {
-    if !may_run("interop_closed_ports_refuse") {
+    if !may_run("interop_closed_ports_refuse", TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let server = lab.serve("echo", ECHO_PORT);
     let err =
         lab.kernel(|| TcpStream::connect((XTCP_IP, CLOSED_PORT)).map(|_| ()).expect_err("connected to a closed port"));
@@ -991,10 +892,10 @@ fn interop_closed_ports_refuse() {
 /// 3 of 3 ping replies, and lists xtcp's MAC as a live neighbour.
 #[test]
 fn interop_ping_and_arp() {
-    if !may_run("interop_ping_and_arp") {
+    if !may_run("interop_ping_and_arp", TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let neigh = || run("ip", &["-n", &lab.kns, "neigh", "show", &XTCP_IP.to_string(), "dev", KDEV]);
     assert!(neigh().trim().is_empty(), "a fresh lab already has a neighbour entry: {}", neigh());
 
@@ -1044,10 +945,10 @@ fn interop_ping_and_arp() {
 /// that both senders repaired losses (retransmitted): the kernel's retransmissions are what
 /// show the drops on its egress to be losses to it, not local congestion.
 fn transfers_under_loss(test: &str, share: f64, large: usize) {
-    if !may_run(test) {
+    if !may_run(test, TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let loss = Loss::attach(&lab, share);
     let retrans_before = lab.kernel(|| kernel_snmp("Tcp", "RetransSegs"));
     let pct = share * 100.0;
@@ -1137,10 +1038,10 @@ fn interop_loss_5_percent() {
 /// of these 3 here). A normal close should leave the kernel with no reset to send.
 #[test]
 fn interop_no_reset_after_a_normal_close() {
-    if !may_run("interop_no_reset_after_a_normal_close") {
+    if !may_run("interop_no_reset_after_a_normal_close", TOOLS) {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("xint");
     let sizes = [1, MB, 16 * MB];
     let server = kernel_server(&lab, KERNEL_PORT, sizes.len(), KernelApp::Echo);
     let before = lab.kernel(|| kernel_snmp("Tcp", "OutRsts"));
@@ -1159,14 +1060,14 @@ fn interop_no_reset_after_a_normal_close() {
 /// attached, a panic leaves no process, no namespace and no program behind.
 #[test]
 fn interop_guards_clean_up_after_a_panic() {
-    if !may_run("interop_guards_clean_up_after_a_panic") {
+    if !may_run("interop_guards_clean_up_after_a_panic", TOOLS) {
         return;
     }
     let made = Arc::new(Mutex::new(None));
     let body = {
         let made = Arc::clone(&made);
         move || {
-            let lab = Lab::new();
+            let lab = Lab::new("xint");
             let _loss = Loss::attach(&lab, 0.5);
             let server = lab.serve("echo", ECHO_PORT);
             *made.lock().unwrap() = Some((lab.xns.clone(), lab.kns.clone(), server.child.id()));
