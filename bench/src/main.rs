@@ -1,7 +1,8 @@
-//! `xtcp-bench`: load generator and servers. This first cut has the kernel side only — an
-//! echo server and a request/response client with latency histograms — which the demo uses to
-//! hold xtcp's echo server against the kernel's on identical veth links. The AF_XDP client,
-//! the other workloads (crr, stream, open loop) and the matrix come with issue 6.
+//! `xtcp-bench`: load generator and servers. This first cut has a kernel echo server and a
+//! request/response client over either stack (`--stack kernel`: std sockets; `--stack xtcp`:
+//! the xtcp stack on AF_XDP, busy-polling), with latency histograms — what the demo uses to
+//! hold xtcp against the kernel on identical veth links. The other workloads (crr, stream,
+//! open loop), many connections and the matrix come with issue 6.
 
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
@@ -15,6 +16,12 @@ use std::time::{Duration, Instant};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Stack {
+    Kernel,
+    Xtcp,
 }
 
 #[derive(Subcommand)]
@@ -32,6 +39,15 @@ enum Cmd {
     Rr {
         #[arg(long)]
         connect: SocketAddr,
+        /// Whose TCP the client uses.
+        #[arg(long, value_enum, default_value_t = Stack::Kernel)]
+        stack: Stack,
+        /// With --stack xtcp: the interface to run on.
+        #[arg(long)]
+        iface: Option<String>,
+        /// With --stack xtcp: our address and prefix, e.g. 198.18.1.1/24.
+        #[arg(long)]
+        ip: Option<String>,
         #[arg(long, default_value_t = 64)]
         size: usize,
         /// Seconds to measure (after a warm-up of 1000 round trips).
@@ -54,7 +70,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Rr { connect, size, seconds, busy_poll, label } => match rr(connect, size, seconds, busy_poll, &label) {
+        Cmd::Rr { connect, stack: Stack::Xtcp, iface, ip, size, seconds, label, .. } => {
+            match xtcp_rr::run(connect, iface, ip, size, seconds, &label) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xtcp-bench rr: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Rr { connect, size, seconds, busy_poll, label, .. } => match rr(connect, size, seconds, busy_poll, &label)
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("xtcp-bench rr: {e}");
@@ -115,6 +141,20 @@ fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The latency line every client prints.
+fn report(label: &str, size: usize, n: u64, secs: f64, h: &Histogram<u64>, polling: &str) {
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{label:<28} {size:>5} B  {:>9.0} trans/s  RTT p50 {:>7.1} µs  p90 {:>7.1}  p99 {:>7.1}  p99.9 {:>7.1}  max {:>8.1}  ({polling} polling)",
+        n as f64 / secs,
+        us(0.5),
+        us(0.9),
+        us(0.99),
+        us(0.999),
+        h.max() as f64 / 1000.0,
+    );
+}
+
 fn rr(connect: SocketAddr, size: usize, seconds: f64, busy_poll: bool, label: &str) -> std::io::Result<()> {
     let mut s = TcpStream::connect(connect)?;
     s.set_nodelay(true)?;
@@ -140,16 +180,88 @@ fn rr(connect: SocketAddr, size: usize, seconds: f64, busy_poll: bool, label: &s
         return Err(std::io::Error::other("the echo differed from the request"));
     }
     let secs = start.elapsed().as_secs_f64();
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{label:<28} {size:>5} B  {:>9.0} trans/s  RTT p50 {:>7.1} µs  p90 {:>7.1}  p99 {:>7.1}  p99.9 {:>7.1}  max {:>8.1}  ({} polling)",
-        n as f64 / secs,
-        us(0.5),
-        us(0.9),
-        us(0.99),
-        us(0.999),
-        h.max() as f64 / 1000.0,
-        if busy_poll { "busy" } else { "blocking" }
-    );
+    report(label, size, n, secs, &h, if busy_poll { "busy" } else { "blocking" });
     Ok(())
+}
+
+/// Request/response over one connection of the xtcp stack on AF_XDP, busy-polling.
+mod xtcp_rr {
+    use super::report;
+    use hdrhistogram::Histogram;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice};
+    use xtcp::stack::{Stack, StackConfig, StackEvent};
+    use xtcp::time::Instant;
+
+    pub fn run(
+        connect: SocketAddr,
+        iface: Option<String>,
+        ip: Option<String>,
+        size: usize,
+        seconds: f64,
+        label: &str,
+    ) -> Result<(), String> {
+        let iface = iface.ok_or("--stack xtcp needs --iface")?;
+        let ip = ip.ok_or("--stack xtcp needs --ip ADDR/PREFIX")?;
+        let (addr, prefix) = ip.split_once('/').ok_or("--ip wants ADDR/PREFIX")?;
+        let addr: Ipv4Addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+        let prefix: u8 = prefix.parse().map_err(|e| format!("{prefix}: {e}"))?;
+        let SocketAddr::V4(server) = connect else { return Err("IPv4 only".into()) };
+        let dev = AfXdpDevice::open(&AfXdpConfig::new(iface.as_str(), &[addr]), 0).map_err(|e| e.to_string())?;
+        let t0 = std::time::Instant::now();
+        let now = || Instant::from_micros(t0.elapsed().as_micros() as u64);
+        let mut secret = [0u8; 16];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").map_err(|e| e.to_string())?, &mut secret)
+            .map_err(|e| e.to_string())?;
+        let mut stack = Stack::new(dev, StackConfig::new(addr, prefix, secret), now());
+        let conn = stack.connect(server).map_err(|e| e.to_string())?;
+        stack.set_nodelay(conn, true).map_err(|e| e.to_string())?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            stack.poll(now());
+            match stack.poll_event() {
+                Some((_, StackEvent::Connected)) => break,
+                Some((_, StackEvent::Closed(r))) => return Err(format!("connect to {server}: {r:?}")),
+                _ if std::time::Instant::now() > deadline => return Err(format!("connect to {server}: no answer")),
+                _ => {}
+            }
+        }
+        let req = vec![0x5au8; size];
+        let mut buf = vec![0u8; size.max(1)];
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+        let (mut n, mut warm) = (0u64, 1000u32);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+        let mut start = std::time::Instant::now();
+        while std::time::Instant::now() < end || warm > 0 {
+            let t = std::time::Instant::now();
+            let mut sent = 0;
+            let mut got = 0;
+            while got < size {
+                if sent < size {
+                    sent += stack.send(conn, &req[sent..]).unwrap_or(0);
+                }
+                stack.poll(now());
+                while stack.poll_event().is_some() {}
+                while let Ok(k @ 1..) = stack.recv(conn, &mut buf[..size - got]) {
+                    got += k;
+                }
+                if stack.state(conn).is_err() {
+                    return Err("the connection ended".into());
+                }
+            }
+            if warm > 0 {
+                warm -= 1;
+                if warm == 0 {
+                    start = std::time::Instant::now();
+                }
+                continue;
+            }
+            h.record(t.elapsed().as_nanos() as u64).expect("in bounds");
+            n += 1;
+        }
+        let _ = stack.close(conn);
+        stack.poll(now());
+        report(label, size, n, start.elapsed().as_secs_f64(), &h, "busy");
+        Ok(())
+    }
 }
