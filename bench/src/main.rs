@@ -145,7 +145,7 @@ fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
 fn report(label: &str, size: usize, n: u64, secs: f64, h: &Histogram<u64>, polling: &str) {
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{label:<28} {size:>5} B  {:>9.0} trans/s  RTT p50 {:>7.1} µs  p90 {:>7.1}  p99 {:>7.1}  p99.9 {:>7.1}  max {:>8.1}  ({polling} polling)",
+        "{label:<34} {size:>5} B  {:>9.0} trans/s  RTT p50 {:>7.1} µs  p90 {:>7.1}  p99 {:>7.1}  p99.9 {:>7.1}  max {:>8.1}  ({polling} polling)",
         n as f64 / secs,
         us(0.5),
         us(0.9),
