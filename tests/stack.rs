@@ -345,3 +345,47 @@ fn frames_not_for_us_and_garbage_are_counted() {
     assert_eq!(c.drop_not_for_us, 1);
     assert!(raw_recv(&mut raw).is_empty(), "nothing answered");
 }
+
+/// RFC 1122 §4.2.3.9 / RFC 1191: an ICMP "fragmentation needed" quoting one of our
+/// connections reaches that connection's TCB: a soft error, and a smaller MSS.
+#[test]
+fn icmp_frag_needed_reaches_the_connection() {
+    let mut p = Pair::new(Faults::default(), 10);
+    let _l = p.a.listen(80, 4).unwrap();
+    let c = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.has('b', c, StackEvent::Connected));
+    let local_port = p.b.tcb(c).unwrap().local().port();
+    assert_eq!(p.b.tcb(c).unwrap().send_mss(), 1460 - 12);
+    // A router on the way says: MTU 1000. It quotes B's segment: IPv4 header, then the ports.
+    let quoted = Ipv4Repr {
+        src: IP_B,
+        dst: IP_A,
+        protocol: IpProtocol::Tcp,
+        payload_len: 1460,
+        ttl: 63,
+        ident: 0,
+        dont_frag: true,
+        dscp_ecn: 0,
+    };
+    let mut ports = [0u8; 8];
+    ports[..2].copy_from_slice(&local_port.to_be_bytes());
+    ports[2..4].copy_from_slice(&80u16.to_be_bytes());
+    let err = FrameRepr {
+        eth: EthernetRepr { src: MAC_A, dst: MAC_B, ethertype: EtherType::Ipv4 },
+        net: NetRepr::Ipv4 {
+            ip: Ipv4Repr { src: IP_A, dst: IP_B, protocol: IpProtocol::Icmp, ..quoted },
+            l4: L4Repr::Icmp(Icmpv4Repr::DstUnreachable {
+                reason: xtcp::wire::DstUnreachable::FragRequired,
+                next_hop_mtu: 1000,
+                header: quoted,
+                data: &ports,
+            }),
+        },
+    };
+    raw_send(p.a.device_mut(), &err);
+    p.run_until(Duration::from_secs(1), |p| p.b.counters().icmp_errors_in == 1);
+    let tcb = p.b.tcb(c).unwrap();
+    assert_eq!(tcb.last_icmp_error(), Some(xtcp::tcp::IcmpError::FragmentationNeeded { mtu: 1000 }));
+    assert_eq!(tcb.send_mss(), 1000 - 40 - 12, "MTU − IP − TCP − timestamps");
+    assert_eq!(p.b.state(c), Ok(State::Established), "a soft error");
+}

@@ -22,11 +22,11 @@ pub use ports::Rss;
 pub use table::{ConnTable, FourTuple};
 
 use crate::io::{Device, Frame};
-use crate::tcp::{reset_for, CloseReason, Event, IsnGenerator, Keepalive, State, Tcb, TcpConfig, TcpError};
+use crate::tcp::{reset_for, CloseReason, Event, IcmpError, IsnGenerator, Keepalive, State, Tcb, TcpConfig, TcpError};
 use crate::time::{Duration, Instant, TimerHandle, TimerWheel};
 use crate::wire::{
-    self, ArpOperation, ArpRepr, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr, L4Repr, MacAddr,
-    NetRepr, TcpRepr,
+    self, ArpOperation, ArpRepr, DstUnreachable, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr,
+    L4Repr, MacAddr, NetRepr, TcpRepr,
 };
 use arp::ArpCache;
 use core::fmt;
@@ -681,12 +681,22 @@ impl<D: Device> Stack<D> {
                 }
             }
             Icmpv4Repr::DstUnreachable { header, data, .. } | Icmpv4Repr::TimeExceeded { header, data, .. } => {
-                // RFC 1122 §4.2.3.9: for TCP these are soft errors; the connection goes on.
+                let err = match icmp {
+                    Icmpv4Repr::DstUnreachable { reason: DstUnreachable::FragRequired, next_hop_mtu, .. } => {
+                        IcmpError::FragmentationNeeded { mtu: next_hop_mtu }
+                    }
+                    Icmpv4Repr::DstUnreachable { .. } => IcmpError::Unreachable,
+                    _ => IcmpError::TimeExceeded,
+                };
+                // RFC 1122 §4.2.3.9: for TCP these are soft errors; the connection goes on. The
+                // quoted header names the connection (our address, TCP, its ports).
                 if header.src == self.cfg.ip && header.protocol == IpProtocol::Tcp && data.len() >= 4 {
                     let local_port = u16::from_be_bytes([data[0], data[1]]);
                     let remote = SocketAddrV4::new(header.dst, u16::from_be_bytes([data[2], data[3]]));
-                    if self.table.contains(&FourTuple { local_port, remote }) {
+                    if let Some(idx) = self.table.get(&FourTuple { local_port, remote }) {
                         self.counters.icmp_errors_in += 1;
+                        self.conn_mut(idx).tcb.on_icmp_error(err);
+                        self.mark_dirty(idx);
                     }
                 }
             }

@@ -93,6 +93,18 @@ pub enum Event {
     Closed(CloseReason),
 }
 
+/// An ICMP error about a connection (RFC 1122 §4.2.3.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IcmpError {
+    /// Destination unreachable: network, host, protocol or port (soft errors for TCP).
+    Unreachable,
+    /// Fragmentation needed with DF set: the path's MTU (RFC 1191).
+    FragmentationNeeded {
+        mtu: u16,
+    },
+    TimeExceeded,
+}
+
 /// Misuse of the API, or a call that cannot complete now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TcpError {
@@ -245,6 +257,7 @@ pub struct Tcb {
 
     events: u8,
     close_reason: Option<CloseReason>,
+    last_icmp_error: Option<IcmpError>,
     stats: TcbStats,
 }
 
@@ -326,6 +339,7 @@ impl Tcb {
             challenge_window: (now, 0),
             events: 0,
             close_reason: None,
+            last_icmp_error: None,
             stats: TcbStats::default(),
             cfg,
         }
@@ -513,6 +527,27 @@ impl Tcb {
             _ => {}
         }
         self.enter_closed(CloseReason::Aborted);
+    }
+
+    /// An ICMP error about this connection arrived (RFC 1122 §4.2.3.9). Unreachable and
+    /// time-exceeded are soft errors: the connection goes on, and the error is kept for the
+    /// application (`last_icmp_error`). "Fragmentation needed" lowers the MSS to what the path
+    /// carries (RFC 1191 §6.3: MTU − 40), never below 88 bytes of segment (a 128-byte MTU).
+    pub fn on_icmp_error(&mut self, err: IcmpError) {
+        self.last_icmp_error = Some(err);
+        if let IcmpError::FragmentationNeeded { mtu } = err {
+            let options = if self.ts_enabled { TS_OPTION_LEN } else { 0 };
+            let mss = (mtu.max(128) as usize).saturating_sub(40 + options);
+            if mss < self.snd_mss {
+                self.snd_mss = mss;
+                self.cc.set_mss(mss);
+            }
+        }
+    }
+
+    /// The last ICMP error reported for this connection (RFC 1122 §4.2.3.9 soft errors).
+    pub fn last_icmp_error(&self) -> Option<IcmpError> {
+        self.last_icmp_error
     }
 
     /// The next thing that happened, if any.

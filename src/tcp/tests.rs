@@ -884,6 +884,28 @@ mod established {
         assert_eq!(ack.seq, ISS + 3001);
     }
 
+    /// RFC 1122 §4.2.3.9: ICMP errors are soft; RFC 1191: "fragmentation needed" lowers the
+    /// MSS to the path's MTU − 40, and the next segments fit it.
+    #[test]
+    fn icmp_errors_are_soft_and_frag_needed_lowers_the_mss() {
+        let mut t = T::established(TcpConfig { nagle: false, ..cfg() });
+        t.tcb.on_icmp_error(IcmpError::Unreachable);
+        assert_eq!(t.tcb.state(), State::Established);
+        assert_eq!(t.tcb.last_icmp_error(), Some(IcmpError::Unreachable));
+        assert_eq!(t.tcb.send_mss(), 1460);
+        t.tcb.on_icmp_error(IcmpError::FragmentationNeeded { mtu: 1000 });
+        assert_eq!(t.tcb.send_mss(), 960);
+        t.tcb.on_icmp_error(IcmpError::FragmentationNeeded { mtu: 1400 });
+        assert_eq!(t.tcb.send_mss(), 960, "a larger MTU does not raise it");
+        t.tcb.send(&[0u8; 2000]).unwrap();
+        let segs = t.outputs();
+        assert!(
+            segs.iter().all(|o| o.payload.len() <= 960),
+            "{:?}",
+            segs.iter().map(|o| o.payload.len()).collect::<Vec<_>>()
+        );
+    }
+
     /// RFC 7323 §2: with window scaling the window field is shifted both ways.
     #[test]
     fn window_scaling_applies_both_ways() {
