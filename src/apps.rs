@@ -408,9 +408,17 @@ mod tests {
         StackPair::new(3, f, StackConfig::new(A, 24, [1; 16]), StackConfig::new(B, 24, [2; 16]), 4096)
     }
 
-    fn run(p: &mut StackPair, server: &mut Server, client: &mut Client) {
+    /// Step the pair, handing events to the server (on `a`) and the client (on `b`), until
+    /// `done`; at most `steps` steps.
+    fn run_until(
+        p: &mut StackPair,
+        server: &mut Server,
+        client: &mut Client,
+        steps: usize,
+        mut done: impl FnMut(&mut Client, &StackPair) -> bool,
+    ) {
         let mut events = Vec::new();
-        for _ in 0..2_000_000 {
+        for _ in 0..steps {
             p.step(&mut events);
             for (side, h, e) in events.drain(..) {
                 if side == 'a' {
@@ -419,11 +427,15 @@ mod tests {
                     client.on_event(&mut p.b, h, e);
                 }
             }
-            if client.finished.is_some() {
+            if done(client, p) {
                 return;
             }
         }
-        panic!("client did not finish: {client:?}");
+        panic!("client not done after {steps} steps: {client:?}");
+    }
+
+    fn run(p: &mut StackPair, server: &mut Server, client: &mut Client) {
+        run_until(p, server, client, 2_000_000, |c, _| c.finished.is_some());
     }
 
     #[test]
@@ -444,20 +456,7 @@ mod tests {
         let mut p = pair();
         let mut server = Server::listen(&mut p.a, AppKind::Echo, 7, 16).unwrap();
         let mut client = Client::connect(&mut p.b, SocketAddrV4::new(A, 7), 1000, None).unwrap();
-        let mut events = Vec::new();
-        for _ in 0..100_000 {
-            p.step(&mut events);
-            for (side, h, e) in events.drain(..) {
-                if side == 'a' {
-                    server.on_event(&mut p.a, h, e);
-                } else {
-                    client.on_event(&mut p.b, h, e);
-                }
-            }
-            if client.done(&p.b) {
-                break;
-            }
-        }
+        run_until(&mut p, &mut server, &mut client, 100_000, |c, p| c.done(&p.b));
         // The client sent its FIN first: it is done in TIME-WAIT, long before 2·MSL.
         assert_eq!(client.finished, Some(CloseReason::Normal));
         assert_eq!(p.b.state(client.handle), Ok(State::TimeWait));

@@ -962,7 +962,9 @@ impl Interp<'_> {
         Ok(Some(flags & MSG_DONTWAIT != 0))
     }
 
-    fn sys_read(&mut self, s: &Syscall, start: u64, end: Option<u64>, with_flags: bool) -> R<()> {
+    /// The arguments of read/recv and write/send: fd, length, MSG_DONTWAIT. `None` when the
+    /// flags were refused (the failure is already recorded).
+    fn io_args(&mut self, s: &Syscall, with_flags: bool) -> R<Option<(i32, usize, bool)>> {
         if with_flags {
             self.argc(s, &[4], "(fd, buffer, length, flags)")?;
         } else {
@@ -973,11 +975,16 @@ impl Interp<'_> {
         let dontwait = if with_flags {
             match self.recv_flags(s)? {
                 Some(d) => d,
-                None => return Ok(()),
+                None => return Ok(None),
             }
         } else {
             false
         };
+        Ok(Some((fd, len, dontwait)))
+    }
+
+    fn sys_read(&mut self, s: &Syscall, start: u64, end: Option<u64>, with_flags: bool) -> R<()> {
+        let Some((fd, len, dontwait)) = self.io_args(s, with_flags)? else { return Ok(()) };
         let mut data = Vec::new();
         match self.k.read(fd, len, dontwait, &mut data) {
             SysRet::Block => self.block(s, fd, PendingKind::Read { len, dontwait }, start, end),
@@ -1011,21 +1018,7 @@ impl Interp<'_> {
     }
 
     fn sys_write(&mut self, s: &Syscall, start: u64, end: Option<u64>, with_flags: bool) -> R<()> {
-        if with_flags {
-            self.argc(s, &[4], "(fd, buffer, length, flags)")?;
-        } else {
-            self.argc(s, &[3], "(fd, buffer, count)")?;
-        }
-        let fd = self.fd_arg(s)?;
-        let len = self.usize_arg(s, 2, "the length")?;
-        let dontwait = if with_flags {
-            match self.recv_flags(s)? {
-                Some(d) => d,
-                None => return Ok(()),
-            }
-        } else {
-            false
-        };
+        let Some((fd, len, dontwait)) = self.io_args(s, with_flags)? else { return Ok(()) };
         let nonblocking = dontwait || self.k.sockets.get(&fd).is_some_and(|s| s.nonblocking);
         let r = self.k.write(fd, len, dontwait);
         self.flush_after_call()?;
