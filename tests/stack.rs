@@ -389,3 +389,200 @@ fn icmp_frag_needed_reaches_the_connection() {
     assert_eq!(tcb.send_mss(), 1000 - 40 - 12, "MTU − IP − TCP − timestamps");
     assert_eq!(p.b.state(c), Ok(State::Established), "a soft error");
 }
+
+// ---------------------------------------------------------------------- zero-copy
+
+/// Connect B → A:80 and return (client on B, server on A).
+fn open(p: &mut Pair) -> (Handle, Handle) {
+    let listener = p.a.listen(80, 16).unwrap();
+    let client = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
+    p.run_until(Duration::from_secs(30), |p| p.has('b', client, StackEvent::Connected));
+    p.run_until(Duration::from_secs(5), |p| p.has('a', listener, StackEvent::Accepted));
+    let server = p.a.accept(listener).unwrap().expect("a connection waits");
+    (client, server)
+}
+
+/// B sends `n` pattern bytes with zero-copy send buffers; A reads them in place with
+/// `recv_chunks`/`consume`, at most `read_per_step` bytes a step (0: only after B is done).
+/// Returns what A read.
+fn zero_copy_stream(p: &mut Pair, client: Handle, server: Handle, n: usize, read_per_step: usize) -> Vec<u8> {
+    let mut sent = 0;
+    let mut got = Vec::with_capacity(n);
+    let mut max_held = 0;
+    p.run_until(Duration::from_secs(600), |p| {
+        while sent < n {
+            let buf = match p.b.alloc_send_buf(client) {
+                Ok(b) => b,
+                Err(StackError::Tcp(TcpError::WouldBlock)) => break,
+                Err(e) => panic!("alloc_send_buf: {e}"),
+            };
+            let k = buf.capacity().min(n - sent);
+            for (j, c) in p.b.send_buf_mut(&buf)[..k].iter_mut().enumerate() {
+                *c = byte(1, sent + j);
+            }
+            p.b.send_frame(buf, k).unwrap();
+            sent += k;
+        }
+        max_held = max_held.max(p.a.frames_held().0);
+        if read_per_step > 0 || sent == n {
+            let limit = if read_per_step > 0 { read_per_step } else { usize::MAX };
+            let mut take = 0;
+            for chunk in p.a.recv_chunks(server).unwrap() {
+                let k = chunk.len().min(limit - take);
+                got.extend_from_slice(&chunk[..k]);
+                take += k;
+                if take == limit {
+                    break;
+                }
+            }
+            assert_eq!(p.a.consume(server, take).unwrap(), take);
+        }
+        got.len() == n
+    });
+    assert!(max_held <= StackConfig::new(IP_A, 24, [0; 16]).max_rx_frames_held);
+    got
+}
+
+#[test]
+fn zero_copy_receive_and_send_move_every_byte_in_place() {
+    let mut p = Pair::new(Faults::default(), 7);
+    let (client, server) = open(&mut p);
+    let n = 500_000;
+    let got = zero_copy_stream(&mut p, client, server, n, 64 * 1024);
+    let bad = got.iter().enumerate().position(|(i, &b)| b != byte(1, i));
+    assert_eq!(bad, None, "the stream arrived intact ({} bytes)", got.len());
+    let (ca, cb) = (*p.a.counters(), *p.b.counters());
+    // On a clean link every data segment went out from the application's own frame and
+    // stayed in the frame it arrived in until read.
+    let segs = n.div_ceil(p.b.tcb(client).unwrap().send_mss()) as u64;
+    assert_eq!(cb.tcp_tx_in_place, segs, "every segment sent in place");
+    assert_eq!(cb.tcp_tx_copied, 0);
+    assert_eq!(ca.tcp_rx_in_place, segs, "every segment read in place");
+    // Acknowledged frames went back; nothing is held.
+    p.run_until(Duration::from_secs(5), |p| p.b.frames_held() == (0, 0));
+    assert_eq!(p.a.frames_held(), (0, 0));
+    p.a.close(server).unwrap();
+    p.b.close(client).unwrap();
+    p.run_until(Duration::from_secs(200), |p| p.a.connection_count() == 0 && p.b.connection_count() == 0);
+    assert_eq!(p.a.device().free_frames(), 4096, "every frame back in A's pool");
+    assert_eq!(p.b.device().free_frames(), 4096, "every frame back in B's pool");
+}
+
+#[test]
+fn a_reader_that_holds_frames_shrinks_the_window_and_loses_nothing() {
+    // A holds at most 8 frames; past that its payload is copied, and the window closes when
+    // the buffer (held frames included) is full. B keeps writing; A reads nothing for a while.
+    let mut ca = config(IP_A, 1);
+    ca.max_rx_frames_per_conn = 8;
+    ca.tcp.recv_buffer = 32 * 1024;
+    let mut p = Pair::with(Faults::default(), 3, ca, config(IP_B, 2));
+    let (client, server) = open(&mut p);
+    let data: Vec<u8> = (0..200_000).map(|i| byte(2, i)).collect();
+    let mut sent = 0;
+    // Phase 1: A does not read. B stalls once A's window is full.
+    p.run_until(Duration::from_secs(5), |p| {
+        while sent < data.len() {
+            match p.b.send(client, &data[sent..]) {
+                Ok(k) => sent += k,
+                Err(StackError::Tcp(TcpError::WouldBlock)) => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        p.now > Instant::from_secs(3)
+    });
+    let held = p.a.frames_held().0;
+    assert_eq!(held, 8, "A holds as many frames as it may, no more");
+    let queued = p.a.tcb(server).unwrap().recv_available();
+    let mss = p.b.tcb(client).unwrap().send_mss();
+    // Full to within less than a segment (the sender's silly-window avoidance keeps the rest
+    // from being sent in a sliver): the window is closed to B.
+    assert!(queued <= 32 * 1024 && queued + mss > 32 * 1024, "buffer full: {queued} bytes held and copied");
+    assert!(sent < data.len(), "B had to stop");
+    assert_eq!(p.a.counters().drops(), 0);
+    // Phase 2: A reads everything, in order, mixing in-place and copied chunks.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 3000];
+    p.run_until(Duration::from_secs(600), |p| {
+        while sent < data.len() {
+            match p.b.send(client, &data[sent..]) {
+                Ok(k) => sent += k,
+                Err(StackError::Tcp(TcpError::WouldBlock)) => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        loop {
+            match p.a.recv(server, &mut buf) {
+                Ok(k) if k > 0 => got.extend_from_slice(&buf[..k]),
+                Ok(_) | Err(StackError::Tcp(TcpError::WouldBlock)) => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        got.len() == data.len()
+    });
+    assert!(got == data, "in-place and copied data were delivered in order");
+    assert_eq!(p.a.frames_held(), (0, 0));
+}
+
+#[test]
+fn zero_copy_send_survives_loss_and_reordering() {
+    for seed in 0..3 {
+        let faults = Faults {
+            loss: 0.03,
+            duplicate: 0.02,
+            reorder: 0.05,
+            jitter: Duration::from_micros(200),
+            ..Faults::default()
+        };
+        let mut p = Pair::new(faults, seed);
+        let (client, server) = open(&mut p);
+        let n = 200_000;
+        let got = zero_copy_stream(&mut p, client, server, n, 10_000);
+        let bad = got.iter().enumerate().position(|(i, &b)| b != byte(1, i));
+        assert_eq!(bad, None, "seed {seed}: stream intact");
+        let cb = *p.b.counters();
+        assert!(cb.tcp_retransmits + p.b.tcb(client).unwrap().stats().retransmits > 0, "seed {seed}: loss cost");
+        assert!(cb.tcp_tx_in_place > 0);
+        p.run_until(Duration::from_secs(60), |p| p.b.frames_held() == (0, 0));
+        p.a.abort(server).unwrap();
+        p.run_until(Duration::from_secs(60), |p| p.b.connection_count() == 0 && p.a.connection_count() == 0);
+        assert_eq!(p.a.device().free_frames(), 4096, "seed {seed}: A leaked frames");
+        assert_eq!(p.b.device().free_frames(), 4096, "seed {seed}: B leaked frames");
+    }
+}
+
+#[test]
+fn zero_copy_misuse_returns_typed_errors() {
+    let mut cb = config(IP_B, 2);
+    cb.max_tx_frames_held = 4;
+    let mut p = Pair::with(Faults::default(), 5, config(IP_A, 1), cb);
+    let (client, server) = open(&mut p);
+    // Copied data still queued: the connection cannot switch to frames yet.
+    p.b.send(client, b"copied first").unwrap();
+    assert_eq!(p.b.alloc_send_buf(client).unwrap_err(), StackError::SendQueueBusy);
+    p.run_until(Duration::from_secs(5), |p| p.b.tcb(client).unwrap().send_queued() == 0);
+    // More than the buffer holds.
+    let buf = p.b.alloc_send_buf(client).unwrap();
+    let cap = buf.capacity();
+    assert_eq!(p.b.send_frame(buf, cap + 1), Err(StackError::BadSendBuf));
+    assert_eq!(p.b.frames_held().1, 0, "the refused buffer went back");
+    // The stack-wide bound on frames lent for sending.
+    let bufs: Vec<_> = (0..4).map(|_| p.b.alloc_send_buf(client).unwrap()).collect();
+    assert_eq!(p.b.alloc_send_buf(client).unwrap_err(), StackError::Tcp(TcpError::WouldBlock));
+    assert_eq!(p.b.counters().tx_frames_exhausted, 1);
+    for b in bufs {
+        p.b.send_frame(b, 100).unwrap();
+    }
+    // Their acknowledgement frees the frames and says so.
+    p.run_until(Duration::from_secs(5), |p| p.has('b', client, StackEvent::Writable));
+    assert_eq!(p.b.frames_held().1, 0);
+    let mut out = [0u8; 1024];
+    p.run_until(Duration::from_secs(5), |p| p.a.tcb(server).unwrap().recv_available() >= 412);
+    assert_eq!(p.a.recv(server, &mut out).unwrap(), 412, "\"copied first\" and four 100-byte frames");
+    // A buffer of a connection that is gone.
+    let buf = p.b.alloc_send_buf(client).unwrap();
+    p.b.abort(client).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.has('b', client, StackEvent::Closed(CloseReason::Aborted)));
+    assert_eq!(p.b.send_frame(buf, 10), Err(StackError::InvalidHandle));
+    assert_eq!(p.b.frames_held(), (0, 0));
+    assert_eq!(p.b.recv_chunks(client).unwrap_err(), StackError::InvalidHandle);
+}

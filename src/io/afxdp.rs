@@ -405,6 +405,9 @@ enum FrameState {
     Fill,
     Tx,
     User,
+    /// Given back by the caller while a `tx_kept` send of it is in flight: freed when the
+    /// kernel completes it.
+    Released,
 }
 
 /// The device's own counters (the kernel's are in [`AfXdpDevice::socket_stats`]).
@@ -424,6 +427,11 @@ pub struct DeviceStats {
     pub tx_realigned: u64,
     /// RX descriptors that named no frame of ours (never expected; the frame is dropped).
     pub rx_bad_descs: u64,
+    /// Frames sent in place while the caller keeps them (zero-copy send).
+    pub tx_kept: u64,
+    /// `tx_kept` refusals: the TX ring was full, or the frame's bytes did not start at its
+    /// buffer (the caller then copies).
+    pub tx_kept_refused: u64,
 }
 
 /// The kernel's counters for one socket (`XDP_STATISTICS`).
@@ -454,6 +462,8 @@ pub struct AfXdpDevice {
     /// `XDP_PACKET_HEADROOM`), the only address xsk-rs lets us submit for that frame.
     full: Box<[FrameDesc]>,
     state: Box<[FrameState]>,
+    /// Per frame: `tx_kept` sends of it the kernel has not completed.
+    kept_in_flight: Box<[u16]>,
     free: Vec<u32>,
     scratch: Vec<FrameDesc>,
     in_fill: usize,
@@ -541,6 +551,7 @@ impl AfXdpDevice {
             program,
             full,
             state: vec![FrameState::Free; frames].into_boxed_slice(),
+            kept_in_flight: vec![0; frames].into_boxed_slice(),
             free: (0..frames as u32).rev().collect(),
             scratch: vec![FrameDesc::default(); cfg.batch],
             in_fill: 0,
@@ -638,6 +649,15 @@ impl AfXdpDevice {
             let n = unsafe { self.comp.consume(&mut self.scratch) };
             for i in 0..n {
                 let idx = self.scratch[i].addr() / self.frame_size;
+                if self.kept_in_flight[idx] > 0 {
+                    // A frame its owner kept (zero-copy send): only freed if given back.
+                    self.kept_in_flight[idx] -= 1;
+                    if self.kept_in_flight[idx] == 0 && self.state[idx] == FrameState::Released {
+                        self.state[idx] = FrameState::Free;
+                        self.free.push(idx as u32);
+                    }
+                    continue;
+                }
                 debug_assert_eq!(self.state[idx], FrameState::Tx);
                 self.state[idx] = FrameState::Free;
                 self.free.push(idx as u32);
@@ -787,8 +807,42 @@ impl Device for AfXdpDevice {
 
     fn recycle(&mut self, f: Frame) {
         let idx = self.check(&f);
+        if self.kept_in_flight[idx] > 0 {
+            self.state[idx] = FrameState::Released; // freed on completion (`reap`)
+            return;
+        }
         self.state[idx] = FrameState::Free;
         self.free.push(f.index);
+    }
+
+    fn tx_kept(&mut self, f: &Frame) -> bool {
+        let idx = self.check(f);
+        // xsk-rs submits a frame from the start of its buffer only (see `tx_burst`); moving
+        // the bytes would break the caller's layout, so it copies instead.
+        if f.offset != 0 || self.kept_in_flight[idx] == u16::MAX {
+            self.stats.tx_kept_refused += 1;
+            return false;
+        }
+        self.reap();
+        if self.tx.nb_free(1) == 0 {
+            self.stats.tx_kept_refused += 1;
+            return false;
+        }
+        let mut d = self.full[idx];
+        // SAFETY: `d` is a copy of this UMEM's descriptor of a frame the caller holds; the
+        // kernel only reads it, and the caller must not write it until `in_flight` says so.
+        unsafe { self.umem.data_mut(&mut d) }.cursor().set_pos(f.len as usize);
+        // SAFETY: a descriptor of this UMEM; the ring has room for it (checked above).
+        let put = unsafe { self.tx.produce(std::slice::from_ref(&d)) };
+        debug_assert_eq!(put, 1);
+        self.kept_in_flight[idx] += 1;
+        self.stats.tx_frames += 1;
+        self.stats.tx_kept += 1;
+        true
+    }
+
+    fn in_flight(&self, f: &Frame) -> bool {
+        self.kept_in_flight.get(f.index as usize).is_some_and(|&n| n > 0)
     }
 
     fn alloc_tx(&mut self) -> Option<Frame> {

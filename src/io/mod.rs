@@ -61,6 +61,19 @@ pub trait Device {
     fn tx_burst(&mut self, frames: &mut Vec<Frame>) -> usize;
     /// Make queued frames go (the kick of a copy-mode AF_XDP socket). One per burst.
     fn flush(&mut self) {}
+    /// Transmit `f` (its used bytes) while the caller keeps owning it: zero-copy send keeps
+    /// a segment's frame until the peer acknowledges it, and may send it again. Returns false
+    /// when the device cannot now (not supported, TX ring full, or a layout it cannot send in
+    /// place); the caller then copies into a frame from `alloc_tx`. Frames queued with
+    /// `tx_burst` before this call go out before it.
+    fn tx_kept(&mut self, _f: &Frame) -> bool {
+        false
+    }
+    /// Whether a frame passed to `tx_kept` may still be read by the device: it must not be
+    /// written meanwhile. `recycle` of such a frame is allowed; the device frees it later.
+    fn in_flight(&self, _f: &Frame) -> bool {
+        false
+    }
     /// Block until frames may have arrived or `timeout` passed: the blocking mode of a loop
     /// (a busy-polling loop never calls it). The default returns at once.
     fn wait(&mut self, _timeout: crate::time::Duration) {}

@@ -202,6 +202,19 @@ impl<D: super::Device, W: Write> super::Device for PcapTap<D, W> {
     fn flush(&mut self) {
         self.inner.flush()
     }
+    fn wait(&mut self, timeout: crate::time::Duration) {
+        self.inner.wait(timeout)
+    }
+    fn tx_kept(&mut self, f: &super::Frame) -> bool {
+        let sent = self.inner.tx_kept(f);
+        if sent {
+            self.record(f);
+        }
+        sent
+    }
+    fn in_flight(&self, f: &super::Frame) -> bool {
+        self.inner.in_flight(f)
+    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,19 @@ pub struct Counters {
 
     /// A TX frame was needed and the pool had none.
     pub tx_pool_empty: u64,
+
+    // Zero-copy.
+    /// Segments whose payload stayed in the frame it arrived in until the application read it.
+    pub tcp_rx_in_place: u64,
+    /// Segments sent from the application's own frame (zero-copy send), headers written in
+    /// front of its payload.
+    pub tcp_tx_in_place: u64,
+    /// Zero-copy data that had to be copied into a fresh frame to go out: a retransmission
+    /// cut differently from the application's frames, a frame still in flight, a header
+    /// that did not fit, or a device that cannot send a frame it does not own.
+    pub tcp_tx_copied: u64,
+    /// Send buffers refused at `max_tx_frames_held`.
+    pub tx_frames_exhausted: u64,
 }
 
 impl Counters {

@@ -67,6 +67,18 @@ pub struct StackConfig {
     pub rss: Option<Rss>,
     /// Resolution of the core's timer wheel.
     pub timer_resolution: Duration,
+    /// Zero-copy receive: in-order payload stays in the frame it arrived in until the
+    /// application consumes it ([`Stack::recv_chunks`], or `recv` copying straight from the
+    /// frame). Off: every payload is copied into the connection's buffer on arrival.
+    pub zero_copy_rx: bool,
+    /// Received frames all connections together may hold (a share of the device's pool, so
+    /// the NIC keeps frames to receive into). Past it, payload is copied: nothing is dropped.
+    pub max_rx_frames_held: usize,
+    /// Received frames one connection may hold; past it, its payload is copied.
+    pub max_rx_frames_per_conn: usize,
+    /// Frames all connections together may hold for zero-copy send (queued, unacknowledged,
+    /// or taken with [`Stack::alloc_send_buf`] and not yet queued).
+    pub max_tx_frames_held: usize,
 }
 
 impl StackConfig {
@@ -86,6 +98,10 @@ impl StackConfig {
             rx_burst: 64,
             rss: None,
             timer_resolution: Duration::from_millis(1),
+            zero_copy_rx: true,
+            max_rx_frames_held: 1024,
+            max_rx_frames_per_conn: 64,
+            max_tx_frames_held: 1024,
         }
     }
 }
@@ -140,6 +156,11 @@ pub enum StackError {
     PortsExhausted,
     /// `max_sockets` reached.
     TooManySockets,
+    /// Zero-copy send on a connection with copied data still queued (`send` before the
+    /// connection switched to frames); it may switch once that data is acknowledged.
+    SendQueueBusy,
+    /// A zero-copy send of more bytes than the buffer holds.
+    BadSendBuf,
     /// The connection refused the call (would block, write after shutdown, closed...).
     Tcp(TcpError),
 }
@@ -155,6 +176,8 @@ impl fmt::Display for StackError {
             StackError::InvalidAddress => f.write_str("invalid address"),
             StackError::PortsExhausted => f.write_str("no ephemeral port left for that destination"),
             StackError::TooManySockets => f.write_str("socket limit reached"),
+            StackError::SendQueueBusy => f.write_str("copied data still queued; zero-copy send must wait"),
+            StackError::BadSendBuf => f.write_str("length beyond the send buffer's capacity"),
             StackError::Tcp(e) => write!(f, "{e}"),
         }
     }
@@ -182,6 +205,104 @@ struct Conn {
     opened: bool,
     /// The Closed event was handed out: the slot is freed.
     closed_reported: bool,
+    /// In-order received data not yet consumed, in sequence order (zero-copy receive).
+    rxq: VecDeque<RxChunk>,
+    /// Frames among `rxq`.
+    rx_frames: usize,
+    /// Zero-copy send: the frames of the data queued and not yet acknowledged, in order.
+    txq: VecDeque<TxChunk>,
+    /// Stream offset (since zero-copy send began) of the first unacknowledged byte.
+    tx_acked: u64,
+    /// Stream offset just past the last byte queued.
+    tx_end: u64,
+    /// Send buffers taken and not yet queued or given back.
+    tx_bufs_out: usize,
+}
+
+/// In-order received bytes of a connection.
+#[derive(Debug)]
+enum RxChunk {
+    /// This many bytes of the TCB's own buffer (copied: they arrived out of order, or the
+    /// bound on held frames was reached).
+    Buffered(usize),
+    /// The unread part of a received frame (`offset..offset + len` is the payload left).
+    InFrame(Frame),
+}
+
+/// A frame of zero-copy send data: `frame.offset..+len` is the payload, `start` its offset
+/// in the connection's stream.
+#[derive(Debug)]
+struct TxChunk {
+    frame: Frame,
+    start: u64,
+}
+
+/// A zero-copy send buffer ([`Stack::alloc_send_buf`]): a frame of the device with room for
+/// headers before the payload. Write the payload with [`Stack::send_buf_mut`], then queue it
+/// with [`Stack::send_frame`], or give it back with [`Stack::drop_send_buf`]; the stack
+/// keeps the frame until the peer acknowledges it, and retransmits from it. Dropping it
+/// otherwise leaks the frame until the connection's slot is reused: it is `#[must_use]`.
+#[must_use = "a send buffer holds a frame of the device: queue it or give it back"]
+#[derive(Debug)]
+pub struct SendBuf {
+    frame: Frame,
+    conn: Handle,
+    capacity: usize,
+}
+
+impl SendBuf {
+    /// Payload bytes it holds at most (at most one segment).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// The readable bytes of a connection in place ([`Stack::recv_chunks`]): slices of the
+/// frames they arrived in, or of the connection's buffer for data that arrived out of order.
+pub struct RecvChunks<'a, D: Device> {
+    dev: &'a D,
+    tcb: &'a Tcb,
+    q: std::collections::vec_deque::Iter<'a, RxChunk>,
+    buffered_off: usize,
+    pending: &'a [u8],
+}
+
+impl<D: Device> fmt::Debug for RecvChunks<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvChunks").field("chunks_left", &self.q.len()).finish()
+    }
+}
+
+impl<'a, D: Device> RecvChunks<'a, D> {
+    /// The peer has closed: after these bytes the stream ends.
+    pub fn fin(&self) -> bool {
+        self.tcb.fin_received()
+    }
+}
+
+impl<'a, D: Device> Iterator for RecvChunks<'a, D> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if !self.pending.is_empty() {
+            return Some(core::mem::take(&mut self.pending));
+        }
+        loop {
+            match self.q.next()? {
+                RxChunk::InFrame(f) => return Some(self.dev.frame(f)),
+                RxChunk::Buffered(n) => {
+                    let (a, b) = self.tcb.recv_slices(self.buffered_off, *n);
+                    self.buffered_off += n;
+                    self.pending = b;
+                    if !a.is_empty() {
+                        return Some(a);
+                    }
+                    if !self.pending.is_empty() {
+                        return Some(core::mem::take(&mut self.pending));
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Conn {
@@ -196,6 +317,12 @@ impl Conn {
             listener,
             opened: false,
             closed_reported: false,
+            rxq: VecDeque::new(),
+            rx_frames: 0,
+            txq: VecDeque::new(),
+            tx_acked: 0,
+            tx_end: 0,
+            tx_bufs_out: 0,
         }
     }
 }
@@ -242,6 +369,13 @@ pub struct Stack<D: Device> {
     rx: Vec<Frame>,
     tx: Vec<Frame>,
     counters: Counters,
+    /// Received frames connections hold (zero-copy receive).
+    rx_frames_held: usize,
+    /// Frames held for zero-copy send (queued data and buffers handed out).
+    tx_frames_held: usize,
+    /// Connections refused a send buffer at `max_tx_frames_held`: told `Writable` when frames
+    /// come back.
+    tx_waiters: Vec<u32>,
 }
 
 impl<D: Device> fmt::Debug for Stack<D> {
@@ -279,6 +413,9 @@ impl<D: Device> Stack<D> {
             rx: Vec::with_capacity(cfg.rx_burst),
             tx: Vec::with_capacity(cfg.rx_burst * 2),
             counters: Counters::default(),
+            rx_frames_held: 0,
+            tx_frames_held: 0,
+            tx_waiters: Vec::new(),
             dev,
             cfg,
         };
@@ -381,18 +518,206 @@ impl<D: Device> Stack<D> {
         Ok(Some(self.handle(c)))
     }
 
+    /// Queue a copy of `data` for sending; returns how much was taken (`WouldBlock` when
+    /// the send buffer is full: a `Writable` event follows when room opens). On a connection
+    /// that sends from frames (after [`Stack::alloc_send_buf`]), the bytes are copied into
+    /// frames of the device.
     pub fn send(&mut self, h: Handle, data: &[u8]) -> Result<usize, StackError> {
         let idx = self.conn_idx(h)?;
-        let r = self.conn_mut(idx).tcb.send(data);
-        self.mark_dirty(idx);
-        Ok(r?)
+        if !self.conn(idx).tcb.external_send() {
+            let r = self.conn_mut(idx).tcb.send(data);
+            self.mark_dirty(idx);
+            return Ok(r?);
+        }
+        let mut sent = 0;
+        while sent < data.len() {
+            let buf = match self.alloc_send_buf(h) {
+                Ok(b) => b,
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            };
+            let n = buf.capacity().min(data.len() - sent);
+            self.send_buf_mut(&buf)[..n].copy_from_slice(&data[sent..sent + n]);
+            self.send_frame(buf, n)?;
+            sent += n;
+        }
+        Ok(sent)
     }
 
+    /// Copy up to `out.len()` received bytes into `out`. `Ok(0)` (with a non-empty `out`) is
+    /// the end of the stream; `WouldBlock` means nothing yet (a `Readable` event follows).
+    /// Bytes held in received frames are copied straight from them, which frees the frames.
     pub fn recv(&mut self, h: Handle, out: &mut [u8]) -> Result<usize, StackError> {
         let idx = self.conn_idx(h)?;
-        let r = self.conn_mut(idx).tcb.recv(out);
+        let n = self.take_rx(idx, out.len(), Some(out));
         self.mark_dirty(idx); // reading may open the window
-        Ok(r?)
+        if n > 0 || out.is_empty() {
+            return Ok(n);
+        }
+        // Nothing queued: the TCB says whether the stream ended or data is still to come.
+        Ok(self.conn_mut(idx).tcb.recv(out)?)
+    }
+
+    /// Zero-copy receive: the readable bytes of `h` in place, in order, as slices of the
+    /// frames they arrived in (or of the connection's buffer, for data that arrived out of
+    /// order). Nothing is consumed until [`Stack::consume`]; until then the frames stay
+    /// with the application and count against the connection's receive window, so a slow
+    /// reader shrinks the window rather than losing data.
+    pub fn recv_chunks(&self, h: Handle) -> Result<RecvChunks<'_, D>, StackError> {
+        let idx = self.conn_idx(h)?;
+        let c = self.conn(idx);
+        Ok(RecvChunks { dev: &self.dev, tcb: &c.tcb, q: c.rxq.iter(), buffered_off: 0, pending: &[] })
+    }
+
+    /// Consume `n` bytes from the front of what [`Stack::recv_chunks`] showed: frames read to
+    /// the end go back to the device and the window opens. Returns how many were consumed.
+    pub fn consume(&mut self, h: Handle, n: usize) -> Result<usize, StackError> {
+        let idx = self.conn_idx(h)?;
+        let n = self.take_rx(idx, n, None);
+        self.mark_dirty(idx);
+        Ok(n)
+    }
+
+    /// Take up to `max` bytes from the front of a connection's received data, copying them
+    /// into `out` if given.
+    fn take_rx(&mut self, idx: u32, max: usize, mut out: Option<&mut [u8]>) -> usize {
+        let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return 0 };
+        let mut done = 0;
+        while done < max {
+            let Some(front) = c.rxq.front_mut() else { break };
+            let want = max - done;
+            match front {
+                RxChunk::Buffered(k) => {
+                    let m = want.min(*k);
+                    let got = match out.as_deref_mut() {
+                        Some(o) => c.tcb.recv(&mut o[done..done + m]).unwrap_or(0),
+                        None => c.tcb.consume_buffered(m),
+                    };
+                    debug_assert_eq!(got, m, "the TCB holds what the queue says");
+                    *k -= m;
+                    done += m;
+                    if *k == 0 || got < m {
+                        c.rxq.pop_front();
+                    }
+                }
+                RxChunk::InFrame(f) => {
+                    let m = want.min(f.len as usize);
+                    if let Some(o) = out.as_deref_mut() {
+                        o[done..done + m].copy_from_slice(&self.dev.frame(f)[..m]);
+                    }
+                    f.offset += m as u32;
+                    f.len -= m as u32;
+                    c.tcb.release_rx(m);
+                    done += m;
+                    if f.len == 0 {
+                        if let Some(RxChunk::InFrame(f)) = c.rxq.pop_front() {
+                            self.dev.recycle(f);
+                        }
+                        c.rx_frames -= 1;
+                        self.rx_frames_held -= 1;
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// Zero-copy send: a frame to write up to one segment of payload into, in place
+    /// ([`Stack::send_buf_mut`]), then queue with [`Stack::send_frame`]. The stack keeps the
+    /// frame until the peer acknowledges its bytes and retransmits from it. The first call
+    /// switches the connection to sending from frames, which needs its copied data (from
+    /// [`Stack::send`]) to be acknowledged first (`SendQueueBusy`). `WouldBlock` when the
+    /// connection's send buffer is full or every frame the stack lends for sending is out
+    /// (`max_tx_frames_held`); a `Writable` event follows.
+    pub fn alloc_send_buf(&mut self, h: Handle) -> Result<SendBuf, StackError> {
+        let idx = self.conn_idx(h)?;
+        let c = self.conn_mut(idx);
+        if c.tcb.set_external_send().is_err() {
+            return Err(StackError::SendQueueBusy);
+        }
+        let mss = c.tcb.send_mss();
+        let offset = ETH_LEN + IP_LEN + c.tcb.data_header_len();
+        let queued = (c.tx_end - c.tx_acked) as usize + c.tx_bufs_out * mss;
+        if queued >= c.tcb.config().send_buffer {
+            c.tcb.note_send_full();
+            return Err(StackError::Tcp(TcpError::WouldBlock));
+        }
+        if self.tx_frames_held >= self.cfg.max_tx_frames_held {
+            self.counters.tx_frames_exhausted += 1;
+            self.conn_mut(idx).tcb.note_send_full();
+            if !self.tx_waiters.contains(&idx) {
+                self.tx_waiters.push(idx);
+            }
+            return Err(StackError::Tcp(TcpError::WouldBlock));
+        }
+        let Some(mut frame) = self.dev.alloc_tx() else {
+            self.counters.tx_pool_empty += 1;
+            return Err(StackError::Tcp(TcpError::WouldBlock));
+        };
+        let capacity = mss.min(self.dev.frame_capacity().saturating_sub(offset));
+        frame.offset = offset as u32;
+        frame.len = capacity as u32;
+        self.tx_frames_held += 1;
+        self.conn_mut(idx).tx_bufs_out += 1;
+        Ok(SendBuf { frame, conn: h, capacity })
+    }
+
+    /// The payload area of a send buffer (`capacity()` bytes), to write in place.
+    pub fn send_buf_mut(&mut self, b: &SendBuf) -> &mut [u8] {
+        let start = b.frame.offset as usize;
+        &mut self.dev.buffer_mut(&b.frame)[start..start + b.capacity]
+    }
+
+    /// Queue the first `len` bytes of a send buffer's payload on its connection. The buffer
+    /// is the stack's from now on, whatever the outcome (on an error its frame goes back).
+    pub fn send_frame(&mut self, mut b: SendBuf, len: usize) -> Result<(), StackError> {
+        let idx = match self.conn_idx(b.conn) {
+            Ok(i) => i,
+            Err(e) => {
+                // The connection is gone: its count of buffers went with it.
+                self.tx_frames_held -= 1;
+                self.dev.recycle(b.frame);
+                return Err(e);
+            }
+        };
+        if len > b.capacity {
+            self.drop_send_buf(b);
+            return Err(StackError::BadSendBuf);
+        }
+        let c = self.conn_mut(idx);
+        c.tx_bufs_out -= 1;
+        if len == 0 {
+            self.tx_frames_held -= 1;
+            self.dev.recycle(b.frame);
+            return Ok(());
+        }
+        if let Err(e) = c.tcb.send_external(len) {
+            self.tx_frames_held -= 1;
+            self.dev.recycle(b.frame);
+            return Err(e.into());
+        }
+        b.frame.len = len as u32;
+        let start = c.tx_end;
+        c.tx_end += len as u64;
+        c.txq.push_back(TxChunk { frame: b.frame, start });
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// Give back a send buffer without sending it.
+    pub fn drop_send_buf(&mut self, b: SendBuf) {
+        if let Ok(idx) = self.conn_idx(b.conn) {
+            self.conn_mut(idx).tx_bufs_out -= 1;
+        }
+        self.tx_frames_held -= 1;
+        self.dev.recycle(b.frame);
+        self.wake_tx_waiters();
+    }
+
+    /// Frames held by connections: received data not yet consumed, and zero-copy send data
+    /// (queued, unacknowledged, or in buffers handed out).
+    pub fn frames_held(&self) -> (usize, usize) {
+        (self.rx_frames_held, self.tx_frames_held)
     }
 
     /// Shut down writing (half-close).
@@ -515,8 +840,10 @@ impl<D: Device> Stack<D> {
             let n = self.dev.rx_burst(&mut rx, self.cfg.rx_burst);
             for f in rx.drain(..) {
                 self.counters.frames_in += 1;
-                self.process_frame(&f);
-                self.dev.recycle(f);
+                // A frame whose payload a connection keeps (zero-copy receive) stays out.
+                if let Some(f) = self.process_frame(f) {
+                    self.dev.recycle(f);
+                }
             }
             if n < self.cfg.rx_burst {
                 break;
@@ -557,20 +884,21 @@ impl<D: Device> Stack<D> {
 
     // ------------------------------------------------------------------ input
 
-    fn process_frame(&mut self, f: &Frame) {
+    /// Handle one received frame; gives it back unless a connection kept its payload.
+    fn process_frame(&mut self, f: Frame) -> Option<Frame> {
         let rx_csum = self.dev.rx_checksum();
         // `bytes` borrows the device; the fields used while it lives are disjoint from it.
-        let bytes = self.dev.frame(f);
+        let bytes = self.dev.frame(&f);
         let parsed = match FrameRepr::parse(bytes, rx_csum) {
             Ok(p) => p,
             Err(e) => {
                 self.counters.count_wire_error(e);
-                return;
+                return Some(f);
             }
         };
         if parsed.eth.dst != self.mac && !parsed.eth.dst.is_broadcast() {
             self.counters.drop_not_for_us += 1;
-            return;
+            return Some(f);
         }
         let eth_src = parsed.eth.src;
         match parsed.net {
@@ -583,16 +911,40 @@ impl<D: Device> Stack<D> {
                 }
                 let remote = SocketAddrV4::new(ip.src, seg.src_port);
                 let key = FourTuple { local_port: seg.dst_port, remote };
-                // The fast path: the payload goes from the frame straight into the connection.
+                // The fast path: the connection takes the payload where it lies.
                 if let Some(idx) = self.table.get(&key) {
-                    if let Entry::Conn(c) = &mut self.slots[idx as usize].entry {
-                        c.tcb.on_segment(self.now, remote, &seg);
-                        if !c.dirty {
-                            c.dirty = true;
-                            self.dirty.push(idx);
+                    let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return Some(f) };
+                    let may_lend = self.cfg.zero_copy_rx
+                        && !seg.payload.is_empty()
+                        && self.rx_frames_held < self.cfg.max_rx_frames_held
+                        && c.rx_frames < self.cfg.max_rx_frames_per_conn;
+                    let before = c.tcb.recv_buffered();
+                    let lent = c.tcb.on_segment_lending(self.now, remote, &seg, may_lend);
+                    let copied = c.tcb.recv_buffered().saturating_sub(before);
+                    if copied > 0 {
+                        match c.rxq.back_mut() {
+                            Some(RxChunk::Buffered(n)) => *n += copied,
+                            _ => c.rxq.push_back(RxChunk::Buffered(copied)),
                         }
                     }
-                    return;
+                    if !c.dirty {
+                        c.dirty = true;
+                        self.dirty.push(idx);
+                    }
+                    if let Some((off, len)) = lent {
+                        // The payload's place in the frame (a subslice of `bytes`).
+                        let at = seg.payload.as_ptr() as usize - bytes.as_ptr() as usize + off;
+                        c.rxq.push_back(RxChunk::InFrame(Frame {
+                            index: f.index,
+                            offset: f.offset + at as u32,
+                            len: len as u32,
+                        }));
+                        c.rx_frames += 1;
+                        self.rx_frames_held += 1;
+                        self.counters.tcp_rx_in_place += 1;
+                        return None;
+                    }
+                    return Some(f);
                 }
                 // No connection: a SYN for a listener, or a reset. Neither needs the payload
                 // (data on a SYN is not accepted), so the frame borrow ends here.
@@ -619,12 +971,13 @@ impl<D: Device> Stack<D> {
                         copy[..n].copy_from_slice(&data[..n]);
                         Icmpv4Repr::TimeExceeded { reason, header, data: &copy[..n] }
                     }
-                    Icmpv4Repr::EchoReply { .. } => return,
+                    Icmpv4Repr::EchoReply { .. } => return Some(f),
                 };
                 self.process_icmp(ip, icmp, eth_src);
             }
             NetRepr::Ipv4 { l4: L4Repr::Udp(_), .. } => self.counters.drop_udp += 1,
         }
+        Some(f)
     }
 
     fn process_arp(&mut self, a: ArpRepr, _eth_src: MacAddr) {
@@ -763,6 +1116,8 @@ impl<D: Device> Stack<D> {
             let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return };
             c.dirty = false;
         }
+        // What the peer acknowledged since: the TCB's offsets now start after it.
+        self.release_acked_tx(idx);
         // Transmit everything the TCB has, straight into device frames.
         loop {
             let remote = self.conn(idx).key.remote;
@@ -778,8 +1133,18 @@ impl<D: Device> Stack<D> {
                 self.dev.recycle(frame);
                 break;
             };
-            let payload_len = seg.payload.len();
+            let mut payload_len = seg.payload.len();
             let header = TcpRepr { payload: &[], ..seg };
+            if let Some((off, len)) = c.tcb.take_tx_range() {
+                // Zero-copy send: the payload is in the application's frames.
+                if self.send_in_place(idx, &header, off, len) {
+                    self.dev.recycle(frame);
+                    continue;
+                }
+                self.copy_from_tx_frames(idx, &frame, off, len);
+                self.counters.tcp_tx_copied += 1;
+                payload_len = len;
+            }
             if header.flags.contains(wire::TcpFlags::RST) {
                 self.counters.tcp_rsts_out += 1;
             }
@@ -809,6 +1174,7 @@ impl<D: Device> Stack<D> {
             frame.len = (ETH_LEN + IP_LEN + tcp_len + payload_len) as u32;
             self.send_ipv4_frame(*remote.ip(), frame);
         }
+        self.release_acked_tx(idx);
         // Follow the connection's state.
         let (state, has_events, listener, opened) = {
             let c = self.conn(idx);
@@ -842,6 +1208,121 @@ impl<D: Device> Stack<D> {
             c.timer = new_timer;
             c.deadline = if new_timer.is_some() { want } else { None };
         }
+    }
+
+    /// Send a zero-copy segment from the application's frame itself: the payload is exactly
+    /// one queued frame, not in flight, with room for the headers right before it, and the
+    /// next hop is known. Returns false when any of that fails (the caller copies).
+    fn send_in_place(&mut self, idx: u32, header: &TcpRepr<'_>, off: usize, len: usize) -> bool {
+        let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return false };
+        let remote = c.key.remote;
+        let at = c.tx_acked + off as u64;
+        let i = c.txq.partition_point(|ch| ch.start < at);
+        let Some(chunk) = c.txq.get(i).filter(|ch| ch.start == at) else { return false };
+        let (index, pay_off) = (chunk.frame.index, chunk.frame.offset as usize);
+        let tcp_len = header.header_len();
+        if chunk.frame.len as usize != len || pay_off < ETH_LEN + IP_LEN + tcp_len || self.dev.in_flight(&chunk.frame) {
+            return false;
+        }
+        let Some(mac) = self.arp.lookup(self.next_hop(*remote.ip()), self.now) else { return false };
+        // Earlier segments queued for the burst go first: keep the connection's order.
+        if !self.tx.is_empty() {
+            let n = self.dev.tx_burst(&mut self.tx);
+            self.counters.frames_out += n as u64;
+            if !self.tx.is_empty() {
+                return false;
+            }
+        }
+        let start = pay_off - tcp_len - IP_LEN - ETH_LEN;
+        let whole = Frame { index, offset: start as u32, len: (ETH_LEN + IP_LEN + tcp_len + len) as u32 };
+        let local_ip = self.cfg.ip;
+        let buf = self.dev.buffer_mut(&whole);
+        if header.emit_header_over(&mut buf[pay_off - tcp_len..pay_off + len], local_ip, *remote.ip()).is_err() {
+            return false;
+        }
+        let ipr = Ipv4Repr {
+            src: local_ip,
+            dst: *remote.ip(),
+            protocol: IpProtocol::Tcp,
+            payload_len: tcp_len + len,
+            ttl: 64,
+            ident: 0,
+            dont_frag: true,
+            dscp_ecn: 0,
+        };
+        let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
+        self.write_eth(&whole, mac);
+        if !self.dev.tx_kept(&whole) {
+            return false;
+        }
+        self.counters.frames_out += 1;
+        self.counters.tcp_segs_out += 1;
+        self.counters.tcp_tx_in_place += 1;
+        true
+    }
+
+    /// Copy `len` bytes of zero-copy send data from stream offset `off` (after SND.UNA) out
+    /// of the connection's frames into `frame`'s payload area (at `HEADROOM`).
+    fn copy_from_tx_frames(&mut self, idx: u32, frame: &Frame, off: usize, len: usize) {
+        let Entry::Conn(c) = &self.slots[idx as usize].entry else { return };
+        let mut at = c.tx_acked + off as u64;
+        let end = at + len as u64;
+        let mut to = HEADROOM;
+        // Both frames belong to the device, which lends one at a time: copy through the stack.
+        let mut piece = [0u8; 2048];
+        while at < end {
+            let Entry::Conn(c) = &self.slots[idx as usize].entry else { return };
+            // Chunks are in stream order: the first that ends after `at` holds it.
+            let i = c.txq.partition_point(|ch| ch.start + ch.frame.len as u64 <= at);
+            let Some(ch) = c.txq.get(i) else { break };
+            let from = (at - ch.start) as usize;
+            let n = (ch.frame.len as usize - from).min((end - at) as usize).min(piece.len());
+            piece[..n].copy_from_slice(&self.dev.frame(&ch.frame)[from..from + n]);
+            self.dev.buffer_mut(frame)[to..to + n].copy_from_slice(&piece[..n]);
+            to += n;
+            at += n as u64;
+        }
+        debug_assert_eq!(at, end, "the queued frames cover what the TCB sends");
+    }
+
+    /// Give back the frames of zero-copy send data the peer acknowledged (or that a closed
+    /// connection abandoned).
+    fn release_acked_tx(&mut self, idx: u32) {
+        let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return };
+        let acked = c.tcb.take_released_tx();
+        if acked == 0 {
+            return;
+        }
+        c.tx_acked += acked as u64;
+        let mut freed = 0;
+        while let Some(ch) = c.txq.front() {
+            if ch.start + ch.frame.len as u64 > c.tx_acked {
+                break;
+            }
+            let ch = c.txq.pop_front().expect("front exists");
+            self.dev.recycle(ch.frame);
+            freed += 1;
+        }
+        if freed > 0 {
+            self.tx_frames_held -= freed;
+            self.wake_tx_waiters();
+        }
+    }
+
+    /// Frames for sending came back: connections refused one hear `Writable`.
+    fn wake_tx_waiters(&mut self) {
+        if self.tx_waiters.is_empty() || self.tx_frames_held >= self.cfg.max_tx_frames_held {
+            return;
+        }
+        let waiters = core::mem::take(&mut self.tx_waiters);
+        for &w in &waiters {
+            if let Entry::Conn(c) = &mut self.slots[w as usize].entry {
+                c.tcb.notify_writable();
+                self.mark_ready(w);
+            }
+        }
+        self.tx_waiters = waiters;
+        self.tx_waiters.clear();
     }
 
     fn promote_to_accept_queue(&mut self, lidx: u32, idx: u32) {
@@ -1081,6 +1562,23 @@ impl<D: Device> Stack<D> {
     }
 
     fn free_slot(&mut self, idx: u32) {
+        let s = &mut self.slots[idx as usize];
+        if let Entry::Conn(c) = core::mem::replace(&mut s.entry, Entry::Free) {
+            // Frames the connection still held go back to the device. (Send buffers the
+            // application holds come back through `send_frame`/`drop_send_buf`.)
+            let c = *c;
+            for chunk in c.rxq {
+                if let RxChunk::InFrame(f) = chunk {
+                    self.dev.recycle(f);
+                    self.rx_frames_held -= 1;
+                }
+            }
+            for ch in c.txq {
+                self.dev.recycle(ch.frame);
+                self.tx_frames_held -= 1;
+            }
+            self.tx_waiters.retain(|&w| w != idx);
+        }
         let s = &mut self.slots[idx as usize];
         s.entry = Entry::Free;
         s.gen = s.gen.wrapping_add(1);

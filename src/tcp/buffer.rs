@@ -86,6 +86,19 @@ impl RingBuffer {
         n
     }
 
+    /// Held bytes `offset..offset + len` in place: two slices, as the ring wraps (the second
+    /// may be empty). Clamped to what is held.
+    pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        if offset >= self.len {
+            return (&[], &[]);
+        }
+        let n = len.min(self.len - offset);
+        let cap = self.capacity();
+        let start = (self.head + offset) % cap;
+        let first = n.min(cap - start);
+        (&self.storage[start..start + first], &self.storage[..n - first])
+    }
+
     /// Copy out and consume up to `out.len()` bytes from the front.
     pub fn pop(&mut self, out: &mut [u8]) -> usize {
         let n = self.peek(0, out);
@@ -149,6 +162,9 @@ mod tests {
                         let got = r.peek(n, &mut out);
                         let want: Vec<u8> = model.iter().skip(n).take(5).copied().collect();
                         prop_assert_eq!(&out[..got], &want[..]);
+                        // The in-place view shows the same bytes.
+                        let (a, b) = r.slices(n, 5);
+                        prop_assert_eq!([a, b].concat(), want);
                     }
                 }
                 prop_assert_eq!(r.len(), model.len());

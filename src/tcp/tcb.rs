@@ -218,6 +218,22 @@ pub struct Tcb {
     send_buf: RingBuffer,
     recv_buf: RingBuffer,
     assembler: Assembler,
+    /// Zero-copy receive (the caller keeps in-order payload in the frames it arrived in):
+    /// may the segment being processed be lent, and what of it was (offset into its payload,
+    /// length).
+    rx_lend: bool,
+    rx_lent: Option<(usize, usize)>,
+    /// In-order bytes the caller holds outside `recv_buf`; they count against the receive
+    /// buffer, so the window shrinks while the application holds them.
+    rx_external: usize,
+    /// Zero-copy send: the data lives in the caller's frames; the TCB keeps only its length.
+    tx_external: bool,
+    tx_ext_len: usize,
+    /// Bytes acknowledged (or dropped at close) since the caller last asked.
+    tx_ext_released: usize,
+    /// The payload the segment last returned by `poll_transmit` carries (offset from the
+    /// first unacknowledged byte, length), in external mode.
+    tx_ext_out: Option<(usize, usize)>,
     /// The application called close() (not just shutdown): FIN-WAIT-2 may time out.
     app_closed: bool,
     send_was_full: bool,
@@ -283,6 +299,13 @@ impl Tcb {
             send_buf: RingBuffer::new(cfg.send_buffer),
             recv_buf: RingBuffer::new(cfg.recv_buffer),
             assembler: Assembler::new(cfg.max_ooo_ranges),
+            rx_lend: false,
+            rx_lent: None,
+            rx_external: 0,
+            tx_external: false,
+            tx_ext_len: 0,
+            tx_ext_released: 0,
+            tx_ext_out: None,
             rcv_wscale: 0,
             syn_window: 0,
             state,
@@ -401,15 +424,148 @@ impl Tcb {
     }
     /// Bytes the application can read now.
     pub fn recv_available(&self) -> usize {
-        self.recv_buf.len()
+        self.recv_buf.len() + self.rx_external
     }
     /// Bytes queued and not yet acknowledged.
     pub fn send_queued(&self) -> usize {
-        self.send_buf.len()
+        self.sendq_len()
     }
     /// Room in the send buffer.
     pub fn send_capacity(&self) -> usize {
-        self.send_buf.free()
+        if self.tx_external {
+            self.cfg.send_buffer.saturating_sub(self.tx_ext_len)
+        } else {
+            self.send_buf.free()
+        }
+    }
+    fn sendq_len(&self) -> usize {
+        if self.tx_external {
+            self.tx_ext_len
+        } else {
+            self.send_buf.len()
+        }
+    }
+    /// Drop `n` bytes from the front of the send queue (acknowledged, or abandoned).
+    fn sendq_discard(&mut self, n: usize) {
+        if self.tx_external {
+            let n = n.min(self.tx_ext_len);
+            self.tx_ext_len -= n;
+            self.tx_ext_released += n;
+        } else {
+            self.send_buf.discard(n);
+        }
+    }
+
+    // ------------------------------------------------------------------ zero-copy calls
+
+    /// Bytes of in-order data held in the TCB's own buffer (data that arrived out of order,
+    /// or that the caller chose not to keep in place), readable with [`Tcb::recv`].
+    pub fn recv_buffered(&self) -> usize {
+        self.recv_buf.len()
+    }
+
+    /// The first `len` buffered bytes from `offset` on, in place (two slices: the buffer is a
+    /// ring).
+    pub fn recv_slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        self.recv_buf.slices(offset, len)
+    }
+
+    /// Process a segment, letting its in-order payload stay where it is when `may_lend`:
+    /// returns the part of `seg.payload` that was accepted that way (offset, length). The
+    /// caller then holds those bytes (they count against the receive window until
+    /// [`Tcb::release_rx`]) and delivers them to the application in sequence order, after
+    /// whatever [`Tcb::recv_buffered`] had before this call. Data that arrives out of order
+    /// is copied into the reassembly buffer as always.
+    pub fn on_segment_lending(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        seg: &TcpRepr<'_>,
+        may_lend: bool,
+    ) -> Option<(usize, usize)> {
+        self.rx_lend = may_lend;
+        self.rx_lent = None;
+        self.on_segment(now, from, seg);
+        self.rx_lend = false;
+        self.rx_lent.take()
+    }
+
+    /// Consume `n` bytes of [`Tcb::recv_buffered`] without copying them (after reading them
+    /// in place with [`Tcb::recv_slices`]); returns how many.
+    pub fn consume_buffered(&mut self, n: usize) -> usize {
+        let n = n.min(self.recv_buf.len());
+        self.recv_buf.discard(n);
+        if n > 0 {
+            self.maybe_window_update();
+        }
+        n
+    }
+
+    /// The peer's FIN arrived in order: once the data before it is read, the stream ends.
+    pub fn fin_received(&self) -> bool {
+        self.fin_received
+    }
+
+    /// Bytes of TCP header on a data segment now (options included, no SACK blocks): where a
+    /// caller lays out payload so that headers fit exactly in front of it.
+    pub fn data_header_len(&self) -> usize {
+        crate::wire::tcp::HEADER_LEN + if self.ts_enabled { TS_OPTION_LEN } else { 0 }
+    }
+
+    /// Room in the send buffer opened for a reason the TCB cannot see (the caller's frame
+    /// budget): report `Writable` if the application was told the buffer was full.
+    pub fn notify_writable(&mut self) {
+        if self.send_was_full {
+            self.send_was_full = false;
+            self.events |= EV_WRITABLE;
+        }
+    }
+
+    /// The application consumed `n` bytes held by the caller: the window may open.
+    pub fn release_rx(&mut self, n: usize) {
+        debug_assert!(n <= self.rx_external);
+        self.rx_external -= n.min(self.rx_external);
+        self.maybe_window_update();
+    }
+
+    /// Keep send data outside the TCB from now on (zero-copy send: the caller keeps each
+    /// segment's frame until it is acknowledged). Only before anything was queued.
+    pub fn set_external_send(&mut self) -> Result<(), TcpError> {
+        if self.tx_external {
+            return Ok(());
+        }
+        if !self.send_buf.is_empty() {
+            return Err(TcpError::WouldBlock);
+        }
+        self.tx_external = true;
+        Ok(())
+    }
+
+    /// Whether send data is kept by the caller.
+    pub fn external_send(&self) -> bool {
+        self.tx_external
+    }
+
+    /// Queue `len` bytes the caller holds (zero-copy send), with the checks of [`Tcb::send`].
+    /// The buffer bound was checked when the caller took its buffer (`send_capacity`).
+    pub fn send_external(&mut self, len: usize) -> Result<(), TcpError> {
+        debug_assert!(self.tx_external);
+        self.check_send()?;
+        self.tx_ext_len += len;
+        Ok(())
+    }
+
+    /// Bytes the caller may now free from the front of its send queue: acknowledged by the
+    /// peer, or abandoned when the connection closed.
+    pub fn take_released_tx(&mut self) -> usize {
+        core::mem::take(&mut self.tx_ext_released)
+    }
+
+    /// In external-send mode, the payload of the segment `poll_transmit` just returned:
+    /// (offset from the first unacknowledged byte, length). The returned segment's own
+    /// payload is empty; the caller supplies these bytes.
+    pub fn take_tx_range(&mut self) -> Option<(usize, usize)> {
+        self.tx_ext_out.take()
     }
     /// Turn Nagle's algorithm off (TCP_NODELAY) or on.
     pub fn set_nagle(&mut self, on: bool) {
@@ -429,6 +585,24 @@ impl Tcb {
 
     /// Queue data for sending; returns how much was taken (RFC 9293 §3.10.2 SEND).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, TcpError> {
+        if self.tx_external {
+            // Data lives in the caller's frames: it copies into those (the stack's `send`).
+            return Err(TcpError::InvalidState(self.state));
+        }
+        self.check_send()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.send_buf.push(data);
+        if n == 0 {
+            self.send_was_full = true;
+            return Err(TcpError::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Can the application queue data now (RFC 9293 §3.10.2)?
+    fn check_send(&self) -> Result<(), TcpError> {
         match self.state {
             State::Closed => return Err(TcpError::Closed(self.close_reason.unwrap_or(CloseReason::Normal))),
             State::Listen => return Err(TcpError::InvalidState(self.state)),
@@ -439,15 +613,12 @@ impl Tcb {
         if self.our_fin.is_some() {
             return Err(TcpError::WriteClosed);
         }
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let n = self.send_buf.push(data);
-        if n == 0 {
-            self.send_was_full = true;
-            return Err(TcpError::WouldBlock);
-        }
-        Ok(n)
+        Ok(())
+    }
+
+    /// The application found the send buffer full: tell it when room opens (`Writable`).
+    pub fn note_send_full(&mut self) {
+        self.send_was_full = true;
     }
 
     /// Read in-order data (§3.10.3 RECEIVE). `Ok(0)` is the end of the stream (the peer's FIN
@@ -485,7 +656,7 @@ impl Tcb {
             }
             State::SynReceived | State::Established | State::CloseWait => {
                 if self.our_fin.is_none() {
-                    self.our_fin = Some(self.data_start() + self.send_buf.len());
+                    self.our_fin = Some(self.data_start() + self.sendq_len());
                 }
                 // §3.10.4: SYN-RECEIVED and ESTABLISHED go to FIN-WAIT-1, CLOSE-WAIT to
                 // LAST-ACK. In SYN-RECEIVED the FIN waits until the handshake completes.
@@ -511,7 +682,7 @@ impl Tcb {
         self.app_closed = true;
         // RFC 2525 §2.17: closing with unread data resets the connection, so the peer learns
         // its data was not consumed.
-        if !self.recv_buf.is_empty() {
+        if self.recv_available() > 0 {
             self.abort();
             return Ok(());
         }
@@ -585,8 +756,8 @@ impl Tcb {
         self.close_deadline = None;
         // Nothing can be sent any more, nor out-of-order data completed: let both go. (In-order
         // data already received stays readable.)
-        let queued = self.send_buf.len();
-        self.send_buf.discard(queued);
+        let queued = self.sendq_len();
+        self.sendq_discard(queued);
         self.assembler.clear();
     }
 
@@ -616,7 +787,7 @@ impl Tcb {
     }
 
     fn data_end(&self) -> SeqNum {
-        self.data_start() + self.send_buf.len()
+        self.data_start() + self.sendq_len()
     }
 
     fn fin_acked(&self) -> bool {
@@ -640,7 +811,7 @@ impl Tcb {
     fn rcv_window(&self) -> u32 {
         // A 16-bit field, scaled: more cannot be announced (RFC 7323 §2.3).
         let cap = 0xffff_u32 << self.rcv_wscale;
-        let free = self.recv_buf.free() as u32;
+        let free = self.rx_room() as u32;
         if free >= cap {
             // The field, not the buffer, is the limit: the window is as large as it can be
             // and moving its edge with each byte creates no silly window.
@@ -672,6 +843,11 @@ impl Tcb {
         if w > current && w - current >= threshold {
             self.ack_now = true;
         }
+    }
+
+    /// Receive space left: the buffer, less what the caller holds in place (zero-copy).
+    fn rx_room(&self) -> usize {
+        self.recv_buf.free().saturating_sub(self.rx_external)
     }
 
     fn challenge_ack(&mut self, now: Instant) {
@@ -1063,7 +1239,8 @@ impl Tcb {
                 return;
             }
             State::Established | State::FinWait1 | State::FinWait2 if !payload.is_empty() => {
-                fin &= self.receive_data(now, seq, payload);
+                let trimmed = seg.payload.len() - payload.len();
+                fin &= self.receive_data(now, seq, payload, trimmed);
             }
             // §3.10.7.4 seventh: after the peer's FIN, text is ignored.
             _ => {}
@@ -1100,8 +1277,8 @@ impl Tcb {
             // Sequence space the SYN or our FIN take is not data in the buffer.
             let syn_part = (self.snd_una == self.iss) as usize;
             let fin_part = matches!(self.our_fin, Some(f) if f.in_range(self.snd_una, ack)) as usize;
-            let data_acked = acked.saturating_sub(syn_part + fin_part).min(self.send_buf.len());
-            self.send_buf.discard(data_acked);
+            let data_acked = acked.saturating_sub(syn_part + fin_part).min(self.sendq_len());
+            self.sendq_discard(data_acked);
             self.snd_una = ack;
             if self.snd_nxt.lt(ack) {
                 self.snd_nxt = ack;
@@ -1194,30 +1371,40 @@ impl Tcb {
 
     /// Put payload at `seq` (>= RCV.NXT, inside the window) into the receive buffer. Returns
     /// false if it was dropped at the out-of-order bound (then a FIN with it is dropped too).
-    fn receive_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8]) -> bool {
+    /// `trimmed`: bytes cut from the front of the segment's payload (already received).
+    fn receive_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], trimmed: usize) -> bool {
         let offset = seq.since(self.rcv_nxt) as usize;
         // Trim to the room we have (the window we advertised never exceeds it).
-        let room = self.recv_buf.free().saturating_sub(offset);
+        let room = self.rx_room().saturating_sub(offset);
         let payload = &payload[..payload.len().min(room)];
         if payload.is_empty() {
             self.ack_now = true;
             return false;
         }
         let had_holes = !self.assembler.is_empty();
-        if self.assembler.add(offset as u32, payload.len() as u32).is_err() {
-            // At the bound: drop, count, and let the ACK tell the peer what we have.
-            self.stats.ooo_limit_drops += 1;
-            self.ack_now = true;
-            return false;
-        }
-        self.recv_buf.write_after_end(offset, payload);
-        self.stats.bytes_in += payload.len() as u64;
-        let ready = self.assembler.take_front() as usize;
-        if ready > 0 {
-            self.recv_buf.commit(ready);
-            self.rcv_nxt += ready;
+        if self.rx_lend && offset == 0 && !had_holes {
+            // In order with nothing parked after it: the caller keeps the bytes where they
+            // are. RCV.NXT advances exactly as if they had been copied.
+            self.rx_lent = Some((trimmed, payload.len()));
+            self.rx_external += payload.len();
+            self.rcv_nxt += payload.len();
             self.events |= EV_READABLE;
+        } else {
+            if self.assembler.add(offset as u32, payload.len() as u32).is_err() {
+                // At the bound: drop, count, and let the ACK tell the peer what we have.
+                self.stats.ooo_limit_drops += 1;
+                self.ack_now = true;
+                return false;
+            }
+            self.recv_buf.write_after_end(offset, payload);
+            let ready = self.assembler.take_front() as usize;
+            if ready > 0 {
+                self.recv_buf.commit(ready);
+                self.rcv_nxt += ready;
+                self.events |= EV_READABLE;
+            }
         }
+        self.stats.bytes_in += payload.len() as u64;
         if offset > 0 {
             // RFC 5681 §4.2: an out-of-order segment is ACKed at once (a duplicate ACK). Each
             // one gets its own, even when a burst of them is processed before we transmit: the
@@ -1323,6 +1510,7 @@ impl Tcb {
     /// The next segment to send, if any; its payload is copied into `payload_buf` (the
     /// caller's TX frame, after room for headers). Call until it returns `None`.
     pub fn poll_transmit<'b>(&mut self, now: Instant, payload_buf: &'b mut [u8]) -> Option<TcpRepr<'b>> {
+        self.tx_ext_out = None;
         if let Some(rst) = self.reply_rst.take() {
             self.stats.rsts_out += 1;
             self.stats.segs_out += 1;
@@ -1483,7 +1671,8 @@ impl Tcb {
         let wnd = (self.snd_wnd as usize).min(self.cc.cwnd());
         let in_flight = self.snd_nxt.since(self.snd_una) as usize;
         let usable = wnd.saturating_sub(in_flight);
-        let len = unsent.min(usable).min(self.snd_mss).min(buf.len());
+        let room = if self.tx_external { usize::MAX } else { buf.len() };
+        let len = unsent.min(usable).min(self.snd_mss).min(room);
         let everything = len == unsent;
         // RFC 1122 §4.2.3.4: send when (1) a full segment can go, (2) all queued data can go
         // and either nothing is unacknowledged or Nagle is off, or (3) at least half the
@@ -1527,7 +1716,7 @@ impl Tcb {
             self.arm_rtx(now);
         }
         self.stats.bytes_out += n as u64;
-        let buf = &mut buf[..n];
+        let buf = self.payload_slice(buf, n);
         Some(self.emit(now, seq, flags, buf))
     }
 
@@ -1547,14 +1736,31 @@ impl Tcb {
         if self.rtx_deadline.is_none() {
             self.arm_rtx(now);
         }
-        let buf = &mut buf[..n];
+        let buf = self.payload_slice(buf, n);
         Some(self.emit(now, seq, flags, buf))
     }
 
-    fn copy_payload(&self, seq: SeqNum, len: usize, buf: &mut [u8]) -> usize {
+    /// Put `len` bytes of send data from `seq` into `buf`; returns how many. In external
+    /// mode nothing is copied: the range is recorded for the caller (`take_tx_range`).
+    fn copy_payload(&mut self, seq: SeqNum, len: usize, buf: &mut [u8]) -> usize {
         let offset = seq.since(self.data_start()) as usize;
+        if self.tx_external {
+            let n = len.min(self.tx_ext_len.saturating_sub(offset));
+            self.tx_ext_out = (n > 0).then_some((offset, n));
+            return n;
+        }
         let len = len.min(buf.len());
         self.send_buf.peek(offset, &mut buf[..len])
+    }
+
+    /// The payload of a segment: `n` bytes copied into `buf`, or none in external mode (the
+    /// caller supplies them).
+    fn payload_slice<'b>(&self, buf: &'b mut [u8], n: usize) -> &'b mut [u8] {
+        if self.tx_external {
+            &mut buf[..0]
+        } else {
+            &mut buf[..n]
+        }
     }
 
     /// Build a segment that carries an ACK (every segment after the SYN does) and note that
