@@ -692,6 +692,34 @@ fn interop_xtcp_client_kernel_echo_server() {
     lab.finish();
 }
 
+/// `xtcp client --zero-copy`: 64 MB sent from frames written in place (kept until the kernel
+/// acknowledges them) and hashed where the echo arrived, over real AF_XDP rings.
+#[test]
+fn interop_zero_copy_client_kernel_echo_server() {
+    if !may_run("interop_zero_copy_client_kernel_echo_server", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xint");
+    let n = 64 * MB;
+    let server = kernel_server(&lab, KERNEL_PORT, 1, KernelApp::Echo);
+    let started = Instant::now();
+    let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--send-bytes", &n.to_string(), "--zero-copy"]);
+    say(format!("xtcp client --zero-copy → kernel echo: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+    end.assert_success("xtcp client --zero-copy");
+    let (sha, received, sent) = end.client_result();
+    assert_eq!((received, sent), (n, n));
+    assert_eq!(sha, client_pattern_sha(n), "SHA-256 of the echo");
+    let segs = (n / 1448) as u64;
+    let (rx, tx) = (end.line_stat("rx-in-place"), end.line_stat("tx-in-place"));
+    say(format!("in place: rx {rx} tx {tx} segments, copied {}", end.line_stat("tx-copied")));
+    assert!(tx >= segs * 9 / 10, "most segments went out from the application's frames: {tx} of ~{segs}");
+    assert!(rx > 0, "received payload was read in place");
+    assert_eq!(end.line_stat("drops"), 0);
+    let echoed = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    assert_eq!(echoed, vec![(n, client_pattern_sha(n))]);
+    lab.finish();
+}
+
 /// One-way transfers: 256 MB from the kernel into `xtcp serve --app discard` (counted by
 /// xtcp), 256 MB of RFC 864 chargen from xtcp into the kernel (checked byte by byte), and
 /// 256 MB from a kernel source into `xtcp client --recv-bytes` (hashed).

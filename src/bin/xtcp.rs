@@ -165,6 +165,10 @@ mod net {
         /// Stop after receiving this many bytes (default: until the server closes).
         #[arg(long)]
         recv_bytes: Option<usize>,
+        /// Use the zero-copy calls: write what is sent into frames of the device in place,
+        /// hash what is received where it arrived.
+        #[arg(long)]
+        zero_copy: bool,
     }
 
     #[derive(Clone, Copy, ValueEnum)]
@@ -299,7 +303,8 @@ mod net {
         let clock = Clock(std::time::Instant::now());
         let mut stack = Stack::new(dev, stack_config(&a.net), clock.now());
         let mut client = Client::connect(&mut stack, a.connect, a.send_bytes, a.recv_bytes)
-            .map_err(|e| format!("connect to {}: {e}", a.connect))?;
+            .map_err(|e| format!("connect to {}: {e}", a.connect))?
+            .zero_copy(a.zero_copy);
         let started = clock.now();
         // Done at TIME-WAIT (see `Client::done`): every byte is through both ways by then.
         while !client.done(&stack) && !stop.load(Ordering::Relaxed) {
@@ -358,7 +363,7 @@ mod net {
 
     fn stats_line(c: &xtcp::stack::Counters, conns: usize) -> String {
         format!(
-            "xtcp: conns {conns} | frames in {} out {} | tcp segs in {} out {} retrans {} rst in {} out {} | drops {} | arp req {}/{} | icmp echo {}",
+            "xtcp: conns {conns} | frames in {} out {} | tcp segs in {} out {} retrans {} rst in {} out {} | drops {} | arp req {}/{} | icmp echo {} | rx-in-place {} tx-in-place {} tx-copied {}",
             c.frames_in,
             c.frames_out,
             c.tcp_segs_in,
@@ -369,7 +374,10 @@ mod net {
             c.drops(),
             c.arp_requests_in,
             c.arp_requests_out,
-            c.icmp_echo_in
+            c.icmp_echo_in,
+            c.tcp_rx_in_place,
+            c.tcp_tx_in_place,
+            c.tcp_tx_copied
         )
     }
 }
