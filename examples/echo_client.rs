@@ -1,4 +1,6 @@
-//! Embedding xtcp: a TCP client on one core, over AF_XDP. Sends a message, prints the echo.
+//! Embedding xtcp: a TCP client on one core, over AF_XDP. Sends a message, prints the echo,
+//! with the zero-copy calls: the message is written straight into a frame of the device, and
+//! the echo is read where it arrived.
 //!
 //! ```sh
 //! scripts/lab up
@@ -25,19 +27,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stack = Stack::new(dev, StackConfig::new(ip, 24, secret), now());
     stack.connect(server)?; // ARP, then the SYN, go out on the next polls
     let mut echoed = Vec::new();
-    let mut buf = [0u8; 4096];
     let deadline = now() + xtcp::time::Duration::from_secs(5);
     while now() < deadline {
         stack.poll(now());
         while let Some((h, event)) = stack.poll_event() {
             match event {
                 StackEvent::Connected => {
-                    stack.send(h, message.as_bytes())?;
+                    let frame = stack.alloc_send_buf(h)?; // up to one segment, headers go in front
+                    let n = message.len().min(frame.capacity());
+                    stack.send_buf_mut(&frame)[..n].copy_from_slice(&message.as_bytes()[..n]);
+                    stack.send_frame(frame, n)?; // kept by the stack until acknowledged
                 }
                 StackEvent::Readable => {
-                    while let Ok(n @ 1..) = stack.recv(h, &mut buf) {
-                        echoed.extend_from_slice(&buf[..n]);
-                    }
+                    let n: usize = stack.recv_chunks(h)?.map(|c| (echoed.extend_from_slice(c), c.len()).1).sum();
+                    stack.consume(h, n)?; // the frames go back to the device
                     if echoed.len() >= message.len() {
                         stack.close(h)?;
                         stack.poll(now()); // the FIN goes out (TIME-WAIT would keep it 60 s)
