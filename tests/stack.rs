@@ -6,7 +6,7 @@ use xtcp::io::mem::{Faults, MemDevice, MemLink};
 use xtcp::io::{Device, Frame};
 use xtcp::stack::pair::StackPair;
 use xtcp::stack::{Handle, Stack, StackConfig, StackError, StackEvent};
-use xtcp::tcp::{CloseReason, State, TcpError};
+use xtcp::tcp::{CloseReason, State, TcpConfig, TcpError};
 use xtcp::time::{Duration, Instant};
 use xtcp::wire::{
     EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr, L4Repr, MacAddr, NetRepr, RxChecksum,
@@ -585,4 +585,35 @@ fn zero_copy_misuse_returns_typed_errors() {
     assert_eq!(p.b.send_frame(buf, 10), Err(StackError::InvalidHandle));
     assert_eq!(p.b.frames_held(), (0, 0));
     assert_eq!(p.b.recv_chunks(client).unwrap_err(), StackError::InvalidHandle);
+}
+
+#[test]
+fn per_connection_buffer_sizes_and_options() {
+    let mut p = Pair::new(Faults::default(), 11);
+    let small = TcpConfig { recv_buffer: 4096, send_buffer: 8192, nagle: false, ..TcpConfig::default() };
+    let listener = p.a.listen_with(80, 4, small.clone()).unwrap();
+    let big = TcpConfig { recv_buffer: 1 << 20, send_buffer: 1 << 20, ..TcpConfig::default() };
+    let client = p.b.connect_with(SocketAddrV4::new(IP_A, 80), big).unwrap();
+    p.run_until(Duration::from_secs(30), |p| p.has('a', listener, StackEvent::Accepted));
+    let server = p.a.accept(listener).unwrap().unwrap();
+    assert_eq!(p.a.tcb(server).unwrap().config().recv_buffer, 4096);
+    assert!(!p.a.tcb(server).unwrap().config().nagle);
+    assert_eq!(p.b.tcb(client).unwrap().config().send_buffer, 1 << 20);
+    // The accepted connection's small buffer bounds what the client gets in before A reads.
+    let data = vec![7u8; 100_000];
+    let mut sent = 0;
+    p.run_until(Duration::from_secs(2), |p| {
+        if let Ok(k) = p.b.send(client, &data[sent..]) {
+            sent += k;
+        }
+        p.now > Instant::from_secs(3)
+    });
+    assert!(p.a.tcb(server).unwrap().recv_available() <= 4096);
+    assert!(p.b.tcb(client).unwrap().send_queued() > 90_000, "the rest waits on the small window");
+    // Out-of-range settings are refused with a typed error.
+    let zero = TcpConfig { recv_buffer: 0, ..TcpConfig::default() };
+    assert_eq!(p.b.connect_with(SocketAddrV4::new(IP_A, 80), zero.clone()), Err(StackError::InvalidOption));
+    assert_eq!(p.a.listen_with(81, 4, zero), Err(StackError::InvalidOption));
+    let tiny_mss = TcpConfig { mss: 40, ..TcpConfig::default() };
+    assert_eq!(p.b.connect_with(SocketAddrV4::new(IP_A, 80), tiny_mss), Err(StackError::InvalidOption));
 }

@@ -106,6 +106,15 @@ impl StackConfig {
     }
 }
 
+/// Per-connection settings the stack accepts: buffers that hold at least one byte and at
+/// most 1 GiB (RFC 7323 §2.3: a window scale of 14 covers 1 GiB), an MSS of at least 88
+/// bytes (a 128-byte MTU, the RFC 1191 floor used for ICMP too).
+fn check_tcp_config(tcp: &TcpConfig) -> Result<(), StackError> {
+    const MAX: usize = 1 << 30;
+    let ok = (1..=MAX).contains(&tcp.send_buffer) && (1..=MAX).contains(&tcp.recv_buffer) && tcp.mss >= 88;
+    ok.then_some(()).ok_or(StackError::InvalidOption)
+}
+
 /// A socket of this core: a connection or a listener. Not `Send`: it means something only to
 /// the core that made it. A handle whose socket is gone is refused ([`StackError::InvalidHandle`]),
 /// even if the slot was reused (generation check).
@@ -161,6 +170,9 @@ pub enum StackError {
     SendQueueBusy,
     /// A zero-copy send of more bytes than the buffer holds.
     BadSendBuf,
+    /// A connection setting out of range (a buffer of 0 bytes or over 1 GiB, an MSS
+    /// under 88 bytes).
+    InvalidOption,
     /// The connection refused the call (would block, write after shutdown, closed...).
     Tcp(TcpError),
 }
@@ -178,6 +190,7 @@ impl fmt::Display for StackError {
             StackError::TooManySockets => f.write_str("socket limit reached"),
             StackError::SendQueueBusy => f.write_str("copied data still queued; zero-copy send must wait"),
             StackError::BadSendBuf => f.write_str("length beyond the send buffer's capacity"),
+            StackError::InvalidOption => f.write_str("connection setting out of range"),
             StackError::Tcp(e) => write!(f, "{e}"),
         }
     }
@@ -335,6 +348,8 @@ struct Listener {
     syn_pending: usize,
     accept_queue: VecDeque<u32>,
     ready: bool,
+    /// Settings for accepted connections, when not the stack's.
+    tcp: Option<Box<TcpConfig>>,
 }
 
 #[derive(Debug)]
@@ -451,6 +466,17 @@ impl<D: Device> Stack<D> {
     /// Listen on `port` with room for `backlog` connections in each of the SYN and accept
     /// queues.
     pub fn listen(&mut self, port: u16, backlog: usize) -> Result<Handle, StackError> {
+        self.listen_inner(port, backlog, None)
+    }
+
+    /// Listen with per-connection settings for what it accepts (buffer sizes, Nagle,
+    /// keep-alive, timeouts) instead of the stack's defaults.
+    pub fn listen_with(&mut self, port: u16, backlog: usize, tcp: TcpConfig) -> Result<Handle, StackError> {
+        check_tcp_config(&tcp)?;
+        self.listen_inner(port, backlog, Some(Box::new(tcp)))
+    }
+
+    fn listen_inner(&mut self, port: u16, backlog: usize, tcp: Option<Box<TcpConfig>>) -> Result<Handle, StackError> {
         if port == 0 {
             return Err(StackError::InvalidAddress);
         }
@@ -464,6 +490,7 @@ impl<D: Device> Stack<D> {
             syn_pending: 0,
             accept_queue: VecDeque::with_capacity(backlog.max(1)),
             ready: false,
+            tcp,
         });
         self.listen_ports.insert(port, idx);
         Ok(self.handle(idx))
@@ -471,6 +498,14 @@ impl<D: Device> Stack<D> {
 
     /// Open a connection to `remote` (the SYN goes out on the next `poll`).
     pub fn connect(&mut self, remote: SocketAddrV4) -> Result<Handle, StackError> {
+        let tcp = self.cfg.tcp.clone();
+        self.connect_with(remote, tcp)
+    }
+
+    /// Connect with per-connection settings (buffer sizes, Nagle, keep-alive, timeouts)
+    /// instead of the stack's defaults.
+    pub fn connect_with(&mut self, remote: SocketAddrV4, tcp: TcpConfig) -> Result<Handle, StackError> {
+        check_tcp_config(&tcp)?;
         let ip = *remote.ip();
         if ip == self.cfg.ip {
             return Err(StackError::ConnectToSelf);
@@ -492,7 +527,7 @@ impl<D: Device> Stack<D> {
             .ok_or(StackError::PortsExhausted)?;
         let local = SocketAddrV4::new(local_ip, port);
         let iss = self.isn.isn(self.now, local, remote);
-        let tcb = Tcb::connect(self.cfg.tcp.clone(), local, remote, iss, self.now);
+        let tcb = Tcb::connect(tcp, local, remote, iss, self.now);
         let idx = self.alloc_slot()?;
         let key = FourTuple { local_port: port, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, None)));
@@ -1094,7 +1129,11 @@ impl<D: Device> Stack<D> {
         };
         let local = SocketAddrV4::new(self.cfg.ip, seg.dst_port);
         let iss = self.isn.isn(self.now, local, remote);
-        let tcb = Tcb::from_syn(self.cfg.tcp.clone(), local, remote, iss, seg, self.now);
+        let cfg = match &self.slots[lidx as usize].entry {
+            Entry::Listener(Listener { tcp: Some(t), .. }) => (**t).clone(),
+            _ => self.cfg.tcp.clone(),
+        };
+        let tcb = Tcb::from_syn(cfg, local, remote, iss, seg, self.now);
         let key = FourTuple { local_port: seg.dst_port, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, Some(lidx))));
         if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
