@@ -617,3 +617,32 @@ fn per_connection_buffer_sizes_and_options() {
     let tiny_mss = TcpConfig { mss: 40, ..TcpConfig::default() };
     assert_eq!(p.b.connect_with(SocketAddrV4::new(IP_A, 80), tiny_mss), Err(StackError::InvalidOption));
 }
+
+#[test]
+fn data_unread_when_the_connection_ends_stays_readable() {
+    // Found by tests/stack_sim.rs: A sends and closes; B half-closes without reading, so its
+    // connection ends (LAST-ACK acknowledged) with A's data unread. As with a kernel socket,
+    // the data and then the end of stream must still be readable; `Closed` comes after.
+    let mut p = Pair::new(Faults::default(), 13);
+    let (client, server) = open(&mut p);
+    let data: Vec<u8> = (0..20_000).map(|i| byte(4, i)).collect();
+    assert_eq!(p.a.send(server, &data).unwrap(), data.len());
+    p.a.shutdown(server).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.has('b', client, StackEvent::PeerClosed));
+    p.b.shutdown(client).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.b.tcb(client).unwrap().state() == State::Closed);
+    p.run_until(Duration::from_secs(1), |_| true);
+    assert!(!p.has('b', client, StackEvent::Closed(CloseReason::Normal)), "not before the data is read");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match p.b.recv(client, &mut buf).unwrap() {
+            0 => break,
+            k => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    assert!(got == data, "all {} bytes readable after the end", data.len());
+    p.run_until(Duration::from_secs(1), |p| p.has('b', client, StackEvent::Closed(CloseReason::Normal)));
+    assert_eq!(p.b.recv(client, &mut buf), Err(StackError::InvalidHandle));
+    assert_eq!(p.b.frames_held(), (0, 0));
+}

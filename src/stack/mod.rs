@@ -230,6 +230,8 @@ struct Conn {
     tx_end: u64,
     /// Send buffers taken and not yet queued or given back.
     tx_bufs_out: usize,
+    /// Ended normally with data unread: `Closed` is reported once it is read (or on close).
+    close_pending: Option<CloseReason>,
 }
 
 /// In-order received bytes of a connection.
@@ -336,6 +338,7 @@ impl Conn {
             tx_acked: 0,
             tx_end: 0,
             tx_bufs_out: 0,
+            close_pending: None,
         }
     }
 }
@@ -654,6 +657,9 @@ impl<D: Device> Stack<D> {
                 }
             }
         }
+        if c.close_pending.is_some() && c.rxq.is_empty() {
+            self.mark_ready_always(idx);
+        }
         done
     }
 
@@ -779,6 +785,11 @@ impl<D: Device> Stack<D> {
             self.free_slot(idx);
             return Ok(());
         }
+        if self.conn(idx).close_pending.is_some() {
+            // Over already, with data unread: drop it; `Closed` follows.
+            self.take_rx(idx, usize::MAX, None);
+            return Ok(());
+        }
         let r = self.conn_mut(idx).tcb.close();
         self.mark_dirty(idx);
         Ok(r?)
@@ -787,6 +798,10 @@ impl<D: Device> Stack<D> {
     /// Reset a connection at once.
     pub fn abort(&mut self, h: Handle) -> Result<(), StackError> {
         let idx = self.conn_idx(h)?;
+        if self.conn(idx).close_pending.is_some() {
+            self.take_rx(idx, usize::MAX, None);
+            return Ok(());
+        }
         self.conn_mut(idx).tcb.abort();
         self.mark_dirty(idx);
         Ok(())
@@ -833,12 +848,27 @@ impl<D: Device> Stack<D> {
                     }
                 }
                 Entry::Conn(c) if c.listener.is_none() => {
+                    // A connection that ended normally with data still unread stays readable
+                    // (as a kernel socket does until close()); `Closed` comes once it is read.
+                    if let Some(r) = c.close_pending {
+                        if c.rxq.is_empty() {
+                            c.close_pending = None;
+                            c.closed_reported = true;
+                            self.ready.pop_front();
+                            self.free_slot(idx);
+                            return Some((h, StackEvent::Closed(r)));
+                        }
+                    }
                     if let Some(ev) = c.tcb.poll_event() {
                         let ev = match ev {
                             Event::Connected => StackEvent::Connected,
                             Event::Readable => StackEvent::Readable,
                             Event::Writable => StackEvent::Writable,
                             Event::PeerClosed => StackEvent::PeerClosed,
+                            Event::Closed(r @ CloseReason::Normal) if !c.rxq.is_empty() => {
+                                c.close_pending = Some(r);
+                                StackEvent::Readable
+                            }
                             Event::Closed(r) => {
                                 c.closed_reported = true;
                                 StackEvent::Closed(r)
@@ -1629,6 +1659,17 @@ impl<D: Device> Stack<D> {
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(idx);
+            }
+        }
+    }
+
+    /// Queue a connection for `poll_event` even if it is queued already (a `Closed` that
+    /// waited for unread data to be read).
+    fn mark_ready_always(&mut self, idx: u32) {
+        if let Entry::Conn(c) = &mut self.slots[idx as usize].entry {
+            if c.listener.is_none() {
+                c.ready = true;
+                self.ready.push_back(idx);
             }
         }
     }
