@@ -251,7 +251,7 @@ fn runtime_two_cores_64_concurrent_connections() {
             .collect();
         let done: Vec<_> = workers.into_iter().map(|w| w.join().expect("an echo connection failed")).collect();
         // Every stream stays open until all are done: the 64 were concurrent throughout.
-        locals.into_iter().zip(done.into_iter().map(|(n, sha, s)| (n, sha, s))).collect::<Vec<_>>()
+        locals.into_iter().zip(done).collect::<Vec<_>>()
     })
     .join()
     .unwrap_or_else(|p| std::panic::resume_unwind(p));

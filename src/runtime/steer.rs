@@ -364,6 +364,10 @@ impl<D: Device> SteeredDevice<D> {
     pub fn syn_log(&self) -> &[(SocketAddrV4, SocketAddrV4)] {
         &self.syn_log
     }
+    /// Hand-off buffers free in the shared pool (all of them when no frame is in flight).
+    pub fn handoff_buffers_free(&self) -> usize {
+        self.shared.pool.len()
+    }
     pub fn inner(&self) -> &D {
         &self.inner
     }
@@ -581,5 +585,228 @@ impl<D: Device> Device for SteeredDevice<D> {
         // With other cores, a hand-off may come at any time and does not wake the inner device.
         let t = if self.shared.rings.len() > 1 { timeout.min(HANDOFF_WAIT) } else { timeout };
         self.inner.wait(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::mem::{Faults, MemDevice, MemLink};
+    use crate::wire::{
+        ArpOperation, ArpRepr, EthernetRepr, FrameRepr, Icmpv4Repr, Ipv4Repr, L4Repr, NetRepr, TcpOptions, TcpRepr,
+    };
+
+    const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const MAC_US: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const MAC_PEER: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+    const LOCAL: SocketAddrV4 = SocketAddrV4::new(US, 7);
+
+    /// Two cores, each on its own in-memory "queue"; `peers[i]` sends into core i's queue.
+    struct Rig {
+        cores: Vec<SteeredDevice<MemDevice>>,
+        peers: Vec<MemDevice>,
+        _links: Vec<MemLink>,
+    }
+
+    fn rig(cfg: SteeringConfig) -> Rig {
+        let (mut devs, mut peers, mut links) = (Vec::new(), Vec::new(), Vec::new());
+        for seed in 0..2 {
+            let (link, dev, peer) =
+                MemLink::pair(seed, [Faults::default(), Faults::default()], [MAC_US, MAC_PEER], 16, 2048);
+            devs.push(dev);
+            peers.push(peer);
+            links.push(link);
+        }
+        Rig { cores: steer(devs, &cfg).unwrap(), peers, _links: links }
+    }
+
+    fn send(peer: &mut MemDevice, bytes: &[u8]) {
+        let mut f = peer.alloc_tx().unwrap();
+        peer.buffer_mut(&f)[..bytes.len()].copy_from_slice(bytes);
+        f.offset = 0;
+        f.len = bytes.len() as u32;
+        let mut v = vec![f];
+        assert_eq!(peer.tx_burst(&mut v), 1);
+        peer.flush();
+    }
+
+    fn emit(net: NetRepr<'_>, ethertype: EtherType) -> Vec<u8> {
+        let repr = FrameRepr { eth: EthernetRepr { src: MAC_PEER, dst: MAC_US, ethertype }, net };
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut buf).unwrap();
+        buf
+    }
+
+    fn ip(protocol: IpProtocol, src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> Ipv4Repr {
+        Ipv4Repr { src, dst, protocol, payload_len, ttl: 64, ident: 0, dont_frag: true, dscp_ecn: 0 }
+    }
+
+    fn tcp_frame(remote: SocketAddrV4, syn: bool) -> Vec<u8> {
+        let flags = if syn { TcpFlags::SYN } else { TcpFlags::ACK };
+        let seg = TcpRepr {
+            src_port: remote.port(),
+            dst_port: LOCAL.port(),
+            seq: 1,
+            ack: 0,
+            flags,
+            window: 1000,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: b"hello",
+        };
+        let ipr = ip(IpProtocol::Tcp, *remote.ip(), US, seg.buffer_len());
+        emit(NetRepr::Ipv4 { ip: ipr, l4: L4Repr::Tcp(seg) }, EtherType::Ipv4)
+    }
+
+    /// A remote address whose flow to LOCAL is owned by `core`.
+    fn remote_owned_by(s: &FlowSteering, core: usize, skip: usize) -> SocketAddrV4 {
+        (40000..60000)
+            .map(|p| SocketAddrV4::new(PEER, p))
+            .filter(|r| s.owner(LOCAL, *r) == core)
+            .nth(skip)
+            .expect("some port hashes to each core")
+    }
+
+    fn rx(d: &mut SteeredDevice<MemDevice>) -> Vec<Frame> {
+        let mut v = Vec::new();
+        d.rx_burst(&mut v, 64);
+        v
+    }
+
+    #[test]
+    fn foreign_flow_is_handed_to_its_owner_and_the_buffer_comes_back() {
+        let mut r = rig(SteeringConfig::default());
+        let pool = r.cores[0].handoff_buffers_free();
+        let remote = remote_owned_by(r.cores[0].steering(), 1, 0);
+        let bytes = tcp_frame(remote, true);
+        send(&mut r.peers[0], &bytes);
+        assert!(rx(&mut r.cores[0]).is_empty(), "core 0 does not own the flow");
+        assert_eq!(r.cores[0].stats().steered_out, 1);
+        assert_eq!(r.cores[0].stats().rx_queue, 1);
+        let got = rx(&mut r.cores[1]);
+        assert_eq!(got.len(), 1);
+        assert_ne!(got[0].index & HANDOFF_BIT, 0);
+        assert_eq!(r.cores[1].frame(&got[0]), &bytes[..]);
+        let st = r.cores[1].stats();
+        assert_eq!((st.steered_in, st.own_tcp, st.foreign_tcp), (1, 1, 0));
+        assert_eq!(r.cores[1].syn_log(), &[(LOCAL, remote)]);
+        assert_eq!(r.cores[1].handoff_buffers_free(), pool - 1);
+        r.cores[1].recycle(got.into_iter().next().unwrap());
+        assert_eq!(r.cores[1].handoff_buffers_free(), pool);
+        // The inner frame went back to core 0's pool.
+        assert_eq!(r.cores[0].inner().free_frames(), 16);
+    }
+
+    #[test]
+    fn own_flow_stays_and_counts() {
+        let mut r = rig(SteeringConfig::default());
+        let remote = remote_owned_by(r.cores[0].steering(), 0, 0);
+        send(&mut r.peers[0], &tcp_frame(remote, false));
+        let got = rx(&mut r.cores[0]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].index & HANDOFF_BIT, 0, "a local frame is the inner device's own");
+        let st = r.cores[0].stats();
+        assert_eq!((st.steered_out, st.own_tcp, st.foreign_tcp), (0, 1, 0));
+        assert!(r.cores[0].syn_log().is_empty(), "not a SYN");
+        r.cores[0].recycle(got.into_iter().next().unwrap());
+        assert!(rx(&mut r.cores[1]).is_empty());
+    }
+
+    #[test]
+    fn arp_goes_to_every_core() {
+        let mut r = rig(SteeringConfig::default());
+        let arp = ArpRepr {
+            operation: ArpOperation::Request,
+            source_mac: MAC_PEER,
+            source_ip: PEER,
+            target_mac: MacAddr::UNSPECIFIED,
+            target_ip: US,
+        };
+        let bytes = emit(NetRepr::Arp(arp), EtherType::Arp);
+        send(&mut r.peers[1], &bytes);
+        let here = rx(&mut r.cores[1]);
+        let there = rx(&mut r.cores[0]);
+        assert_eq!((here.len(), there.len()), (1, 1));
+        assert_eq!(r.cores[0].frame(&there[0]), r.cores[1].frame(&here[0]));
+        assert_eq!(r.cores[1].stats().steered_out, 1);
+    }
+
+    #[test]
+    fn icmp_error_follows_the_quoted_flow_and_echo_stays() {
+        let mut r = rig(SteeringConfig::default());
+        let remote = remote_owned_by(r.cores[0].steering(), 1, 0);
+        // Our segment LOCAL -> remote, quoted in a fragmentation-needed message.
+        let quoted_ports = [&LOCAL.port().to_be_bytes()[..], &remote.port().to_be_bytes()[..], &[0u8; 4]].concat();
+        let icmp = Icmpv4Repr::DstUnreachable {
+            reason: crate::wire::DstUnreachable::FragRequired,
+            next_hop_mtu: 1280,
+            header: ip(IpProtocol::Tcp, US, *remote.ip(), 40),
+            data: &quoted_ports,
+        };
+        let ipr = ip(IpProtocol::Icmp, PEER, US, icmp.buffer_len());
+        send(&mut r.peers[0], &emit(NetRepr::Ipv4 { ip: ipr, l4: L4Repr::Icmp(icmp) }, EtherType::Ipv4));
+        let echo = Icmpv4Repr::EchoRequest { ident: 1, seq_no: 1, data: b"ping" };
+        let ipr = ip(IpProtocol::Icmp, PEER, US, echo.buffer_len());
+        send(&mut r.peers[0], &emit(NetRepr::Ipv4 { ip: ipr, l4: L4Repr::Icmp(echo) }, EtherType::Ipv4));
+        assert_eq!(rx(&mut r.cores[0]).len(), 1, "the echo request is answered where it arrived");
+        assert_eq!(rx(&mut r.cores[1]).len(), 1, "the error went to the flow's owner");
+    }
+
+    #[test]
+    fn full_ring_and_malformed_frames_are_counted_not_fatal() {
+        let mut r = rig(SteeringConfig { ring_capacity: 2, ..SteeringConfig::default() });
+        for k in 0..3 {
+            let remote = remote_owned_by(r.cores[0].steering(), 1, k);
+            send(&mut r.peers[0], &tcp_frame(remote, false));
+        }
+        send(&mut r.peers[0], &[0xff; 9]); // too short for Ethernet: stays here, the stack drops it
+        let here = rx(&mut r.cores[0]);
+        assert_eq!(here.len(), 1);
+        let st = r.cores[0].stats();
+        assert_eq!((st.steered_out, st.drop_ring_full, st.drops()), (2, 1, 1));
+        assert_eq!(rx(&mut r.cores[1]).len(), 2);
+    }
+
+    #[test]
+    fn a_handed_over_frame_can_be_sent_back() {
+        let mut r = rig(SteeringConfig::default());
+        let remote = remote_owned_by(r.cores[0].steering(), 1, 0);
+        let bytes = tcp_frame(remote, false);
+        send(&mut r.peers[0], &bytes);
+        rx(&mut r.cores[0]);
+        let mut got = rx(&mut r.cores[1]);
+        assert_eq!(r.cores[1].tx_burst(&mut got), 1);
+        r.cores[1].flush();
+        assert!(got.is_empty());
+        assert_eq!(r.cores[1].stats().tx_handoff_copies, 1);
+        let mut back = Vec::new();
+        r.peers[1].rx_burst(&mut back, 8);
+        assert_eq!(back.len(), 1);
+        assert_eq!(r.peers[1].frame(&back[0]), &bytes[..]);
+    }
+
+    #[test]
+    fn port_choice_and_steering_agree() {
+        let s = FlowSteering::new(4, &SteeringConfig::default()).unwrap();
+        for port in 32768..33768 {
+            let remote = SocketAddrV4::new(PEER, port);
+            let owner = s.owner(LOCAL, remote);
+            for core in 0..4 {
+                assert_eq!(s.rss_for(core).queue_of(LOCAL, remote) as usize == core, owner == core);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let d = SteeringConfig::default();
+        assert_eq!(FlowSteering::new(0, &d).unwrap_err(), SteeringError::NoCores);
+        let short = SteeringConfig { rss_key: vec![1; 8], ..d.clone() };
+        assert_eq!(FlowSteering::new(2, &short).unwrap_err(), SteeringError::KeyTooShort(8));
+        let table = SteeringConfig { table_size: 100, ..d.clone() };
+        assert_eq!(FlowSteering::new(2, &table).unwrap_err(), SteeringError::BadTableSize(100));
+        let none: Vec<MemDevice> = Vec::new();
+        assert_eq!(steer(none, &d).unwrap_err(), SteeringError::NoCores);
     }
 }
