@@ -122,8 +122,13 @@ impl Xtcp {
     }
 
     /// SIGTERM (the graceful shutdown), wait, and return (status, everything on stderr).
-    fn terminate(mut self) -> (ExitStatus, String) {
+    fn terminate(self) -> (ExitStatus, String) {
         let _ = kill(self.pid(), Signal::SIGTERM);
+        self.wait_end()
+    }
+
+    /// Wait for the end (after a signal) and return (status, everything on stderr).
+    fn wait_end(mut self) -> (ExitStatus, String) {
         let status = self.reap(Instant::now() + STUCK).unwrap_or_else(|| panic!("xtcp ignored SIGTERM"));
         let _ = self.reader.take().map(|r| r.join());
         let err = self.stderr.lock().unwrap().clone();
@@ -145,6 +150,10 @@ impl Drop for Xtcp {
             let _ = self.child.wait();
         }
     }
+}
+
+fn xdp_attached(lab: &Lab) -> bool {
+    run("ip", &["-n", &lab.xns, "-d", "link", "show", XDEV]).contains("xdp")
 }
 
 /// SplitMix64 bytes: any misplaced segment changes the hash.
@@ -305,4 +314,74 @@ fn runtime_two_cores_64_concurrent_connections() {
         assert!(!netns_exists(ns), "namespace {ns} left behind");
     }
     assert!(!run("ip", &["-o", "link"]).contains("xdp"), "an XDP program in the host namespace");
+}
+
+/// SIGTERM with connections open on both cores: every core closes its own with a FIN (the
+/// kernel reads end of stream, not a reset), then xtcp exits cleanly and detaches.
+#[test]
+fn runtime_sigterm_closes_connections_on_every_core() {
+    if !may_run("runtime_sigterm_closes_connections_on_every_core", &["ip", "ethtool"]) {
+        return;
+    }
+    const OPEN: usize = 32;
+    let lab = Lab::with_queues("xrt", 2);
+    let port = ECHO_PORT.to_string();
+    let mut xtcp = Xtcp::serve(&lab.xns, &["--app", "echo", "--port", &port, "--cores", "2"]);
+    xtcp.wait_for_stderr("xtcp: serving");
+    let server = SocketAddrV4::new(XTCP_IP, ECHO_PORT);
+    // Open OPEN connections and prove each is served (one echo each), then leave them open.
+    let streams = in_netns(&lab.kns, move || {
+        (0..OPEN)
+            .map(|i| {
+                let mut s = TcpStream::connect(server).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+                s.set_read_timeout(Some(STUCK)).unwrap();
+                s.write_all(b"ping").unwrap();
+                let mut b = [0u8; 4];
+                s.read_exact(&mut b).unwrap_or_else(|e| panic!("connection {i}: echo: {e}"));
+                assert_eq!(&b, b"ping");
+                s
+            })
+            .collect::<Vec<TcpStream>>()
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    // SIGTERM while all are open: each must see xtcp's FIN (end of stream, not a reset); the
+    // kernel then closes its side too, so xtcp's connections can finish within the grace period.
+    let _ = kill(xtcp.pid(), Signal::SIGTERM);
+    for (i, mut s) in streams.into_iter().enumerate() {
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            Ok(0) => {}
+            other => panic!("connection {i}: expected end of stream after SIGTERM, got {other:?}"),
+        }
+    }
+    let (status, stderr) = xtcp.wait_end();
+    assert!(status.success(), "xtcp serve --cores 2 exited with {status}:\n{stderr}");
+    let cores = [core_final(&stderr, 0), core_final(&stderr, 1)];
+    for (i, c) in cores.iter().enumerate() {
+        assert!(num(c, "accepted") > 0, "core {i} had no connection to close (both cores should)");
+        assert_eq!(num(c, "unfinished"), 0, "core {i}: connections not closed by the graceful shutdown");
+        assert_eq!(num(c, "rsts_out"), 0, "core {i}: closed with resets, not FINs");
+    }
+    assert!(!stderr.contains("not closed at the end of the grace period"), "{stderr}");
+    assert!(!xdp_attached(&lab), "the XDP program outlived xtcp");
+    drop(lab);
+}
+
+/// `--cores 2` on an interface with one queue is refused, with the fix in the message.
+#[test]
+fn runtime_more_cores_than_queues_is_refused() {
+    if !may_run("runtime_more_cores_than_queues_is_refused", &["ip", "ethtool"]) {
+        return;
+    }
+    let lab = Lab::with_queues("xrt", 1);
+    let port = ECHO_PORT.to_string();
+    let mut x = Xtcp::serve(&lab.xns, &["--app", "echo", "--port", &port, "--cores", "2"]);
+    let status = x.reap(Instant::now() + STUCK).expect("xtcp should refuse and exit");
+    let _ = x.reader.take().map(|r| r.join());
+    let err = x.stderr.lock().unwrap().clone();
+    assert!(!status.success(), "xtcp accepted --cores 2 on a single-queue interface:\n{err}");
+    assert!(err.contains("1 rx queue(s)") && err.contains("--queues 2"), "unclear error:\n{err}");
+    assert!(!xdp_attached(&lab), "an XDP program was left after the refusal");
+    drop(lab);
 }

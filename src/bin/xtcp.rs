@@ -444,12 +444,13 @@ mod net {
         fn core_line(s: &CoreSnapshot, tag: &str) -> String {
             let c = &s.counters;
             format!(
-                "xtcp: core {}{tag} cpu={} accepted={} conns={} frames_in={} frames_out={} tcp_segs_in={} tcp_segs_out={} \
+                "xtcp: core {}{tag} cpu={} accepted={} conns={} unfinished={} frames_in={} frames_out={} tcp_segs_in={} tcp_segs_out={} \
                  retrans={} rsts_in={} rsts_out={} tcp_no_socket={} drops={} {}",
                 s.core,
                 s.cpu.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                 s.accepted,
                 s.connections,
+                s.unfinished,
                 c.frames_in,
                 c.frames_out,
                 c.tcp_segs_in,
@@ -468,10 +469,10 @@ mod net {
                 eprintln!("{}", core_line(&r.snapshot, " final:"));
                 let flows: Vec<String> = r.flows.iter().map(|(l, rem)| format!("{rem}->{l}")).collect();
                 eprintln!("xtcp: core {} flows: {}", r.snapshot.core, flows.join(" "));
-                if r.unclosed > 0 {
+                if r.unfinished > 0 {
                     eprintln!(
-                        "xtcp: core {}: {} connection(s) still open at the end of the grace period",
-                        r.snapshot.core, r.unclosed
+                        "xtcp: core {}: {} connection(s) not closed at the end of the grace period",
+                        r.snapshot.core, r.unfinished
                     );
                 }
             }

@@ -11,8 +11,8 @@
 //!   than one core the sleep is capped at [`steer::HANDOFF_WAIT`], since a hand-off from
 //!   another core does not wake the socket).
 //! * **Shutdown**: when the stop flag is set (SIGINT/SIGTERM through [`crate::io::shutdown`]),
-//!   every core closes its connections (FINs, not resets) and keeps polling until they are
-//!   gone or the grace period is over; all cores keep polling until every core is done, so the
+//!   every core closes its connections (FINs, not resets) and keeps polling until each is gone
+//!   or in TIME-WAIT (nothing left to exchange), or the grace period is over; all cores keep polling until every core is done, so the
 //!   hand-off still carries the peers' last ACKs and FINs. Then the threads end and their
 //!   devices are dropped, which closes the sockets and detaches the XDP program.
 //! * **Counters**: each core reports its stack's [`Counters`], its [`SteerStats`] (among them
@@ -38,8 +38,11 @@ pub trait CoreApp<D: Device> {
     fn on_event(&mut self, stack: &mut Stack<D>, h: Handle, ev: StackEvent);
     /// Stop listening and close every connection gracefully.
     fn close_all(&mut self, stack: &mut Stack<D>);
-    /// Connections still open.
+    /// Connections the application holds (TIME-WAIT included).
     fn connections(&self) -> usize;
+    /// Connections that still have something to exchange (not yet in TIME-WAIT): shutdown
+    /// waits for these.
+    fn unfinished(&self, stack: &Stack<D>) -> usize;
     /// Connections accepted so far.
     fn accepted(&self) -> u64;
 }
@@ -53,6 +56,9 @@ impl<D: Device> CoreApp<D> for Server {
     }
     fn connections(&self) -> usize {
         Server::connections(self)
+    }
+    fn unfinished(&self, stack: &Stack<D>) -> usize {
+        Server::unfinished(self, stack)
     }
     fn accepted(&self) -> u64 {
         self.stats.accepted
@@ -114,7 +120,10 @@ pub struct CoreSnapshot {
     pub cpu: Option<usize>,
     pub counters: Counters,
     pub steer: SteerStats,
+    /// Connections the application holds (TIME-WAIT included).
     pub connections: usize,
+    /// Of those, the ones not yet in TIME-WAIT.
+    pub unfinished: usize,
     pub accepted: u64,
 }
 
@@ -124,8 +133,8 @@ pub struct CoreReport {
     pub snapshot: CoreSnapshot,
     /// (local, remote) of the SYNs this core's stack handled: the flows it owned.
     pub flows: Vec<(SocketAddrV4, SocketAddrV4)>,
-    /// Connections still open when the grace period ended.
-    pub unclosed: usize,
+    /// Connections not yet in TIME-WAIT when the grace period ended.
+    pub unfinished: usize,
 }
 
 /// Run `make_app` on one core per device until `stop` is set, then shut down gracefully.
@@ -256,6 +265,7 @@ where
         counters: *stack.counters(),
         steer: stack.device().stats(),
         connections: app.connections(),
+        unfinished: app.unfinished(stack),
         accepted: app.accepted(),
     };
     let mut last_stats = std::time::Instant::now();
@@ -277,7 +287,7 @@ where
     loop {
         let next = turn(&mut stack, &mut app, ctx);
         let timed_out = std::time::Instant::now() >= until;
-        if !counted_out && (app.connections() == 0 || timed_out) {
+        if !counted_out && (app.unfinished(&stack) == 0 || timed_out) {
             counted_out = true;
             ctx.closing.fetch_sub(1, Ordering::AcqRel);
         }
@@ -289,7 +299,7 @@ where
     // One last turn for what the final events queued.
     turn(&mut stack, &mut app, ctx);
     let snap = snapshot(&stack, &app);
-    Ok(CoreReport { snapshot: snap, flows: stack.device().syn_log().to_vec(), unclosed: app.connections() })
+    Ok(CoreReport { snapshot: snap, flows: stack.device().syn_log().to_vec(), unfinished: snap.unfinished })
 }
 
 /// One turn of a core's loop: poll the stack, hand its events to the application.
