@@ -248,6 +248,8 @@ where
     A: CoreApp<SteeredDevice<D>>,
     F: Fn(usize, &mut Stack<SteeredDevice<D>>) -> Result<A, String>,
 {
+    // A panicking core stops the others (they would otherwise run until a signal).
+    let _halt_on_panic = HaltOnPanic(ctx.failed);
     let pinned = cpu.filter(|&c| core_affinity::set_for_current(c)).map(|c| c.id);
     let mut stack = Stack::new(dev, scfg, ctx.now());
     let mut app = match make_app(core, &mut stack) {
@@ -300,6 +302,17 @@ where
     turn(&mut stack, &mut app, ctx);
     let snap = snapshot(&stack, &app);
     Ok(CoreReport { snapshot: snap, flows: stack.device().syn_log().to_vec(), unfinished: snap.unfinished })
+}
+
+/// Sets the flag when dropped during a panic.
+struct HaltOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for HaltOnPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// One turn of a core's loop: poll the stack, hand its events to the application.
