@@ -84,6 +84,12 @@ impl Server {
         self.conns.len()
     }
 
+    /// Connections that still have something to exchange with their peer: all but those in
+    /// TIME-WAIT (which only wait out 2×MSL, RFC 9293 §3.10.7.4) and those already gone.
+    pub fn unfinished<D: Device>(&self, stack: &Stack<D>) -> usize {
+        self.conns.keys().filter(|&&h| !matches!(stack.state(h), Ok(State::TimeWait) | Err(_))).count()
+    }
+
     /// Stop listening and close every connection (a graceful shutdown: FINs, not resets).
     pub fn close_all<D: Device>(&mut self, stack: &mut Stack<D>) {
         let _ = stack.close(self.listener);

@@ -14,13 +14,15 @@
 //!
 //! * [`pkt`]: packetdrill scripts run against a TCB in virtual time (`xtcp-pkt`).
 //!
-//! Later layers (`time`, `tcp`, `stack`, `runtime`) build on these.
+//! * [`stack`]: one core's stack; [`runtime`]: one pinned run-to-completion loop per core, with
+//!   software steering of flows to their owner core over bounded lock-free rings.
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
 pub mod apps;
 pub mod io;
 pub mod pkt;
+pub mod runtime;
 pub mod stack;
 pub mod tcp;
 pub mod time;

@@ -81,8 +81,9 @@ struct NetArgs {
     /// Next hop for destinations off the subnet.
     #[arg(long)]
     gateway: Option<std::net::Ipv4Addr>,
-    /// Cores to run on (one stack per core). Only 1 for now: the multi-core runtime is not in
-    /// yet, and more is refused rather than ignored.
+    /// Cores to run on (`serve` only): one pinned loop and one stack per core, core i on rx
+    /// queue i, flows steered to their owner core. The interface needs at least this many
+    /// queues (`scripts/lab up --queues N`).
     #[arg(long, default_value_t = 1)]
     cores: usize,
     /// Spin on the rings instead of sleeping in poll(2) when idle (lower latency, a full core).
@@ -188,18 +189,20 @@ mod net {
         }
     }
 
-    fn open(net: &NetArgs) -> Result<AfXdpDevice, String> {
-        if net.cores != 1 {
-            return Err(format!(
-                "--cores {}: only 1 core is supported so far (the multi-core runtime is not in yet)",
-                net.cores
-            ));
-        }
+    fn afxdp_config(net: &NetArgs) -> AfXdpConfig {
         let mut cfg = AfXdpConfig::new(&net.iface, &[net.ip.0]);
         cfg.xdp_mode = match net.xdp_mode {
             XdpMode::Native => XdpModeRequest::Auto,
             XdpMode::Skb => XdpModeRequest::Generic,
         };
+        cfg
+    }
+
+    fn open(net: &NetArgs) -> Result<AfXdpDevice, String> {
+        if net.cores != 1 {
+            return Err(format!("--cores {}: `client` runs on one core (--cores 1)", net.cores));
+        }
+        let cfg = afxdp_config(net);
         let dev = AfXdpDevice::open(&cfg, 0).map_err(|e| explain(&net.iface, e))?;
         eprintln!(
             "xtcp: {} queue 0: XDP {:?} mode, socket bound in {:?} mode{}",
@@ -243,6 +246,12 @@ mod net {
             App::Http => AppKind::Http { body_bytes: a.body_bytes },
         };
         let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+        if a.net.cores == 0 {
+            return Err("--cores 0: at least one core is needed".into());
+        }
+        if a.net.cores > 1 {
+            return multicore::serve(&a, kind, &stop);
+        }
         let dev = open(&a.net)?;
         match &a.net.pcap {
             Some(path) => run_server(tap(dev, path)?, &a, kind, &stop),
@@ -358,6 +367,129 @@ mod net {
         let wait = next.map(|n| n - now).unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
         if !wait.is_zero() {
             stack.device_mut().wait(wait);
+        }
+    }
+
+    /// `serve --cores N` (N > 1): the multi-core runtime, one AF_XDP socket per (core, queue).
+    mod multicore {
+        use super::{afxdp_config, explain, stack_config, ServeArgs};
+        use std::process::ExitCode;
+        use std::sync::atomic::AtomicBool;
+        use xtcp::apps::{AppKind, Server};
+        use xtcp::io::afxdp::AfXdpDevice;
+        use xtcp::runtime::{self, CoreReport, CoreSnapshot, RuntimeConfig, SteeringConfig};
+
+        /// Receive queues of `iface` (sysfs shows the calling process's network namespace).
+        fn rx_queues(iface: &str) -> Result<usize, String> {
+            let dir = format!("/sys/class/net/{iface}/queues");
+            let entries = std::fs::read_dir(&dir).map_err(|e| format!("no interface {iface} here ({dir}: {e})"))?;
+            Ok(entries.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+        }
+
+        pub fn serve(a: &ServeArgs, kind: AppKind, stop: &AtomicBool) -> Result<ExitCode, String> {
+            let cores = a.net.cores;
+            if a.net.pcap.is_some() {
+                return Err(format!("--pcap with --cores {cores}: recording is single-core for now"));
+            }
+            let queues = rx_queues(&a.net.iface)?;
+            if queues < cores {
+                return Err(format!(
+                    "--cores {cores}: {} has {queues} rx queue(s); one queue per core is needed \
+                     (scripts/lab up --queues {cores}, or ethtool -L {} combined {cores})",
+                    a.net.iface, a.net.iface
+                ));
+            }
+            if queues > cores {
+                eprintln!(
+                    "xtcp: warning: {} has {queues} rx queues and only {cores} are served: frames on queues {cores}.. \
+                     go to the kernel",
+                    a.net.iface
+                );
+            }
+            let devs =
+                AfXdpDevice::open_queues(&afxdp_config(&a.net), cores as u32).map_err(|e| explain(&a.net.iface, e))?;
+            for d in &devs {
+                eprintln!(
+                    "xtcp: {} queue {}: XDP {:?} mode, socket bound in {:?} mode",
+                    a.net.iface,
+                    d.queue(),
+                    d.program().mode(),
+                    d.bind_mode()
+                );
+            }
+            let devs = runtime::steer(devs, &SteeringConfig::default()).map_err(|e| e.to_string())?;
+            let cfg = RuntimeConfig {
+                busy_poll: a.net.busy_poll,
+                pin: true,
+                shutdown_grace: std::time::Duration::from_secs(2),
+                stats_interval: a.net.stats.then_some(std::time::Duration::from_secs(1)),
+            };
+            let (port, backlog) = (a.port, a.backlog);
+            let ip = a.net.ip.0;
+            let reports = runtime::run(
+                devs,
+                &stack_config(&a.net),
+                &cfg,
+                stop,
+                |_core, stack| {
+                    Server::listen(stack, kind, port, backlog).map_err(|e| format!("listen on port {port}: {e}"))
+                },
+                || eprintln!("xtcp: serving {kind:?} on {ip}:{port} with {cores} cores"),
+                &|s: &CoreSnapshot| eprintln!("{}", core_line(s, "")),
+            )
+            .map_err(|e| e.to_string())?;
+            eprintln!("xtcp: shutting down: every core closed its connections");
+            if a.net.stats {
+                print_final(&reports);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+
+        /// One core's figures as `name=value` words (tests and scripts read them).
+        fn core_line(s: &CoreSnapshot, tag: &str) -> String {
+            let c = &s.counters;
+            format!(
+                "xtcp: core {}{tag} cpu={} accepted={} conns={} unfinished={} frames_in={} frames_out={} tcp_segs_in={} tcp_segs_out={} \
+                 retrans={} rsts_in={} rsts_out={} tcp_no_socket={} drops={} {}",
+                s.core,
+                s.cpu.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                s.accepted,
+                s.connections,
+                s.unfinished,
+                c.frames_in,
+                c.frames_out,
+                c.tcp_segs_in,
+                c.tcp_segs_out,
+                c.tcp_retransmits,
+                c.tcp_rsts_in,
+                c.tcp_rsts_out,
+                c.tcp_no_socket,
+                c.drops(),
+                s.steer
+            )
+        }
+
+        fn print_final(reports: &[CoreReport]) {
+            for r in reports {
+                eprintln!("{}", core_line(&r.snapshot, " final:"));
+                let flows: Vec<String> = r.flows.iter().map(|(l, rem)| format!("{rem}->{l}")).collect();
+                eprintln!("xtcp: core {} flows: {}", r.snapshot.core, flows.join(" "));
+                if r.unfinished > 0 {
+                    eprintln!(
+                        "xtcp: core {}: {} connection(s) not closed at the end of the grace period",
+                        r.snapshot.core, r.unfinished
+                    );
+                }
+            }
+            let total = |f: fn(&CoreReport) -> u64| reports.iter().map(f).sum::<u64>();
+            eprintln!(
+                "xtcp: all cores: accepted={} steered_out={} steered_in={} steer_drops={} foreign_tcp={}",
+                total(|r| r.snapshot.accepted),
+                total(|r| r.snapshot.steer.steered_out),
+                total(|r| r.snapshot.steer.steered_in),
+                total(|r| r.snapshot.steer.drops()),
+                total(|r| r.snapshot.steer.foreign_tcp)
+            );
         }
     }
 

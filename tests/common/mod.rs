@@ -71,6 +71,12 @@ impl Lab {
     /// Namespaces `PREFIX-PID-N-x` (xtcp's end, `XDEV`, no address on the kernel there) and
     /// `PREFIX-PID-N-k` (the kernel's end, `KDEV`, `KERNEL_IP/24`, TX checksum offload off).
     pub fn new(prefix: &str) -> Lab {
+        Lab::with_queues(prefix, 1)
+    }
+
+    /// The same, with `queues` rx and tx queues on each veth end (the multi-core runtime
+    /// serves one queue per core).
+    pub fn with_queues(prefix: &str, queues: u32) -> Lab {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let tag = format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         // The guard exists before anything is made, so a failure half-way still cleans up.
@@ -78,7 +84,32 @@ impl Lab {
         run("ip", &["netns", "add", &lab.xns]);
         run("ip", &["netns", "add", &lab.kns]);
         // Made inside the namespaces directly: no name in the host's namespace can clash.
-        run("ip", &["link", "add", XDEV, "netns", &lab.xns, "type", "veth", "peer", "name", KDEV, "netns", &lab.kns]);
+        let q = queues.to_string();
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                XDEV,
+                "netns",
+                &lab.xns,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                KDEV,
+                "netns",
+                &lab.kns,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+            ],
+        );
         run("ip", &["-n", &lab.xns, "link", "set", XDEV, "address", XTCP_MAC]);
         run("ip", &["-n", &lab.kns, "link", "set", KDEV, "address", KERNEL_MAC]);
         run("ip", &["-n", &lab.kns, "addr", "add", &format!("{KERNEL_IP}/24"), "dev", KDEV]);
