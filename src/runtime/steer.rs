@@ -578,6 +578,16 @@ impl<D: Device> Device for SteeredDevice<D> {
         self.inner.flush()
     }
 
+    fn tx_kept(&mut self, f: &Frame) -> bool {
+        // Zero-copy send keeps frames from `alloc_tx`, which are the inner device's; a
+        // hand-off buffer is never one (and the caller copies when refused).
+        f.index & HANDOFF_BIT == 0 && self.inner.tx_kept(f)
+    }
+
+    fn in_flight(&self, f: &Frame) -> bool {
+        f.index & HANDOFF_BIT == 0 && self.inner.in_flight(f)
+    }
+
     fn wait(&mut self, timeout: Duration) {
         if !self.shared.rings[self.core].is_empty() {
             return;
