@@ -17,3 +17,4 @@ pub mod plot;
 pub mod proto;
 pub mod results;
 pub mod server;
+pub mod table;

@@ -113,6 +113,17 @@ enum Cmd {
         #[arg(required = true)]
         json: Vec<PathBuf>,
     },
+    /// Print a Markdown table of several result JSONs side by side (what scripts/bench shows).
+    Table {
+        /// The label of the column the ratio columns divide by.
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Labels to make a ratio column for (repeat the flag).
+        #[arg(long)]
+        ratio: Vec<String>,
+        #[arg(required = true)]
+        json: Vec<PathBuf>,
+    },
     /// The raw AF_XDP path, no TCP: UDP frames bounced between two AF_XDP sockets.
     Bounce {
         #[command(subcommand)]
@@ -256,6 +267,9 @@ fn main() -> ExitCode {
         Cmd::Server { stack, listen, mode, backlog } => server(&stack, listen, mode, backlog),
         Cmd::Client(a) => client(&a),
         Cmd::Plot { out, title, json } => plot_cmd(&out, &title, &json),
+        Cmd::Table { baseline, ratio, json } => {
+            read_runs(&json).map(|runs| print!("{}", xtcp_bench::table::table(&runs, baseline.as_deref(), &ratio)))
+        }
         Cmd::Bounce { role } => bounce_cmd(role),
     };
     match r {
@@ -386,13 +400,18 @@ fn finish(res: &RunResult, hist: &hdrhistogram::Histogram<u64>, out: &OutArgs) -
     Ok(())
 }
 
-fn plot_cmd(out: &std::path::Path, title: &str, files: &[PathBuf]) -> Result<(), String> {
+fn read_runs(files: &[PathBuf]) -> Result<Vec<RunResult>, String> {
     let mut runs = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let r: RunResult = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
         runs.push(r);
     }
+    Ok(runs)
+}
+
+fn plot_cmd(out: &std::path::Path, title: &str, files: &[PathBuf]) -> Result<(), String> {
+    let runs = read_runs(files)?;
     plot::plot(out, title, &runs)?;
     eprintln!("xtcp-bench: wrote {}", out.display());
     Ok(())
