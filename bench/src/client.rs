@@ -469,6 +469,7 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
     let mut events = Vec::with_capacity(1024);
     let timeout = if o.busy_poll { Duration::ZERO } else { Duration::from_millis(1) };
     let mut last_sweep = 0u64;
+    let mut next_due_min = 0u64;
     if o.warmup <= 0.0 {
         r.measuring = true;
     }
@@ -504,7 +505,15 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
             r.start_conn();
         }
         events.clear();
-        let t = if o.rate.is_some() && !o.busy_poll { Duration::from_micros(100) } else { timeout };
+        // Open loop, blocking: sleep until the next request is due, in whole milliseconds (what
+        // epoll_wait and poll(2) can do) less one, and spin the rest, so that the client's own
+        // lateness does not become latency.
+        let t = if o.rate.is_some() && !o.busy_poll {
+            let gap = next_due_min.saturating_sub(r.now());
+            Duration::from_millis((gap / 1_000_000).saturating_sub(1).min(100))
+        } else {
+            timeout
+        };
         if let Err(e) = r.net.poll(&mut events, t) {
             return Err(format!("poll: {e}"));
         }
@@ -529,9 +538,13 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
         // Open loop: requests fall due without any event.
         let now = r.now();
         if o.rate.is_some() {
+            next_due_min = u64::MAX;
             for id in 0..r.conns.len() {
                 if r.conns[id].as_ref().is_some_and(|c| c.connected && c.next_due <= now) {
                     r.drive(id);
+                }
+                if let Some(c) = r.conns[id].as_ref().filter(|c| c.connected) {
+                    next_due_min = next_due_min.min(c.next_due);
                 }
             }
         }

@@ -221,7 +221,7 @@ struct ClientArgs {
     /// Source addresses, used in turn, e.g. 198.18.1.2,198.18.1.10-198.18.1.40 (kernel only;
     /// each must be on the client's interface). Many addresses, many ports: 100k+ connections.
     #[arg(long, value_parser = parse_srcs)]
-    src: Option<Vec<Ipv4Addr>>,
+    src: Option<SrcList>,
     /// Connections in the handshake at once (a SYN flood beyond the server's backlog only
     /// causes retransmissions).
     #[arg(long, default_value_t = 256)]
@@ -239,8 +239,12 @@ struct ClientArgs {
     out: OutArgs,
 }
 
+/// Source addresses from `--src` (a newtype: clap would take a bare `Vec` for repeated values).
+#[derive(Clone, Debug)]
+struct SrcList(Vec<Ipv4Addr>);
+
 /// `A`, `A,B`, `A-B` (a range of addresses), combined with commas.
-fn parse_srcs(s: &str) -> Result<Vec<Ipv4Addr>, String> {
+fn parse_srcs(s: &str) -> Result<SrcList, String> {
     let mut v = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -259,7 +263,7 @@ fn parse_srcs(s: &str) -> Result<Vec<Ipv4Addr>, String> {
     if v.is_empty() {
         return Err("no address".into());
     }
-    Ok(v)
+    Ok(SrcList(v))
 }
 
 fn main() -> ExitCode {
@@ -359,7 +363,7 @@ fn client(a: &ClientArgs) -> Result<(), String> {
         seconds: a.seconds,
         warmup: a.warmup,
         busy_poll: a.stack.busy_poll,
-        srcs: a.src.clone().unwrap_or_default(),
+        srcs: a.src.clone().map(|s| s.0).unwrap_or_default(),
         max_connecting: a.max_connecting,
         connect_timeout: Duration::from_secs_f64(a.connect_timeout.max(0.001)),
         progress: !a.quiet,
