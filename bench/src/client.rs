@@ -19,7 +19,8 @@ use crate::net::{Net, NetEvent};
 use crate::proto::{header, ResponseReader, HEADER_LEN};
 use crate::results::{cpu_times, new_histogram, percentile_points, Latency, RunResult};
 use hdrhistogram::Histogram;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -470,6 +471,7 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
     let timeout = if o.busy_poll { Duration::ZERO } else { Duration::from_millis(1) };
     let mut last_sweep = 0u64;
     let mut next_due_min = 0u64;
+    let mut schedule: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     if o.warmup <= 0.0 {
         r.measuring = true;
     }
@@ -523,7 +525,11 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
                     if let Some(c) = r.conn(id) {
                         if !c.connected {
                             c.connected = true;
+                            let due = c.next_due;
                             r.connecting -= 1;
+                            if o.rate.is_some() {
+                                schedule.push(Reverse((due, id)));
+                            }
                         }
                     }
                     r.drive(id);
@@ -537,16 +543,31 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
         }
         // Open loop: requests fall due without any event.
         let now = r.now();
+        // A heap of (due time, connection): each connected connection has an entry (stale
+        // ones, for connections gone or rescheduled by a Ready event, are refreshed or dropped
+        // when they come up), so a pass costs the due connections, not all of them.
         if o.rate.is_some() {
-            next_due_min = u64::MAX;
-            for id in 0..r.conns.len() {
-                if r.conns[id].as_ref().is_some_and(|c| c.connected && c.next_due <= now) {
+            let mut blocked = Vec::new();
+            while let Some(&Reverse((due, id))) = schedule.peek() {
+                if due > now {
+                    break;
+                }
+                schedule.pop();
+                let Some(c) = r.conns.get(id).and_then(|c| c.as_ref()).filter(|c| c.connected) else { continue };
+                if c.next_due <= now {
                     r.drive(id);
                 }
-                if let Some(c) = r.conns[id].as_ref().filter(|c| c.connected) {
-                    next_due_min = next_due_min.min(c.next_due);
+                if let Some(c) = r.conns.get(id).and_then(|c| c.as_ref()) {
+                    // Still due (its pipeline is full): look again after the next poll.
+                    if c.next_due <= now {
+                        blocked.push(Reverse((c.next_due, id)));
+                    } else {
+                        schedule.push(Reverse((c.next_due, id)));
+                    }
                 }
             }
+            schedule.extend(blocked);
+            next_due_min = schedule.peek().map_or(u64::MAX, |Reverse((d, _))| *d);
         }
         // Handshakes that take too long.
         if now - last_sweep > 100_000_000 {

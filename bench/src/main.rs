@@ -63,6 +63,10 @@ struct StackArgs {
     /// tcp_tw_reuse reuses such ports after 1 s; the default does the same).
     #[arg(long, default_value_t = 1000)]
     time_wait_ms: u64,
+    /// --stack xtcp: send and receive buffer per connection, KiB (default: the stack's, 256);
+    /// smaller for 100k+ connections.
+    #[arg(long)]
+    tcp_buffer_kb: Option<usize>,
     /// Never sleep: spin on the sockets (kernel: epoll_wait with a zero timeout; xtcp: the
     /// rings). Without it: sleep in epoll_wait / poll(2) when idle.
     #[arg(long)]
@@ -82,6 +86,7 @@ impl StackArgs {
             prefix,
             max_sockets: self.max_sockets,
             time_wait: Duration::from_millis(self.time_wait_ms),
+            tcp_buffer: self.tcp_buffer_kb.map(|k| k.max(1) * 1024),
         })?;
         eprintln!("xtcp-bench: xtcp on {} {ip} ({})", self.iface.as_deref().unwrap_or(""), net.mode);
         Ok(net)
@@ -285,9 +290,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Room for very many sockets: raise the soft descriptor limit to the hard one.
+/// Room for very many sockets: raise the descriptor limit to 1M when allowed (root), else the
+/// soft limit to the hard one.
 fn raise_nofile() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if setrlimit(Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20).is_ok() {
+        return;
+    }
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }

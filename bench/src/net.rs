@@ -261,6 +261,8 @@ mod xtcp_net {
         /// client reuse a TIME-WAIT port after 1 s; an xtcp client opening thousands of
         /// connections a second needs the same, or its ports run out).
         pub time_wait: Duration,
+        /// Send and receive buffer of each connection, bytes (None: the stack's default).
+        pub tcp_buffer: Option<usize>,
     }
 
     pub struct XtcpNet {
@@ -295,6 +297,10 @@ mod xtcp_net {
             let mut cfg = StackConfig::new(o.ip, o.prefix, secret);
             cfg.max_sockets = o.max_sockets;
             cfg.tcp.time_wait = xtcp::time::Duration::from_micros(o.time_wait.as_micros() as u64);
+            if let Some(b) = o.tcp_buffer {
+                cfg.tcp.send_buffer = b;
+                cfg.tcp.recv_buffer = b;
+            }
             let t0 = std::time::Instant::now();
             let stack = Stack::new(dev, cfg, Instant::from_micros(0));
             Ok(XtcpNet { stack, t0, conns: Slab::new(), ids: HashMap::new(), listener: None, mode })
