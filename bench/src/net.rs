@@ -191,13 +191,18 @@ mod kernel {
                     while let Some(l) = self.listener.as_ref() {
                         match l.accept() {
                             Ok((s, _)) => {
-                                let id = self.add(s, false)?;
-                                out.push((id, NetEvent::Accepted));
+                                // A socket that cannot be registered is dropped (closed): the
+                                // client sees the close; the server goes on.
+                                if let Ok(id) = self.add(s, false) {
+                                    out.push((id, NetEvent::Accepted));
+                                }
                             }
                             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                             // ECONNABORTED and the like: that connection is gone, others may wait.
                             Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                            Err(e) => return Err(e),
+                            // EMFILE, ENOBUFS…: leave the rest queued until the next event
+                            // rather than end the server.
+                            Err(_) => break,
                         }
                     }
                     continue;
