@@ -1,6 +1,7 @@
 //! Small applications on the stack, for the `xtcp` CLI and for tests: the classic test
 //! services (echo RFC 862, discard RFC 863, chargen RFC 864), a minimal HTTP/1.1 keep-alive
-//! responder, and a client that sends and receives a byte count and hashes what it got.
+//! responder, a responder for sockperf's TCP modes, and a client that sends and receives a
+//! byte count and hashes what it got.
 //!
 //! They are event-driven the way an embedding application would be: each `StackEvent` is
 //! handled at once, reads are drained (an event says "something changed", not "one more
@@ -22,6 +23,55 @@ pub enum AppKind {
     Http {
         body_bytes: usize,
     },
+    /// sockperf's server side for TCP (`sockperf ping-pong --tcp`, `sockperf throughput --tcp`):
+    /// see [`sockperf_replies`].
+    Sockperf,
+}
+
+/// sockperf's message header: sequence number (u64), flags (u16), length of the whole message
+/// including this header (u32), all big-endian.
+pub const SOCKPERF_HEADER: usize = 14;
+/// The flag bit a client sets on all its messages; the server's replies clear it.
+const SOCKPERF_CLIENT: u16 = 1;
+/// The flag bit that asks for a reply (every message in ping-pong; one in `--reply-every` in
+/// throughput mode).
+const SOCKPERF_PONG_REQUEST: u16 = 2;
+/// The longest sockperf message we take (sockperf's own limit is 64 KiB of payload); longer, or
+/// shorter than the header, closes the connection.
+const SOCKPERF_MAX_MESSAGE: usize = 1 << 20;
+
+/// A sockperf header whose length is shorter than the header or over the bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadSockperfLength(pub usize);
+
+/// Take every complete sockperf message from the front of `buf` and append the replies owed to
+/// `out`: a message that asks for one (flag bit 1) comes back whole, with the client bit (bit 0)
+/// cleared; the others are only consumed. Returns the messages consumed, or the length that
+/// cannot be a sockperf message (the caller closes the connection).
+pub fn sockperf_replies(buf: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<u64, BadSockperfLength> {
+    let mut at = 0;
+    let mut n = 0;
+    while buf.len() - at >= SOCKPERF_HEADER {
+        let m = &buf[at..];
+        let len = u32::from_be_bytes([m[10], m[11], m[12], m[13]]) as usize;
+        if !(SOCKPERF_HEADER..=SOCKPERF_MAX_MESSAGE).contains(&len) {
+            return Err(BadSockperfLength(len));
+        }
+        if m.len() < len {
+            break;
+        }
+        let flags = u16::from_be_bytes([m[8], m[9]]);
+        if flags & SOCKPERF_PONG_REQUEST != 0 {
+            let start = out.len();
+            out.extend_from_slice(&m[..len]);
+            let f = (flags & !SOCKPERF_CLIENT).to_be_bytes();
+            out[start + 8..start + 10].copy_from_slice(&f);
+        }
+        at += len;
+        n += 1;
+    }
+    buf.drain(..at);
+    Ok(n)
 }
 
 /// Most bytes an HTTP request head may take before the connection is closed.
@@ -163,6 +213,19 @@ impl Server {
                     }
                 }
                 AppKind::Discard | AppKind::Chargen => {}
+                AppKind::Sockperf => {
+                    c.request.extend_from_slice(&self.scratch[..n]);
+                    match sockperf_replies(&mut c.request, &mut c.pending) {
+                        Ok(k) => self.stats.requests += k,
+                        Err(BadSockperfLength(_)) => {
+                            let _ = stack.close(h);
+                            return false;
+                        }
+                    }
+                    if !flush_pending(stack, h, &mut c.pending, &mut self.stats) {
+                        return true; // backpressure: stop reading until Writable
+                    }
+                }
                 AppKind::Http { .. } => {
                     if c.request.len() + n > MAX_REQUEST_HEAD + CHUNK {
                         let _ = stack.close(h);
@@ -191,7 +254,7 @@ impl Server {
                     return false;
                 }
             }
-            AppKind::Echo | AppKind::Discard => {}
+            AppKind::Echo | AppKind::Discard | AppKind::Sockperf => {}
         }
         if c.peer_closed && c.pending.is_empty() && c.body_left == 0 {
             let _ = stack.close(h);
@@ -572,6 +635,76 @@ mod tests {
         assert_eq!(text.matches("Connection: close").count(), 1);
         assert_eq!(text.matches(&format!("\r\n\r\n{}", "x".repeat(10_000))).count(), 2, "two full bodies");
         assert_eq!(server.stats.requests, 2);
+    }
+
+    fn sockperf_msg(seq: u64, flags: u16, len: usize) -> Vec<u8> {
+        let mut m = Vec::with_capacity(len);
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(&flags.to_be_bytes());
+        m.extend_from_slice(&(len as u32).to_be_bytes());
+        m.resize(len, 0x33);
+        m
+    }
+
+    #[test]
+    fn sockperf_answers_only_what_asks_for_a_reply() {
+        // Ping-pong asks (client | pong-request); a throughput message does not (client only).
+        let wire = [sockperf_msg(7, 3, 64), sockperf_msg(8, 1, 100), sockperf_msg(9, 3, 14)].concat();
+        for split in 0..wire.len() {
+            let (mut buf, mut out) = (Vec::new(), Vec::new());
+            buf.extend_from_slice(&wire[..split]);
+            let a = sockperf_replies(&mut buf, &mut out).unwrap();
+            buf.extend_from_slice(&wire[split..]);
+            let b = sockperf_replies(&mut buf, &mut out).unwrap();
+            assert_eq!(a + b, 3, "split at {split}");
+            assert!(buf.is_empty());
+            assert_eq!(out, [sockperf_msg(7, 2, 64), sockperf_msg(9, 2, 14)].concat(), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn sockperf_bad_lengths_are_refused() {
+        let mut out = Vec::new();
+        assert_eq!(sockperf_replies(&mut sockperf_msg(1, 3, 20)[..14].to_vec(), &mut out), Ok(0));
+        let mut short = sockperf_msg(1, 3, 20);
+        short[13] = 13; // shorter than its own header
+        assert_eq!(sockperf_replies(&mut short, &mut out), Err(BadSockperfLength(13)));
+        let mut long = sockperf_msg(1, 3, 20);
+        long[10..14].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(sockperf_replies(&mut long, &mut out), Err(BadSockperfLength(u32::MAX as usize)));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn sockperf_ping_pong_over_the_stack() {
+        let mut p = pair();
+        let mut server = Server::listen(&mut p.a, AppKind::Sockperf, 11111, 16).unwrap();
+        let h = p.b.connect(SocketAddrV4::new(A, 11111)).unwrap();
+        let mut events = Vec::new();
+        let mut got = Vec::new();
+        let want = [sockperf_msg(1, 2, 64), sockperf_msg(3, 2, 1000)].concat();
+        for _ in 0..1_000_000 {
+            p.step(&mut events);
+            for (side, hh, e) in events.drain(..) {
+                if side == 'a' {
+                    server.on_event(&mut p.a, hh, e);
+                } else if e == StackEvent::Connected {
+                    let msgs = [sockperf_msg(1, 3, 64), sockperf_msg(2, 1, 500), sockperf_msg(3, 3, 1000)].concat();
+                    assert_eq!(p.b.send(hh, &msgs), Ok(msgs.len()));
+                } else {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = p.b.recv(hh, &mut buf) {
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+            if got.len() >= want.len() {
+                break;
+            }
+        }
+        assert_eq!(got, want);
+        assert_eq!(server.stats.requests, 3);
+        let _ = h;
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! `xtcp-bench`: load generator and servers. This first cut has a kernel echo server and a
-//! request/response client over either stack (`--stack kernel`: std sockets; `--stack xtcp`:
-//! the xtcp stack on AF_XDP, busy-polling), with latency histograms — what the demo uses to
-//! hold xtcp against the kernel on identical veth links. The other workloads (crr, stream,
-//! open loop), many connections and the matrix come with issue 6.
+//! `xtcp-bench`: load generator and servers over the kernel's TCP and xtcp's, latency
+//! histograms, plots, and the raw AF_XDP bounce. See the README ("Benchmarks") for what each
+//! figure times.
 
-use clap::{Parser, Subcommand};
-use hdrhistogram::Histogram;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use xtcp_bench::client::{self, ClientOptions, Proto, Workload};
+use xtcp_bench::net::{KernelNet, XtcpNet, XtcpOptions};
+use xtcp_bench::results::{hgrm, RunResult};
+use xtcp_bench::server::{Server, ServerMode};
+use xtcp_bench::{bounce, plot};
 
 #[derive(Parser)]
 #[command(name = "xtcp-bench", about = "Load generator and servers for xtcp and the kernel's TCP")]
@@ -18,250 +20,451 @@ struct Cli {
     cmd: Cmd,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Stack {
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StackKind {
     Kernel,
     Xtcp,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WorkloadArg {
+    /// Request/response on long-lived connections.
+    Rr,
+    /// Connect, one request/response, close.
+    Crr,
+    /// Bulk data client → server.
+    Stream,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    /// Answer framed requests (the client's default protocol).
+    Framed,
+    /// Echo every byte (for `client --raw`, and `xtcp client`).
+    Echo,
+}
+
+/// Which stack, and for xtcp where it runs.
+#[derive(Args, Clone)]
+struct StackArgs {
+    /// Whose TCP: the kernel's (std sockets + epoll) or xtcp's (AF_XDP, one core).
+    #[arg(long, value_enum, default_value_t = StackKind::Kernel)]
+    stack: StackKind,
+    /// --stack xtcp: the interface to run on.
+    #[arg(long)]
+    iface: Option<String>,
+    /// --stack xtcp: our address and prefix, e.g. 198.18.3.2/24.
+    #[arg(long)]
+    ip: Option<String>,
+    /// --stack xtcp: the most sockets (connections + listeners).
+    #[arg(long, default_value_t = 65536)]
+    max_sockets: usize,
+    /// --stack xtcp: TIME-WAIT, in ms, of connections this side closes first (the kernel's
+    /// tcp_tw_reuse reuses such ports after 1 s; the default does the same).
+    #[arg(long, default_value_t = 1000)]
+    time_wait_ms: u64,
+    /// --stack xtcp: send and receive buffer per connection, KiB (default: the stack's, 256);
+    /// smaller for 100k+ connections.
+    #[arg(long)]
+    tcp_buffer_kb: Option<usize>,
+    /// Never sleep: spin on the sockets (kernel: epoll_wait with a zero timeout; xtcp: the
+    /// rings). Without it: sleep in epoll_wait / poll(2) when idle.
+    #[arg(long)]
+    busy_poll: bool,
+}
+
+impl StackArgs {
+    fn xtcp(&self) -> Result<XtcpNet, String> {
+        let iface = self.iface.clone().ok_or("--stack xtcp needs --iface")?;
+        let ip = self.ip.as_deref().ok_or("--stack xtcp needs --ip ADDR/PREFIX")?;
+        let (addr, prefix) = ip.split_once('/').ok_or("--ip wants ADDR/PREFIX, e.g. 198.18.3.2/24")?;
+        let ip: Ipv4Addr = addr.parse().map_err(|e| format!("--ip {addr}: {e}"))?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or(format!("--ip: bad prefix {prefix}"))?;
+        let net = XtcpNet::open(&XtcpOptions {
+            iface,
+            ip,
+            prefix,
+            max_sockets: self.max_sockets,
+            time_wait: Duration::from_millis(self.time_wait_ms),
+            tcp_buffer: self.tcp_buffer_kb.map(|k| k.max(1) * 1024),
+        })?;
+        eprintln!("xtcp-bench: xtcp on {} {ip} ({})", self.iface.as_deref().unwrap_or(""), net.mode);
+        Ok(net)
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// A kernel TCP echo server (std sockets, a thread per connection, TCP_NODELAY).
+    /// Serve the client's workloads (framed requests) or echo, on one thread.
     Server {
+        #[command(flatten)]
+        stack: StackArgs,
         #[arg(long)]
-        listen: SocketAddr,
-        /// Spin on non-blocking sockets instead of sleeping in the kernel.
-        #[arg(long)]
-        busy_poll: bool,
+        listen: SocketAddrV4,
+        #[arg(long, value_enum, default_value_t = ModeArg::Framed)]
+        mode: ModeArg,
+        #[arg(long, default_value_t = 4096)]
+        backlog: usize,
     },
-    /// Request/response over one kernel TCP connection: send `size` bytes, wait for them to
-    /// come back, repeat; report the round-trip latency distribution.
-    Rr {
+    /// Generate load and measure it.
+    Client(Box<ClientArgs>),
+    /// Plot several result JSONs' latency distributions in one SVG.
+    Plot {
         #[arg(long)]
-        connect: SocketAddr,
-        /// Whose TCP the client uses.
-        #[arg(long, value_enum, default_value_t = Stack::Kernel)]
-        stack: Stack,
-        /// With --stack xtcp: the interface to run on.
+        out: PathBuf,
+        #[arg(long, default_value = "latency by percentile")]
+        title: String,
+        /// Result files written by `client --json`.
+        #[arg(required = true)]
+        json: Vec<PathBuf>,
+    },
+    /// Print a Markdown table of several result JSONs side by side (what scripts/bench shows).
+    Table {
+        /// The label of the column the ratio columns divide by.
         #[arg(long)]
-        iface: Option<String>,
-        /// With --stack xtcp: our address and prefix, e.g. 198.18.1.1/24.
+        baseline: Option<String>,
+        /// Labels to make a ratio column for (repeat the flag).
         #[arg(long)]
-        ip: Option<String>,
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-        /// Seconds to measure (after a warm-up of 1000 round trips).
+        ratio: Vec<String>,
+        #[arg(required = true)]
+        json: Vec<PathBuf>,
+    },
+    /// The raw AF_XDP path, no TCP: UDP frames bounced between two AF_XDP sockets.
+    Bounce {
+        #[command(subcommand)]
+        role: BounceRole,
+    },
+}
+
+#[derive(Subcommand)]
+enum BounceRole {
+    /// Bounce every UDP datagram to our address back to its sender.
+    Serve {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        addr: Ipv4Addr,
+        /// Seconds to run (0: until SIGINT/SIGTERM).
+        #[arg(long, default_value_t = 0.0)]
+        seconds: f64,
+    },
+    /// Send datagrams with a window in flight, time their return.
+    Client {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        addr: Ipv4Addr,
+        /// The bounce server's address.
+        #[arg(long)]
+        server: Ipv4Addr,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
-        #[arg(long)]
-        busy_poll: bool,
-        /// Label for the result line.
-        #[arg(long, default_value = "rr")]
+        #[arg(long, default_value_t = 0.5)]
+        warmup: f64,
+        /// Datagrams in flight (1: pure round-trip latency).
+        #[arg(long, default_value_t = 1)]
+        window: usize,
+        /// UDP payload bytes (at least 16).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value = "af_xdp bounce")]
         label: String,
+        #[command(flatten)]
+        out: OutArgs,
     },
+}
+
+#[derive(Args, Clone)]
+struct OutArgs {
+    /// Write the result as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the latency distribution in HdrHistogram's percentile format.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The server, ADDR:PORT.
+    #[arg(long)]
+    connect: SocketAddrV4,
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Rr)]
+    workload: WorkloadArg,
+    /// Connections at once.
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// Request bytes (framed: header included; stream: each message, default 65536).
+    #[arg(long)]
+    req_bytes: Option<usize>,
+    /// Response bytes (default: the request size; with --http: ignored).
+    #[arg(long)]
+    resp_bytes: Option<usize>,
+    /// Requests outstanding per connection.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Open loop: requests per second in total, on a fixed schedule; latency from the intended
+    /// send time (coordinated omission corrected).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// No framing: send --req-bytes, expect --resp-bytes back (an echo server).
+    #[arg(long, conflicts_with = "http")]
+    raw: bool,
+    /// HTTP/1.1 keep-alive GETs of --http-path; responses need a Content-Length.
+    #[arg(long)]
+    http: bool,
+    #[arg(long, default_value = "/")]
+    http_path: String,
+    /// Source addresses, used in turn, e.g. 198.18.1.2,198.18.1.10-198.18.1.40 (kernel only;
+    /// each must be on the client's interface). Many addresses, many ports: 100k+ connections.
+    #[arg(long, value_parser = parse_srcs)]
+    src: Option<SrcList>,
+    /// Connections in the handshake at once (a SYN flood beyond the server's backlog only
+    /// causes retransmissions).
+    #[arg(long, default_value_t = 256)]
+    max_connecting: usize,
+    /// Give up on a handshake after this many seconds (counted as an error).
+    #[arg(long, default_value_t = 3.0)]
+    connect_timeout: f64,
+    /// Label for the output.
+    #[arg(long)]
+    label: Option<String>,
+    /// No progress line on stderr (it is printed once a second otherwise).
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    out: OutArgs,
+}
+
+/// Source addresses from `--src` (a newtype: clap would take a bare `Vec` for repeated values).
+#[derive(Clone, Debug)]
+struct SrcList(Vec<Ipv4Addr>);
+
+/// `A`, `A,B`, `A-B` (a range of addresses), combined with commas.
+fn parse_srcs(s: &str) -> Result<SrcList, String> {
+    let mut v = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: Ipv4Addr = a.trim().parse().map_err(|e| format!("{a}: {e}"))?;
+                let b: Ipv4Addr = b.trim().parse().map_err(|e| format!("{b}: {e}"))?;
+                let (a, b) = (u32::from(a), u32::from(b));
+                if b < a || b - a > 65_535 {
+                    return Err(format!("{part}: the range must go up and hold at most 65536 addresses"));
+                }
+                v.extend((a..=b).map(Ipv4Addr::from));
+            }
+            None => v.push(part.trim().parse().map_err(|e| format!("{part}: {e}"))?),
+        }
+    }
+    if v.is_empty() {
+        return Err("no address".into());
+    }
+    Ok(SrcList(v))
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().cmd {
-        Cmd::Server { listen, busy_poll } => match server(listen, busy_poll) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtcp-bench server: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Cmd::Rr { connect, stack: Stack::Xtcp, iface, ip, size, seconds, label, .. } => {
-            match xtcp_rr::run(connect, iface, ip, size, seconds, &label) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("xtcp-bench rr: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let r = match Cli::parse().cmd {
+        Cmd::Server { stack, listen, mode, backlog } => server(&stack, listen, mode, backlog),
+        Cmd::Client(a) => client(&a),
+        Cmd::Plot { out, title, json } => plot_cmd(&out, &title, &json),
+        Cmd::Table { baseline, ratio, json } => {
+            read_runs(&json).map(|runs| print!("{}", xtcp_bench::table::table(&runs, baseline.as_deref(), &ratio)))
         }
-        Cmd::Rr { connect, size, seconds, busy_poll, label, .. } => match rr(connect, size, seconds, busy_poll, &label)
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("xtcp-bench rr: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Cmd::Bounce { role } => bounce_cmd(role),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtcp-bench: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn server(listen: SocketAddr, busy_poll: bool) -> std::io::Result<()> {
-    let l = TcpListener::bind(listen)?;
-    eprintln!("xtcp-bench: kernel echo server on {listen}{}", if busy_poll { " (busy-poll)" } else { "" });
-    for s in l.incoming() {
-        let s = s?;
-        std::thread::spawn(move || {
-            let _ = echo(s, busy_poll);
-        });
+/// Room for very many sockets: raise the descriptor limit to 1M when allowed (root), else the
+/// soft limit to the hard one.
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if setrlimit(Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20).is_ok() {
+        return;
+    }
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn server(s: &StackArgs, listen: SocketAddrV4, mode: ModeArg, backlog: usize) -> Result<(), String> {
+    let stop = xtcp::io::shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+    let mode = match mode {
+        ModeArg::Framed => ServerMode::Framed,
+        ModeArg::Echo => ServerMode::Echo,
+    };
+    let polling = if s.busy_poll { "busy-poll" } else { "blocking" };
+    let stats = match s.stack {
+        StackKind::Kernel => {
+            raise_nofile();
+            let net = KernelNet::new().map_err(|e| e.to_string())?;
+            let mut srv = Server::new(net, listen, backlog, mode).map_err(|e| format!("listen on {listen}: {e}"))?;
+            eprintln!("xtcp-bench: kernel {mode:?} server on {listen} ({polling})");
+            srv.run(&stop, s.busy_poll).map_err(|e| e.to_string())?;
+            srv.stats
+        }
+        StackKind::Xtcp => {
+            let net = s.xtcp()?;
+            let mut srv = Server::new(net, listen, backlog, mode).map_err(|e| format!("listen on {listen}: {e}"))?;
+            eprintln!("xtcp-bench: xtcp {mode:?} server on port {} ({polling})", listen.port());
+            srv.run(&stop, s.busy_poll).map_err(|e| e.to_string())?;
+            let c = srv.net().counters();
+            eprintln!(
+                "xtcp-bench: xtcp counters: segs in {} out {} retransmits {} rst in {} out {} drops {}",
+                c.tcp_segs_in,
+                c.tcp_segs_out,
+                c.tcp_retransmits,
+                c.tcp_rsts_in,
+                c.tcp_rsts_out,
+                c.drops()
+            );
+            srv.stats
+        }
+    };
+    eprintln!("xtcp-bench: server done: {stats:?}");
+    Ok(())
+}
+
+fn client(a: &ClientArgs) -> Result<(), String> {
+    let stop = xtcp::io::shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+    let workload = match a.workload {
+        WorkloadArg::Rr => Workload::Rr,
+        WorkloadArg::Crr => Workload::Crr,
+        WorkloadArg::Stream => Workload::Stream,
+    };
+    let req_bytes = a.req_bytes.unwrap_or(if workload == Workload::Stream { 65536 } else { 64 });
+    let proto = if a.http {
+        Proto::Http { path: a.http_path.clone(), host: a.connect.ip().to_string() }
+    } else if a.raw {
+        Proto::Raw
+    } else {
+        Proto::Framed
+    };
+    let polling = if a.stack.busy_poll { "busy" } else { "blocking" };
+    let stack_name = match a.stack.stack {
+        StackKind::Kernel => "kernel",
+        StackKind::Xtcp => "xtcp",
+    };
+    let o = ClientOptions {
+        target: a.connect,
+        workload,
+        proto,
+        conns: a.conns,
+        req_bytes,
+        resp_bytes: a.resp_bytes.unwrap_or(req_bytes),
+        pipeline: a.pipeline,
+        rate: a.rate,
+        seconds: a.seconds,
+        warmup: a.warmup,
+        busy_poll: a.stack.busy_poll,
+        srcs: a.src.clone().map(|s| s.0).unwrap_or_default(),
+        max_connecting: a.max_connecting,
+        connect_timeout: Duration::from_secs_f64(a.connect_timeout.max(0.001)),
+        progress: !a.quiet,
+        label: a.label.clone().unwrap_or_else(|| {
+            let w = match workload {
+                Workload::Rr => "rr",
+                Workload::Crr => "crr",
+                Workload::Stream => "stream",
+            };
+            format!("{stack_name} {w} {} conn ({polling})", a.conns)
+        }),
+    };
+    o.check().map_err(|e| e.to_string())?;
+    let (res, hist) = match a.stack.stack {
+        StackKind::Kernel => {
+            raise_nofile();
+            client::run(KernelNet::new().map_err(|e| e.to_string())?, &o, &stop)?
+        }
+        StackKind::Xtcp => {
+            if !o.srcs.is_empty() {
+                return Err("--src is for the kernel stack: the xtcp stack has one address (--ip)".into());
+            }
+            client::run(a.stack.xtcp()?, &o, &stop)?
+        }
+    };
+    finish(&res, &hist, &a.out)
+}
+
+fn finish(res: &RunResult, hist: &hdrhistogram::Histogram<u64>, out: &OutArgs) -> Result<(), String> {
+    println!("{}", res.line());
+    if let Some(p) = &out.json {
+        let text = serde_json::to_string_pretty(res).map_err(|e| e.to_string())?;
+        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if let Some(p) = &out.hgrm {
+        std::fs::write(p, hgrm(hist)).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())
 }
 
-fn echo(mut s: TcpStream, busy_poll: bool) -> std::io::Result<()> {
-    s.set_nodelay(true)?;
-    s.set_nonblocking(busy_poll)?;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        write_all(&mut s, &buf[..n])?;
+fn read_runs(files: &[PathBuf]) -> Result<Vec<RunResult>, String> {
+    let mut runs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let r: RunResult = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+        runs.push(r);
     }
+    Ok(runs)
 }
 
-fn write_all(s: &mut TcpStream, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        match s.write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
+fn plot_cmd(out: &std::path::Path, title: &str, files: &[PathBuf]) -> Result<(), String> {
+    let runs = read_runs(files)?;
+    plot::plot(out, title, &runs)?;
+    eprintln!("xtcp-bench: wrote {}", out.display());
     Ok(())
 }
 
-fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match s.read(&mut buf[got..]) {
-            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+fn bounce_cmd(role: BounceRole) -> Result<(), String> {
+    let stop = xtcp::io::shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+    match role {
+        BounceRole::Serve { iface, addr, seconds } => {
+            let (n, busy) = bounce::serve(&iface, addr, seconds, &stop)?;
+            eprintln!(
+                "xtcp-bench bounce: bounced {n} frames ({:.0} pps while traffic flowed)",
+                n as f64 / busy.max(1e-9)
+            );
+            Ok(())
         }
-    }
-    Ok(())
-}
-
-/// The latency line every client prints.
-fn report(label: &str, size: usize, n: u64, secs: f64, h: &Histogram<u64>, polling: &str) {
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{label:<34} {size:>5} B  {:>9.0} trans/s  RTT p50 {:>7.1} µs  p90 {:>7.1}  p99 {:>7.1}  p99.9 {:>7.1}  max {:>8.1}  ({polling} polling)",
-        n as f64 / secs,
-        us(0.5),
-        us(0.9),
-        us(0.99),
-        us(0.999),
-        h.max() as f64 / 1000.0,
-    );
-}
-
-fn rr(connect: SocketAddr, size: usize, seconds: f64, busy_poll: bool, label: &str) -> std::io::Result<()> {
-    let mut s = TcpStream::connect(connect)?;
-    s.set_nodelay(true)?;
-    s.set_nonblocking(busy_poll)?;
-    let req = vec![0x5au8; size];
-    let mut resp = vec![0u8; size];
-    for _ in 0..1000 {
-        write_all(&mut s, &req)?;
-        read_exact(&mut s, &mut resp)?;
-    }
-    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
-    let start = Instant::now();
-    let mut n = 0u64;
-    while Instant::now() < end {
-        let t = Instant::now();
-        write_all(&mut s, &req)?;
-        read_exact(&mut s, &mut resp)?;
-        h.record(t.elapsed().as_nanos() as u64).expect("in bounds");
-        n += 1;
-    }
-    if resp != req {
-        return Err(std::io::Error::other("the echo differed from the request"));
-    }
-    let secs = start.elapsed().as_secs_f64();
-    report(label, size, n, secs, &h, if busy_poll { "busy" } else { "blocking" });
-    Ok(())
-}
-
-/// Request/response over one connection of the xtcp stack on AF_XDP, busy-polling.
-mod xtcp_rr {
-    use super::report;
-    use hdrhistogram::Histogram;
-    use std::net::{Ipv4Addr, SocketAddr};
-    use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice};
-    use xtcp::stack::{Stack, StackConfig, StackEvent};
-    use xtcp::time::Instant;
-
-    pub fn run(
-        connect: SocketAddr,
-        iface: Option<String>,
-        ip: Option<String>,
-        size: usize,
-        seconds: f64,
-        label: &str,
-    ) -> Result<(), String> {
-        let iface = iface.ok_or("--stack xtcp needs --iface")?;
-        let ip = ip.ok_or("--stack xtcp needs --ip ADDR/PREFIX")?;
-        let (addr, prefix) = ip.split_once('/').ok_or("--ip wants ADDR/PREFIX")?;
-        let addr: Ipv4Addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let prefix: u8 = prefix.parse().map_err(|e| format!("{prefix}: {e}"))?;
-        let SocketAddr::V4(server) = connect else { return Err("IPv4 only".into()) };
-        let dev = AfXdpDevice::open(&AfXdpConfig::new(iface.as_str(), &[addr]), 0).map_err(|e| e.to_string())?;
-        let t0 = std::time::Instant::now();
-        let now = || Instant::from_micros(t0.elapsed().as_micros() as u64);
-        let mut secret = [0u8; 16];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").map_err(|e| e.to_string())?, &mut secret)
-            .map_err(|e| e.to_string())?;
-        let mut stack = Stack::new(dev, StackConfig::new(addr, prefix, secret), now());
-        let conn = stack.connect(server).map_err(|e| e.to_string())?;
-        stack.set_nodelay(conn, true).map_err(|e| e.to_string())?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            stack.poll(now());
-            match stack.poll_event() {
-                Some((_, StackEvent::Connected)) => break,
-                Some((_, StackEvent::Closed(r))) => return Err(format!("connect to {server}: {r:?}")),
-                _ if std::time::Instant::now() > deadline => return Err(format!("connect to {server}: no answer")),
-                _ => {}
+        BounceRole::Client { iface, addr, server, seconds, warmup, window, size, label, out } => {
+            let c =
+                bounce::BounceClient { iface, ours: addr, server, seconds, warmup, window: window.max(1), size, label };
+            let (res, hist) = bounce::client(&c, &stop)?;
+            println!(
+                "{:<36} {:>9.0} pps round trips  RTT µs p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}  window {}  lost {}  (busy polling, AF_XDP both ends)",
+                res.label,
+                res.requests_per_sec,
+                res.latency_us.p50,
+                res.latency_us.p90,
+                res.latency_us.p99,
+                res.latency_us.p999,
+                res.latency_us.max,
+                window,
+                res.errors
+            );
+            if let Some(p) = &out.json {
+                std::fs::write(p, serde_json::to_string_pretty(&res).map_err(|e| e.to_string())?)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
             }
+            if let Some(p) = &out.hgrm {
+                std::fs::write(p, hgrm(&hist)).map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            Ok(())
         }
-        let req = vec![0x5au8; size];
-        let mut buf = vec![0u8; size.max(1)];
-        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
-        let (mut n, mut warm) = (0u64, 1000u32);
-        let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
-        let mut start = std::time::Instant::now();
-        while std::time::Instant::now() < end || warm > 0 {
-            let t = std::time::Instant::now();
-            let mut sent = 0;
-            let mut got = 0;
-            while got < size {
-                if sent < size {
-                    sent += stack.send(conn, &req[sent..]).unwrap_or(0);
-                }
-                stack.poll(now());
-                while stack.poll_event().is_some() {}
-                while let Ok(k @ 1..) = stack.recv(conn, &mut buf[..size - got]) {
-                    got += k;
-                }
-                if stack.state(conn).is_err() {
-                    return Err("the connection ended".into());
-                }
-            }
-            if warm > 0 {
-                warm -= 1;
-                if warm == 0 {
-                    start = std::time::Instant::now();
-                }
-                continue;
-            }
-            h.record(t.elapsed().as_nanos() as u64).expect("in bounds");
-            n += 1;
-        }
-        let _ = stack.close(conn);
-        stack.poll(now());
-        report(label, size, n, start.elapsed().as_secs_f64(), &h, "busy");
-        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! `xtcp`: servers and diagnostics on the xtcp stack.
 //!
-//! * `xtcp serve`: a server (echo, discard, chargen, HTTP) on an interface, over AF_XDP.
+//! * `xtcp serve`: a server (echo, discard, chargen, HTTP, sockperf) on an interface, over AF_XDP.
 //! * `xtcp client`: connect, send and receive byte counts, print the SHA-256 of what came back.
 //! * `xtcp decode FILE`: print each frame of a pcap (or `NAME HEX` fixture) file as xtcp's
 //!   wire layer reads it, with the reason for every frame it refuses.
@@ -178,6 +178,8 @@ mod net {
         Discard,
         Chargen,
         Http,
+        /// The server side of sockperf's TCP ping-pong and throughput modes.
+        Sockperf,
     }
 
     /// The wall clock as the stack's time (microseconds since the program started).
@@ -244,6 +246,7 @@ mod net {
             App::Discard => AppKind::Discard,
             App::Chargen => AppKind::Chargen,
             App::Http => AppKind::Http { body_bytes: a.body_bytes },
+            App::Sockperf => AppKind::Sockperf,
         };
         let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
         if a.net.cores == 0 {
