@@ -234,10 +234,31 @@ fn run(seed: u64) -> Result<String, String> {
     let mut b = App::new(&mut rng, client, 1, 300_000);
     let mut a: Option<App> = None;
     let deadline = p.now + Duration::from_secs(3600);
+    let mut steps = 0u64;
     loop {
         p.step(&mut events);
-        if p.now > deadline {
-            return Err(format!("not done after an hour of virtual time: a {a:?} b {b:?}"));
+        steps += 1;
+        if p.now > deadline || steps > 2_000_000 {
+            let st = |s: &Stack<MemDevice>, h: Handle| {
+                s.tcb(h).map(|t| {
+                    format!(
+                        "{t:?} queued {} readable {} rto {:?} stats {:?}; counters {:?}",
+                        t.send_queued(),
+                        t.recv_available(),
+                        t.rto(),
+                        t.stats(),
+                        s.counters()
+                    )
+                })
+            };
+            return Err(format!(
+                "not done after {steps} steps ({:?} virtual): a {a:?} {:?} held {:?}; b {b:?} {:?} held {:?}",
+                p.now,
+                a.as_ref().map(|a| st(&p.a, a.h)),
+                p.a.frames_held(),
+                st(&p.b, b.h),
+                p.b.frames_held()
+            ));
         }
         let trace = std::env::var("SIM_TRACE").is_ok();
         for (side, h, e) in events.drain(..) {
@@ -317,7 +338,11 @@ fn stacks_over_a_faulty_link_with_random_applications() {
         .unwrap_or(0..SEEDS);
     let mut failures = Vec::new();
     let runs = range.end - range.start;
+    let verbose = std::env::var("SIM_PROGRESS").is_ok();
     for seed in range {
+        if verbose {
+            eprintln!("seed {seed}");
+        }
         if let Err(e) = run(seed) {
             failures.push(format!("seed {seed}: {e} (replay: XTCP_STACK_SIM_SEED={seed} cargo test --test stack_sim)"));
         }

@@ -265,6 +265,8 @@ pub struct Tcb {
     send_syn: bool,
     fast_rtx: bool,
     probe_now: bool,
+    /// The override timeout fired: send into a small window once (RFC 1122 §4.2.3.4).
+    sws_override: bool,
     keepalive_now: bool,
     rst_now: bool,
     /// A reset answering a segment this TCB refuses (§3.10.7.1 rules).
@@ -285,8 +287,13 @@ impl fmt::Debug for Tcb {
             .field("remote", &self.remote)
             .field("snd_una", &self.snd_una)
             .field("snd_nxt", &self.snd_nxt)
+            .field("snd_max", &self.snd_max)
             .field("snd_wnd", &self.snd_wnd)
+            .field("cwnd", &self.cc.cwnd())
             .field("rcv_nxt", &self.rcv_nxt)
+            .field("rtx_deadline", &self.rtx_deadline)
+            .field("persist_deadline", &self.persist_deadline)
+            .field("tx_external", &(self.tx_external, self.tx_ext_len))
             .finish_non_exhaustive()
     }
 }
@@ -356,6 +363,7 @@ impl Tcb {
             send_syn: false,
             fast_rtx: false,
             probe_now: false,
+            sws_override: false,
             keepalive_now: false,
             rst_now: false,
             reply_rst: None,
@@ -1611,7 +1619,7 @@ impl Tcb {
                     self.snd_max = end;
                 }
                 self.snd_nxt = self.snd_nxt.max(end);
-                let buf = &mut buf[..n];
+                let buf = self.payload_slice(buf, n);
                 return Some(self.emit(now, seq, TcpFlags::ACK | TcpFlags::PSH, buf));
             }
         }
@@ -1681,17 +1689,23 @@ impl Tcb {
         let resend = self.snd_nxt.lt(self.snd_max);
         let send_data = len > 0
             && (resend
+                || self.sws_override
                 || len == self.snd_mss
                 || (everything && (!self.cfg.nagle || self.snd_una == self.snd_max || fin_pending))
                 || (len as u32) >= self.max_snd_wnd / 2);
         let with_fin = fin_pending && everything && (len > 0 || unsent == 0);
         if !(send_data || (with_fin && unsent == 0)) {
-            // Nothing can go: if the peer's window is what stops us, probe it (persist timer).
-            if unsent > 0 && self.snd_wnd == 0 && self.snd_una == self.snd_max && self.persist_deadline.is_none() {
+            // Nothing can go and nothing is in flight, so no ACK will come to change that: arm
+            // the persist timer. With a zero window it probes (RFC 9293 §3.8.6.1); with a
+            // window too small to use it is RFC 1122 §4.2.3.4's override timeout, after which
+            // what the window allows is sent — otherwise a lost window update deadlocks the
+            // connection (found by tests/stack_sim.rs; Linux arms its probe timer the same way).
+            if unsent > 0 && self.snd_una == self.snd_max && self.persist_deadline.is_none() {
                 self.persist_deadline = Some(now + self.persist_interval());
             }
             return None;
         }
+        self.sws_override = false;
         let seq = self.snd_nxt;
         let n = self.copy_payload(seq, len, buf);
         let mut flags = TcpFlags::ACK;
@@ -1852,6 +1866,10 @@ impl Tcb {
                 self.probe_now = true;
                 self.persist_backoff += 1;
                 self.persist_deadline = Some(now + self.persist_interval());
+            } else if self.snd_una == self.snd_max && self.snd_una.lt(self.data_end()) {
+                // RFC 1122 §4.2.3.4: the override timeout — send what the window allows.
+                self.sws_override = true;
+                self.persist_backoff = 0;
             } else {
                 self.persist_backoff = 0;
             }

@@ -766,6 +766,31 @@ mod established {
         assert_eq!(t.tcb.state(), State::Established);
     }
 
+    /// RFC 1122 §4.2.3.4: a window too small for the sender's silly-window avoidance, with
+    /// nothing in flight, arms the override timeout; when it fires, what the window allows
+    /// goes. Without it a lost window update deadlocks the connection (tests/stack_sim.rs seed
+    /// 2491: the receiver read everything, its update was lost, neither side had a timer).
+    #[test]
+    fn small_window_override_timeout() {
+        let mut t = T::established(cfg());
+        t.input(seg(F::ACK).win(60_000)); // MAX.SND.WND: SWS waits for 30,000 bytes or a full MSS
+        t.input(seg(F::ACK).win(500));
+        t.tcb.send(&[7u8; 3000]).unwrap();
+        t.none(); // 500 bytes is neither a full segment nor half the largest window
+        assert!(t.tcb.poll_timeout().is_some(), "a timer must be armed, or nothing ever happens");
+        let rto = t.tcb.rto().as_millis() as u64;
+        t.at(rto - 1);
+        t.none();
+        t.at(rto);
+        let o = t.expect(F::ACK, ISS + 1, PEER_ISS + 1);
+        assert_eq!(o.payload.len(), 500, "the window's worth, at the override timeout");
+        // Its ACK brings the real (open) window: sending resumes with a full segment (the
+        // rest then waits for Nagle, as usual).
+        t.input(seg(F::ACK).ack(ISS + 501).win(60_000));
+        let sizes: Vec<usize> = t.outputs().iter().map(|o| o.payload.len()).collect();
+        assert_eq!(sizes, [1460]);
+    }
+
     /// RFC 1122 §4.2.3.4 (Nagle): a small segment waits while data is unacknowledged;
     /// with Nagle off it goes at once.
     #[test]
