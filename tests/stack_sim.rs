@@ -67,7 +67,7 @@ impl App {
             read: if rng.random_bool(0.5) {
                 Read::Copy(rng.random_range(1..20_000))
             } else {
-                Read::InPlace(rng.random_range(1..100_000))
+                Read::InPlace(rng.random_range(1000..100_000))
             },
             hold_chance: if rng.random_bool(0.3) { 0.05 } else { 0.0 },
             hold_until: Instant::from_secs(0),
@@ -223,9 +223,13 @@ fn tcp(rng: &mut ChaCha8Rng) -> TcpConfig {
 /// One run; Err describes the first thing that went wrong.
 fn run(seed: u64) -> Result<String, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let trace = std::env::var("SIM_TRACE").is_ok();
     let f = faults(&mut rng);
     let (ca, cb) = (config(&mut rng, IP_A), config(&mut rng, IP_B));
     let summary = format!("{f:?} zero_copy_rx {}/{}", ca.zero_copy_rx, cb.zero_copy_rx);
+    if trace {
+        eprintln!("{summary}");
+    }
     let mut p = StackPair::new(seed, f, ca, cb, FRAMES);
     p.a.listen_with(80, 4, tcp(&mut rng)).map_err(|e| e.to_string())?;
     let client = p.b.connect_with(SocketAddrV4::new(IP_A, 80), tcp(&mut rng)).map_err(|e| e.to_string())?;
@@ -260,7 +264,6 @@ fn run(seed: u64) -> Result<String, String> {
                 p.b.frames_held()
             ));
         }
-        let trace = std::env::var("SIM_TRACE").is_ok();
         for (side, h, e) in events.drain(..) {
             if trace {
                 eprintln!(
@@ -277,7 +280,13 @@ fn run(seed: u64) -> Result<String, String> {
                     }
                 }
                 (_, StackEvent::Closed(r)) if r != CloseReason::Normal => {
-                    return Err(format!("side {side}: connection ended: {r:?}"));
+                    return Err(format!(
+                        "side {side}: connection ended: {r:?} at {:?}; counters a {:?}; b {:?}; wire {:?}",
+                        p.now,
+                        p.a.counters(),
+                        p.b.counters(),
+                        p.link.stats()
+                    ));
                 }
                 // A normal end (e.g. LAST-ACK done after our shutdown and the peer's FIN): the
                 // handle is gone; whatever was unread is checked at the end.

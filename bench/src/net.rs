@@ -301,6 +301,9 @@ mod xtcp_net {
                 .map_err(|e| format!("/dev/urandom: {e}"))?;
             let mut cfg = StackConfig::new(o.ip, o.prefix, secret);
             cfg.max_sockets = o.max_sockets;
+            // As the kernel clients' namespaces get (scripts/bench): every port but the
+            // privileged ones, so connect/close cycles are not bounded by TIME-WAIT ports.
+            cfg.ephemeral_ports = (1024, 65535);
             cfg.tcp.time_wait = xtcp::time::Duration::from_micros(o.time_wait.as_micros() as u64);
             if let Some(b) = o.tcp_buffer {
                 cfg.tcp.send_buffer = b;

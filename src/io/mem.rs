@@ -161,7 +161,12 @@ impl Wire {
                 continue;
             }
             let mut b = self.buffer_with(bytes);
-            if !b.is_empty() && self.rng.random_bool(f.corrupt.clamp(0.0, 1.0)) {
+            // Corruption stands for errors that escape the Ethernet FCS and only IPv4/TCP
+            // checksums catch. ARP has no checksum of its own: a corrupted reply would teach a
+            // wrong address for a whole cache lifetime, a hazard the FCS makes negligible on a
+            // real link, so ARP frames are left intact (the draw is made anyway, so seeds replay).
+            let is_arp = b.get(12..14) == Some(&[0x08, 0x06][..]);
+            if !b.is_empty() && self.rng.random_bool(f.corrupt.clamp(0.0, 1.0)) && !is_arp {
                 let at = self.rng.random_range(0..b.len());
                 b[at] ^= self.rng.random_range(1..=255u8);
                 self.stats.corrupted += 1;

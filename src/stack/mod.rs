@@ -22,7 +22,9 @@ pub use ports::Rss;
 pub use table::{ConnTable, FourTuple};
 
 use crate::io::{Device, Frame};
-use crate::tcp::{reset_for, CloseReason, Event, IcmpError, IsnGenerator, Keepalive, State, Tcb, TcpConfig, TcpError};
+use crate::tcp::{
+    reset_for, CloseReason, Event, IcmpError, IsnGenerator, Keepalive, State, Tcb, TcbBuffers, TcpConfig, TcpError,
+};
 use crate::time::{Duration, Instant, TimerHandle, TimerWheel};
 use crate::wire::{
     self, ArpOperation, ArpRepr, DstUnreachable, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr,
@@ -79,6 +81,9 @@ pub struct StackConfig {
     /// Frames all connections together may hold for zero-copy send (queued, unacknowledged,
     /// or taken with [`Stack::alloc_send_buf`] and not yet queued).
     pub max_tx_frames_held: usize,
+    /// Bytes of send/receive buffer storage kept from closed connections for new ones, so
+    /// that opening a connection neither allocates nor zeroes its buffers.
+    pub buffer_pool_bytes: usize,
 }
 
 impl StackConfig {
@@ -102,6 +107,7 @@ impl StackConfig {
             max_rx_frames_held: 1024,
             max_rx_frames_per_conn: 64,
             max_tx_frames_held: 1024,
+            buffer_pool_bytes: 64 << 20,
         }
     }
 }
@@ -394,6 +400,9 @@ pub struct Stack<D: Device> {
     /// Connections refused a send buffer at `max_tx_frames_held`: told `Writable` when frames
     /// come back.
     tx_waiters: Vec<u32>,
+    /// Buffer storage of closed connections, by size, for new ones.
+    buffer_pool: HashMap<usize, Vec<Box<[u8]>>, ahash::RandomState>,
+    buffer_pool_bytes: usize,
 }
 
 impl<D: Device> fmt::Debug for Stack<D> {
@@ -434,6 +443,8 @@ impl<D: Device> Stack<D> {
             rx_frames_held: 0,
             tx_frames_held: 0,
             tx_waiters: Vec::new(),
+            buffer_pool: HashMap::with_hasher(ahash::RandomState::new()),
+            buffer_pool_bytes: 0,
             dev,
             cfg,
         };
@@ -530,7 +541,8 @@ impl<D: Device> Stack<D> {
             .ok_or(StackError::PortsExhausted)?;
         let local = SocketAddrV4::new(local_ip, port);
         let iss = self.isn.isn(self.now, local, remote);
-        let tcb = Tcb::connect(tcp, local, remote, iss, self.now);
+        let bufs = self.take_buffers(&tcp);
+        let tcb = Tcb::connect_in(tcp, local, remote, iss, self.now, Some(bufs));
         let idx = self.alloc_slot()?;
         let key = FourTuple { local_port: port, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, None)));
@@ -1163,7 +1175,8 @@ impl<D: Device> Stack<D> {
             Entry::Listener(Listener { tcp: Some(t), .. }) => (**t).clone(),
             _ => self.cfg.tcp.clone(),
         };
-        let tcb = Tcb::from_syn(cfg, local, remote, iss, seg, self.now);
+        let bufs = self.take_buffers(&cfg);
+        let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(bufs));
         let key = FourTuple { local_port: seg.dst_port, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, Some(lidx))));
         if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
@@ -1626,6 +1639,31 @@ impl<D: Device> Stack<D> {
         }
     }
 
+    /// Buffer storage for a new connection: from the pool when it has the sizes, else new.
+    fn take_buffers(&mut self, tcp: &TcpConfig) -> TcbBuffers {
+        let mut take = |size: usize| match self.buffer_pool.get_mut(&size).and_then(Vec::pop) {
+            Some(b) => {
+                self.buffer_pool_bytes -= size;
+                b
+            }
+            None => vec![0u8; size].into_boxed_slice(),
+        };
+        let send = take(tcp.send_buffer);
+        let recv = take(tcp.recv_buffer);
+        TcbBuffers { send, recv }
+    }
+
+    /// Keep a closed connection's buffer storage for the next, up to `buffer_pool_bytes`.
+    fn keep_buffers(&mut self, b: TcbBuffers) {
+        for buf in [b.send, b.recv] {
+            let size = buf.len();
+            if self.buffer_pool_bytes + size <= self.cfg.buffer_pool_bytes {
+                self.buffer_pool_bytes += size;
+                self.buffer_pool.entry(size).or_default().push(buf);
+            }
+        }
+    }
+
     fn alloc_slot(&mut self) -> Result<u32, StackError> {
         self.free.pop().ok_or(StackError::TooManySockets)
     }
@@ -1636,6 +1674,7 @@ impl<D: Device> Stack<D> {
             // Frames the connection still held go back to the device. (Send buffers the
             // application holds come back through `send_frame`/`drop_send_buf`.)
             let c = *c;
+            self.keep_buffers(c.tcb.into_buffers());
             for chunk in c.rxq {
                 if let RxChunk::InFrame(f) = chunk {
                     self.dev.recycle(f);

@@ -16,6 +16,15 @@ impl RingBuffer {
     pub fn new(capacity: usize) -> RingBuffer {
         RingBuffer { storage: vec![0u8; capacity].into_boxed_slice(), head: 0, len: 0 }
     }
+    /// A ring over storage that was used before (its old bytes are never read: only what is
+    /// pushed or written is).
+    pub fn from_storage(storage: Box<[u8]>) -> RingBuffer {
+        RingBuffer { storage, head: 0, len: 0 }
+    }
+    /// The storage, for reuse.
+    pub fn into_storage(self) -> Box<[u8]> {
+        self.storage
+    }
     pub fn capacity(&self) -> usize {
         self.storage.len()
     }

@@ -21,7 +21,7 @@ pub mod tcb;
 pub use config::{Keepalive, TcpConfig};
 pub use isn::IsnGenerator;
 pub use seq::SeqNum;
-pub use tcb::{reset_for, CloseReason, Event, IcmpError, State, Tcb, TcbStats, TcpError};
+pub use tcb::{reset_for, CloseReason, Event, IcmpError, State, Tcb, TcbBuffers, TcbStats, TcpError};
 
 #[cfg(test)]
 mod tests;

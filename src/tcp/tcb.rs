@@ -279,6 +279,20 @@ pub struct Tcb {
     stats: TcbStats,
 }
 
+/// A TCB's send and receive buffer storage, kept for the next connection (a stack's pool).
+#[derive(Debug)]
+pub struct TcbBuffers {
+    pub send: Box<[u8]>,
+    pub recv: Box<[u8]>,
+}
+
+impl Tcb {
+    /// Give up the TCB, keeping its buffers' storage for another.
+    pub fn into_buffers(self) -> TcbBuffers {
+        TcbBuffers { send: self.send_buf.into_storage(), recv: self.recv_buf.into_storage() }
+    }
+}
+
 impl fmt::Debug for Tcb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tcb")
@@ -299,12 +313,25 @@ impl fmt::Debug for Tcb {
 }
 
 impl Tcb {
-    fn new(cfg: TcpConfig, local: SocketAddrV4, remote: SocketAddrV4, state: State, now: Instant) -> Tcb {
+    fn new(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        state: State,
+        now: Instant,
+        bufs: Option<TcbBuffers>,
+    ) -> Tcb {
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let cc = NewReno::new(DEFAULT_MSS as usize, cfg.initial_window);
+        let (send_buf, recv_buf) = match bufs {
+            Some(b) if b.send.len() == cfg.send_buffer && b.recv.len() == cfg.recv_buffer => {
+                (RingBuffer::from_storage(b.send), RingBuffer::from_storage(b.recv))
+            }
+            _ => (RingBuffer::new(cfg.send_buffer), RingBuffer::new(cfg.recv_buffer)),
+        };
         Tcb {
-            send_buf: RingBuffer::new(cfg.send_buffer),
-            recv_buf: RingBuffer::new(cfg.recv_buffer),
+            send_buf,
+            recv_buf,
             assembler: Assembler::new(cfg.max_ooo_ranges),
             rx_lend: false,
             rx_lent: None,
@@ -378,7 +405,20 @@ impl Tcb {
 
     /// Active open (§3.10.1): SYN-SENT; the SYN goes out on the next `poll_transmit`.
     pub fn connect(cfg: TcpConfig, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNum, now: Instant) -> Tcb {
-        let mut t = Tcb::new(cfg, local, remote, State::SynSent, now);
+        Tcb::connect_in(cfg, local, remote, iss, now, None)
+    }
+
+    /// `connect` with buffers that were used before ([`Tcb::into_buffers`]), sized as `cfg`
+    /// says (others are replaced): no allocation and no zeroing per connection.
+    pub fn connect_in(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        now: Instant,
+        bufs: Option<TcbBuffers>,
+    ) -> Tcb {
+        let mut t = Tcb::new(cfg, local, remote, State::SynSent, now, bufs);
         t.iss = iss;
         t.snd_una = iss;
         t.snd_nxt = iss;
@@ -392,7 +432,8 @@ impl Tcb {
     /// Passive open (§3.10.1): LISTEN on `local`. ISNs for the connections it accepts come
     /// from `isn` (RFC 6528).
     pub fn listen(cfg: TcpConfig, local: SocketAddrV4, isn: IsnGenerator, now: Instant) -> Tcb {
-        let mut t = Tcb::new(cfg, local, SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0), State::Listen, now);
+        let unspecified = SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0);
+        let mut t = Tcb::new(cfg, local, unspecified, State::Listen, now, None);
         t.passive = true;
         t.isn = Some(isn);
         t
@@ -1007,7 +1048,20 @@ impl Tcb {
         seg: &TcpRepr<'_>,
         now: Instant,
     ) -> Tcb {
-        let mut t = Tcb::new(cfg, local, remote, State::Listen, now);
+        Tcb::from_syn_in(cfg, local, remote, iss, seg, now, None)
+    }
+
+    /// `from_syn` with buffers that were used before (see [`Tcb::connect_in`]).
+    pub fn from_syn_in(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        seg: &TcpRepr<'_>,
+        now: Instant,
+        bufs: Option<TcbBuffers>,
+    ) -> Tcb {
+        let mut t = Tcb::new(cfg, local, remote, State::Listen, now, bufs);
         t.passive = true;
         t.stats.segs_in = 1;
         t.accept_syn(now, iss, seg);
