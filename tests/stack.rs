@@ -646,3 +646,53 @@ fn data_unread_when_the_connection_ends_stays_readable() {
     assert_eq!(p.b.recv(client, &mut buf), Err(StackError::InvalidHandle));
     assert_eq!(p.b.frames_held(), (0, 0));
 }
+
+#[test]
+fn extra_addresses_extend_the_ports_of_active_opens() {
+    // B has three addresses and three ephemeral ports: nine connections to one server, each
+    // source address announced, resolved by ARP and answered.
+    const B2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+    const B3: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 13);
+    let mut cb = config(IP_B, 2);
+    cb.extra_ips = vec![B2, B3];
+    cb.ephemeral_ports = (40000, 40002);
+    let mut p = Pair::with(Faults::default(), 17, config(IP_A, 1), cb);
+    let listener = p.a.listen(80, 16).unwrap();
+    let dst = SocketAddrV4::new(IP_A, 80);
+    let clients: Vec<_> = (0..9).map(|_| p.b.connect(dst).unwrap()).collect();
+    assert_eq!(p.b.connect(dst), Err(StackError::PortsExhausted), "3 addresses × 3 ports");
+    let mut sources: Vec<Ipv4Addr> = clients.iter().map(|&h| *p.b.tcb(h).unwrap().local().ip()).collect();
+    sources.dedup();
+    assert_eq!(sources, [IP_B, B2, B3], "the first address first, then the others in turn");
+    let mut servers = Vec::new();
+    p.run_until(Duration::from_secs(10), |p| {
+        while let Ok(Some(s)) = p.a.accept(listener) {
+            servers.push(s);
+        }
+        servers.len() == 9
+    });
+    // Each connection carries its own bytes both ways.
+    for (i, &c) in clients.iter().enumerate() {
+        p.b.send(c, &[i as u8; 100]).unwrap();
+    }
+    p.run_until(Duration::from_secs(5), |p| servers.iter().all(|&s| p.a.tcb(s).unwrap().recv_available() == 100));
+    let mut seen: Vec<(Ipv4Addr, u8)> = servers
+        .iter()
+        .map(|&s| {
+            let mut buf = [0u8; 100];
+            assert_eq!(p.a.recv(s, &mut buf).unwrap(), 100);
+            (*p.a.tcb(s).unwrap().remote().ip(), buf[0])
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 9);
+    assert_eq!(seen.iter().filter(|(ip, _)| *ip == B3).count(), 3);
+    // A learned every source address of B by ARP, and a connection from an address that is
+    // not B's own is refused with a typed error.
+    assert_eq!(
+        p.b.connect_from(Ipv4Addr::new(198, 18, 0, 99), dst, Default::default()),
+        Err(StackError::InvalidAddress)
+    );
+    assert_eq!(p.b.connect(SocketAddrV4::new(B2, 80)), Err(StackError::ConnectToSelf));
+    assert_eq!(p.a.counters().drops(), 0);
+}

@@ -74,7 +74,7 @@ struct StackArgs {
 }
 
 impl StackArgs {
-    fn xtcp(&self) -> Result<XtcpNet, String> {
+    fn xtcp(&self, extra_ips: &[Ipv4Addr]) -> Result<XtcpNet, String> {
         let iface = self.iface.clone().ok_or("--stack xtcp needs --iface")?;
         let ip = self.ip.as_deref().ok_or("--stack xtcp needs --ip ADDR/PREFIX")?;
         let (addr, prefix) = ip.split_once('/').ok_or("--ip wants ADDR/PREFIX, e.g. 198.18.3.2/24")?;
@@ -87,6 +87,7 @@ impl StackArgs {
             max_sockets: self.max_sockets,
             time_wait: Duration::from_millis(self.time_wait_ms),
             tcp_buffer: self.tcp_buffer_kb.map(|k| k.max(1) * 1024),
+            extra_ips: extra_ips.iter().copied().filter(|&x| x != ip).collect(),
         })?;
         eprintln!("xtcp-bench: xtcp on {} {ip} ({})", self.iface.as_deref().unwrap_or(""), net.mode);
         Ok(net)
@@ -223,8 +224,9 @@ struct ClientArgs {
     http: bool,
     #[arg(long, default_value = "/")]
     http_path: String,
-    /// Source addresses, used in turn, e.g. 198.18.1.2,198.18.1.10-198.18.1.40 (kernel only;
-    /// each must be on the client's interface). Many addresses, many ports: 100k+ connections.
+    /// Source addresses, used in turn, e.g. 198.18.1.2,198.18.1.10-198.18.1.40. Kernel: each
+    /// must be on the client's interface; xtcp: they become the stack's addresses (beside
+    /// --ip). Many addresses, many ports: 100k+ connections.
     #[arg(long, value_parser = parse_srcs)]
     src: Option<SrcList>,
     /// Connections in the handshake at once (a SYN flood beyond the server's backlog only
@@ -319,7 +321,7 @@ fn server(s: &StackArgs, listen: SocketAddrV4, mode: ModeArg, backlog: usize) ->
             srv.stats
         }
         StackKind::Xtcp => {
-            let net = s.xtcp()?;
+            let net = s.xtcp(&[])?;
             let mut srv = Server::new(net, listen, backlog, mode).map_err(|e| format!("listen on {listen}: {e}"))?;
             eprintln!("xtcp-bench: xtcp {mode:?} server on port {} ({polling})", listen.port());
             srv.run(&stop, s.busy_poll).map_err(|e| e.to_string())?;
@@ -392,10 +394,9 @@ fn client(a: &ClientArgs) -> Result<(), String> {
             client::run(KernelNet::new().map_err(|e| e.to_string())?, &o, &stop)?
         }
         StackKind::Xtcp => {
-            if !o.srcs.is_empty() {
-                return Err("--src is for the kernel stack: the xtcp stack has one address (--ip)".into());
-            }
-            client::run(a.stack.xtcp()?, &o, &stop)?
+            // The source addresses become the stack's own (beside --ip); its XDP program
+            // steers them to the socket.
+            client::run(a.stack.xtcp(&o.srcs)?, &o, &stop)?
         }
     };
     finish(&res, &hist, &a.out)

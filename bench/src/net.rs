@@ -268,6 +268,8 @@ mod xtcp_net {
         pub time_wait: Duration,
         /// Send and receive buffer of each connection, bytes (None: the stack's default).
         pub tcp_buffer: Option<usize>,
+        /// Further addresses of the stack (the client's `--src`), on the same subnet.
+        pub extra_ips: Vec<Ipv4Addr>,
     }
 
     pub struct XtcpNet {
@@ -292,7 +294,8 @@ mod xtcp_net {
 
     impl XtcpNet {
         pub fn open(o: &XtcpOptions) -> Result<XtcpNet, String> {
-            let dev = AfXdpDevice::open(&AfXdpConfig::new(o.iface.as_str(), &[o.ip]), 0)
+            let addrs: Vec<Ipv4Addr> = core::iter::once(o.ip).chain(o.extra_ips.iter().copied()).collect();
+            let dev = AfXdpDevice::open(&AfXdpConfig::new(o.iface.as_str(), &addrs), 0)
                 .map_err(|e| format!("AF_XDP on {}: {e} (needs root and the interface in this namespace)", o.iface))?;
             let mode = format!("XDP {:?}, socket {:?}", dev.program().mode(), dev.bind_mode());
             let mut secret = [0u8; 16];
@@ -301,6 +304,7 @@ mod xtcp_net {
                 .map_err(|e| format!("/dev/urandom: {e}"))?;
             let mut cfg = StackConfig::new(o.ip, o.prefix, secret);
             cfg.max_sockets = o.max_sockets;
+            cfg.extra_ips = o.extra_ips.clone();
             // As the kernel clients' namespaces get (scripts/bench): every port but the
             // privileged ones, so connect/close cycles are not bounded by TIME-WAIT ports.
             cfg.ephemeral_ports = (1024, 65535);
@@ -329,13 +333,14 @@ mod xtcp_net {
 
     impl Net for XtcpNet {
         fn connect(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>) -> io::Result<usize> {
-            if src.is_some_and(|s| s != self.stack.ip()) {
-                return Err(io::Error::new(
-                    ErrorKind::InvalidInput,
-                    "the xtcp stack has one address: --src must be empty or that address",
-                ));
+            let h = match src {
+                Some(s) => {
+                    let tcp = self.stack.config().tcp.clone();
+                    self.stack.connect_from(s, dst, tcp)
+                }
+                None => self.stack.connect(dst),
             }
-            let h = self.stack.connect(dst).map_err(stack_err)?;
+            .map_err(stack_err)?;
             let _ = self.stack.set_nodelay(h, true);
             let id = self.conns.insert(h);
             self.ids.insert(h, id);

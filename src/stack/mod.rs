@@ -46,6 +46,11 @@ const HEADROOM: usize = ETH_LEN + IP_LEN + wire::tcp::MAX_HEADER_LEN;
 #[derive(Debug, Clone)]
 pub struct StackConfig {
     pub ip: Ipv4Addr,
+    /// Further addresses of the interface, on the same subnet: the stack answers ARP for
+    /// them, accepts connections to them, and active opens use them as sources when the
+    /// first address has no port left for a destination (or on request, `connect_from`) —
+    /// so one stack can hold more connections to one server than one address's ports allow.
+    pub extra_ips: Vec<Ipv4Addr>,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     /// Defaults for every connection.
@@ -90,6 +95,7 @@ impl StackConfig {
     pub fn new(ip: Ipv4Addr, prefix_len: u8, secret: [u8; 16]) -> StackConfig {
         StackConfig {
             ip,
+            extra_ips: Vec::new(),
             prefix_len,
             gateway: None,
             tcp: TcpConfig { send_buffer: 64 * 1024, recv_buffer: 64 * 1024, ..TcpConfig::default() },
@@ -448,12 +454,17 @@ impl<D: Device> Stack<D> {
             dev,
             cfg,
         };
-        s.send_arp(ArpOperation::Request, MacAddr::BROADCAST, MacAddr::UNSPECIFIED, s.cfg.ip);
+        for ip in s.addresses().collect::<Vec<_>>() {
+            s.send_arp_from(ip, ArpOperation::Request, MacAddr::BROADCAST, MacAddr::UNSPECIFIED, ip);
+        }
         s
     }
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+    pub fn config(&self) -> &StackConfig {
+        &self.cfg
     }
     pub fn device(&self) -> &D {
         &self.dev
@@ -463,6 +474,17 @@ impl<D: Device> Stack<D> {
     }
     pub fn ip(&self) -> Ipv4Addr {
         self.cfg.ip
+    }
+
+    /// Every address of the stack, the first address first.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        core::iter::once(self.cfg.ip).chain(self.cfg.extra_ips.iter().copied())
+    }
+
+    /// Is `ip` one of the stack's addresses?
+    #[inline]
+    fn is_ours(&self, ip: Ipv4Addr) -> bool {
+        ip == self.cfg.ip || self.cfg.extra_ips.contains(&ip)
     }
     /// Whether a `poll` now would have something to do besides receiving: application calls
     /// left connections with output pending, or frames wait for a TX ring with room.
@@ -519,9 +541,31 @@ impl<D: Device> Stack<D> {
     /// Connect with per-connection settings (buffer sizes, Nagle, keep-alive, timeouts)
     /// instead of the stack's defaults.
     pub fn connect_with(&mut self, remote: SocketAddrV4, tcp: TcpConfig) -> Result<Handle, StackError> {
+        // The first address, then the others when it has no port left for this destination.
+        let n = 1 + self.cfg.extra_ips.len();
+        for i in 0..n {
+            let local_ip = if i == 0 { self.cfg.ip } else { self.cfg.extra_ips[i - 1] };
+            match self.connect_from(local_ip, remote, tcp.clone()) {
+                Err(StackError::PortsExhausted) if i + 1 < n => continue,
+                r => return r,
+            }
+        }
+        Err(StackError::PortsExhausted)
+    }
+
+    /// Connect from one of the stack's addresses (`extra_ips`), with per-connection settings.
+    pub fn connect_from(
+        &mut self,
+        local_ip: Ipv4Addr,
+        remote: SocketAddrV4,
+        tcp: TcpConfig,
+    ) -> Result<Handle, StackError> {
         check_tcp_config(&tcp)?;
+        if !self.is_ours(local_ip) {
+            return Err(StackError::InvalidAddress);
+        }
         let ip = *remote.ip();
-        if ip == self.cfg.ip {
+        if self.is_ours(ip) {
             return Err(StackError::ConnectToSelf);
         }
         if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || remote.port() == 0 {
@@ -530,13 +574,13 @@ impl<D: Device> Stack<D> {
         if self.free.is_empty() {
             return Err(StackError::TooManySockets);
         }
-        let local_ip = self.cfg.ip;
         let table = &self.table;
         let listen_ports = &self.listen_ports;
         let port = self
             .ports
             .allocate(SocketAddrV4::new(local_ip, 0), remote, self.cfg.rss.as_ref(), |p| {
-                listen_ports.contains_key(&p) || table.contains(&FourTuple { local_port: p, remote })
+                listen_ports.contains_key(&p)
+                    || table.contains(&FourTuple { local: SocketAddrV4::new(local_ip, p), remote })
             })
             .ok_or(StackError::PortsExhausted)?;
         let local = SocketAddrV4::new(local_ip, port);
@@ -544,7 +588,7 @@ impl<D: Device> Stack<D> {
         let bufs = self.take_buffers(&tcp);
         let tcb = Tcb::connect_in(tcp, local, remote, iss, self.now, Some(bufs));
         let idx = self.alloc_slot()?;
-        let key = FourTuple { local_port: port, remote };
+        let key = FourTuple { local, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, None)));
         let inserted = self.table.insert(key, idx);
         debug_assert!(inserted, "the table holds max_sockets entries");
@@ -980,14 +1024,15 @@ impl<D: Device> Stack<D> {
         let eth_src = parsed.eth.src;
         match parsed.net {
             NetRepr::Arp(a) => self.process_arp(a, eth_src),
-            NetRepr::Ipv4 { ip, .. } if ip.dst != self.cfg.ip => self.counters.drop_not_for_us += 1,
+            NetRepr::Ipv4 { ip, .. } if !self.is_ours(ip.dst) => self.counters.drop_not_for_us += 1,
             NetRepr::Ipv4 { ip, l4: L4Repr::Tcp(seg) } => {
                 self.counters.tcp_segs_in += 1;
                 if seg.flags.contains(wire::TcpFlags::RST) {
                     self.counters.tcp_rsts_in += 1;
                 }
                 let remote = SocketAddrV4::new(ip.src, seg.src_port);
-                let key = FourTuple { local_port: seg.dst_port, remote };
+                let local = SocketAddrV4::new(ip.dst, seg.dst_port);
+                let key = FourTuple { local, remote };
                 // The fast path: the connection takes the payload where it lies.
                 if let Some(idx) = self.table.get(&key) {
                     let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return Some(f) };
@@ -1027,7 +1072,7 @@ impl<D: Device> Stack<D> {
                 // (data on a SYN is not accepted), so the frame borrow ends here.
                 let rst = reset_for(&seg);
                 let header = TcpRepr { payload: &[], ..seg };
-                self.process_tcp_no_conn(remote, header, rst);
+                self.process_tcp_no_conn(local, remote, header, rst);
             }
             NetRepr::Ipv4 { ip, l4: L4Repr::Icmp(icmp) } => {
                 // Copy what an echo reply needs out of the device's frame.
@@ -1062,10 +1107,10 @@ impl<D: Device> Stack<D> {
         match a.operation {
             ArpOperation::Request => {
                 self.counters.arp_requests_in += 1;
-                if a.target_ip == self.cfg.ip {
+                if self.is_ours(a.target_ip) {
                     // RFC 826: the requester is about to talk to us; learn it, then reply.
                     self.arp.insert(a.source_ip, a.source_mac, now);
-                    self.send_arp(ArpOperation::Reply, a.source_mac, a.source_mac, a.source_ip);
+                    self.send_arp_from(a.target_ip, ArpOperation::Reply, a.source_mac, a.source_mac, a.source_ip);
                     self.flush_arp_pending(a.source_ip, a.source_mac);
                 } else {
                     // RFC 826 "merge": refresh what we already know, learn nothing new.
@@ -1074,7 +1119,7 @@ impl<D: Device> Stack<D> {
             }
             ArpOperation::Reply => {
                 self.counters.arp_replies_in += 1;
-                if a.target_ip == self.cfg.ip {
+                if self.is_ours(a.target_ip) {
                     self.arp.insert(a.source_ip, a.source_mac, now);
                     self.flush_arp_pending(a.source_ip, a.source_mac);
                 } else {
@@ -1093,7 +1138,7 @@ impl<D: Device> Stack<D> {
                 copy[..n].copy_from_slice(&data[..n]);
                 let reply = Icmpv4Repr::EchoReply { ident, seq_no, data: &copy[..n] };
                 let ipr = Ipv4Repr {
-                    src: self.cfg.ip,
+                    src: ip.dst,
                     dst: ip.src,
                     protocol: IpProtocol::Icmp,
                     payload_len: reply.buffer_len(),
@@ -1120,10 +1165,10 @@ impl<D: Device> Stack<D> {
                 };
                 // RFC 1122 §4.2.3.9: for TCP these are soft errors; the connection goes on. The
                 // quoted header names the connection (our address, TCP, its ports).
-                if header.src == self.cfg.ip && header.protocol == IpProtocol::Tcp && data.len() >= 4 {
-                    let local_port = u16::from_be_bytes([data[0], data[1]]);
+                if self.is_ours(header.src) && header.protocol == IpProtocol::Tcp && data.len() >= 4 {
+                    let local = SocketAddrV4::new(header.src, u16::from_be_bytes([data[0], data[1]]));
                     let remote = SocketAddrV4::new(header.dst, u16::from_be_bytes([data[2], data[3]]));
-                    if let Some(idx) = self.table.get(&FourTuple { local_port, remote }) {
+                    if let Some(idx) = self.table.get(&FourTuple { local, remote }) {
                         self.counters.icmp_errors_in += 1;
                         self.conn_mut(idx).tcb.on_icmp_error(err);
                         self.mark_dirty(idx);
@@ -1134,11 +1179,17 @@ impl<D: Device> Stack<D> {
         }
     }
 
-    fn process_tcp_no_conn(&mut self, remote: SocketAddrV4, seg: TcpRepr<'static>, rst: Option<TcpRepr<'static>>) {
+    fn process_tcp_no_conn(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: TcpRepr<'static>,
+        rst: Option<TcpRepr<'static>>,
+    ) {
         if let Some(&lidx) = self.listen_ports.get(&seg.dst_port) {
             let f = seg.flags;
             if f.contains(wire::TcpFlags::SYN) && !f.intersects(wire::TcpFlags::ACK | wire::TcpFlags::RST) {
-                self.accept_syn(lidx, remote, &seg);
+                self.accept_syn(lidx, local, remote, &seg);
                 return;
             }
             // RFC 9293 §3.10.7.2: in LISTEN, an RST is ignored and an ACK gets a reset.
@@ -1149,12 +1200,12 @@ impl<D: Device> Stack<D> {
         // §3.10.7.1: no connection.
         self.counters.tcp_no_socket += 1;
         if let Some(rst) = rst {
-            self.send_segment(remote, &rst);
+            self.send_segment(*local.ip(), remote, &rst);
             self.counters.tcp_rsts_out += 1;
         }
     }
 
-    fn accept_syn(&mut self, lidx: u32, remote: SocketAddrV4, seg: &TcpRepr<'_>) {
+    fn accept_syn(&mut self, lidx: u32, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>) {
         let Entry::Listener(l) = &self.slots[lidx as usize].entry else { return };
         // Linux drops a SYN when either queue is full; the peer retries (no SYN cookies yet).
         if l.syn_pending >= l.backlog {
@@ -1169,7 +1220,6 @@ impl<D: Device> Stack<D> {
             self.counters.tcp_table_full += 1;
             return;
         };
-        let local = SocketAddrV4::new(self.cfg.ip, seg.dst_port);
         let iss = self.isn.isn(self.now, local, remote);
         let cfg = match &self.slots[lidx as usize].entry {
             Entry::Listener(Listener { tcp: Some(t), .. }) => (**t).clone(),
@@ -1177,7 +1227,7 @@ impl<D: Device> Stack<D> {
         };
         let bufs = self.take_buffers(&cfg);
         let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(bufs));
-        let key = FourTuple { local_port: seg.dst_port, remote };
+        let key = FourTuple { local, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, Some(lidx))));
         if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
             l.syn_pending += 1;
@@ -1234,7 +1284,7 @@ impl<D: Device> Stack<D> {
             // Headers go right before the payload the TCB wrote at HEADROOM.
             let tcp_len = header.header_len();
             let start = HEADROOM - tcp_len - IP_LEN - ETH_LEN;
-            let local_ip = self.cfg.ip;
+            let local_ip = *self.conn(idx).key.local.ip();
             let buf = self.dev.buffer_mut(&frame);
             let seg_bytes = &mut buf[HEADROOM - tcp_len..HEADROOM + payload_len];
             if header.emit_header_over(seg_bytes, local_ip, *remote.ip()).is_err() {
@@ -1297,7 +1347,7 @@ impl<D: Device> Stack<D> {
     /// next hop is known. Returns false when any of that fails (the caller copies).
     fn send_in_place(&mut self, idx: u32, header: &TcpRepr<'_>, off: usize, len: usize) -> bool {
         let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return false };
-        let remote = c.key.remote;
+        let (local_ip, remote) = (*c.key.local.ip(), c.key.remote);
         let at = c.tx_acked + off as u64;
         let i = c.txq.partition_point(|ch| ch.start < at);
         let Some(chunk) = c.txq.get(i).filter(|ch| ch.start == at) else { return false };
@@ -1317,7 +1367,6 @@ impl<D: Device> Stack<D> {
         }
         let start = pay_off - tcp_len - IP_LEN - ETH_LEN;
         let whole = Frame { index, offset: start as u32, len: (ETH_LEN + IP_LEN + tcp_len + len) as u32 };
-        let local_ip = self.cfg.ip;
         let buf = self.dev.buffer_mut(&whole);
         if header.emit_header_over(&mut buf[pay_off - tcp_len..pay_off + len], local_ip, *remote.ip()).is_err() {
             return false;
@@ -1461,13 +1510,13 @@ impl<D: Device> Stack<D> {
     }
 
     /// Send a segment that belongs to no connection (a reset).
-    fn send_segment(&mut self, remote: SocketAddrV4, seg: &TcpRepr<'_>) {
+    fn send_segment(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4, seg: &TcpRepr<'_>) {
         let Some(mut frame) = self.dev.alloc_tx() else {
             self.counters.tx_pool_empty += 1;
             return;
         };
         let ipr = Ipv4Repr {
-            src: self.cfg.ip,
+            src: local_ip,
             dst: *remote.ip(),
             protocol: IpProtocol::Tcp,
             payload_len: seg.buffer_len(),
@@ -1476,7 +1525,6 @@ impl<D: Device> Stack<D> {
             dont_frag: true,
             dscp_ecn: 0,
         };
-        let local_ip = self.cfg.ip;
         let buf = self.dev.buffer_mut(&frame);
         if ipr.emit(&mut buf[ETH_LEN..]).is_err()
             || seg.emit(&mut buf[ETH_LEN + IP_LEN..], local_ip, *remote.ip()).is_err()
@@ -1564,15 +1612,20 @@ impl<D: Device> Stack<D> {
     }
 
     fn send_arp(&mut self, op: ArpOperation, eth_dst: MacAddr, target_mac: MacAddr, target_ip: Ipv4Addr) {
+        self.send_arp_from(self.cfg.ip, op, eth_dst, target_mac, target_ip)
+    }
+
+    fn send_arp_from(
+        &mut self,
+        source_ip: Ipv4Addr,
+        op: ArpOperation,
+        eth_dst: MacAddr,
+        target_mac: MacAddr,
+        target_ip: Ipv4Addr,
+    ) {
         let frame = FrameRepr {
             eth: EthernetRepr { src: self.mac, dst: eth_dst, ethertype: EtherType::Arp },
-            net: NetRepr::Arp(ArpRepr {
-                operation: op,
-                source_mac: self.mac,
-                source_ip: self.cfg.ip,
-                target_mac,
-                target_ip,
-            }),
+            net: NetRepr::Arp(ArpRepr { operation: op, source_mac: self.mac, source_ip, target_mac, target_ip }),
         };
         if self.emit_frame(&frame) {
             match op {

@@ -5,11 +5,10 @@
 use core::net::SocketAddrV4;
 use std::collections::HashMap;
 
-/// A connection's key. The local address is the core's (one address per stack), so only the
-/// local port is kept.
+/// A connection's key: the local address (one of the stack's) and port, and the remote's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FourTuple {
-    pub local_port: u16,
+    pub local: SocketAddrV4,
     pub remote: SocketAddrV4,
 }
 
@@ -65,7 +64,10 @@ mod tests {
     #[test]
     fn bounded_and_exact() {
         let mut t = ConnTable::with_capacity(2);
-        let k = |p| FourTuple { local_port: p, remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80) };
+        let k = |p| FourTuple {
+            local: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), p),
+            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80),
+        };
         assert!(t.insert(k(1), 10));
         assert!(t.insert(k(2), 20));
         assert!(!t.insert(k(3), 30), "full");
