@@ -207,6 +207,10 @@ fn bench_smoke_xtcp() {
     let xa_ip = format!("{XA}/24");
     let x = ["client", "--quiet", "--stack", "xtcp", "--iface", "va", "--ip", &xa_ip, "--connect", &kernel_srv];
     sane(&client(&lab.a, &[&x[..], &["--conns", "8", "--busy-poll"]].concat()));
+    // Two source addresses on the xtcp stack (the second only the stack's and its XDP
+    // program's): connections alternate between them, and every one must work.
+    let two = client(&lab.a, &[&x[..], &["--conns", "8", "--src", "198.18.250.11,198.18.250.31"]].concat());
+    sane(&two);
     let crr = client(&lab.a, &[&x[..], &["--workload", "crr", "--conns", "4"]].concat());
     sane(&crr);
     assert!(f(&crr, &["connections"]) > 0.0, "{crr}");
