@@ -1325,6 +1325,12 @@ impl<D: Device> Stack<D> {
         if has_events && self.conn(idx).listener.is_none() {
             self.mark_ready(idx);
         }
+        if state == State::TimeWait {
+            // 2·MSL with nothing to send or receive: the buffers go back to the pool now.
+            if let Some(b) = self.conn_mut(idx).tcb.release_buffers() {
+                self.keep_buffers(b);
+            }
+        }
         // Keep the wheel in step with the TCB's next deadline.
         let want = self.conn(idx).tcb.poll_timeout();
         let (have, timer) = {
@@ -1710,7 +1716,7 @@ impl<D: Device> Stack<D> {
     fn keep_buffers(&mut self, b: TcbBuffers) {
         for buf in [b.send, b.recv] {
             let size = buf.len();
-            if self.buffer_pool_bytes + size <= self.cfg.buffer_pool_bytes {
+            if size > 0 && self.buffer_pool_bytes + size <= self.cfg.buffer_pool_bytes {
                 self.buffer_pool_bytes += size;
                 self.buffer_pool.entry(size).or_default().push(buf);
             }

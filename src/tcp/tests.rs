@@ -1089,6 +1089,39 @@ mod close {
         assert_eq!(t.tcb.state(), State::Closed);
     }
 
+    /// TIME-WAIT keeps no buffers: with nothing left to read their storage can go (the stack
+    /// pools it), and the TCB still does its job (re-ACKs a retransmitted FIN) without them.
+    /// Unread data keeps them.
+    #[test]
+    fn time_wait_gives_up_its_buffers_unless_data_is_unread() {
+        let mut t = T::established(cfg());
+        assert!(t.tcb.release_buffers().is_none(), "not in TIME-WAIT");
+        t.tcb.close().unwrap();
+        t.output().unwrap();
+        t.input(seg(F::FIN | F::ACK).ack(ISS + 2));
+        t.output().unwrap();
+        let b = t.tcb.release_buffers().expect("idle TIME-WAIT");
+        assert_eq!((b.send.len(), b.recv.len()), (65535, 65535));
+        assert!(t.tcb.release_buffers().is_none(), "once");
+        t.input(seg(F::FIN | F::ACK).ack(ISS + 2));
+        t.expect(F::ACK, ISS + 2, PEER_ISS + 2);
+        t.at(60_000);
+        assert_eq!(t.tcb.state(), State::Closed);
+
+        // Data received and not read before the connection reached TIME-WAIT.
+        let mut t = T::established(cfg());
+        t.input(seg(F::ACK | F::PSH).data(b"unread"));
+        t.tcb.shutdown().unwrap();
+        t.outputs();
+        t.input(seg(F::FIN | F::ACK).seq(PEER_ISS + 7).ack(ISS + 2));
+        t.outputs();
+        assert_eq!(t.tcb.state(), State::TimeWait);
+        assert!(t.tcb.release_buffers().is_none(), "six bytes still to read");
+        let mut out = [0u8; 16];
+        assert_eq!(t.tcb.recv(&mut out).unwrap(), 6);
+        assert!(t.tcb.release_buffers().is_some());
+    }
+
     /// RFC 9293 §3.10.7.4: other segments in TIME-WAIT are not taken (old data is ACKed and
     /// dropped).
     #[test]
