@@ -30,126 +30,22 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddrV4, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 use xtcp::runtime::{FlowSteering, SteeringConfig};
 
 mod common;
 
-use common::{in_netns, may_run, netns_exists, run, Lab, XDEV, XTCP_IP};
+use common::{in_netns, may_run, netns_exists, run, Ended, Lab, Xtcp, STUCK, XDEV, XTCP_IP};
 
 const ECHO_PORT: u16 = 7;
 const CONNS: usize = 64;
 const BYTES_PER_CONN: usize = 256 * 1024;
-const STUCK: Duration = Duration::from_secs(120);
 
 fn say(msg: impl AsRef<str>) {
     let _ = writeln!(std::io::stderr(), "runtime: {}", msg.as_ref());
-}
-
-/// `xtcp serve` in the lab's xtcp namespace; ended by PID (SIGTERM, then SIGKILL) on drop.
-struct Xtcp {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<thread::JoinHandle<()>>,
-    reaped: Option<ExitStatus>,
-}
-
-impl Xtcp {
-    fn serve(xns: &str, args: &[&str]) -> Xtcp {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", xns, env!("CARGO_BIN_EXE_xtcp"), "serve"])
-            .args(args)
-            .args(["--iface", XDEV, "--ip", &format!("{XTCP_IP}/24"), "--stats"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting xtcp under ip netns exec");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let mut pipe = child.stderr.take().unwrap();
-        let reader = thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Xtcp { child, stderr, reader: Some(reader), reaped: None }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn reap(&mut self, deadline: Instant) -> Option<ExitStatus> {
-        loop {
-            if let Some(s) = self.reaped {
-                return Some(s);
-            }
-            if let Ok(Some(s)) = self.child.try_wait() {
-                self.reaped = Some(s);
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn wait_for_stderr(&mut self, needle: &str) {
-        let deadline = Instant::now() + STUCK;
-        while !self.stderr.lock().unwrap().contains(needle) {
-            assert!(Instant::now() < deadline, "xtcp did not print {needle:?}:\n{}", self.stderr.lock().unwrap());
-            if let Some(status) = self.reap(Instant::now()) {
-                let _ = self.reader.take().map(|r| r.join());
-                panic!("xtcp ended ({status}) before printing {needle:?}:\n{}", self.stderr.lock().unwrap());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.child.id())).unwrap_or_default();
-        assert_eq!(comm.trim(), "xtcp", "`ip netns exec` was expected to exec xtcp in place");
-    }
-
-    /// SIGTERM (the graceful shutdown), wait, and return (status, everything on stderr).
-    fn terminate(self) -> (ExitStatus, String) {
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        self.wait_end()
-    }
-
-    /// Wait for the end (after a signal) and return (status, everything on stderr).
-    fn wait_end(mut self) -> (ExitStatus, String) {
-        let status = self.reap(Instant::now() + STUCK).unwrap_or_else(|| panic!("xtcp ignored SIGTERM"));
-        let _ = self.reader.take().map(|r| r.join());
-        let err = self.stderr.lock().unwrap().clone();
-        (status, err)
-    }
-}
-
-impl Drop for Xtcp {
-    fn drop(&mut self) {
-        if self.reaped.is_some() {
-            return;
-        }
-        if thread::panicking() {
-            say(format!("xtcp's output so far:\n{}", self.stderr.lock().unwrap()));
-        }
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        if self.reap(Instant::now() + Duration::from_secs(5)).is_none() {
-            let _ = kill(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
 }
 
 fn xdp_attached(lab: &Lab) -> bool {
@@ -237,7 +133,7 @@ fn runtime_two_cores_64_concurrent_connections() {
     let lab = Lab::with_queues("xrt", 2);
     let names = [lab.xns.clone(), lab.kns.clone()];
     let port = ECHO_PORT.to_string();
-    let mut xtcp = Xtcp::serve(&lab.xns, &["--app", "echo", "--port", &port, "--cores", "2"]);
+    let mut xtcp = Xtcp::spawn(&lab.xns, &["serve", "--app", "echo", "--port", &port, "--cores", "2"]);
     xtcp.wait_for_stderr("xtcp: serving");
 
     // The kernel side: 64 connections, all open before any data moves, then all echoing at once.
@@ -273,7 +169,7 @@ fn runtime_two_cores_64_concurrent_connections() {
     drop(results);
     say(format!("{CONNS} concurrent connections echoed {BYTES_PER_CONN} bytes each, all SHA-256 equal"));
 
-    let (status, stderr) = xtcp.terminate();
+    let Ended { status, stderr, .. } = xtcp.terminate();
     assert!(status.success(), "xtcp serve --cores 2 exited with {status}:\n{stderr}");
     for l in
         stderr.lines().filter(|l| l.starts_with("xtcp: core") && l.contains("final:") || l.starts_with("xtcp: all"))
@@ -326,7 +222,7 @@ fn runtime_sigterm_closes_connections_on_every_core() {
     const OPEN: usize = 32;
     let lab = Lab::with_queues("xrt", 2);
     let port = ECHO_PORT.to_string();
-    let mut xtcp = Xtcp::serve(&lab.xns, &["--app", "echo", "--port", &port, "--cores", "2"]);
+    let mut xtcp = Xtcp::spawn(&lab.xns, &["serve", "--app", "echo", "--port", &port, "--cores", "2"]);
     xtcp.wait_for_stderr("xtcp: serving");
     let server = SocketAddrV4::new(XTCP_IP, ECHO_PORT);
     // Open OPEN connections and prove each is served (one echo each), then leave them open.
@@ -355,7 +251,7 @@ fn runtime_sigterm_closes_connections_on_every_core() {
             other => panic!("connection {i}: expected end of stream after SIGTERM, got {other:?}"),
         }
     }
-    let (status, stderr) = xtcp.wait_end();
+    let Ended { status, stderr, .. } = xtcp.wait_end();
     assert!(status.success(), "xtcp serve --cores 2 exited with {status}:\n{stderr}");
     let cores = [core_final(&stderr, 0), core_final(&stderr, 1)];
     for (i, c) in cores.iter().enumerate() {
@@ -376,10 +272,9 @@ fn runtime_more_cores_than_queues_is_refused() {
     }
     let lab = Lab::with_queues("xrt", 1);
     let port = ECHO_PORT.to_string();
-    let mut x = Xtcp::serve(&lab.xns, &["--app", "echo", "--port", &port, "--cores", "2"]);
-    let status = x.reap(Instant::now() + STUCK).expect("xtcp should refuse and exit");
-    let _ = x.reader.take().map(|r| r.join());
-    let err = x.stderr.lock().unwrap().clone();
+    // It should refuse and exit by itself.
+    let Ended { status, stderr: err, .. } =
+        Xtcp::spawn(&lab.xns, &["serve", "--app", "echo", "--port", &port, "--cores", "2"]).wait();
     assert!(!status.success(), "xtcp accepted --cores 2 on a single-queue interface:\n{err}");
     assert!(err.contains("1 rx queue(s)") && err.contains("--queues 2"), "unclear error:\n{err}");
     assert!(!xdp_attached(&lab), "an XDP program was left after the refusal");

@@ -4,14 +4,17 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::Ipv4Addr;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// The xtcp end of the veth, and the kernel's.
 pub const XDEV: &str = "xv0";
@@ -150,4 +153,182 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
         setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
         f()
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// An `xtcp` process (the binary under test) in the lab's xtcp namespace.
+
+/// A watchdog, not a measurement: no progress for this long fails the test instead of hanging.
+pub const STUCK: Duration = Duration::from_secs(120);
+/// The watchdog on a whole `xtcp client` run (which prints nothing until its end).
+pub const HUNG: Duration = Duration::from_secs(900);
+
+/// How an xtcp process ended, and everything it printed.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ended {
+    /// A counter from the `--stats` output: the last `name: N` (the final counters of `serve`).
+    pub fn stat(&self, name: &str) -> u64 {
+        let key = format!("{name}: ");
+        let at = self.stderr.rfind(&key).unwrap_or_else(|| panic!("no {name} in xtcp's output:\n{}", self.stderr));
+        let digits: String = self.stderr[at + key.len()..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or_else(|_| panic!("{name}: not a number in xtcp's output"))
+    }
+
+    /// A figure from the one-line `--stats` summary, e.g. `retrans 3` or `drops 0`.
+    pub fn line_stat(&self, name: &str) -> u64 {
+        let line = self.stderr.lines().rev().find(|l| l.starts_with("xtcp: conns")).expect("a --stats line");
+        let at = line.find(&format!("{name} ")).unwrap_or_else(|| panic!("no {name} in {line:?}"));
+        let digits: String = line[at + name.len() + 1..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or_else(|_| panic!("{name} in {line:?}"))
+    }
+
+    /// `xtcp client`'s result line: (SHA-256 hex, bytes received, bytes sent).
+    pub fn client_result(&self) -> (String, usize, usize) {
+        let line = self.stdout.lines().find(|l| l.contains(" received ")).unwrap_or_else(|| {
+            panic!("no result line from xtcp client; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        });
+        let w: Vec<&str> = line.split_whitespace().collect();
+        // HASH  received N bytes, sent M bytes in T s
+        assert!(w.len() >= 7 && w[1] == "received" && w[4] == "sent", "unexpected result line {line:?}");
+        (w[0].to_string(), w[2].parse().expect("received"), w[5].parse().expect("sent"))
+    }
+
+    pub fn assert_success(&self, what: &str) {
+        assert!(self.status.success(), "{what}: xtcp exited with {}:\n{}{}", self.status, self.stdout, self.stderr);
+    }
+}
+
+/// An `xtcp` process in the xtcp namespace. Dropped: SIGTERM by PID, then SIGKILL if needed.
+pub struct Xtcp {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+    stdout: Arc<Mutex<String>>,
+    reaped: Option<ExitStatus>,
+}
+
+impl Xtcp {
+    pub fn spawn(xns: &str, args: &[&str]) -> Xtcp {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", xns, env!("CARGO_BIN_EXE_xtcp")])
+            .args(args)
+            .args(["--iface", XDEV, "--ip", &format!("{XTCP_IP}/24"), "--stats"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting xtcp under ip netns exec");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        for (pipe, sink) in [
+            (Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Arc::clone(&stdout)),
+            (Box::new(child.stderr.take().unwrap()), Arc::clone(&stderr)),
+        ] {
+            readers.push(thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }));
+        }
+        Xtcp { child, stderr, readers, stdout, reaped: None }
+    }
+
+    /// The process id (of xtcp itself: `ip netns exec` execs it in place).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Wait until xtcp prints `needle` on stderr. Also checks that the PID is xtcp's own.
+    pub fn wait_for_stderr(&mut self, needle: &str) {
+        let deadline = Instant::now() + STUCK;
+        while !self.stderr.lock().unwrap().contains(needle) {
+            assert!(Instant::now() < deadline, "xtcp did not print {needle:?}:\n{}", self.stderr.lock().unwrap());
+            if let Some(status) = self.reap(Instant::now()) {
+                let ended = self.collect(status);
+                panic!("xtcp ended ({}) before printing {needle:?}:\n{}", ended.status, ended.stderr);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.child.id())).unwrap_or_default();
+        assert_eq!(comm.trim(), "xtcp", "`ip netns exec` was expected to exec xtcp in place");
+    }
+
+    /// Poll for the end of the process until `deadline`.
+    pub fn reap(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        loop {
+            if let Some(s) = self.reaped {
+                return Some(s);
+            }
+            if let Ok(Some(s)) = self.child.try_wait() {
+                self.reaped = Some(s);
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn collect(&mut self, status: ExitStatus) -> Ended {
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Ended { status, stdout: self.stdout.lock().unwrap().clone(), stderr: self.stderr.lock().unwrap().clone() }
+    }
+
+    /// SIGTERM (xtcp's graceful shutdown) and wait for the end.
+    pub fn terminate(mut self) -> Ended {
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        let status = self.reap(Instant::now() + STUCK).unwrap_or_else(|| panic!("xtcp ignored SIGTERM"));
+        self.collect(status)
+    }
+
+    /// Wait for the end after a signal the caller sent (`pid`).
+    pub fn wait_end(mut self) -> Ended {
+        let status = self.reap(Instant::now() + STUCK).unwrap_or_else(|| panic!("xtcp ignored SIGTERM"));
+        self.collect(status)
+    }
+
+    /// Wait for the process to end by itself (a client). It prints nothing until the end, so
+    /// the watchdog is on the whole run: `HUNG`.
+    pub fn wait(mut self) -> Ended {
+        let status = self
+            .reap(Instant::now() + HUNG)
+            .unwrap_or_else(|| panic!("xtcp client still running after {HUNG:?}:\n{}", self.stderr.lock().unwrap()));
+        self.collect(status)
+    }
+}
+
+impl Drop for Xtcp {
+    fn drop(&mut self) {
+        if self.reaped.is_some() {
+            return;
+        }
+        if thread::panicking() {
+            eprintln!("xtcp's output so far:\n{}", self.stderr.lock().unwrap());
+        }
+        // Only the process this guard started, by its PID.
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        if self.reap(Instant::now() + Duration::from_secs(5)).is_none() {
+            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
 }
