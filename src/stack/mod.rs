@@ -154,7 +154,9 @@ pub enum StackEvent {
     Writable,
     /// The peer closed its side; reading returns the rest, then end of stream.
     PeerClosed,
-    /// The connection is over and its handle is now invalid.
+    /// The connection is over and its handle is now invalid. After a normal end with data
+    /// still unread, it comes once that data is read (or on `close`/`abort`): until then the
+    /// handle reads the rest and then the end of stream, as a kernel socket does.
     Closed(CloseReason),
 }
 
