@@ -118,6 +118,11 @@ impl StackConfig {
     }
 }
 
+/// The IPv4 header of a TCP segment we send: DF set (RFC 1191 path MTU discovery), TTL 64.
+fn tcp_ip_header(src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> Ipv4Repr {
+    Ipv4Repr { src, dst, protocol: IpProtocol::Tcp, payload_len, ttl: 64, ident: 0, dont_frag: true, dscp_ecn: 0 }
+}
+
 /// Per-connection settings the stack accepts: buffers that hold at least one byte and at
 /// most 1 GiB (RFC 7323 §2.3: a window scale of 14 covers 1 GiB), an MSS of at least 88
 /// bytes (a 128-byte MTU, the RFC 1191 floor used for ICMP too).
@@ -1293,16 +1298,7 @@ impl<D: Device> Stack<D> {
                 self.dev.recycle(frame);
                 continue;
             }
-            let ipr = Ipv4Repr {
-                src: local_ip,
-                dst: *remote.ip(),
-                protocol: IpProtocol::Tcp,
-                payload_len: tcp_len + payload_len,
-                ttl: 64,
-                ident: 0,
-                dont_frag: true,
-                dscp_ecn: 0,
-            };
+            let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + payload_len);
             let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
             frame.offset = start as u32;
             frame.len = (ETH_LEN + IP_LEN + tcp_len + payload_len) as u32;
@@ -1379,16 +1375,7 @@ impl<D: Device> Stack<D> {
         if header.emit_header_over(&mut buf[pay_off - tcp_len..pay_off + len], local_ip, *remote.ip()).is_err() {
             return false;
         }
-        let ipr = Ipv4Repr {
-            src: local_ip,
-            dst: *remote.ip(),
-            protocol: IpProtocol::Tcp,
-            payload_len: tcp_len + len,
-            ttl: 64,
-            ident: 0,
-            dont_frag: true,
-            dscp_ecn: 0,
-        };
+        let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + len);
         let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
         self.write_eth(&whole, mac);
         if !self.dev.tx_kept(&whole) {
@@ -1523,16 +1510,7 @@ impl<D: Device> Stack<D> {
             self.counters.tx_pool_empty += 1;
             return;
         };
-        let ipr = Ipv4Repr {
-            src: local_ip,
-            dst: *remote.ip(),
-            protocol: IpProtocol::Tcp,
-            payload_len: seg.buffer_len(),
-            ttl: 64,
-            ident: 0,
-            dont_frag: true,
-            dscp_ecn: 0,
-        };
+        let ipr = tcp_ip_header(local_ip, *remote.ip(), seg.buffer_len());
         let buf = self.dev.buffer_mut(&frame);
         if ipr.emit(&mut buf[ETH_LEN..]).is_err()
             || seg.emit(&mut buf[ETH_LEN + IP_LEN..], local_ip, *remote.ip()).is_err()
