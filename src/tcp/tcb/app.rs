@@ -1,0 +1,290 @@
+//! The application's calls: reading, writing, closing, options, and the zero-copy variants.
+
+use super::*;
+
+impl Tcb {
+    // ------------------------------------------------------------------ zero-copy calls
+
+    /// Bytes of in-order data held in the TCB's own buffer (data that arrived out of order,
+    /// or that the caller chose not to keep in place), readable with [`Tcb::recv`].
+    pub fn recv_buffered(&self) -> usize {
+        self.recv_buf.len()
+    }
+
+    /// The first `len` buffered bytes from `offset` on, in place (two slices: the buffer is a
+    /// ring).
+    pub fn recv_slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        self.recv_buf.slices(offset, len)
+    }
+
+    /// Process a segment, letting its in-order payload stay where it is when `may_lend`:
+    /// returns the part of `seg.payload` that was accepted that way (offset, length). The
+    /// caller then holds those bytes (they count against the receive window until
+    /// [`Tcb::release_rx`]) and delivers them to the application in sequence order, after
+    /// whatever [`Tcb::recv_buffered`] had before this call. Data that arrives out of order
+    /// is copied into the reassembly buffer as always.
+    pub fn on_segment_lending(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        seg: &TcpRepr<'_>,
+        may_lend: bool,
+    ) -> Option<(usize, usize)> {
+        self.rx_lend = may_lend;
+        self.rx_lent = None;
+        self.on_segment(now, from, seg);
+        self.rx_lend = false;
+        self.rx_lent.take()
+    }
+
+    /// Consume `n` bytes of [`Tcb::recv_buffered`] without copying them (after reading them
+    /// in place with [`Tcb::recv_slices`]); returns how many.
+    pub fn consume_buffered(&mut self, n: usize) -> usize {
+        let n = n.min(self.recv_buf.len());
+        self.recv_buf.discard(n);
+        if n > 0 {
+            self.maybe_window_update();
+        }
+        n
+    }
+
+    /// The peer's FIN arrived in order: once the data before it is read, the stream ends.
+    pub fn fin_received(&self) -> bool {
+        self.fin_received
+    }
+
+    /// Bytes of TCP header on a data segment now (options included, no SACK blocks): where a
+    /// caller lays out payload so that headers fit exactly in front of it.
+    pub fn data_header_len(&self) -> usize {
+        crate::wire::tcp::HEADER_LEN + if self.ts_enabled { TS_OPTION_LEN } else { 0 }
+    }
+
+    /// Room in the send buffer opened for a reason the TCB cannot see (the caller's frame
+    /// budget): report `Writable` if the application was told the buffer was full.
+    pub fn notify_writable(&mut self) {
+        if self.send_was_full {
+            self.send_was_full = false;
+            self.events |= EV_WRITABLE;
+        }
+    }
+
+    /// The application consumed `n` bytes held by the caller: the window may open.
+    pub fn release_rx(&mut self, n: usize) {
+        debug_assert!(n <= self.rx_external);
+        self.rx_external -= n.min(self.rx_external);
+        self.maybe_window_update();
+    }
+
+    /// Keep send data outside the TCB from now on (zero-copy send: the caller keeps each
+    /// segment's frame until it is acknowledged). Only before anything was queued.
+    pub fn set_external_send(&mut self) -> Result<(), TcpError> {
+        if self.tx_external {
+            return Ok(());
+        }
+        if !self.send_buf.is_empty() {
+            return Err(TcpError::WouldBlock);
+        }
+        self.tx_external = true;
+        Ok(())
+    }
+
+    /// Whether send data is kept by the caller.
+    pub fn external_send(&self) -> bool {
+        self.tx_external
+    }
+
+    /// Queue `len` bytes the caller holds (zero-copy send), with the checks of [`Tcb::send`].
+    /// The buffer bound was checked when the caller took its buffer (`send_capacity`).
+    pub fn send_external(&mut self, len: usize) -> Result<(), TcpError> {
+        debug_assert!(self.tx_external);
+        self.check_send()?;
+        self.tx_ext_len += len;
+        Ok(())
+    }
+
+    /// Bytes the caller may now free from the front of its send queue: acknowledged by the
+    /// peer, or abandoned when the connection closed.
+    pub fn take_released_tx(&mut self) -> usize {
+        core::mem::take(&mut self.tx_ext_released)
+    }
+
+    /// In external-send mode, the payload of the segment `poll_transmit` just returned:
+    /// (offset from the first unacknowledged byte, length). The returned segment's own
+    /// payload is empty; the caller supplies these bytes.
+    pub fn take_tx_range(&mut self) -> Option<(usize, usize)> {
+        self.tx_ext_out.take()
+    }
+    /// Turn Nagle's algorithm off (TCP_NODELAY) or on.
+    pub fn set_nagle(&mut self, on: bool) {
+        self.cfg.nagle = on;
+    }
+    /// Keep-alive on (with these settings) or off.
+    pub fn set_keepalive(&mut self, ka: Option<crate::tcp::config::Keepalive>, now: Instant) {
+        self.cfg.keepalive = ka;
+        self.keepalive_unanswered = 0;
+        self.keepalive_deadline = match ka {
+            Some(k) if self.state.is_synchronized() => Some(now + k.idle),
+            _ => None,
+        };
+    }
+
+    // ------------------------------------------------------------------ application calls
+
+    /// Queue data for sending; returns how much was taken (RFC 9293 §3.10.2 SEND).
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, TcpError> {
+        if self.tx_external {
+            // Data lives in the caller's frames: it copies into those (the stack's `send`).
+            return Err(TcpError::InvalidState(self.state));
+        }
+        self.check_send()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.send_buf.push(data);
+        if n == 0 {
+            self.send_was_full = true;
+            return Err(TcpError::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Can the application queue data now (RFC 9293 §3.10.2)?
+    fn check_send(&self) -> Result<(), TcpError> {
+        match self.state {
+            State::Closed => return Err(TcpError::Closed(self.close_reason.unwrap_or(CloseReason::Normal))),
+            State::Listen => return Err(TcpError::InvalidState(self.state)),
+            // §3.10.2: data queued before the handshake completes goes out after it.
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            _ => return Err(TcpError::WriteClosed),
+        }
+        if self.our_fin.is_some() {
+            return Err(TcpError::WriteClosed);
+        }
+        Ok(())
+    }
+
+    /// The application found the send buffer full: tell it when room opens (`Writable`).
+    pub fn note_send_full(&mut self) {
+        self.send_was_full = true;
+    }
+
+    /// Read in-order data (§3.10.3 RECEIVE). `Ok(0)` is the end of the stream (the peer's FIN
+    /// and every byte before it have been read).
+    pub fn recv(&mut self, out: &mut [u8]) -> Result<usize, TcpError> {
+        if self.state == State::Listen {
+            return Err(TcpError::InvalidState(self.state));
+        }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let n = self.recv_buf.pop(out);
+        if n > 0 {
+            self.maybe_window_update();
+            return Ok(n);
+        }
+        if self.fin_received {
+            return Ok(0);
+        }
+        match self.state {
+            State::Closed => Err(TcpError::Closed(self.close_reason.unwrap_or(CloseReason::Normal))),
+            _ => Err(TcpError::WouldBlock),
+        }
+    }
+
+    /// Shut down writing (half-close): queue a FIN after the data (§3.10.4 CLOSE, the sending
+    /// half). Reading goes on until the peer's FIN.
+    pub fn shutdown(&mut self) -> Result<(), TcpError> {
+        match self.state {
+            State::Closed => Err(TcpError::Closed(self.close_reason.unwrap_or(CloseReason::Normal))),
+            State::Listen | State::SynSent => {
+                // §3.10.4: nothing was synchronized, so there is nothing to close gracefully.
+                self.enter_closed(CloseReason::Normal);
+                Ok(())
+            }
+            State::SynReceived | State::Established | State::CloseWait => {
+                if self.our_fin.is_none() {
+                    self.our_fin = Some(self.data_start() + self.sendq_len());
+                }
+                // §3.10.4: SYN-RECEIVED and ESTABLISHED go to FIN-WAIT-1, CLOSE-WAIT to
+                // LAST-ACK. In SYN-RECEIVED the FIN waits until the handshake completes.
+                self.state = match self.state {
+                    State::CloseWait => State::LastAck,
+                    _ => State::FinWait1,
+                };
+                Ok(())
+            }
+            // Already closing: nothing more to do.
+            _ => Ok(()),
+        }
+    }
+
+    /// Close: shut down writing, and let FIN-WAIT-2 time out (the application will not read
+    /// any more). Data that arrives after close is answered with a reset (RFC 9293 §3.10.7.4,
+    /// RFC 2525 §2.17: as Linux does for an orphaned socket).
+    pub fn close(&mut self) -> Result<(), TcpError> {
+        if self.state == State::Listen || self.state == State::SynSent {
+            self.enter_closed(CloseReason::Normal);
+            return Ok(());
+        }
+        self.app_closed = true;
+        // RFC 2525 §2.17: closing with unread data resets the connection, so the peer learns
+        // its data was not consumed.
+        if self.recv_available() > 0 {
+            self.abort();
+            return Ok(());
+        }
+        self.shutdown()
+    }
+
+    /// Abort (§3.10.5): send a reset and forget the connection.
+    pub fn abort(&mut self) {
+        match self.state {
+            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                self.rst_now = true;
+            }
+            _ => {}
+        }
+        self.enter_closed(CloseReason::Aborted);
+    }
+
+    /// An ICMP error about this connection arrived (RFC 1122 §4.2.3.9). Unreachable and
+    /// time-exceeded are soft errors: the connection goes on, and the error is kept for the
+    /// application (`last_icmp_error`). "Fragmentation needed" lowers the MSS to what the path
+    /// carries (RFC 1191 §6.3: MTU − 40), never below 88 bytes of segment (a 128-byte MTU).
+    pub fn on_icmp_error(&mut self, err: IcmpError) {
+        self.last_icmp_error = Some(err);
+        if let IcmpError::FragmentationNeeded { mtu } = err {
+            let options = if self.ts_enabled { TS_OPTION_LEN } else { 0 };
+            let mss = (mtu.max(128) as usize).saturating_sub(40 + options);
+            if mss < self.snd_mss {
+                self.snd_mss = mss;
+                self.cc.set_mss(mss);
+            }
+        }
+    }
+
+    /// The last ICMP error reported for this connection (RFC 1122 §4.2.3.9 soft errors).
+    pub fn last_icmp_error(&self) -> Option<IcmpError> {
+        self.last_icmp_error
+    }
+
+    /// The next thing that happened, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        for (bit, ev) in [
+            (EV_CONNECTED, Event::Connected),
+            (EV_READABLE, Event::Readable),
+            (EV_WRITABLE, Event::Writable),
+            (EV_PEER_CLOSED, Event::PeerClosed),
+        ] {
+            if self.events & bit != 0 {
+                self.events &= !bit;
+                return Some(ev);
+            }
+        }
+        if self.events & EV_CLOSED != 0 {
+            self.events &= !EV_CLOSED;
+            return Some(Event::Closed(self.close_reason.unwrap_or(CloseReason::Normal)));
+        }
+        None
+    }
+}

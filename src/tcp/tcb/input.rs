@@ -1,0 +1,590 @@
+//! Segment arrival (RFC 9293 §3.10.7): the acceptability test, RST, SYN, ACK, data and FIN.
+
+use super::*;
+
+impl Tcb {
+    /// Process one segment from `from` (RFC 9293 §3.10.7). Segments that the RFC says to
+    /// drop are dropped here (and counted); replies are queued for `poll_transmit`.
+    pub fn on_segment(&mut self, now: Instant, from: SocketAddrV4, seg: &TcpRepr<'_>) {
+        self.stats.segs_in += 1;
+        match self.state {
+            State::Closed => {}
+            State::Listen => self.on_segment_listen(now, from, seg),
+            State::SynSent => self.on_segment_syn_sent(now, seg),
+            _ => self.on_segment_synchronized(now, seg),
+        }
+    }
+
+    /// §3.10.7.2: LISTEN.
+    fn on_segment_listen(&mut self, now: Instant, from: SocketAddrV4, seg: &TcpRepr<'_>) {
+        let f = seg.flags;
+        if f.contains(TcpFlags::RST) {
+            return; // "An incoming RST segment could not be valid ... ignore it."
+        }
+        if f.contains(TcpFlags::ACK) {
+            // "Any acknowledgment is bad if it arrives on a connection still in the LISTEN
+            // state. An acceptable reset segment should be formed": <SEQ=SEG.ACK><CTL=RST>.
+            self.reply_rst = reset_for(seg);
+            return;
+        }
+        if !f.contains(TcpFlags::SYN) {
+            return;
+        }
+        self.remote = from;
+        let iss = match &self.isn {
+            Some(g) => g.isn(now, self.local, from),
+            None => SeqNum(0),
+        };
+        self.accept_syn(now, iss, seg);
+    }
+
+    /// §3.10.7.2, the SYN part: SYN-RECEIVED, SYN-ACK queued.
+    fn accept_syn(&mut self, now: Instant, iss: SeqNum, seg: &TcpRepr<'_>) {
+        self.irs = SeqNum(seg.seq);
+        self.rcv_nxt = self.irs + 1u32;
+        // Nothing advertised yet: the right edge starts at RCV.NXT.
+        self.rcv_adv = self.rcv_nxt;
+        self.iss = iss;
+        self.snd_una = iss;
+        self.snd_nxt = iss;
+        self.snd_max = iss;
+        self.ts_offset = iss.0.rotate_left(16);
+        self.negotiate(&seg.options);
+        // The window in a SYN is never scaled (RFC 7323 §2.2).
+        self.snd_wnd = seg.window as u32;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = self.irs;
+        self.snd_wl2 = iss;
+        self.state = State::SynReceived;
+        self.send_syn = true;
+        self.last_send = now;
+        // Data on a SYN is not accepted (no TFO): the peer sends it again after the handshake.
+    }
+
+    /// Create a TCB straight in SYN-RECEIVED for a SYN that reached a listener (the stack's
+    /// listen queue does this instead of keeping one TCB per listener in LISTEN).
+    pub fn from_syn(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        seg: &TcpRepr<'_>,
+        now: Instant,
+    ) -> Tcb {
+        Tcb::from_syn_in(cfg, local, remote, iss, seg, now, None)
+    }
+
+    /// `from_syn` with buffers that were used before (see [`Tcb::connect_in`]).
+    pub fn from_syn_in(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        seg: &TcpRepr<'_>,
+        now: Instant,
+        bufs: Option<TcbBuffers>,
+    ) -> Tcb {
+        let mut t = Tcb::new(cfg, local, remote, State::Listen, now, bufs);
+        t.passive = true;
+        t.stats.segs_in = 1;
+        t.accept_syn(now, iss, seg);
+        t
+    }
+
+    /// §3.10.7.3: SYN-SENT.
+    fn on_segment_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let f = seg.flags;
+        let ack = SeqNum(seg.ack);
+        // First: the ACK must acknowledge our SYN.
+        let ack_ok = f.contains(TcpFlags::ACK) && self.iss.lt(ack) && ack.le(self.snd_max);
+        if f.contains(TcpFlags::ACK) && !ack_ok {
+            // "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit is set,
+            // if so drop the segment)": <SEQ=SEG.ACK><CTL=RST>.
+            self.reply_rst = reset_for(seg);
+            return;
+        }
+        // Second: RST. RFC 5961 §3.2: in SYN-SENT a reset is acceptable if it acknowledges the
+        // SYN.
+        if f.contains(TcpFlags::RST) {
+            if ack_ok {
+                self.enter_closed(CloseReason::Refused);
+            }
+            return;
+        }
+        // Fourth: SYN.
+        if !f.contains(TcpFlags::SYN) {
+            return; // "If neither of the SYN or RST bits is set, then drop the segment."
+        }
+        self.irs = SeqNum(seg.seq);
+        self.rcv_nxt = self.irs + 1u32;
+        // What our SYN advertised is the window until our next segment says otherwise.
+        self.rcv_adv = self.rcv_nxt + self.syn_window as u32;
+        self.negotiate(&seg.options);
+        self.snd_wnd = seg.window as u32;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = self.irs;
+        self.snd_wl2 = ack;
+        if ack_ok {
+            // Our SYN is acknowledged: ESTABLISHED, and ACK the peer's SYN.
+            self.snd_una = ack;
+            self.on_rtt_sample(now, ack);
+            self.retries = 0;
+            self.rtx_deadline = None;
+            self.send_syn = false;
+            self.established(now);
+            self.ack_now = true;
+        } else {
+            // Simultaneous open (§3.5, figure 8): SYN-RECEIVED, send SYN,ACK.
+            self.state = State::SynReceived;
+            self.send_syn = true;
+        }
+    }
+
+    fn established(&mut self, now: Instant) {
+        self.state = State::Established;
+        self.events |= EV_CONNECTED;
+        self.restart_keepalive(now);
+        if self.our_fin.is_some() {
+            // shutdown() was called in SYN-RECEIVED: the FIN goes out now (§3.10.4).
+            self.state = State::FinWait1;
+        }
+    }
+
+    /// §3.10.7.4: every state from SYN-RECEIVED on.
+    fn on_segment_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let f = seg.flags;
+        let mut seq = SeqNum(seg.seq);
+        let seg_len = seg.segment_len() as u32;
+        // RCV.WND: the window we advertised (§3.10.7.4 tests against it, not our free space).
+        let rcv_wnd = self.rcv_adv.since(self.rcv_nxt);
+
+        // SYN-RECEIVED and the peer's SYN again (our SYN-ACK was lost): send the SYN-ACK again,
+        // as Linux does, rather than the bare ACK the acceptability test below would give.
+        if self.state == State::SynReceived
+            && f.contains(TcpFlags::SYN)
+            && !f.contains(TcpFlags::ACK)
+            && seq == self.irs
+        {
+            self.send_syn = true;
+            return;
+        }
+
+        // Simultaneous open (§3.5 figure 8, line 6): the peer's SYN,ACK repeats its SYN, which
+        // the acceptability test would refuse (SEG.SEQ < RCV.NXT), but its ACK completes our
+        // handshake. Take it as the ACK it carries, as Linux does (tcp_validate_incoming).
+        if self.state == State::SynReceived
+            && f.contains(TcpFlags::SYN | TcpFlags::ACK)
+            && seq == self.irs
+            && SeqNum(seg.ack) == self.snd_nxt
+        {
+            let ack_only = TcpRepr { seq: self.rcv_nxt.0, flags: f - TcpFlags::SYN, payload: &[], ..*seg };
+            return self.on_segment_synchronized(now, &ack_only);
+        }
+
+        // RFC 7323 §5.3 (PAWS): a segment whose timestamp is older than TS.Recent is a
+        // duplicate from an earlier incarnation of the sequence space.
+        if self.ts_enabled && !f.contains(TcpFlags::RST) {
+            if let Some(ts) = seg.options.timestamp {
+                if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.stats.unacceptable_in += 1;
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+
+        // First: sequence number (§3.10.7.4, the four cases of the acceptability table).
+        let acceptable = match (seg_len, rcv_wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => seq.in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd),
+            (_, 0) => false,
+            (_, _) => {
+                seq.in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd)
+                    || (seq + (seg_len - 1)).in_range(self.rcv_nxt, self.rcv_nxt + rcv_wnd)
+            }
+        };
+        if !acceptable {
+            if !f.contains(TcpFlags::RST) {
+                // "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>", then drop.
+                self.ack_now = true;
+                self.stats.unacceptable_in += 1;
+                // TIME-WAIT: a retransmitted FIN restarts the 2 MSL timeout (§3.10.7.4, eighth).
+                if self.state == State::TimeWait && f.contains(TcpFlags::FIN) {
+                    self.close_deadline = Some(now + self.cfg.time_wait);
+                }
+            }
+            return;
+        }
+
+        // Second: RST. RFC 5961 §3.2: reset only on an exact match of RCV.NXT; anywhere else in
+        // the window, a challenge ACK.
+        if f.contains(TcpFlags::RST) {
+            if seq != self.rcv_nxt {
+                self.challenge_ack(now);
+                return;
+            }
+            match self.state {
+                State::SynReceived if self.passive => self.return_to_listen(now),
+                State::SynReceived => self.enter_closed(CloseReason::Refused),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    self.enter_closed(CloseReason::Reset)
+                }
+                _ => self.enter_closed(CloseReason::Normal),
+            }
+            return;
+        }
+
+        // Fourth: SYN. RFC 5961 §4.2 (and RFC 9293 §3.10.7.4): challenge ACK in any
+        // synchronized state, whatever the sequence number.
+        if f.contains(TcpFlags::SYN) {
+            if self.state == State::SynReceived && self.passive {
+                self.return_to_listen(now);
+            } else {
+                self.challenge_ack(now);
+            }
+            return;
+        }
+
+        // Fifth: ACK.
+        if !f.contains(TcpFlags::ACK) {
+            return; // "if the ACK bit is off, drop the segment and return"
+        }
+        let ack = SeqNum(seg.ack);
+        if self.state == State::SynReceived {
+            if self.snd_una.lt(ack) && ack.le(self.snd_max) {
+                // The handshake completes.
+                self.snd_una = ack;
+                self.on_rtt_sample(now, ack);
+                self.retries = 0;
+                self.rtx_deadline = None;
+                self.send_syn = false;
+                self.snd_wnd = (seg.window as u32) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seq;
+                self.snd_wl2 = ack;
+                self.established(now);
+            } else {
+                // "If the segment acknowledgment is not acceptable, form a reset segment
+                // <SEQ=SEG.ACK><CTL=RST> and send it."
+                self.reply_rst = reset_for(seg);
+                return;
+            }
+        }
+        // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+        let oldest_ok = self.snd_una - self.max_snd_wnd;
+        if ack.gt(self.snd_max) || ack.lt(oldest_ok) {
+            self.ack_now = true;
+            return;
+        }
+        if self.ts_enabled {
+            // RFC 7323 §4.3: take TS.Recent from a segment that covers Last.ACK.sent.
+            if let Some(ts) = seg.options.timestamp {
+                if seq.le(self.last_ack_sent) {
+                    self.ts_recent = ts.tsval;
+                }
+            }
+        }
+        self.process_ack(now, seq, ack, seg);
+        if self.state == State::Closed {
+            return;
+        }
+
+        // Any acceptable segment shows the peer is alive.
+        self.restart_keepalive(now);
+
+        // Trim what was already received (§3.10.7.4: "segments with higher beginning sequence
+        // numbers may be held ... trimmed to the window").
+        let mut payload = seg.payload;
+        let mut fin = f.contains(TcpFlags::FIN);
+        if seq.lt(self.rcv_nxt) {
+            let dup = self.rcv_nxt.since(seq) as usize;
+            if dup >= payload.len() {
+                payload = &[];
+                // A duplicate FIN (at seq + len) is still a FIN to re-acknowledge.
+                if fin && (seq + seg.payload.len()).lt(self.rcv_nxt) {
+                    fin = false;
+                }
+            } else {
+                payload = &payload[dup..];
+            }
+            seq = self.rcv_nxt;
+            self.ack_now = true; // a (partial) duplicate: tell the peer where we are
+        }
+
+        // Seventh: segment text.
+        match self.state {
+            // After close() nobody will read: new data is answered with a reset, so the peer
+            // learns it was not consumed (RFC 9293 §3.10.4 leaves room; RFC 2525 §2.17; Linux
+            // resets an orphaned socket that receives data).
+            State::FinWait1 | State::FinWait2 if self.app_closed && !payload.is_empty() => {
+                // The reset the segment itself calls for (§3.10.7.1: <SEQ=SEG.ACK><CTL=RST>),
+                // as Linux answers it.
+                self.reply_rst = reset_for(seg);
+                self.enter_closed(CloseReason::Aborted);
+                return;
+            }
+            State::Established | State::FinWait1 | State::FinWait2 if !payload.is_empty() => {
+                let trimmed = seg.payload.len() - payload.len();
+                fin &= self.receive_data(now, seq, payload, trimmed);
+            }
+            // §3.10.7.4 seventh: after the peer's FIN, text is ignored.
+            _ => {}
+        }
+
+        // Eighth: FIN.
+        if fin {
+            let fin_seq = seq + payload.len();
+            if fin_seq == self.rcv_nxt {
+                self.on_fin(now);
+            } else if fin_seq.gt(self.rcv_nxt) && self.state != State::TimeWait {
+                // FIN ahead of missing data: processed when the gap fills.
+                self.peer_fin = Some(fin_seq);
+                self.ack_now = true;
+            }
+        }
+    }
+
+    /// §3.10.7.4, fifth, for ESTABLISHED and the closing states; plus RFC 5681/6582 on what
+    /// the ACK says about loss.
+    fn process_ack(&mut self, now: Instant, seq: SeqNum, ack: SeqNum, seg: &TcpRepr<'_>) {
+        let window = (seg.window as u32) << self.snd_wscale;
+        let old_wnd = self.snd_wnd;
+        // "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK), set SND.WND".
+        if self.snd_wl1.lt(seq) || (self.snd_wl1 == seq && self.snd_wl2.le(ack)) {
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+        }
+
+        if self.snd_una.lt(ack) {
+            let acked = ack.since(self.snd_una) as usize;
+            // Sequence space the SYN or our FIN take is not data in the buffer.
+            let syn_part = (self.snd_una == self.iss) as usize;
+            let fin_part = matches!(self.our_fin, Some(f) if f.in_range(self.snd_una, ack)) as usize;
+            let data_acked = acked.saturating_sub(syn_part + fin_part).min(self.sendq_len());
+            self.sendq_discard(data_acked);
+            self.snd_una = ack;
+            if self.snd_nxt.lt(ack) {
+                self.snd_nxt = ack;
+            }
+            self.on_rtt_sample(now, ack);
+            self.retries = 0;
+            if self.cc.in_recovery() {
+                let flight = self.flight_size();
+                if let RecoveryAction::RetransmitFirstUnacked = self.cc.on_ack_in_recovery(ack, data_acked, flight) {
+                    // RFC 6582 §3.2 step 5: a partial ACK retransmits the next unacked segment.
+                    self.fast_rtx = true;
+                }
+            } else {
+                self.cc.on_ack(data_acked, ack);
+            }
+            // RFC 6298 §5.2/5.3: all acknowledged → stop the timer; else restart it.
+            if self.snd_una == self.snd_max {
+                self.rtx_deadline = None;
+            } else {
+                self.arm_rtx(now);
+            }
+            if data_acked > 0 && self.send_was_full {
+                self.send_was_full = false;
+                self.events |= EV_WRITABLE;
+            }
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
+            && window != 0
+            && self.snd_una != self.snd_max
+            && (window == old_wnd || (self.sack_enabled && !seg.options.sack.is_empty()))
+        {
+            // RFC 5681 §2 wants the window unchanged, so that window updates do not count;
+            // but a receiver whose application reads while a hole is open (Linux) sends
+            // duplicates with a growing window. One that carries SACK blocks reports data
+            // beyond a hole, not a window update (RFC 6675 §2, "DupAck"), so it counts.
+            // With a zero window the "duplicates" are answers to window probes, not signs of
+            // loss: counting them would fast-retransmit into a closed window.
+            // RFC 5681 §2: a duplicate ACK.
+            self.stats.dup_acks_in += 1;
+            let flight = self.flight_size();
+            match self.cc.on_dup_ack(flight, self.snd_una, self.snd_max) {
+                DupAckAction::FastRetransmit => {
+                    self.fast_rtx = true;
+                    self.stats.fast_retransmits += 1;
+                    self.rtt_probe = None;
+                }
+                DupAckAction::SendNew | DupAckAction::None => {}
+            }
+        }
+
+        // The peer's window opened: stop probing (RFC 9293 §3.8.6.1). A probe byte it did not
+        // take is sent again with what follows it: rewind to SND.UNA (otherwise Nagle would
+        // wait for an ACK of a byte the peer dropped).
+        if self.snd_wnd > 0 {
+            if self.probing && self.snd_una.lt(self.snd_max) {
+                self.snd_nxt = self.snd_una;
+            }
+            self.probing = false;
+            self.persist_deadline = None;
+            self.persist_backoff = 0;
+        }
+
+        // Our FIN acknowledged?
+        if self.fin_acked() {
+            match self.state {
+                State::FinWait1 => {
+                    self.state = State::FinWait2;
+                    if self.app_closed {
+                        self.close_deadline = Some(now + self.cfg.fin_wait2_timeout);
+                    }
+                }
+                State::Closing => self.enter_time_wait(now),
+                State::LastAck => self.enter_closed(CloseReason::Normal),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_rtt_sample(&mut self, now: Instant, ack: SeqNum) {
+        // Karn's algorithm (RFC 6298 §3): only a segment sent once is timed; a retransmission
+        // clears the probe.
+        if let Some((end, sent)) = self.rtt_probe {
+            if end.le(ack) {
+                self.rtt.sample(now.saturating_duration_since(sent));
+                self.rtt_probe = None;
+            }
+        }
+    }
+
+    /// Put payload at `seq` (>= RCV.NXT, inside the window) into the receive buffer. Returns
+    /// false if it was dropped at the out-of-order bound (then a FIN with it is dropped too).
+    /// `trimmed`: bytes cut from the front of the segment's payload (already received).
+    fn receive_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], trimmed: usize) -> bool {
+        let offset = seq.since(self.rcv_nxt) as usize;
+        // Trim to the room we have (the window we advertised never exceeds it).
+        let room = self.rx_room().saturating_sub(offset);
+        let payload = &payload[..payload.len().min(room)];
+        if payload.is_empty() {
+            self.ack_now = true;
+            return false;
+        }
+        let had_holes = !self.assembler.is_empty();
+        if self.rx_lend && offset == 0 && !had_holes {
+            // In order with nothing parked after it: the caller keeps the bytes where they
+            // are. RCV.NXT advances exactly as if they had been copied.
+            self.rx_lent = Some((trimmed, payload.len()));
+            self.rx_external += payload.len();
+            self.rcv_nxt += payload.len();
+            self.events |= EV_READABLE;
+        } else {
+            if self.assembler.add(offset as u32, payload.len() as u32).is_err() {
+                // At the bound: drop, count, and let the ACK tell the peer what we have.
+                self.stats.ooo_limit_drops += 1;
+                self.ack_now = true;
+                return false;
+            }
+            self.recv_buf.write_after_end(offset, payload);
+            let ready = self.assembler.take_front() as usize;
+            if ready > 0 {
+                self.recv_buf.commit(ready);
+                self.rcv_nxt += ready;
+                self.events |= EV_READABLE;
+            }
+        }
+        self.stats.bytes_in += payload.len() as u64;
+        if offset > 0 {
+            // RFC 5681 §4.2: an out-of-order segment is ACKed at once (a duplicate ACK). Each
+            // one gets its own, even when a burst of them is processed before we transmit: the
+            // sender counts duplicates to detect the loss (RFC 5681 §3.2).
+            self.stats.out_of_order_in += 1;
+            self.ack_now = true;
+            self.dup_acks_owed = self.dup_acks_owed.saturating_add(1);
+        } else if had_holes {
+            // RFC 5681 §4.2: a segment that fills (part of) a gap is ACKed at once.
+            self.ack_now = true;
+        } else {
+            // RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at least every second full-sized segment,
+            // otherwise within the delayed-ACK time. Counted in bytes, as Linux does: more than
+            // one MSS unacknowledged (two full segments, or one larger than the MSS, as a
+            // coalesced one is) is ACKed at once.
+            self.unacked_bytes += payload.len();
+            if self.unacked_bytes > self.snd_mss {
+                self.ack_now = true;
+            } else if self.delack_deadline.is_none() {
+                self.delack_deadline = Some(now + self.cfg.delayed_ack);
+            }
+        }
+        // A FIN parked ahead of the gap is now in order?
+        if let Some(fs) = self.peer_fin {
+            if fs == self.rcv_nxt {
+                self.peer_fin = None;
+                self.on_fin(now);
+            }
+        }
+        true
+    }
+
+    /// §3.10.7.4, eighth: the peer's FIN, in order.
+    fn on_fin(&mut self, now: Instant) {
+        if self.fin_received {
+            // A retransmitted FIN: ACK it again; in TIME-WAIT restart the 2 MSL timeout.
+            self.ack_now = true;
+            if self.state == State::TimeWait {
+                self.close_deadline = Some(now + self.cfg.time_wait);
+            }
+            return;
+        }
+        self.fin_received = true;
+        self.rcv_nxt += 1u32;
+        self.ack_now = true;
+        self.events |= EV_PEER_CLOSED | EV_READABLE;
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                if self.fin_acked() {
+                    self.enter_time_wait(now);
+                } else {
+                    // Simultaneous close (§3.6, figure 13).
+                    self.state = State::Closing;
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.rtx_deadline = None;
+        self.persist_deadline = None;
+        self.keepalive_deadline = None;
+        self.delack_deadline = None;
+        self.close_deadline = Some(now + self.cfg.time_wait);
+    }
+}
+
+/// §3.10.7.1: the reset to send for a segment that belongs to no connection (or that a
+/// LISTEN or SYN-SENT TCB refuses). `None` for a segment that itself carries RST.
+pub fn reset_for(seg: &TcpRepr<'_>) -> Option<TcpRepr<'static>> {
+    if seg.flags.contains(TcpFlags::RST) {
+        return None;
+    }
+    let base = TcpRepr {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        seq: 0,
+        ack: 0,
+        flags: TcpFlags::RST,
+        window: 0,
+        urgent: 0,
+        options: TcpOptions::default(),
+        payload: &[],
+    };
+    Some(if seg.flags.contains(TcpFlags::ACK) {
+        // "If the incoming segment has the ACK bit set, the reset takes its sequence number
+        // from the ACK field": <SEQ=SEG.ACK><CTL=RST>.
+        TcpRepr { seq: seg.ack, ..base }
+    } else {
+        // "Otherwise the reset has sequence number zero and the ACK field is set to the sum of
+        // the sequence number and segment length": <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+        TcpRepr { ack: seg.seq.wrapping_add(seg.segment_len() as u32), flags: TcpFlags::RST | TcpFlags::ACK, ..base }
+    })
+}

@@ -1,0 +1,716 @@
+//! The transmission control block: one TCP connection as a sans-IO state machine.
+//!
+//! The owner (the stack, the simulator, the `.pkt` interpreter) drives it with four calls,
+//! all taking `now`:
+//! * [`Tcb::on_segment`] for each segment that belongs to the connection;
+//! * [`Tcb::poll_transmit`] until it returns `None`, emitting each segment it hands out;
+//! * [`Tcb::poll_timeout`] for the next deadline, and [`Tcb::handle_timeout`] when it passes;
+//! * the application calls: [`Tcb::send`], [`Tcb::recv`], [`Tcb::shutdown`], [`Tcb::close`],
+//!   [`Tcb::abort`], and [`Tcb::poll_event`] for what happened.
+//!
+//! Section numbers refer to RFC 9293 unless another RFC is named.
+
+use super::assembler::Assembler;
+use super::buffer::RingBuffer;
+use super::config::TcpConfig;
+use super::congestion::{DupAckAction, NewReno, RecoveryAction};
+use super::isn::IsnGenerator;
+use super::rtt::RttEstimator;
+use super::SeqNum;
+use crate::time::{Duration, Instant};
+use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr, Timestamp};
+use core::fmt;
+use core::net::SocketAddrV4;
+
+mod app;
+mod input;
+mod output;
+mod timers;
+
+pub use input::reset_for;
+
+/// The connection states of RFC 9293 §3.3.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// RFC 9293 §3.3.2: states after the handshake completed.
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Closed => "CLOSED",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        })
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// Both sides closed (through TIME-WAIT or LAST-ACK).
+    Normal,
+    /// The peer reset an established connection.
+    Reset,
+    /// The peer answered our SYN with a reset (ECONNREFUSED).
+    Refused,
+    /// Retransmissions or keep-alive probes went unanswered (ETIMEDOUT).
+    TimedOut,
+    /// The application aborted it.
+    Aborted,
+}
+
+/// What the application is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// The handshake completed (either side).
+    Connected,
+    /// In-order data (or the end of the stream) can be read.
+    Readable,
+    /// Room opened in the send buffer.
+    Writable,
+    /// The peer sent FIN: no more data will arrive after what is buffered.
+    PeerClosed,
+    /// The connection is over; the TCB can be freed.
+    Closed(CloseReason),
+}
+
+/// An ICMP error about a connection (RFC 1122 §4.2.3.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IcmpError {
+    /// Destination unreachable: network, host, protocol or port (soft errors for TCP).
+    Unreachable,
+    /// Fragmentation needed with DF set: the path's MTU (RFC 1191).
+    FragmentationNeeded {
+        mtu: u16,
+    },
+    TimeExceeded,
+}
+
+/// Misuse of the API, or a call that cannot complete now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpError {
+    /// Nothing to read, or no room to write, right now.
+    WouldBlock,
+    /// The call makes no sense in this state (send on a listener, connect twice…).
+    InvalidState(State),
+    /// Writing was shut down by this side.
+    WriteClosed,
+    /// The connection is over.
+    Closed(CloseReason),
+}
+
+impl fmt::Display for TcpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TcpError::WouldBlock => f.write_str("operation would block"),
+            TcpError::InvalidState(s) => write!(f, "invalid in state {s}"),
+            TcpError::WriteClosed => f.write_str("writing was shut down"),
+            TcpError::Closed(r) => write!(f, "connection closed ({r:?})"),
+        }
+    }
+}
+
+impl std::error::Error for TcpError {}
+
+/// Counters of one connection (the stack sums them per core).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcbStats {
+    pub segs_in: u64,
+    pub segs_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Segments sent again (RTO, fast retransmit, partial ACK).
+    pub retransmits: u64,
+    pub fast_retransmits: u64,
+    pub rto_expirations: u64,
+    pub dup_acks_in: u64,
+    pub out_of_order_in: u64,
+    /// Segments outside the window, or failing PAWS: answered with an ACK and dropped.
+    pub unacceptable_in: u64,
+    /// Out-of-order segments dropped because `max_ooo_ranges` was reached.
+    pub ooo_limit_drops: u64,
+    pub challenge_acks: u64,
+    pub challenge_acks_suppressed: u64,
+    pub window_probes: u64,
+    pub keepalive_probes: u64,
+    pub rsts_out: u64,
+}
+
+const EV_CONNECTED: u8 = 1;
+const EV_READABLE: u8 = 2;
+const EV_WRITABLE: u8 = 4;
+const EV_PEER_CLOSED: u8 = 8;
+const EV_CLOSED: u8 = 16;
+
+/// The MSS assumed when the peer sends none (RFC 9293 §3.7.1, RFC 1122 §4.2.2.6).
+const DEFAULT_MSS: u16 = 536;
+/// Bytes the timestamps option takes in every segment once negotiated.
+const TS_OPTION_LEN: usize = 12;
+/// Most SACK blocks we send (RFC 2018 §4: 3 fit beside timestamps).
+const MAX_SACK_SEND: usize = 3;
+
+/// One TCP connection.
+pub struct Tcb {
+    cfg: TcpConfig,
+    state: State,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    /// Opened from LISTEN (a reset in SYN-RECEIVED returns there, §3.10.7.4).
+    passive: bool,
+    isn: Option<IsnGenerator>,
+
+    // Send sequence space (§3.3.1).
+    iss: SeqNum,
+    snd_una: SeqNum,
+    snd_nxt: SeqNum,
+    /// Highest sequence number sent plus one: after an RTO `snd_nxt` goes back to `snd_una`
+    /// (go-back-N), and ACKs up to `snd_max` stay acceptable.
+    snd_max: SeqNum,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: SeqNum,
+    snd_wl2: SeqNum,
+    snd_wscale: u8,
+    /// Payload bytes per segment (peer's MSS, less the timestamps option).
+    snd_mss: usize,
+    /// Our FIN's sequence number, once the application shut down writing.
+    our_fin: Option<SeqNum>,
+
+    // Receive sequence space.
+    irs: SeqNum,
+    rcv_nxt: SeqNum,
+    rcv_wscale: u8,
+    /// The window field of our SYN (never scaled).
+    syn_window: u16,
+    /// Right edge of the window we last advertised: never moved left (§3.8.6.2.2).
+    rcv_adv: SeqNum,
+    /// The peer's FIN, if it arrived ahead of data still missing.
+    peer_fin: Option<SeqNum>,
+    fin_received: bool,
+
+    // Options (RFC 7323, RFC 2018).
+    ws_agreed: bool,
+    ts_enabled: bool,
+    ts_recent: u32,
+    ts_offset: u32,
+    last_ack_sent: SeqNum,
+    sack_enabled: bool,
+
+    send_buf: RingBuffer,
+    recv_buf: RingBuffer,
+    assembler: Assembler,
+    /// Zero-copy receive (the caller keeps in-order payload in the frames it arrived in):
+    /// may the segment being processed be lent, and what of it was (offset into its payload,
+    /// length).
+    rx_lend: bool,
+    rx_lent: Option<(usize, usize)>,
+    /// In-order bytes the caller holds outside `recv_buf`; they count against the receive
+    /// buffer, so the window shrinks while the application holds them.
+    rx_external: usize,
+    /// Zero-copy send: the data lives in the caller's frames; the TCB keeps only its length.
+    tx_external: bool,
+    tx_ext_len: usize,
+    /// Bytes acknowledged (or dropped at close) since the caller last asked.
+    tx_ext_released: usize,
+    /// The payload the segment last returned by `poll_transmit` carries (offset from the
+    /// first unacknowledged byte, length), in external mode.
+    tx_ext_out: Option<(usize, usize)>,
+    /// The application called close() (not just shutdown): FIN-WAIT-2 may time out.
+    app_closed: bool,
+    send_was_full: bool,
+
+    // Timers.
+    rtx_deadline: Option<Instant>,
+    delack_deadline: Option<Instant>,
+    persist_deadline: Option<Instant>,
+    persist_backoff: u32,
+    /// A zero-window probe byte is out.
+    probing: bool,
+    keepalive_deadline: Option<Instant>,
+    keepalive_unanswered: u32,
+    close_deadline: Option<Instant>,
+    /// Consecutive retransmissions without progress.
+    retries: u32,
+    rtt: RttEstimator,
+    /// Karn's algorithm: one segment timed at a time, never a retransmitted one.
+    rtt_probe: Option<(SeqNum, Instant)>,
+    cc: NewReno,
+    last_send: Instant,
+
+    // What the next poll_transmit owes the peer.
+    ack_now: bool,
+    /// Duplicate ACKs owed for out-of-order segments received since the last transmit.
+    dup_acks_owed: u32,
+    /// In-order bytes received since our last ACK.
+    unacked_bytes: usize,
+    send_syn: bool,
+    fast_rtx: bool,
+    probe_now: bool,
+    /// The override timeout fired: send into a small window once (RFC 1122 §4.2.3.4).
+    sws_override: bool,
+    keepalive_now: bool,
+    rst_now: bool,
+    /// A reset answering a segment this TCB refuses (§3.10.7.1 rules).
+    reply_rst: Option<TcpRepr<'static>>,
+    challenge_window: (Instant, u32),
+
+    events: u8,
+    close_reason: Option<CloseReason>,
+    last_icmp_error: Option<IcmpError>,
+    stats: TcbStats,
+}
+
+/// A TCB's send and receive buffer storage, kept for the next connection (a stack's pool).
+#[derive(Debug)]
+pub struct TcbBuffers {
+    pub send: Box<[u8]>,
+    pub recv: Box<[u8]>,
+}
+
+impl Tcb {
+    /// Give up the TCB, keeping its buffers' storage for another.
+    pub fn into_buffers(self) -> TcbBuffers {
+        TcbBuffers { send: self.send_buf.into_storage(), recv: self.recv_buf.into_storage() }
+    }
+
+    /// In TIME-WAIT with nothing left to read, the buffers serve no purpose (nothing more
+    /// can be sent or received): hand their storage over, as Linux shrinks a socket to a
+    /// small time-wait one. Otherwise `None`. Thousands of connections a second each spend
+    /// 2·MSL here, which without this would hold their buffers all that time.
+    pub fn release_buffers(&mut self) -> Option<TcbBuffers> {
+        let idle = self.state == State::TimeWait && self.recv_buf.is_empty() && self.rx_external == 0;
+        if !idle || self.recv_buf.capacity() == 0 {
+            return None;
+        }
+        let send = core::mem::replace(&mut self.send_buf, RingBuffer::new(0));
+        let recv = core::mem::replace(&mut self.recv_buf, RingBuffer::new(0));
+        Some(TcbBuffers { send: send.into_storage(), recv: recv.into_storage() })
+    }
+}
+
+impl fmt::Debug for Tcb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tcb")
+            .field("state", &self.state)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("snd_una", &self.snd_una)
+            .field("snd_nxt", &self.snd_nxt)
+            .field("snd_max", &self.snd_max)
+            .field("snd_wnd", &self.snd_wnd)
+            .field("cwnd", &self.cc.cwnd())
+            .field("rcv_nxt", &self.rcv_nxt)
+            .field("rtx_deadline", &self.rtx_deadline)
+            .field("persist_deadline", &self.persist_deadline)
+            .field("tx_external", &(self.tx_external, self.tx_ext_len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tcb {
+    fn new(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        state: State,
+        now: Instant,
+        bufs: Option<TcbBuffers>,
+    ) -> Tcb {
+        let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
+        let cc = NewReno::new(DEFAULT_MSS as usize, cfg.initial_window);
+        let (send_buf, recv_buf) = match bufs {
+            Some(b) if b.send.len() == cfg.send_buffer && b.recv.len() == cfg.recv_buffer => {
+                (RingBuffer::from_storage(b.send), RingBuffer::from_storage(b.recv))
+            }
+            _ => (RingBuffer::new(cfg.send_buffer), RingBuffer::new(cfg.recv_buffer)),
+        };
+        Tcb {
+            send_buf,
+            recv_buf,
+            assembler: Assembler::new(cfg.max_ooo_ranges),
+            rx_lend: false,
+            rx_lent: None,
+            rx_external: 0,
+            tx_external: false,
+            tx_ext_len: 0,
+            tx_ext_released: 0,
+            tx_ext_out: None,
+            rcv_wscale: 0,
+            syn_window: 0,
+            state,
+            local,
+            remote,
+            passive: false,
+            isn: None,
+            iss: SeqNum(0),
+            snd_una: SeqNum(0),
+            snd_nxt: SeqNum(0),
+            snd_max: SeqNum(0),
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNum(0),
+            snd_wl2: SeqNum(0),
+            snd_wscale: 0,
+            snd_mss: DEFAULT_MSS as usize,
+            our_fin: None,
+            irs: SeqNum(0),
+            rcv_nxt: SeqNum(0),
+            rcv_adv: SeqNum(0),
+            peer_fin: None,
+            fin_received: false,
+            ws_agreed: false,
+            ts_enabled: false,
+            ts_recent: 0,
+            ts_offset: 0,
+            last_ack_sent: SeqNum(0),
+            sack_enabled: false,
+            app_closed: false,
+            send_was_full: false,
+            rtx_deadline: None,
+            delack_deadline: None,
+            persist_deadline: None,
+            persist_backoff: 0,
+            probing: false,
+            keepalive_deadline: None,
+            keepalive_unanswered: 0,
+            close_deadline: None,
+            retries: 0,
+            rtt,
+            rtt_probe: None,
+            cc,
+            last_send: now,
+            ack_now: false,
+            dup_acks_owed: 0,
+            unacked_bytes: 0,
+            send_syn: false,
+            fast_rtx: false,
+            probe_now: false,
+            sws_override: false,
+            keepalive_now: false,
+            rst_now: false,
+            reply_rst: None,
+            challenge_window: (now, 0),
+            events: 0,
+            close_reason: None,
+            last_icmp_error: None,
+            stats: TcbStats::default(),
+            cfg,
+        }
+    }
+
+    /// Active open (§3.10.1): SYN-SENT; the SYN goes out on the next `poll_transmit`.
+    pub fn connect(cfg: TcpConfig, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNum, now: Instant) -> Tcb {
+        Tcb::connect_in(cfg, local, remote, iss, now, None)
+    }
+
+    /// `connect` with buffers that were used before ([`Tcb::into_buffers`]), sized as `cfg`
+    /// says (others are replaced): no allocation and no zeroing per connection.
+    pub fn connect_in(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        now: Instant,
+        bufs: Option<TcbBuffers>,
+    ) -> Tcb {
+        let mut t = Tcb::new(cfg, local, remote, State::SynSent, now, bufs);
+        t.iss = iss;
+        t.snd_una = iss;
+        t.snd_nxt = iss;
+        t.snd_max = iss;
+        t.ts_offset = iss.0.rotate_left(16);
+        t.rcv_wscale = t.cfg.window_shift();
+        t.send_syn = true;
+        t
+    }
+
+    /// Passive open (§3.10.1): LISTEN on `local`. ISNs for the connections it accepts come
+    /// from `isn` (RFC 6528).
+    pub fn listen(cfg: TcpConfig, local: SocketAddrV4, isn: IsnGenerator, now: Instant) -> Tcb {
+        let unspecified = SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0);
+        let mut t = Tcb::new(cfg, local, unspecified, State::Listen, now, None);
+        t.passive = true;
+        t.isn = Some(isn);
+        t
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+    pub fn stats(&self) -> &TcbStats {
+        &self.stats
+    }
+    pub fn config(&self) -> &TcpConfig {
+        &self.cfg
+    }
+    /// The MSS we send with (payload bytes per full segment).
+    pub fn send_mss(&self) -> usize {
+        self.snd_mss
+    }
+    pub fn cwnd(&self) -> usize {
+        self.cc.cwnd()
+    }
+    /// In NewReno fast recovery (RFC 6582).
+    pub fn in_recovery(&self) -> bool {
+        self.cc.in_recovery()
+    }
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+    /// Bytes the application can read now.
+    pub fn recv_available(&self) -> usize {
+        self.recv_buf.len() + self.rx_external
+    }
+    /// Bytes queued and not yet acknowledged.
+    pub fn send_queued(&self) -> usize {
+        self.sendq_len()
+    }
+    /// Room in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        if self.tx_external {
+            self.cfg.send_buffer.saturating_sub(self.tx_ext_len)
+        } else {
+            self.send_buf.free()
+        }
+    }
+    fn sendq_len(&self) -> usize {
+        if self.tx_external {
+            self.tx_ext_len
+        } else {
+            self.send_buf.len()
+        }
+    }
+    /// Drop `n` bytes from the front of the send queue (acknowledged, or abandoned).
+    fn sendq_discard(&mut self, n: usize) {
+        if self.tx_external {
+            let n = n.min(self.tx_ext_len);
+            self.tx_ext_len -= n;
+            self.tx_ext_released += n;
+        } else {
+            self.send_buf.discard(n);
+        }
+    }
+}
+
+impl Tcb {
+    // ------------------------------------------------------------------ helpers
+
+    fn enter_closed(&mut self, reason: CloseReason) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.close_reason = Some(reason);
+            self.events |= EV_CLOSED;
+        }
+        self.rtx_deadline = None;
+        self.delack_deadline = None;
+        self.persist_deadline = None;
+        self.keepalive_deadline = None;
+        self.close_deadline = None;
+        // Nothing can be sent any more, nor out-of-order data completed: let both go. (In-order
+        // data already received stays readable.)
+        let queued = self.sendq_len();
+        self.sendq_discard(queued);
+        self.assembler.clear();
+    }
+
+    /// §3.10.7.4: a passive open whose SYN-RECEIVED is reset goes back to LISTEN. A TCB made
+    /// by `listen` becomes a listener again; one made by `from_syn` for a listener elsewhere
+    /// (the stack's listen queue) just ends, and that listener goes on.
+    fn return_to_listen(&mut self, now: Instant) {
+        let Some(isn) = self.isn.take() else {
+            self.enter_closed(CloseReason::Reset);
+            return;
+        };
+        let cfg = self.cfg.clone();
+        let events = self.events;
+        let stats = self.stats;
+        *self = Tcb::listen(cfg, self.local, isn, now);
+        self.events = events;
+        self.stats = stats;
+    }
+
+    /// Sequence number of the first data byte: after the SYN.
+    fn data_start(&self) -> SeqNum {
+        if self.snd_una == self.iss && self.state != State::Listen {
+            self.iss + 1u32
+        } else {
+            self.snd_una
+        }
+    }
+
+    fn data_end(&self) -> SeqNum {
+        self.data_start() + self.sendq_len()
+    }
+
+    fn fin_acked(&self) -> bool {
+        matches!(self.our_fin, Some(f) if self.snd_una.gt(f))
+    }
+
+    fn flight_size(&self) -> usize {
+        self.snd_max.since(self.snd_una) as usize
+    }
+
+    fn ts_now(&self, now: Instant) -> u32 {
+        // RFC 7323 §5.4: a 1 ms clock, offset per connection (§7.1) so that the value reveals
+        // nothing about uptime.
+        (now.as_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Window we can advertise now: the free receive space (out-of-order bytes parked in it
+    /// lie inside the window they arrived in), at most what the window field can carry, never
+    /// moving the right edge left (§3.8.6.2.2), with the receiver's silly-window avoidance of
+    /// RFC 1122 §4.2.3.3.
+    fn rcv_window(&self) -> u32 {
+        // A 16-bit field, scaled: more cannot be announced (RFC 7323 §2.3).
+        let cap = 0xffff_u32 << self.rcv_wscale;
+        let free = self.rx_room() as u32;
+        if free >= cap {
+            // The field, not the buffer, is the limit: the window is as large as it can be
+            // and moving its edge with each byte creates no silly window.
+            return cap;
+        }
+        let current = self.rcv_adv.since(self.rcv_nxt);
+        let mss = self.cfg.mss as u32;
+        let threshold = (self.cfg.recv_buffer as u32 / 2).min(mss);
+        if free > current && free - current < threshold {
+            // RFC 1122 §4.2.3.3 / RFC 9293 §3.8.6.2.2: do not advance the right edge by less
+            // than min(RCV.BUFF/2, MSS).
+            current
+        } else {
+            free.max(current)
+        }
+    }
+
+    /// RFC 1122 §4.2.3.3: a window update is worth an ACK when it opens the window by at least
+    /// min(RCV.BUFF/2, MSS) — in particular when it reopens a zero window.
+    fn maybe_window_update(&mut self) {
+        // After the peer's FIN no more data comes: a window update has no one to serve (and
+        // a peer that has closed its socket answers it with a reset).
+        if !self.state.is_synchronized() || self.fin_received {
+            return;
+        }
+        let current = self.rcv_adv.since(self.rcv_nxt);
+        let w = self.rcv_window();
+        let threshold = (self.cfg.recv_buffer as u32 / 2).min(self.cfg.mss as u32);
+        if w > current && w - current >= threshold {
+            self.ack_now = true;
+        }
+    }
+
+    /// Receive space left: the buffer, less what the caller holds in place (zero-copy).
+    fn rx_room(&self) -> usize {
+        self.recv_buf.free().saturating_sub(self.rx_external)
+    }
+
+    fn challenge_ack(&mut self, now: Instant) {
+        // RFC 5961 §7: at most `challenge_ack_limit` challenge ACKs a second.
+        let (start, _) = self.challenge_window;
+        if now.saturating_duration_since(start) >= Duration::from_secs(1) {
+            self.challenge_window = (now, 0);
+        }
+        if self.challenge_window.1 < self.cfg.challenge_ack_limit {
+            self.challenge_window.1 += 1;
+            self.ack_now = true;
+            self.stats.challenge_acks += 1;
+        } else {
+            self.stats.challenge_acks_suppressed += 1;
+        }
+    }
+
+    fn arm_rtx(&mut self, now: Instant) {
+        self.rtx_deadline = Some(now + self.rtt.rto());
+    }
+
+    fn restart_keepalive(&mut self, now: Instant) {
+        if let Some(k) = self.cfg.keepalive {
+            if self.state.is_synchronized() {
+                self.keepalive_deadline = Some(now + k.idle);
+                self.keepalive_unanswered = 0;
+            }
+        }
+    }
+
+    /// Learn the options of the peer's SYN (or SYN-ACK) and what we agreed on.
+    fn negotiate(&mut self, opts: &TcpOptions) {
+        // RFC 7323 §2.2: scaling is on only when both SYNs carry the option; a shift above 14
+        // is treated as 14 (§2.3).
+        match opts.window_scale {
+            Some(ws) if self.cfg.window_scaling => {
+                self.ws_agreed = true;
+                self.snd_wscale = ws.min(14);
+                self.rcv_wscale = self.cfg.window_shift();
+            }
+            _ => {
+                self.ws_agreed = false;
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        // RFC 7323 §3.2: timestamps only when both SYNs carry them.
+        self.ts_enabled = self.cfg.timestamps && opts.timestamp.is_some();
+        if let Some(ts) = opts.timestamp {
+            self.ts_recent = ts.tsval;
+        }
+        // RFC 2018 §2: SACK when both offered it.
+        self.sack_enabled = self.cfg.sack && opts.sack_permitted;
+        // RFC 9293 §3.7.1: send no more than the peer's MSS (536 without the option), nor more
+        // than our own MTU allows. The MSS bounds data plus options (RFC 9293 §3.7.1, RFC 6691),
+        // so the timestamps option every segment carries comes out of it, as in Linux.
+        let peer_mss = opts.mss.unwrap_or(DEFAULT_MSS).max(1);
+        let mss = peer_mss.min(self.cfg.mss) as usize;
+        self.snd_mss = if self.ts_enabled { mss.saturating_sub(TS_OPTION_LEN).max(1) } else { mss };
+        self.cc.set_mss(self.snd_mss);
+    }
+
+    /// Options of our SYN (everything we offer) or SYN-ACK (only what the peer offered too:
+    /// RFC 7323 §1.3, RFC 2018 §2).
+    fn syn_options(&self, now: Instant, is_syn_ack: bool) -> TcpOptions {
+        let mut o = TcpOptions { mss: Some(self.cfg.mss), ..TcpOptions::default() };
+        if self.cfg.window_scaling && (!is_syn_ack || self.ws_agreed) {
+            o.window_scale = Some(self.cfg.window_shift());
+        }
+        if self.cfg.timestamps && (!is_syn_ack || self.ts_enabled) {
+            o.timestamp =
+                Some(Timestamp { tsval: self.ts_now(now), tsecr: if is_syn_ack { self.ts_recent } else { 0 } });
+        }
+        if self.cfg.sack && (!is_syn_ack || self.sack_enabled) {
+            o.sack_permitted = true;
+        }
+        o
+    }
+}
