@@ -92,8 +92,8 @@ fn table() -> ExitCode {
     println!("loss on both directions;");
     println!("virtual time from the first SYN until the receiver has read the last byte");
     println!(
-        "{:>6}  {:>14}  {:>12}  {:>10}  {:>10}  {:>10}",
-        "loss", "transfer time", "retransmits", "Mbit/s", "fast rtx", "RTOs"
+        "{:>6}  {:>14}  {:>12}  {:>10}  {:>10}  {:>10}  {:>6}  {:>9}  {:>6}",
+        "loss", "transfer time", "retransmits", "Mbit/s", "fast rtx", "RTOs", "TLPs", "lost rtx", "undos"
     );
     let losses: Vec<f64> = match std::env::var("SIM_TABLE_LOSS") {
         Ok(v) => v.split(',').filter_map(|x| x.parse().ok()).collect(),
@@ -111,14 +111,18 @@ fn table() -> ExitCode {
         match run(1, &clean, &ov) {
             Ok(o) => {
                 let secs = o.transfer_time.as_secs_f64();
+                let st = &o.stats[0];
                 println!(
-                    "{:>5}%  {:>12.2} s  {:>12}  {:>10.1}  {:>10}  {:>10}",
+                    "{:>5}%  {:>12.2} s  {:>12}  {:>10.1}  {:>10}  {:>10}  {:>6}  {:>9}  {:>6}",
                     loss * 100.0,
                     secs,
                     o.retransmits[0],
                     10_000_000.0 * 8.0 / secs / 1e6,
-                    o.stats[0].fast_retransmits,
-                    o.stats[0].rto_expirations
+                    st.fast_retransmits,
+                    st.rto_expirations,
+                    st.tlp_probes,
+                    st.lost_retransmits,
+                    st.undos + st.spurious_rtos
                 );
             }
             Err(f) => {

@@ -415,6 +415,8 @@ pub struct Stack<D: Device> {
     tx_waiters: Vec<u32>,
     /// Buffer storage of closed connections, by size, for new ones.
     buffer_pool: HashMap<usize, Vec<Box<[u8]>>, ahash::RandomState>,
+    /// Scoreboard storage of closed connections, for the next ones.
+    scoreboard_pool: Vec<VecDeque<crate::tcp::recovery::Seg>>,
     buffer_pool_bytes: usize,
 }
 
@@ -457,6 +459,7 @@ impl<D: Device> Stack<D> {
             tx_frames_held: 0,
             tx_waiters: Vec::new(),
             buffer_pool: HashMap::with_hasher(ahash::RandomState::new()),
+            scoreboard_pool: Vec::new(),
             buffer_pool_bytes: 0,
             dev,
             cfg,
@@ -1689,11 +1692,24 @@ impl<D: Device> Stack<D> {
         };
         let send = take(tcp.send_buffer);
         let recv = take(tcp.recv_buffer);
-        TcbBuffers { send, recv }
+        let scoreboard = match self.scoreboard_pool.pop() {
+            Some(sb) => {
+                self.buffer_pool_bytes -= sb.capacity() * core::mem::size_of::<crate::tcp::recovery::Seg>();
+                sb
+            }
+            None => VecDeque::new(),
+        };
+        TcbBuffers { send, recv, scoreboard }
     }
 
     /// Keep a closed connection's buffer storage for the next, up to `buffer_pool_bytes`.
     fn keep_buffers(&mut self, b: TcbBuffers) {
+        // The scoreboard's entries (a few KiB) count against the same bound.
+        let sb_bytes = b.scoreboard.capacity() * core::mem::size_of::<crate::tcp::recovery::Seg>();
+        if sb_bytes > 0 && self.buffer_pool_bytes + sb_bytes <= self.cfg.buffer_pool_bytes {
+            self.buffer_pool_bytes += sb_bytes;
+            self.scoreboard_pool.push(b.scoreboard);
+        }
         for buf in [b.send, b.recv] {
             let size = buf.len();
             if size > 0 && self.buffer_pool_bytes + size <= self.cfg.buffer_pool_bytes {

@@ -112,6 +112,13 @@ impl Assembler {
         self.ranges.iter().map(|r| (r.start, r.end))
     }
 
+    /// Whether `[offset, offset + len)` is held already, all of it (a duplicate: RFC 2883).
+    pub fn contains(&self, offset: u32, len: u32) -> bool {
+        let end = offset.saturating_add(len);
+        let i = self.ranges.partition_point(|r| r.end <= offset);
+        self.ranges.get(i).is_some_and(|r| r.start <= offset && end <= r.end)
+    }
+
     /// No bytes beyond RCV.NXT are held.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()

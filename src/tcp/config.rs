@@ -1,7 +1,21 @@
 //! Tunables of one connection. Defaults follow what Linux does, so that xtcp behaves the way
 //! peers and scripts written against Linux expect.
 
+use crate::tcp::cc::Algorithm;
 use crate::time::Duration;
+
+/// Explicit Congestion Notification (RFC 3168) on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EcnMode {
+    /// Never: a peer's ECN-setup SYN is answered without ECN.
+    Off,
+    /// Agree when the peer asks (its SYN carries ECE and CWR), never ask: Linux's default
+    /// (`tcp_ecn = 2`).
+    #[default]
+    Passive,
+    /// Ask in our SYN too (`tcp_ecn = 1`).
+    On,
+}
 
 /// Keep-alive settings (RFC 1122 §4.2.3.6; RFC 9293 §3.8.4). Off unless set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +79,14 @@ pub struct TcpConfig {
     pub max_ooo_ranges: usize,
     /// RFC 5961 §7: at most this many challenge ACKs per second.
     pub challenge_ack_limit: u32,
+    /// The congestion controller (RFC 9438 CUBIC by default, as Linux; or Reno).
+    pub congestion: Algorithm,
+    /// ECN (RFC 3168); Linux's default answers a peer that asks.
+    pub ecn: EcnMode,
+    /// RFC 8985 §7's tail loss probe (Linux `tcp_early_retrans = 3`: on).
+    pub tail_loss_probe: bool,
+    /// RFC 5682's F-RTO detection of spurious timeouts (Linux `tcp_frto = 2`: on).
+    pub frto: bool,
 }
 
 impl Default for TcpConfig {
@@ -90,6 +112,10 @@ impl Default for TcpConfig {
             keepalive: None,
             max_ooo_ranges: 32,
             challenge_ack_limit: 1000,
+            congestion: Algorithm::Cubic,
+            ecn: EcnMode::Passive,
+            tail_loss_probe: true,
+            frto: true,
         }
     }
 }
@@ -106,5 +132,13 @@ impl TcpConfig {
             shift += 1;
         }
         shift
+    }
+}
+
+impl TcpConfig {
+    /// Entries in the sender's scoreboard (`recovery::Scoreboard`): about one per KiB of send
+    /// buffer (one per full segment sent alone, with room to spare), 32 to 16,384.
+    pub fn scoreboard_entries(&self) -> usize {
+        (self.send_buffer / 1024 + 16).clamp(32, 16_384)
     }
 }

@@ -137,6 +137,64 @@ impl Default for RttEstimator {
     }
 }
 
+/// The minimum RTT over a sliding window of time (RFC 8985's RACK.min_RTT, Linux's
+/// `tcp_min_rtt`): Kathleen Nichols' windowed-minimum estimator with three samples (the
+/// best, second best and third best of the window's thirds), so that a route change that
+/// raises the RTT is learnt within a window instead of never. No allocation, O(1) a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowedMin {
+    window: Duration,
+    /// (time, value), best first.
+    s: [(crate::time::Instant, Duration); 3],
+    empty: bool,
+}
+
+impl WindowedMin {
+    pub fn new(window: Duration) -> WindowedMin {
+        WindowedMin { window, s: [(crate::time::Instant::ZERO, Duration::ZERO); 3], empty: true }
+    }
+
+    /// The minimum, or `None` before any sample.
+    pub fn get(&self) -> Option<Duration> {
+        (!self.empty).then_some(self.s[0].1)
+    }
+
+    /// Take the sample `v` measured at `now`.
+    pub fn update(&mut self, now: crate::time::Instant, v: Duration) {
+        let w = self.window;
+        if self.empty || v <= self.s[0].1 || now.saturating_duration_since(self.s[2].0) > w {
+            // A new minimum, or nothing recent: restart the window at it.
+            self.s = [(now, v); 3];
+            self.empty = false;
+            return;
+        }
+        if v <= self.s[1].1 {
+            self.s[1] = (now, v);
+            self.s[2] = (now, v);
+        } else if v <= self.s[2].1 {
+            self.s[2] = (now, v);
+        }
+        // Age out the best when it is older than the window, and keep the later samples
+        // spread over it.
+        let dt = now.saturating_duration_since(self.s[0].0);
+        if dt > w {
+            self.s[0] = self.s[1];
+            self.s[1] = self.s[2];
+            self.s[2] = (now, v);
+            if now.saturating_duration_since(self.s[0].0) > w {
+                self.s[0] = self.s[1];
+                self.s[1] = self.s[2];
+                self.s[2] = (now, v);
+            }
+        } else if self.s[1].0 == self.s[0].0 && dt > w / 4 {
+            self.s[1] = (now, v);
+            self.s[2] = (now, v);
+        } else if self.s[2].0 == self.s[1].0 && dt > w / 2 {
+            self.s[2] = (now, v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +360,24 @@ mod tests {
                 prop_assert!(e.rto() >= base && e.rto() <= DEFAULT_MAX_RTO, "after {}", i);
             }
         }
+    }
+
+    #[test]
+    fn windowed_min_keeps_the_minimum_and_forgets_it_after_the_window() {
+        use crate::time::Instant;
+        let mut m = WindowedMin::new(Duration::from_secs(10));
+        assert_eq!(m.get(), None);
+        m.update(Instant::from_secs(1), ms(50));
+        m.update(Instant::from_secs(2), ms(80));
+        m.update(Instant::from_secs(5), ms(70));
+        assert_eq!(m.get(), Some(ms(50)));
+        // The path got slower: after the window the old minimum goes.
+        for s in 6..30 {
+            m.update(Instant::from_secs(s), ms(90));
+        }
+        assert_eq!(m.get(), Some(ms(90)));
+        // A new low is taken at once.
+        m.update(Instant::from_secs(31), ms(10));
+        assert_eq!(m.get(), Some(ms(10)));
     }
 }

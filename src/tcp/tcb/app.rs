@@ -30,11 +30,7 @@ impl Tcb {
         seg: &TcpRepr<'_>,
         may_lend: bool,
     ) -> Option<(usize, usize)> {
-        self.rx_lend = may_lend;
-        self.rx_lent = None;
-        self.on_segment(now, from, seg);
-        self.rx_lend = false;
-        self.rx_lent.take()
+        self.on_segment_with(now, from, seg, RxInfo { may_lend, ce: false })
     }
 
     /// Consume `n` bytes of [`Tcb::recv_buffered`] without copying them (after reading them

@@ -2,10 +2,42 @@
 
 use super::*;
 
+/// What the layers around TCP know about a received segment besides its header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxInfo {
+    /// The IP header carried Congestion Experienced (RFC 3168 §5: ECN field 0b11).
+    pub ce: bool,
+    /// The caller may keep the segment's in-order payload where it lies (zero-copy receive:
+    /// see [`Tcb::on_segment_lending`]).
+    pub may_lend: bool,
+}
+
 impl Tcb {
     /// Process one segment from `from` (RFC 9293 §3.10.7). Segments that the RFC says to
     /// drop are dropped here (and counted); replies are queued for `poll_transmit`.
     pub fn on_segment(&mut self, now: Instant, from: SocketAddrV4, seg: &TcpRepr<'_>) {
+        self.on_segment_with(now, from, seg, RxInfo::default());
+    }
+
+    /// [`Tcb::on_segment`] with what the IP layer saw (ECN) and whether the payload may be
+    /// lent; returns what of it was lent (as [`Tcb::on_segment_lending`]).
+    pub fn on_segment_with(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        seg: &TcpRepr<'_>,
+        info: RxInfo,
+    ) -> Option<(usize, usize)> {
+        self.rx_lend = info.may_lend;
+        self.rx_lent = None;
+        self.rx_ce = info.ce;
+        self.segment_arrives(now, from, seg);
+        self.rx_lend = false;
+        self.rx_ce = false;
+        self.rx_lent.take()
+    }
+
+    fn segment_arrives(&mut self, now: Instant, from: SocketAddrV4, seg: &TcpRepr<'_>) {
         self.stats.segs_in += 1;
         match self.state {
             State::Closed => {}
@@ -47,9 +79,11 @@ impl Tcb {
         self.iss = iss;
         self.snd_una = iss;
         self.snd_nxt = iss;
-        self.snd_max = iss;
         self.ts_offset = iss.0.rotate_left(16);
         self.negotiate(&seg.options);
+        // RFC 3168 §6.1.1: an ECN-setup SYN carries both ECE and CWR; we agree unless told
+        // not to.
+        self.ecn.on = self.cfg.ecn != EcnMode::Off && seg.flags.contains(TcpFlags::ECE | TcpFlags::CWR);
         // The window in a SYN is never scaled (RFC 7323 §2.2).
         self.snd_wnd = seg.window as u32;
         self.max_snd_wnd = self.snd_wnd;
@@ -96,7 +130,7 @@ impl Tcb {
         let f = seg.flags;
         let ack = SeqNum(seg.ack);
         // First: the ACK must acknowledge our SYN.
-        let ack_ok = f.contains(TcpFlags::ACK) && self.iss.lt(ack) && ack.le(self.snd_max);
+        let ack_ok = f.contains(TcpFlags::ACK) && self.iss.lt(ack) && ack.le(self.snd_nxt);
         if f.contains(TcpFlags::ACK) && !ack_ok {
             // "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit is set,
             // if so drop the segment)": <SEQ=SEG.ACK><CTL=RST>.
@@ -124,19 +158,32 @@ impl Tcb {
         self.max_snd_wnd = self.snd_wnd;
         self.snd_wl1 = self.irs;
         self.snd_wl2 = ack;
+        // RFC 3168 §6.1.1: we asked for ECN, and a SYN-ACK with ECE but not CWR agrees.
+        self.ecn.on = self.cfg.ecn == EcnMode::On && ack_ok && f.contains(TcpFlags::ECE) && !f.contains(TcpFlags::CWR);
         if ack_ok {
             // Our SYN is acknowledged: ESTABLISHED, and ACK the peer's SYN.
             self.snd_una = ack;
-            self.on_rtt_sample(now, ack);
+            self.on_syn_rtt_sample(now);
             self.retries = 0;
             self.rtx_deadline = None;
             self.send_syn = false;
             self.established(now);
             self.ack_now = true;
         } else {
-            // Simultaneous open (§3.5, figure 8): SYN-RECEIVED, send SYN,ACK.
+            // Simultaneous open (§3.5, figure 8): SYN-RECEIVED, send SYN,ACK. Both sides sent
+            // an ECN-setup SYN if both asked (RFC 3168 §6.1.1).
+            self.ecn.on = self.cfg.ecn == EcnMode::On && f.contains(TcpFlags::ECE | TcpFlags::CWR);
             self.state = State::SynReceived;
             self.send_syn = true;
+        }
+    }
+
+    /// The handshake's RTT sample (RFC 6298 §3: only from a SYN sent once).
+    fn on_syn_rtt_sample(&mut self, now: Instant) {
+        if let Some(t) = self.syn_sent_at.take() {
+            let r = now.saturating_duration_since(t);
+            self.rtt.sample(r);
+            self.rack.sample_min_rtt(now, r);
         }
     }
 
@@ -208,6 +255,11 @@ impl Tcb {
                 // "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>", then drop.
                 self.ack_now = true;
                 self.stats.unacceptable_in += 1;
+                // RFC 2883 §4.1.1: data received twice is reported in a DSACK block.
+                let end = seq + seg.payload.len();
+                if self.sack_enabled && !seg.payload.is_empty() && end.le(self.rcv_nxt) {
+                    self.dsack = Some((seq, end));
+                }
                 // TIME-WAIT: a retransmitted FIN restarts the 2 MSL timeout (§3.10.7.4, eighth).
                 if self.state == State::TimeWait && f.contains(TcpFlags::FIN) {
                     self.close_deadline = Some(now + self.cfg.time_wait);
@@ -251,10 +303,10 @@ impl Tcb {
         }
         let ack = SeqNum(seg.ack);
         if self.state == State::SynReceived {
-            if self.snd_una.lt(ack) && ack.le(self.snd_max) {
+            if self.snd_una.lt(ack) && ack.le(self.snd_nxt) {
                 // The handshake completes.
                 self.snd_una = ack;
-                self.on_rtt_sample(now, ack);
+                self.on_syn_rtt_sample(now);
                 self.retries = 0;
                 self.rtx_deadline = None;
                 self.send_syn = false;
@@ -272,7 +324,7 @@ impl Tcb {
         }
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
         let oldest_ok = self.snd_una - self.max_snd_wnd;
-        if ack.gt(self.snd_max) || ack.lt(oldest_ok) {
+        if ack.gt(self.snd_nxt) || ack.lt(oldest_ok) {
             self.ack_now = true;
             return;
         }
@@ -307,8 +359,27 @@ impl Tcb {
             } else {
                 payload = &payload[dup..];
             }
+            if self.sack_enabled && !seg.payload.is_empty() {
+                // RFC 2883 §4.1.2: the part received before.
+                self.dsack = Some((seq, self.rcv_nxt.min(seq + seg.payload.len())));
+            }
             seq = self.rcv_nxt;
             self.ack_now = true; // a (partial) duplicate: tell the peer where we are
+        }
+
+        // RFC 3168 §6.1.3: a CE mark on data is echoed (ECE on every ACK) until the sender
+        // answers with CWR; the mark is news worth an immediate ACK (Linux's quick ACK).
+        if self.ecn.on && !seg.payload.is_empty() {
+            if f.contains(TcpFlags::CWR) {
+                self.ecn.echo = false;
+            }
+            if self.rx_ce {
+                self.stats.ecn_ce_in += 1;
+                if !self.ecn.echo {
+                    self.ack_now = true;
+                }
+                self.ecn.echo = true;
+            }
         }
 
         // Seventh: segment text.
@@ -344,116 +415,6 @@ impl Tcb {
         }
     }
 
-    /// §3.10.7.4, fifth, for ESTABLISHED and the closing states; plus RFC 5681/6582 on what
-    /// the ACK says about loss.
-    fn process_ack(&mut self, now: Instant, seq: SeqNum, ack: SeqNum, seg: &TcpRepr<'_>) {
-        let window = (seg.window as u32) << self.snd_wscale;
-        let old_wnd = self.snd_wnd;
-        // "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK), set SND.WND".
-        if self.snd_wl1.lt(seq) || (self.snd_wl1 == seq && self.snd_wl2.le(ack)) {
-            self.snd_wnd = window;
-            self.max_snd_wnd = self.max_snd_wnd.max(window);
-            self.snd_wl1 = seq;
-            self.snd_wl2 = ack;
-        }
-
-        if self.snd_una.lt(ack) {
-            let acked = ack.since(self.snd_una) as usize;
-            // Sequence space the SYN or our FIN take is not data in the buffer.
-            let syn_part = (self.snd_una == self.iss) as usize;
-            let fin_part = matches!(self.our_fin, Some(f) if f.in_range(self.snd_una, ack)) as usize;
-            let data_acked = acked.saturating_sub(syn_part + fin_part).min(self.sendq_len());
-            self.sendq_discard(data_acked);
-            self.snd_una = ack;
-            if self.snd_nxt.lt(ack) {
-                self.snd_nxt = ack;
-            }
-            self.on_rtt_sample(now, ack);
-            self.retries = 0;
-            if self.cc.in_recovery() {
-                let flight = self.flight_size();
-                if let RecoveryAction::RetransmitFirstUnacked = self.cc.on_ack_in_recovery(ack, data_acked, flight) {
-                    // RFC 6582 §3.2 step 5: a partial ACK retransmits the next unacked segment.
-                    self.fast_rtx = true;
-                }
-            } else {
-                self.cc.on_ack(data_acked, ack);
-            }
-            // RFC 6298 §5.2/5.3: all acknowledged → stop the timer; else restart it.
-            if self.snd_una == self.snd_max {
-                self.rtx_deadline = None;
-            } else {
-                self.arm_rtx(now);
-            }
-            if data_acked > 0 && self.send_was_full {
-                self.send_was_full = false;
-                self.events |= EV_WRITABLE;
-            }
-        } else if ack == self.snd_una
-            && seg.payload.is_empty()
-            && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
-            && window != 0
-            && self.snd_una != self.snd_max
-            && (window == old_wnd || (self.sack_enabled && !seg.options.sack.is_empty()))
-        {
-            // RFC 5681 §2 wants the window unchanged, so that window updates do not count;
-            // but a receiver whose application reads while a hole is open (Linux) sends
-            // duplicates with a growing window. One that carries SACK blocks reports data
-            // beyond a hole, not a window update (RFC 6675 §2, "DupAck"), so it counts.
-            // With a zero window the "duplicates" are answers to window probes, not signs of
-            // loss: counting them would fast-retransmit into a closed window.
-            // RFC 5681 §2: a duplicate ACK.
-            self.stats.dup_acks_in += 1;
-            let flight = self.flight_size();
-            match self.cc.on_dup_ack(flight, self.snd_una, self.snd_max) {
-                DupAckAction::FastRetransmit => {
-                    self.fast_rtx = true;
-                    self.stats.fast_retransmits += 1;
-                    self.rtt_probe = None;
-                }
-                DupAckAction::SendNew | DupAckAction::None => {}
-            }
-        }
-
-        // The peer's window opened: stop probing (RFC 9293 §3.8.6.1). A probe byte it did not
-        // take is sent again with what follows it: rewind to SND.UNA (otherwise Nagle would
-        // wait for an ACK of a byte the peer dropped).
-        if self.snd_wnd > 0 {
-            if self.probing && self.snd_una.lt(self.snd_max) {
-                self.snd_nxt = self.snd_una;
-            }
-            self.probing = false;
-            self.persist_deadline = None;
-            self.persist_backoff = 0;
-        }
-
-        // Our FIN acknowledged?
-        if self.fin_acked() {
-            match self.state {
-                State::FinWait1 => {
-                    self.state = State::FinWait2;
-                    if self.app_closed {
-                        self.close_deadline = Some(now + self.cfg.fin_wait2_timeout);
-                    }
-                }
-                State::Closing => self.enter_time_wait(now),
-                State::LastAck => self.enter_closed(CloseReason::Normal),
-                _ => {}
-            }
-        }
-    }
-
-    fn on_rtt_sample(&mut self, now: Instant, ack: SeqNum) {
-        // Karn's algorithm (RFC 6298 §3): only a segment sent once is timed; a retransmission
-        // clears the probe.
-        if let Some((end, sent)) = self.rtt_probe {
-            if end.le(ack) {
-                self.rtt.sample(now.saturating_duration_since(sent));
-                self.rtt_probe = None;
-            }
-        }
-    }
-
     /// Put payload at `seq` (>= RCV.NXT, inside the window) into the receive buffer. Returns
     /// false if it was dropped at the out-of-order bound (then a FIN with it is dropped too).
     /// `trimmed`: bytes cut from the front of the segment's payload (already received).
@@ -475,6 +436,10 @@ impl Tcb {
             self.rcv_nxt += payload.len();
             self.events |= EV_READABLE;
         } else {
+            if offset > 0 && self.sack_enabled && self.assembler.contains(offset as u32, payload.len() as u32) {
+                // RFC 2883 §4.1.3: out-of-order data held already.
+                self.dsack = Some((seq, seq + payload.len()));
+            }
             if self.assembler.add(offset as u32, payload.len() as u32).is_err() {
                 // At the bound: drop, count, and let the ACK tell the peer what we have.
                 self.stats.ooo_limit_drops += 1;
@@ -551,7 +516,7 @@ impl Tcb {
         }
     }
 
-    fn enter_time_wait(&mut self, now: Instant) {
+    pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
         self.rtx_deadline = None;
         self.persist_deadline = None;

@@ -12,9 +12,11 @@
 
 use super::assembler::Assembler;
 use super::buffer::RingBuffer;
+use super::cc::{CongestionControl, Controller};
+use super::config::EcnMode;
 use super::config::TcpConfig;
-use super::congestion::{DupAckAction, NewReno, RecoveryAction};
 use super::isn::IsnGenerator;
+use super::recovery::{Prr, Rack, Scoreboard, Seg, Tlp};
 use super::rtt::RttEstimator;
 use super::SeqNum;
 use crate::time::{Duration, Instant};
@@ -25,9 +27,10 @@ use core::net::SocketAddrV4;
 mod app;
 mod input;
 mod output;
+mod recovery;
 mod timers;
 
-pub use input::reset_for;
+pub use input::{reset_for, RxInfo};
 
 /// The connection states of RFC 9293 §3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,10 +148,33 @@ pub struct TcbStats {
     pub segs_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Segments sent again (RTO, fast retransmit, partial ACK).
+    /// Segments sent again, for whatever reason.
     pub retransmits: u64,
+    /// Of those, sent during fast recovery (RFC 6675, RFC 6582).
     pub fast_retransmits: u64,
     pub rto_expirations: u64,
+    /// Fast recoveries entered (a loss found by RACK or by duplicate ACKs).
+    pub recoveries: u64,
+    /// Retransmissions found lost again by RACK (RFC 8985 §6.2: they are resent, not left
+    /// to the RTO).
+    pub lost_retransmits: u64,
+    /// RFC 8985 §7 tail loss probes sent, and those that repaired a loss.
+    pub tlp_probes: u64,
+    pub tlp_repairs: u64,
+    /// RFC 6675 rescue retransmissions.
+    pub rescue_retransmits: u64,
+    /// RACK's reordering timer fired (RFC 8985 §6.2 step 5's timeout).
+    pub reorder_timeouts: u64,
+    /// DSACK blocks received (RFC 2883) and sent.
+    pub dsacks_in: u64,
+    pub dsacks_out: u64,
+    /// Reductions undone as spurious: by DSACK, by timestamps (RFC 3522), and timeouts found
+    /// spurious by F-RTO (RFC 5682).
+    pub undos: u64,
+    pub spurious_rtos: u64,
+    /// ECN (RFC 3168): CE-marked segments received, and window reductions for an echo.
+    pub ecn_ce_in: u64,
+    pub ecn_reductions: u64,
     pub dup_acks_in: u64,
     pub out_of_order_in: u64,
     /// Segments outside the window, or failing PAWS: answered with an ACK and dropped.
@@ -175,6 +201,60 @@ const TS_OPTION_LEN: usize = 12;
 /// Most SACK blocks we send (RFC 2018 §4: 3 fit beside timestamps).
 const MAX_SACK_SEND: usize = 3;
 
+/// Where the sender stands in loss recovery (Linux's `tcp_ca_state`, less Disorder, which the
+/// scoreboard's counters tell without a state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Nothing known lost.
+    Open,
+    /// A window reduction without loss recovery: an ECN echo (RFC 3168 §6.1.2), or a loss that
+    /// a tail loss probe repaired (RFC 8985 §7.4.2). PRR until SND.UNA passes `high`.
+    Cwr { high: SeqNum },
+    /// Fast recovery (RFC 6675 §5, RFC 6582 without SACK): PRR until SND.UNA passes the
+    /// recovery point `high`. `rescued`: RFC 6675's one rescue retransmission went out.
+    Recovery { high: SeqNum, rescued: bool },
+    /// After a retransmission timeout (RFC 5681 §3.1, Linux's Loss state): slow start from
+    /// one segment, resending what is marked lost, until SND.UNA passes `high`.
+    Loss { high: SeqNum },
+}
+
+/// A reduction that may turn out spurious, and how to undo it (Linux's undo_marker,
+/// undo_retrans and prior_cwnd; RFC 2883 §5, RFC 3522, RFC 5682 §4).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Undo {
+    /// SND.UNA when the episode began: DSACKs below it are about older episodes.
+    marker: SeqNum,
+    /// Retransmissions of the episode not yet shown unnecessary by a DSACK.
+    retrans: u32,
+    /// The controller before the reduction.
+    prior: Controller,
+    /// TSval of the episode's first retransmission (RFC 3522: an ACK echoing an older one was
+    /// sent for an original transmission).
+    first_rtx_ts: Option<u32>,
+}
+
+/// ECN state of a connection (RFC 3168 §6.1).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct EcnState {
+    /// Negotiated in the handshake.
+    on: bool,
+    /// Receiver: a CE mark arrived and no CWR since; every ACK carries ECE (§6.1.3).
+    echo: bool,
+    /// Sender: the next new data segment carries CWR (§6.1.2).
+    send_cwr: bool,
+    /// The segment `poll_transmit` last returned goes out ECN-capable (ECT(0)).
+    last_ect: bool,
+}
+
+/// RFC 7661-style record of whether cwnd was the limit (Linux's is_cwnd_limited,
+/// max_packets_out and cwnd_usage_seq): only a window that was used may grow.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CwndUse {
+    limited: bool,
+    max_flight: usize,
+    until: SeqNum,
+}
+
 /// One TCP connection.
 pub struct Tcb {
     cfg: TcpConfig,
@@ -188,10 +268,9 @@ pub struct Tcb {
     // Send sequence space (§3.3.1).
     iss: SeqNum,
     snd_una: SeqNum,
+    /// The next new sequence number: one past the highest ever sent. It never moves back;
+    /// retransmissions come from the scoreboard.
     snd_nxt: SeqNum,
-    /// Highest sequence number sent plus one: after an RTO `snd_nxt` goes back to `snd_una`
-    /// (go-back-N), and ACKs up to `snd_max` stay acceptable.
-    snd_max: SeqNum,
     snd_wnd: u32,
     max_snd_wnd: u32,
     snd_wl1: SeqNum,
@@ -230,6 +309,8 @@ pub struct Tcb {
     /// length).
     rx_lend: bool,
     rx_lent: Option<(usize, usize)>,
+    /// The segment being processed arrived with Congestion Experienced (RFC 3168).
+    rx_ce: bool,
     /// In-order bytes the caller holds outside `recv_buf`; they count against the receive
     /// buffer, so the window shrinks while the application holds them.
     rx_external: usize,
@@ -258,10 +339,46 @@ pub struct Tcb {
     /// Consecutive retransmissions without progress.
     retries: u32,
     rtt: RttEstimator,
-    /// Karn's algorithm: one segment timed at a time, never a retransmitted one.
-    rtt_probe: Option<(SeqNum, Instant)>,
-    cc: NewReno,
+    /// The SYN's send time, for the handshake's RTT sample (Karn: none after a retransmitted
+    /// SYN). Data segments are timed from the scoreboard.
+    syn_sent_at: Option<Instant>,
+    cc: Controller,
     last_send: Instant,
+    /// When an ACK last arrived: a peer that answers is alive, even behind a zero window.
+    last_ack_rcvd: Instant,
+
+    // Loss recovery (recovery.rs).
+    sb: Scoreboard,
+    rack: Rack,
+    tlp: Tlp,
+    phase: Phase,
+    prr: Prr,
+    undo: Option<Undo>,
+    /// RFC 8985 §7.2's probe timeout, and §6.2's reordering timeout (beside `rtx_deadline`,
+    /// the RTO; each is at or before it when armed).
+    probe_deadline: Option<Instant>,
+    reorder_deadline: Option<Instant>,
+    /// Duplicate ACKs in a row (RFC 5681 §2): without SACK they drive recovery (RFC 6582),
+    /// and each counts as one segment that left the network in `pipe` (limited transmit,
+    /// RFC 3042, as Linux's tcp_add_reno_sack).
+    dupacks: u32,
+    /// RFC 6582 §3.2's `recover` for recovery without SACK: duplicate ACKs at or below it do
+    /// not start another recovery.
+    recover: Option<SeqNum>,
+    /// F-RTO (RFC 5682 §3): the timeout may be spurious; `high` is SND.NXT at the timeout
+    /// until new data is sent (step 2b), then SND.NXT after it.
+    frto: bool,
+    /// F-RTO step 2b: the next transmissions are new data, not retransmissions.
+    frto_send_new: bool,
+    /// The retransmission timer expired: resend the first unacknowledged segment whatever
+    /// cwnd and the peer's window say (it is also the probe of a zero window).
+    rto_head_now: bool,
+    /// The probe timer expired: send a tail loss probe.
+    tlp_now: bool,
+    /// DSACK to report in the next ACK (RFC 2883 §4: first block, once).
+    dsack: Option<(SeqNum, SeqNum)>,
+    ecn: EcnState,
+    cwnd_use: CwndUse,
 
     // What the next poll_transmit owes the peer.
     ack_now: bool,
@@ -270,7 +387,6 @@ pub struct Tcb {
     /// In-order bytes received since our last ACK.
     unacked_bytes: usize,
     send_syn: bool,
-    fast_rtx: bool,
     probe_now: bool,
     /// The override timeout fired: send into a small window once (RFC 1122 §4.2.3.4).
     sws_override: bool,
@@ -286,17 +402,23 @@ pub struct Tcb {
     stats: TcbStats,
 }
 
-/// A TCB's send and receive buffer storage, kept for the next connection (a stack's pool).
+/// A TCB's buffer storage, kept for the next connection (a stack's pool): the send and
+/// receive rings and the scoreboard's entries.
 #[derive(Debug)]
 pub struct TcbBuffers {
     pub send: Box<[u8]>,
     pub recv: Box<[u8]>,
+    pub scoreboard: std::collections::VecDeque<Seg>,
 }
 
 impl Tcb {
     /// Give up the TCB, keeping its buffers' storage for another.
     pub fn into_buffers(self) -> TcbBuffers {
-        TcbBuffers { send: self.send_buf.into_storage(), recv: self.recv_buf.into_storage() }
+        TcbBuffers {
+            send: self.send_buf.into_storage(),
+            recv: self.recv_buf.into_storage(),
+            scoreboard: self.sb.into_storage(),
+        }
     }
 
     /// In TIME-WAIT with nothing left to read, the buffers serve no purpose (nothing more
@@ -310,7 +432,8 @@ impl Tcb {
         }
         let send = core::mem::replace(&mut self.send_buf, RingBuffer::new(0));
         let recv = core::mem::replace(&mut self.recv_buf, RingBuffer::new(0));
-        Some(TcbBuffers { send: send.into_storage(), recv: recv.into_storage() })
+        let sb = core::mem::replace(&mut self.sb, Scoreboard::with_storage(Default::default(), 0));
+        Some(TcbBuffers { send: send.into_storage(), recv: recv.into_storage(), scoreboard: sb.into_storage() })
     }
 }
 
@@ -322,11 +445,17 @@ impl fmt::Debug for Tcb {
             .field("remote", &self.remote)
             .field("snd_una", &self.snd_una)
             .field("snd_nxt", &self.snd_nxt)
-            .field("snd_max", &self.snd_max)
             .field("snd_wnd", &self.snd_wnd)
             .field("cwnd", &self.cc.cwnd())
+            .field("ssthresh", &self.cc.ssthresh())
+            .field("phase", &self.phase)
+            .field("pipe", &self.pipe())
+            .field("sacked", &self.sb.sacked_bytes())
+            .field("lost", &self.sb.lost_bytes())
             .field("rcv_nxt", &self.rcv_nxt)
             .field("rtx_deadline", &self.rtx_deadline)
+            .field("probe_deadline", &self.probe_deadline)
+            .field("reorder_deadline", &self.reorder_deadline)
             .field("persist_deadline", &self.persist_deadline)
             .field("tx_external", &(self.tx_external, self.tx_ext_len))
             .finish_non_exhaustive()
@@ -343,12 +472,15 @@ impl Tcb {
         bufs: Option<TcbBuffers>,
     ) -> Tcb {
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
-        let cc = NewReno::new(DEFAULT_MSS as usize, cfg.initial_window);
-        let (send_buf, recv_buf) = match bufs {
-            Some(b) if b.send.len() == cfg.send_buffer && b.recv.len() == cfg.recv_buffer => {
-                (RingBuffer::from_storage(b.send), RingBuffer::from_storage(b.recv))
-            }
-            _ => (RingBuffer::new(cfg.send_buffer), RingBuffer::new(cfg.recv_buffer)),
+        let cc = Controller::new(cfg.congestion, DEFAULT_MSS as usize, cfg.initial_window);
+        let entries = cfg.scoreboard_entries();
+        let (send_buf, recv_buf, sb) = match bufs {
+            Some(b) if b.send.len() == cfg.send_buffer && b.recv.len() == cfg.recv_buffer => (
+                RingBuffer::from_storage(b.send),
+                RingBuffer::from_storage(b.recv),
+                Scoreboard::with_storage(b.scoreboard, entries),
+            ),
+            _ => (RingBuffer::new(cfg.send_buffer), RingBuffer::new(cfg.recv_buffer), Scoreboard::new(entries)),
         };
         Tcb {
             send_buf,
@@ -356,6 +488,7 @@ impl Tcb {
             assembler: Assembler::new(cfg.max_ooo_ranges),
             rx_lend: false,
             rx_lent: None,
+            rx_ce: false,
             rx_external: 0,
             tx_external: false,
             tx_ext_len: 0,
@@ -371,7 +504,6 @@ impl Tcb {
             iss: SeqNum(0),
             snd_una: SeqNum(0),
             snd_nxt: SeqNum(0),
-            snd_max: SeqNum(0),
             snd_wnd: 0,
             max_snd_wnd: 0,
             snd_wl1: SeqNum(0),
@@ -402,14 +534,31 @@ impl Tcb {
             close_deadline: None,
             retries: 0,
             rtt,
-            rtt_probe: None,
+            syn_sent_at: None,
             cc,
             last_send: now,
+            last_ack_rcvd: now,
+            sb,
+            rack: Rack::default(),
+            tlp: Tlp::default(),
+            phase: Phase::Open,
+            prr: Prr::default(),
+            undo: None,
+            probe_deadline: None,
+            reorder_deadline: None,
+            dupacks: 0,
+            recover: None,
+            frto: false,
+            frto_send_new: false,
+            rto_head_now: false,
+            tlp_now: false,
+            dsack: None,
+            ecn: EcnState::default(),
+            cwnd_use: CwndUse::default(),
             ack_now: false,
             dup_acks_owed: 0,
             unacked_bytes: 0,
             send_syn: false,
-            fast_rtx: false,
             probe_now: false,
             sws_override: false,
             keepalive_now: false,
@@ -443,7 +592,6 @@ impl Tcb {
         t.iss = iss;
         t.snd_una = iss;
         t.snd_nxt = iss;
-        t.snd_max = iss;
         t.ts_offset = iss.0.rotate_left(16);
         t.rcv_wscale = t.cfg.window_shift();
         t.send_syn = true;
@@ -482,9 +630,43 @@ impl Tcb {
     pub fn cwnd(&self) -> usize {
         self.cc.cwnd()
     }
-    /// In NewReno fast recovery (RFC 6582).
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
+    /// The congestion controller (its algorithm and state).
+    pub fn congestion(&self) -> &Controller {
+        &self.cc
+    }
+    /// In fast recovery (RFC 6675 with SACK, RFC 6582 without).
     pub fn in_recovery(&self) -> bool {
-        self.cc.in_recovery()
+        matches!(self.phase, Phase::Recovery { .. })
+    }
+    /// Recovering from a retransmission timeout (RFC 5681 §3.1).
+    pub fn in_rto_recovery(&self) -> bool {
+        matches!(self.phase, Phase::Loss { .. })
+    }
+    /// Bytes in flight by RFC 6675's `pipe` (outstanding − SACKed − lost + retransmitted).
+    pub fn pipe(&self) -> usize {
+        let sacked = if self.sack_enabled { 0 } else { self.dupack_bytes() };
+        self.sb.pipe(self.flight_size()).saturating_sub(sacked)
+    }
+    /// The sender's scoreboard (read-only: what is outstanding, SACKed, lost).
+    pub fn scoreboard(&self) -> &Scoreboard {
+        &self.sb
+    }
+    /// SACK was agreed in the handshake (RFC 2018 §2).
+    pub fn sack_enabled(&self) -> bool {
+        self.sack_enabled
+    }
+    /// ECN was agreed in the handshake (RFC 3168 §6.1.1).
+    pub fn ecn_enabled(&self) -> bool {
+        self.ecn.on
+    }
+    /// The segment `poll_transmit` last returned is to be sent ECN-capable: ECT(0) in its IP
+    /// header (RFC 3168 §6.1.2: new data on an ECN connection; never retransmissions, pure
+    /// ACKs, window probes, keep-alives, SYNs).
+    pub fn last_tx_ect(&self) -> bool {
+        self.ecn.last_ect
     }
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
@@ -537,6 +719,8 @@ impl Tcb {
             self.events |= EV_CLOSED;
         }
         self.rtx_deadline = None;
+        self.probe_deadline = None;
+        self.reorder_deadline = None;
         self.delack_deadline = None;
         self.persist_deadline = None;
         self.keepalive_deadline = None;
@@ -546,6 +730,10 @@ impl Tcb {
         let queued = self.sendq_len();
         self.sendq_discard(queued);
         self.assembler.clear();
+        self.sb.clear();
+        self.tlp = Tlp::default();
+        self.rto_head_now = false;
+        self.tlp_now = false;
     }
 
     /// §3.10.7.4: a passive open whose SYN-RECEIVED is reset goes back to LISTEN. A TCB made
@@ -581,8 +769,16 @@ impl Tcb {
         matches!(self.our_fin, Some(f) if self.snd_una.gt(f))
     }
 
+    /// Sequence space sent and not yet acknowledged (RFC 5681's FlightSize).
     fn flight_size(&self) -> usize {
-        self.snd_max.since(self.snd_una) as usize
+        self.snd_nxt.since(self.snd_una) as usize
+    }
+
+    /// Without SACK, each duplicate ACK stands for a segment that left the network (RFC 6675
+    /// §1's reading of RFC 5681's window inflation; Linux's tcp_add_reno_sack): counted out of
+    /// `pipe`, never more than is outstanding.
+    fn dupack_bytes(&self) -> usize {
+        (self.dupacks as usize).saturating_mul(self.snd_mss).min(self.flight_size().saturating_sub(1))
     }
 
     fn ts_now(&self, now: Instant) -> u32 {

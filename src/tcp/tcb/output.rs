@@ -1,13 +1,53 @@
-//! What the connection sends (RFC 9293 §3.10.7, §3.8.6): SYNs, data, retransmissions,
-//! probes and ACKs.
+//! What the connection sends (RFC 9293 §3.10.7, §3.8.6): SYNs, retransmissions (from the
+//! scoreboard), tail loss probes, new data, window probes, keep-alives and ACKs (with SACK
+//! and DSACK blocks, and ECN's flags).
 
 use super::*;
+
+/// Which rule a retransmission follows (for the counters).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rtx {
+    /// The first unacknowledged segment after a timeout (RFC 6298 §5.4).
+    Timeout,
+    /// A segment marked lost (RFC 6675 NextSeg rule 1, with RACK's or RFC 6582's marks).
+    Lost,
+    /// RFC 6675 NextSeg rule 4: the rescue retransmission.
+    Rescue,
+    /// RFC 8985 §7.3: a tail loss probe resending the last segment.
+    Probe,
+}
+
+/// A data segment chosen by `plan`: `len` payload bytes from `seq`, and the FIN after them.
+#[derive(Clone, Copy)]
+struct DataSeg {
+    seq: SeqNum,
+    len: usize,
+    with_fin: bool,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    New,
+    /// New data sent as a tail loss probe.
+    ProbeNew,
+    Rtx(Rtx),
+}
+
+/// What `poll_transmit` sends next.
+enum Plan {
+    Data(DataSeg),
+    WindowProbe,
+    Keepalive,
+    Ack,
+}
 
 impl Tcb {
     /// The next segment to send, if any; its payload is copied into `payload_buf` (the
     /// caller's TX frame, after room for headers). Call until it returns `None`.
     pub fn poll_transmit<'b>(&mut self, now: Instant, payload_buf: &'b mut [u8]) -> Option<TcpRepr<'b>> {
         self.tx_ext_out = None;
+        self.ecn.last_ect = false;
         if let Some(rst) = self.reply_rst.take() {
             self.stats.rsts_out += 1;
             self.stats.segs_out += 1;
@@ -21,7 +61,7 @@ impl Tcb {
             return Some(TcpRepr {
                 src_port: self.local.port(),
                 dst_port: self.remote.port(),
-                seq: self.snd_max.0,
+                seq: self.snd_nxt.0,
                 ack: self.rcv_nxt.0,
                 flags: TcpFlags::RST | TcpFlags::ACK,
                 window: 0,
@@ -48,15 +88,15 @@ impl Tcb {
     fn emit_syn(&mut self, now: Instant) -> TcpRepr<'static> {
         self.send_syn = false;
         let is_syn_ack = self.state == State::SynReceived;
-        if self.snd_max == self.iss {
+        let first = self.snd_nxt == self.iss;
+        if first {
             // The first transmission is timed (Karn: a retransmitted SYN is not).
-            self.rtt_probe = Some((self.iss + 1u32, now));
+            self.syn_sent_at = Some(now);
         } else {
-            self.rtt_probe = None;
+            self.syn_sent_at = None;
             self.stats.retransmits += 1;
         }
         self.snd_nxt = self.iss + 1u32;
-        self.snd_max = self.snd_nxt;
         self.arm_rtx(now);
         self.stats.segs_out += 1;
         self.last_send = now;
@@ -64,13 +104,21 @@ impl Tcb {
         // RFC 7323 §2.2: the window in a SYN is not scaled.
         let window = self.recv_buf.free().min(0xffff) as u16;
         self.syn_window = window;
-        let (flags, ack) = if is_syn_ack {
+        let (mut flags, ack) = if is_syn_ack {
             self.rcv_adv = self.rcv_nxt + window as u32;
             self.after_ack_sent();
             (TcpFlags::SYN | TcpFlags::ACK, self.rcv_nxt.0)
         } else {
             (TcpFlags::SYN, 0)
         };
+        // RFC 3168 §6.1.1: an ECN-setup SYN carries ECE and CWR; the SYN-ACK that agrees
+        // carries ECE alone. A retransmitted SYN goes without (§6.1.1.1: a middlebox may drop
+        // ECN-setup SYNs; Linux falls back the same way).
+        if is_syn_ack && self.ecn.on {
+            flags |= TcpFlags::ECE;
+        } else if !is_syn_ack && first && self.cfg.ecn == EcnMode::On {
+            flags |= TcpFlags::ECE | TcpFlags::CWR;
+        }
         TcpRepr {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
@@ -85,13 +133,87 @@ impl Tcb {
     }
 
     fn transmit_synchronized<'b>(&mut self, now: Instant, buf: &'b mut [u8]) -> Option<TcpRepr<'b>> {
-        // Retransmissions first: fast retransmit / partial ACK (RFC 5681 §3.2, RFC 6582).
-        if self.fast_rtx {
-            self.fast_rtx = false;
-            if self.snd_una != self.snd_max {
+        // Decide first (no borrow of `buf`), then build the one segment chosen.
+        let room = if self.tx_external { usize::MAX } else { buf.len() };
+        match self.plan(now, room) {
+            Some(Plan::Data(d)) => Some(self.build_data(now, d, buf)),
+            Some(Plan::WindowProbe) => {
+                // The byte at SND.UNA: a new one when nothing is in flight, else the probe
+                // byte the peer has not taken yet, again. The persist timer, not the RTO,
+                // paces probes.
+                self.stats.window_probes += 1;
+                self.probing = true;
                 let seq = self.snd_una;
-                self.stats.retransmits += 1;
-                return self.emit_data_at(now, seq, buf);
+                let n = self.copy_payload(seq, 1, buf);
+                let end = seq + n;
+                if self.snd_nxt == seq {
+                    self.sb.on_send(seq, end, now);
+                    self.snd_nxt = end;
+                } else {
+                    self.sb.on_retransmit(seq, end, now);
+                }
+                let buf = self.payload_slice(buf, n);
+                Some(self.emit(now, seq, TcpFlags::ACK | TcpFlags::PSH, buf))
+            }
+            Some(Plan::Keepalive) => {
+                // Keep-alive probe (RFC 1122 §4.2.3.6): SEG.SEQ = SND.NXT - 1, no data, as
+                // Linux does; the peer answers with an ACK.
+                self.stats.keepalive_probes += 1;
+                let seq = self.snd_una - 1u32;
+                Some(self.emit(now, seq, TcpFlags::ACK, &mut []))
+            }
+            Some(Plan::Ack) => {
+                let seq = self.ack_seq();
+                Some(self.emit(now, seq, TcpFlags::ACK, &mut []))
+            }
+            None => None,
+        }
+    }
+
+    /// What to send next, in RFC 6675 NextSeg's order (RFC 8985 and RFC 6298 first).
+    fn plan(&mut self, now: Instant, room: usize) -> Option<Plan> {
+        let sending = matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+        );
+        // RFC 6298 §5.4: the timer expired; resend the earliest segment not acknowledged,
+        // whatever cwnd and the window say (into a zero window it is the probe, §3.8.6.1).
+        if self.rto_head_now {
+            self.rto_head_now = false;
+            if let Some(&head) = self.sb.head() {
+                if let Some(d) = self.plan_retransmit(head.start, head.end, Rtx::Timeout, room) {
+                    return Some(Plan::Data(d));
+                }
+            }
+        }
+        // RFC 8985 §7.3: the tail loss probe.
+        if self.tlp_now {
+            self.tlp_now = false;
+            if sending && self.snd_una != self.snd_nxt {
+                if let Some(d) = self.plan_probe(now, room) {
+                    return Some(Plan::Data(d));
+                }
+            }
+        }
+        if sending {
+            // RFC 5682 §3.1 step 2b: after a timeout that may be spurious, new data first.
+            if self.frto_send_new {
+                if let Some(d) = self.plan_new_data(now, room, false) {
+                    return Some(Plan::Data(d));
+                }
+                self.frto_send_new = false;
+                if self.snd_nxt.le(self.phase_high()) {
+                    // Nothing new could go: conventional recovery.
+                    self.frto = false;
+                }
+            }
+            // NextSeg rule 1: what is marked lost, as cwnd allows.
+            if self.pipe() < self.cc.cwnd() {
+                if let Some((start, end)) = self.sb.next_to_retransmit() {
+                    if let Some(d) = self.plan_retransmit(start, end, Rtx::Lost, room) {
+                        return Some(Plan::Data(d));
+                    }
+                }
             }
         }
         // Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17): one byte beyond the
@@ -99,88 +221,87 @@ impl Tcb {
         if self.probe_now {
             self.probe_now = false;
             if self.snd_una.lt(self.data_end()) {
-                self.stats.window_probes += 1;
-                self.probing = true;
-                let seq = self.snd_una;
-                let n = self.copy_payload(seq, 1, buf);
-                let end = seq + n;
-                if self.snd_max.lt(end) {
-                    self.snd_max = end;
+                return Some(Plan::WindowProbe);
+            }
+        }
+        if sending {
+            // NextSeg rule 2: new data (and FIN).
+            if let Some(d) = self.plan_new_data(now, room, false) {
+                return Some(Plan::Data(d));
+            }
+            // NextSeg rule 4 (SACK only; RFC 6582 has none): once per recovery, when nothing
+            // else may go, resend the highest segment the peer has said nothing about, so that a lost tail is not left to the
+            // RTO. (Rule 3 — holes below the highest SACK that RACK has not called lost — is
+            // left out: RACK waits on them only while they may be reordered, and resending
+            // them then would be the spurious retransmission its window exists to avoid.)
+            if let Phase::Recovery { high, rescued: false } = self.phase {
+                if self.sack_enabled && self.pipe() < self.cc.cwnd() && self.sb.pending_bytes() == 0 {
+                    if let Some((start, end)) = self.sb.last_unknown() {
+                        self.phase = Phase::Recovery { high, rescued: true };
+                        let start = start.max(end - self.snd_mss.min(end.since(start) as usize) as u32);
+                        if let Some(d) = self.plan_retransmit(start, end, Rtx::Rescue, room) {
+                            return Some(Plan::Data(d));
+                        }
+                    }
                 }
-                self.snd_nxt = self.snd_nxt.max(end);
-                let buf = self.payload_slice(buf, n);
-                return Some(self.emit(now, seq, TcpFlags::ACK | TcpFlags::PSH, buf));
             }
         }
-        // New (or go-back-N re-sent) data and FIN.
-        if matches!(
-            self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
-        ) {
-            if let Some(seg) = self.try_send_data(now, buf) {
-                return Some(seg);
-            }
-        }
-        // Keep-alive probe (RFC 1122 §4.2.3.6): SEG.SEQ = SND.NXT - 1, no data, as Linux does;
-        // the peer answers with an ACK.
         if self.keepalive_now {
             self.keepalive_now = false;
-            self.stats.keepalive_probes += 1;
-            let seq = self.snd_una - 1u32;
-            return Some(self.emit(now, seq, TcpFlags::ACK, &mut []));
+            return Some(Plan::Keepalive);
         }
-        if self.ack_now {
-            let seq = self.ack_seq();
-            return Some(self.emit(now, seq, TcpFlags::ACK, &mut []));
-        }
-        None
+        self.ack_now.then_some(Plan::Ack)
     }
 
-    /// The sequence number of a segment without data. After an RTO SND.NXT is rewound to
-    /// SND.UNA, but the peer may already have received up to SND.MAX: an ACK numbered below
-    /// its RCV.NXT would be unacceptable to it (§3.10.7.4), and if both sides are rewound the
-    /// ACKs that would unstick them are all dropped. So, as BSD does (tcp_output: "use snd_max
-    /// instead of snd_nxt"), use SND.MAX, kept inside the peer's window as Linux does
-    /// (tcp_acceptable_seq).
+    /// The recovery point of the current phase (SND.NXT when Open).
+    fn phase_high(&self) -> SeqNum {
+        match self.phase {
+            Phase::Open => self.snd_nxt,
+            Phase::Cwr { high } | Phase::Recovery { high, .. } | Phase::Loss { high } => high,
+        }
+    }
+
+    /// The sequence number of a segment without data: SND.NXT, kept inside the peer's window
+    /// as Linux does (tcp_acceptable_seq), so that the peer finds it acceptable (§3.10.7.4).
     fn ack_seq(&self) -> SeqNum {
         let wnd_end = self.snd_una + self.snd_wnd;
-        if self.snd_max.le(wnd_end) {
-            self.snd_max
+        if self.snd_nxt.le(wnd_end) {
+            self.snd_nxt
         } else {
-            wnd_end.max(self.snd_nxt)
+            wnd_end.max(self.snd_una)
         }
     }
 
-    /// Send data (and FIN) from SND.NXT if the windows and Nagle/SWS allow.
-    fn try_send_data<'b>(&mut self, now: Instant, buf: &'b mut [u8]) -> Option<TcpRepr<'b>> {
+    /// New data (and FIN) from SND.NXT, if the windows and Nagle/SWS allow. `probe`: a tail
+    /// loss probe, which may exceed cwnd by this one segment and ignores Nagle (RFC 8985 §7.3).
+    fn plan_new_data(&mut self, now: Instant, room: usize, probe: bool) -> Option<DataSeg> {
         let data_end = self.data_end();
         let unsent = data_end.since(self.snd_nxt) as usize;
         let fin_pending = matches!(self.our_fin, Some(f) if self.snd_nxt.le(f));
         if unsent == 0 && !fin_pending {
+            self.note_cwnd_use(false);
             return None;
         }
         // RFC 5681 §4.1: after an idle period longer than the RTO, restart from the initial
         // window.
-        if self.snd_una == self.snd_max {
+        if self.snd_una == self.snd_nxt {
             let idle = now.saturating_duration_since(self.last_send);
             self.cc.on_idle_restart(idle, self.rtt.rto());
         }
-        let wnd = (self.snd_wnd as usize).min(self.cc.cwnd());
-        let in_flight = self.snd_nxt.since(self.snd_una) as usize;
-        let usable = wnd.saturating_sub(in_flight);
-        let room = if self.tx_external { usize::MAX } else { buf.len() };
-        let len = unsent.min(usable).min(self.snd_mss).min(room);
+        // The peer's window bounds sequence space; cwnd bounds what is in flight (RFC 6675
+        // `pipe`), a segment at a time as in Linux: while pipe < cwnd one more may go.
+        let rwnd_room = (self.snd_wnd as usize).saturating_sub(self.flight_size());
+        let len = unsent.min(rwnd_room).min(self.snd_mss).min(room);
         let everything = len == unsent;
         // RFC 1122 §4.2.3.4: send when (1) a full segment can go, (2) all queued data can go
         // and either nothing is unacknowledged or Nagle is off, or (3) at least half the
         // largest window the peer offered can go.
-        // What goes again after an RTO (below SND.MAX) was sent before: no Nagle or SWS test.
-        let resend = self.snd_nxt.lt(self.snd_max);
         let send_data = len > 0
-            && (resend
+            && (probe
                 || self.sws_override
+                || self.frto_send_new
                 || len == self.snd_mss
-                || (everything && (!self.cfg.nagle || self.snd_una == self.snd_max || fin_pending))
+                || (everything && (!self.cfg.nagle || self.snd_una == self.snd_nxt || fin_pending))
                 || (len as u32) >= self.max_snd_wnd / 2);
         let with_fin = fin_pending && everything && (len > 0 || unsent == 0);
         if !(send_data || (with_fin && unsent == 0)) {
@@ -189,58 +310,133 @@ impl Tcb {
             // window too small to use it is RFC 1122 §4.2.3.4's override timeout, after which
             // what the window allows is sent — otherwise a lost window update deadlocks the
             // connection (found by tests/stack_sim.rs; Linux arms its probe timer the same way).
-            if unsent > 0 && self.snd_una == self.snd_max && self.persist_deadline.is_none() {
+            if unsent > 0 && self.snd_una == self.snd_nxt && self.persist_deadline.is_none() {
                 self.persist_deadline = Some(now + self.persist_interval());
             }
+            self.note_cwnd_use(false);
             return None;
         }
-        self.sws_override = false;
-        let seq = self.snd_nxt;
-        let n = self.copy_payload(seq, len, buf);
-        let mut flags = TcpFlags::ACK;
-        if n > 0 && seq + n == data_end {
-            flags |= TcpFlags::PSH; // the last of what the application wrote
+        if !probe && self.pipe() >= self.cc.cwnd() {
+            self.note_cwnd_use(true);
+            return None;
         }
-        if with_fin {
-            flags |= TcpFlags::FIN;
+        if !self.sb.can_send_new(self.snd_nxt, now) {
+            // The scoreboard is full (a bound of DESIGN habit 9): wait for ACKs.
+            return None;
         }
-        let end = seq + n + (with_fin as u32);
-        if seq.lt(self.snd_max) {
-            // Go-back-N after an RTO re-sends what was sent before.
-            self.stats.retransmits += 1;
-        } else if self.rtt_probe.is_none() {
-            self.rtt_probe = Some((end, now));
-        }
-        self.snd_nxt = end;
-        if self.snd_max.lt(end) {
-            self.snd_max = end;
-        }
-        if self.rtx_deadline.is_none() {
-            self.arm_rtx(now);
-        }
-        self.stats.bytes_out += n as u64;
-        let buf = self.payload_slice(buf, n);
-        Some(self.emit(now, seq, flags, buf))
+        Some(DataSeg { seq: self.snd_nxt, len, with_fin, kind: if probe { Kind::ProbeNew } else { Kind::New } })
     }
 
-    /// Re-send one segment at `seq` (a retransmission): data up to an MSS, and the FIN if it
-    /// is the next thing.
-    fn emit_data_at<'b>(&mut self, now: Instant, seq: SeqNum, buf: &'b mut [u8]) -> Option<TcpRepr<'b>> {
-        let avail = self.data_end().since(seq) as usize;
-        let n = self.copy_payload(seq, avail.min(self.snd_mss), buf);
-        let mut flags = TcpFlags::ACK;
-        let with_fin = matches!(self.our_fin, Some(f) if f == seq + n && f.lt(self.snd_max));
-        if with_fin {
-            flags |= TcpFlags::FIN;
+    /// RFC 8985 §7.3: a tail loss probe — a new segment if the peer's window takes one, else
+    /// the last segment sent, again.
+    fn plan_probe(&mut self, now: Instant, room: usize) -> Option<DataSeg> {
+        let has_new = self.data_end().gt(self.snd_nxt) || matches!(self.our_fin, Some(f) if self.snd_nxt.le(f));
+        let window_ok = (self.snd_wnd as usize) > self.flight_size();
+        if has_new && window_ok {
+            return self.plan_new_data(now, room, true);
         }
-        if n == 0 && !with_fin {
+        let end = self.snd_nxt;
+        let start = self.snd_una.max(end - self.snd_mss.min(self.flight_size()) as u32);
+        self.plan_retransmit(start, end, Rtx::Probe, room)
+    }
+
+    /// A retransmission from `start` (up to `end`, one MSS, and what the peer's window takes —
+    /// the first unacknowledged byte always may go), with the FIN if it is next.
+    fn plan_retransmit(&self, start: SeqNum, end: SeqNum, why: Rtx, room: usize) -> Option<DataSeg> {
+        let wnd_end = self.snd_una + self.snd_wnd;
+        if start != self.snd_una && !start.lt(wnd_end) {
             return None;
         }
-        if self.rtx_deadline.is_none() {
-            self.arm_rtx(now);
+        let data_end = self.data_end();
+        let mut len = (end.min(data_end).since(start) as usize).min(self.snd_mss).min(room);
+        if start != self.snd_una {
+            len = len.min(wnd_end.since(start) as usize);
+        }
+        let with_fin = matches!(self.our_fin, Some(f) if f.lt(self.snd_nxt) && f == start + len && f.lt(end));
+        if len == 0 && !with_fin {
+            return None;
+        }
+        Some(DataSeg { seq: start, len, with_fin, kind: Kind::Rtx(why) })
+    }
+
+    /// Build the data segment `plan` chose, and account for it.
+    fn build_data<'b>(&mut self, now: Instant, d: DataSeg, buf: &'b mut [u8]) -> TcpRepr<'b> {
+        let n = self.copy_payload(d.seq, d.len, buf);
+        debug_assert_eq!(n, d.len, "planned payload not available");
+        let data_end = self.data_end();
+        let mut flags = TcpFlags::ACK;
+        if n > 0 && d.seq + n == data_end {
+            flags |= TcpFlags::PSH; // the last of what the application wrote
+        }
+        if d.with_fin {
+            flags |= TcpFlags::FIN;
+        }
+        let end = d.seq + n + (d.with_fin as u32);
+        let len = end.since(d.seq) as usize;
+        match d.kind {
+            Kind::New | Kind::ProbeNew => {
+                self.sws_override = false;
+                self.sb.on_send(d.seq, end, now);
+                self.snd_nxt = end;
+                self.note_sent(len);
+                self.note_cwnd_use(self.pipe() >= self.cc.cwnd());
+                if self.rtx_deadline.is_none() {
+                    self.arm_rtx(now);
+                }
+                if n > 0 && self.ecn.on {
+                    // RFC 3168 §6.1.2: new data is ECN-capable, and the first after a
+                    // reduction says so with CWR.
+                    self.ecn.last_ect = true;
+                    if self.ecn.send_cwr {
+                        self.ecn.send_cwr = false;
+                        flags |= TcpFlags::CWR;
+                    }
+                }
+                self.stats.bytes_out += n as u64;
+                if d.kind == Kind::ProbeNew {
+                    self.stats.tlp_probes += 1;
+                    self.tlp = Tlp { end_seq: Some(self.snd_nxt), is_retrans: false };
+                    self.arm_rtx(now);
+                } else {
+                    // RFC 8985 §7.2: after sending new data, (re)schedule the probe.
+                    self.schedule_probe(now);
+                }
+            }
+            Kind::Rtx(why) => {
+                self.sb.on_retransmit(d.seq, end, now);
+                self.stats.retransmits += 1;
+                match why {
+                    Rtx::Rescue => self.stats.rescue_retransmits += 1,
+                    Rtx::Lost if matches!(self.phase, Phase::Recovery { .. }) => self.stats.fast_retransmits += 1,
+                    _ => {}
+                }
+                let ts = self.ts_now(now);
+                if let Some(u) = self.undo.as_mut() {
+                    u.retrans = u.retrans.saturating_add(1);
+                    u.first_rtx_ts.get_or_insert(ts);
+                }
+                self.note_sent(len);
+                if why == Rtx::Probe {
+                    // RFC 8985 §7.3: the probe is out; the RTO guards it.
+                    self.stats.tlp_probes += 1;
+                    self.tlp = Tlp { end_seq: Some(self.snd_nxt), is_retrans: true };
+                    self.arm_rtx(now);
+                } else if self.rtx_deadline.is_none() || (d.seq == self.snd_una && why != Rtx::Timeout) {
+                    // RFC 6298 §5.1; and Linux restarts the RTO when it resends the first
+                    // segment.
+                    self.arm_rtx(now);
+                }
+            }
         }
         let buf = self.payload_slice(buf, n);
-        Some(self.emit(now, seq, flags, buf))
+        self.emit(now, d.seq, flags, buf)
+    }
+
+    /// `n` bytes of sequence space went out: PRR counts them during a reduction.
+    fn note_sent(&mut self, n: usize) {
+        if matches!(self.phase, Phase::Recovery { .. } | Phase::Cwr { .. }) {
+            self.prr.on_sent(n);
+        }
     }
 
     /// Put `len` bytes of send data from `seq` into `buf`; returns how many. In external
@@ -268,20 +464,33 @@ impl Tcb {
 
     /// Build a segment that carries an ACK (every segment after the SYN does) and note that
     /// the ACK went out.
-    fn emit<'b>(&mut self, now: Instant, seq: SeqNum, flags: TcpFlags, payload: &'b mut [u8]) -> TcpRepr<'b> {
+    fn emit<'b>(&mut self, now: Instant, seq: SeqNum, mut flags: TcpFlags, payload: &'b mut [u8]) -> TcpRepr<'b> {
         let mut options = TcpOptions::default();
         if self.ts_enabled {
             options.timestamp = Some(Timestamp { tsval: self.ts_now(now), tsecr: self.ts_recent });
         }
-        if self.sack_enabled && !self.assembler.is_empty() {
-            // RFC 2018 §4: report what we hold beyond the gap, the newest block first.
-            let mut blocks = [(0u32, 0u32); MAX_SACK_SEND];
-            let n = self.assembler.sack_blocks(&mut blocks);
+        if self.sack_enabled {
             let mut sack = SackBlocks::default();
-            for &(l, r) in &blocks[..n] {
-                sack.push((self.rcv_nxt + l).0, (self.rcv_nxt + r).0);
+            // RFC 2883 §4: a duplicate just received is reported first, once.
+            if let Some((l, r)) = self.dsack.take() {
+                sack.push(l.0, r.0);
+                self.stats.dsacks_out += 1;
+            }
+            if !self.assembler.is_empty() {
+                // RFC 2018 §4: report what we hold beyond the gap, the newest block first.
+                let mut blocks = [(0u32, 0u32); MAX_SACK_SEND];
+                let n = self.assembler.sack_blocks(&mut blocks);
+                for &(l, r) in &blocks[..n] {
+                    if sack.len() < MAX_SACK_SEND {
+                        sack.push((self.rcv_nxt + l).0, (self.rcv_nxt + r).0);
+                    }
+                }
             }
             options.sack = sack;
+        }
+        // RFC 3168 §6.1.3: echo congestion on every ACK until the sender says CWR.
+        if self.ecn.on && self.ecn.echo {
+            flags |= TcpFlags::ECE;
         }
         let window = self.rcv_window();
         // RFC 7323 §2.3: the field is the window shifted right (rounding down; §2.4 allows the

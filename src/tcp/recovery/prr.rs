@@ -1,0 +1,120 @@
+//! Proportional Rate Reduction (RFC 6937, with the refinements of Linux's tcp_cwnd_reduction
+//! that RFC 9937 adopted): during a window reduction (fast recovery, an ECN echo, a loss
+//! repaired by a tail loss probe) send in proportion to what is delivered, so that the flight
+//! comes down to ssthresh smoothly instead of halting (RFC 6675's pipe rule) or bursting
+//! (Reno's window inflation), and climb back to ssthresh when losses drained it below.
+
+/// One reduction's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prr {
+    /// prr_delivered: bytes delivered to the receiver since the reduction began.
+    delivered: usize,
+    /// prr_out: bytes sent since it began.
+    out: usize,
+    /// RecoverFS: the flight when it began.
+    recover_fs: usize,
+}
+
+impl Prr {
+    /// A reduction begins with `flight` bytes outstanding.
+    pub fn new(flight: usize) -> Prr {
+        Prr { delivered: 0, out: 0, recover_fs: flight.max(1) }
+    }
+
+    /// `n` bytes went out (new data or retransmissions).
+    pub fn on_sent(&mut self, n: usize) {
+        self.out = self.out.saturating_add(n);
+    }
+
+    pub fn delivered(&self) -> usize {
+        self.delivered
+    }
+    pub fn out(&self) -> usize {
+        self.out
+    }
+
+    /// An ACK during the reduction delivered `delivered` bytes; `pipe` is what is in flight
+    /// after it. Returns the new cwnd (pipe + sndcnt), or `None` if nothing was delivered
+    /// (cwnd stays). `safe_ack`: the ACK advanced SND.UNA and showed no new loss, which lets
+    /// the slow-start reduction bound add one segment (RFC 9937 §6).
+    pub fn on_ack(
+        &mut self,
+        delivered: usize,
+        pipe: usize,
+        ssthresh: usize,
+        mss: usize,
+        safe_ack: bool,
+    ) -> Option<usize> {
+        if delivered == 0 {
+            return None;
+        }
+        self.delivered = self.delivered.saturating_add(delivered);
+        let sndcnt = if pipe > ssthresh {
+            // RFC 6937 §3: sndcnt = CEIL(prr_delivered · ssthresh / RecoverFS) − prr_out.
+            let target = (self.delivered as u128 * ssthresh as u128).div_ceil(self.recover_fs as u128);
+            (target.min(usize::MAX as u128) as usize).saturating_sub(self.out)
+        } else {
+            // PRR-SSRB: catch up towards ssthresh, no faster than slow start would.
+            let mut limit = self.delivered.saturating_sub(self.out).max(delivered);
+            if safe_ack {
+                limit = limit.saturating_add(mss);
+            }
+            (ssthresh - pipe).min(limit)
+        };
+        // Linux: at least one segment on the first ACK of the reduction, so that the fast
+        // retransmission goes out whatever the arithmetic says.
+        let sndcnt = if self.out == 0 { sndcnt.max(mss) } else { sndcnt };
+        Some(pipe.saturating_add(sndcnt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: usize = 1000;
+
+    #[test]
+    fn proportional_part_sends_ssthresh_per_recover_fs_delivered() {
+        // RFC 6937 §5's example shape: 20 segments in flight, one lost, ssthresh 10 (Reno):
+        // every other delivered segment lets one go.
+        // The sender is packet-granular: it sends a whole segment while pipe < cwnd.
+        let mut p = Prr::new(20 * MSS);
+        let mut sent = 0;
+        let mut pipe = 19 * MSS;
+        for k in 1..=10 {
+            pipe -= MSS;
+            let cwnd = p.on_ack(MSS, pipe, 10 * MSS, MSS, true).unwrap();
+            while pipe < cwnd {
+                p.on_sent(MSS);
+                pipe += MSS;
+                sent += 1;
+            }
+            // After k segments delivered, ceil(k·10/20) segments sent (the first at once).
+            assert_eq!(sent, (k * 10usize).div_ceil(20), "after {k} ACKs");
+        }
+    }
+
+    #[test]
+    fn reduction_bound_climbs_back_to_ssthresh_but_no_faster_than_slow_start() {
+        // Heavy loss drained the pipe to 2 segments, ssthresh is 10.
+        let mut p = Prr::new(20 * MSS);
+        p.on_sent(MSS);
+        let cwnd = p.on_ack(MSS, 2 * MSS, 10 * MSS, MSS, false).unwrap();
+        // limit = max(delivered − out, delivered) = 1 segment (no bonus without a safe ACK).
+        assert_eq!(cwnd, 3 * MSS);
+        let cwnd = p.on_ack(2 * MSS, 2 * MSS, 10 * MSS, MSS, true).unwrap();
+        // delivered 3, out 1: limit max(2, 2) + 1 = 3 segments.
+        assert_eq!(cwnd, 5 * MSS);
+        // Never above ssthresh.
+        let cwnd = p.on_ack(50 * MSS, 9 * MSS, 10 * MSS, MSS, true).unwrap();
+        assert_eq!(cwnd, 10 * MSS);
+    }
+
+    #[test]
+    fn the_first_ack_always_releases_one_segment() {
+        let mut p = Prr::new(3 * MSS);
+        assert_eq!(p.on_ack(1, 2 * MSS, 2 * MSS, MSS, false), Some(3 * MSS));
+        assert_eq!(p.on_ack(0, 2 * MSS, 2 * MSS, MSS, false), None);
+    }
+}

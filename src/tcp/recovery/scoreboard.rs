@@ -1,0 +1,932 @@
+//! The sender's scoreboard (RFC 6675 §3): what was sent, when, and what the peer said about it.
+//!
+//! Every sequence number between SND.UNA and SND.NXT (our FIN included) belongs to exactly one
+//! entry, in sequence order. An entry is a run of bytes sent at the same instant that share
+//! their state: selectively acknowledged (SACKED), deemed lost (LOST), retransmitted and that
+//! retransmission still in flight (RETRANS), ever retransmitted (EVER_RETRANS, for Karn's
+//! algorithm and RACK's reordering detection). Segments sent in one burst share `now`, so they
+//! fill one entry; ACK-clocked sending makes about one entry per segment.
+//!
+//! The counters give RFC 6675's `pipe` the way Linux computes it (`tcp_packets_in_flight`, in
+//! bytes): outstanding − SACKed − lost + retransmitted.
+//!
+//! Bounded (DESIGN habit 9): the entries live in a ring reserved at construction. When it is
+//! full, adjacent entries in the same state are merged (the later send time kept: RACK then
+//! waits a little longer before calling the earlier bytes lost, never less). If that frees
+//! nothing, a SACK block that would split entries is ignored (its bytes stay unSACKed: the
+//! conservative reading) and new data waits ([`Scoreboard::can_send_new`]); one entry is
+//! always kept back so that a retransmission can split what it resends.
+
+use crate::tcp::SeqNum;
+use crate::time::Instant;
+use std::collections::VecDeque;
+
+const SACKED: u8 = 1;
+const LOST: u8 = 2;
+const RETRANS: u8 = 4;
+const EVER_RETRANS: u8 = 8;
+
+/// Entries kept free for retransmissions (each splits at most one entry into two... twice).
+const RESERVE: usize = 2;
+
+/// One run of sent sequence space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seg {
+    pub start: SeqNum,
+    pub end: SeqNum,
+    /// When it was (re)sent last.
+    pub xmit: Instant,
+    flags: u8,
+}
+
+impl Seg {
+    pub fn len(&self) -> usize {
+        self.end.since(self.start) as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+    pub fn sacked(&self) -> bool {
+        self.flags & SACKED != 0
+    }
+    pub fn lost(&self) -> bool {
+        self.flags & LOST != 0
+    }
+    /// A retransmission of it is in flight.
+    pub fn retrans(&self) -> bool {
+        self.flags & RETRANS != 0
+    }
+    pub fn ever_retransmitted(&self) -> bool {
+        self.flags & EVER_RETRANS != 0
+    }
+    /// Lost and not yet sent again: what a retransmission should carry next.
+    pub fn needs_retransmit(&self) -> bool {
+        self.flags & (LOST | RETRANS | SACKED) == LOST
+    }
+}
+
+/// What one ACK delivered (the bytes cumulatively or selectively acknowledged for the first
+/// time), as RFC 6298, RFC 6937 and RFC 8985 each need it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// RFC 6937's DeliveredData.
+    pub bytes: usize,
+    /// Send time of the oldest newly cumulatively acknowledged byte never retransmitted
+    /// (RFC 6298's sample, as Linux's seq_rtt: Karn's algorithm leaves out the others).
+    pub first_orig_cum: Option<Instant>,
+    /// The same among newly SACKed bytes (Linux's sack_rtt).
+    pub first_orig_sack: Option<Instant>,
+    /// The most recently sent delivered entry never retransmitted: (send time, end).
+    pub last_orig: Option<(Instant, SeqNum)>,
+    /// The most recently sent delivered entry that was retransmitted: RACK checks it was the
+    /// retransmission that arrived before taking its time (RFC 8985 §6.2 step 1).
+    pub last_retrans: Option<(Instant, SeqNum)>,
+    /// The lowest end of a delivered entry never retransmitted (F-RTO, RFC 5682 §3.1).
+    pub first_orig_end: Option<SeqNum>,
+    /// A never-retransmitted entry was delivered below the highest sequence number already
+    /// (s)acknowledged: the network reordered it (RFC 8985 §6.2 step 3).
+    pub reordered: bool,
+    /// A retransmitted entry was delivered.
+    pub retrans_delivered: bool,
+}
+
+impl Delivered {
+    fn note(&mut self, s: &Seg, len: usize, fack: SeqNum, cumulative: bool) {
+        self.bytes += len;
+        if s.ever_retransmitted() {
+            self.retrans_delivered = true;
+            if self.last_retrans.is_none_or(|(t, e)| sent_after(s.xmit, s.end, t, e)) {
+                self.last_retrans = Some((s.xmit, s.end));
+            }
+            return;
+        }
+        let first = if cumulative { &mut self.first_orig_cum } else { &mut self.first_orig_sack };
+        if first.is_none_or(|t| s.xmit < t) {
+            *first = Some(s.xmit);
+        }
+        if self.last_orig.is_none_or(|(t, e)| sent_after(s.xmit, s.end, t, e)) {
+            self.last_orig = Some((s.xmit, s.end));
+        }
+        if self.first_orig_end.is_none_or(|e| s.end.lt(e)) {
+            self.first_orig_end = Some(s.end);
+        }
+        if s.end.lt(fack) {
+            self.reordered = true;
+        }
+    }
+}
+
+/// RFC 8985 §6.2: was (t1, e1) sent after (t2, e2)? Ties in time go to the higher sequence
+/// number (segments sent in one burst).
+pub fn sent_after(t1: Instant, e1: SeqNum, t2: Instant, e2: SeqNum) -> bool {
+    t1 > t2 || (t1 == t2 && e1.gt(e2))
+}
+
+/// The scoreboard.
+#[derive(Debug)]
+pub struct Scoreboard {
+    segs: VecDeque<Seg>,
+    cap: usize,
+    /// Bytes in SACKED entries.
+    sacked: usize,
+    /// Bytes in LOST entries (never SACKED ones).
+    lost: usize,
+    /// Bytes in RETRANS entries.
+    retrans: usize,
+    /// Bytes LOST and not RETRANS: waiting to be sent again.
+    pending: usize,
+    /// One past the highest SACKed sequence number.
+    high_sacked: Option<SeqNum>,
+    /// Where to look for the next segment to retransmit: nothing below it needs it.
+    rtx_hint: Option<SeqNum>,
+    /// SACK blocks ignored because the ring was full.
+    pub ignored_blocks: u64,
+    /// Retransmissions found lost again (marked lost while in flight).
+    pub lost_retransmits: u64,
+}
+
+impl Scoreboard {
+    /// A scoreboard of at most `cap` entries (at least `RESERVE + 2`), allocated now.
+    pub fn new(cap: usize) -> Scoreboard {
+        Scoreboard::with_storage(VecDeque::new(), cap)
+    }
+
+    /// The same over storage used before (a connection's pooled buffers).
+    pub fn with_storage(mut segs: VecDeque<Seg>, cap: usize) -> Scoreboard {
+        let cap = cap.max(RESERVE + 2);
+        segs.clear();
+        segs.reserve_exact(cap);
+        Scoreboard {
+            segs,
+            cap,
+            sacked: 0,
+            lost: 0,
+            retrans: 0,
+            pending: 0,
+            high_sacked: None,
+            rtx_hint: None,
+            ignored_blocks: 0,
+            lost_retransmits: 0,
+        }
+    }
+
+    /// The storage, for reuse.
+    pub fn into_storage(self) -> VecDeque<Seg> {
+        self.segs
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+    pub fn len(&self) -> usize {
+        self.segs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+    pub fn sacked_bytes(&self) -> usize {
+        self.sacked
+    }
+    pub fn lost_bytes(&self) -> usize {
+        self.lost
+    }
+    pub fn retrans_bytes(&self) -> usize {
+        self.retrans
+    }
+    /// Lost bytes not yet sent again.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending
+    }
+    /// One past the highest SACKed sequence number, if any is SACKed.
+    pub fn high_sacked(&self) -> Option<SeqNum> {
+        self.high_sacked
+    }
+    /// The entries, in sequence order.
+    pub fn iter(&self) -> impl Iterator<Item = &Seg> {
+        self.segs.iter()
+    }
+    /// The first entry (starting at SND.UNA).
+    pub fn head(&self) -> Option<&Seg> {
+        self.segs.front()
+    }
+
+    /// Bytes in flight (RFC 6675 §4 `pipe`, as Linux counts it): outstanding, less what the
+    /// peer holds (SACKED) and what left the network (LOST), plus retransmissions in flight.
+    pub fn pipe(&self, outstanding: usize) -> usize {
+        (outstanding + self.retrans).saturating_sub(self.sacked + self.lost)
+    }
+
+    /// Whether new data may be sent: an entry for it exists or can be made.
+    pub fn can_send_new(&mut self, seq: SeqNum, now: Instant) -> bool {
+        if let Some(last) = self.segs.back() {
+            if last.end == seq && last.xmit == now && last.flags == 0 {
+                return true;
+            }
+        }
+        self.room(1)
+    }
+
+    /// Room for `n` more entries beyond the reserve, merging entries if needed.
+    fn room(&mut self, n: usize) -> bool {
+        if self.segs.len() + n + RESERVE <= self.cap {
+            return true;
+        }
+        self.compact(n);
+        self.segs.len() + n + RESERVE <= self.cap
+    }
+
+    fn account(&mut self, s: Seg, add: bool) {
+        let n = s.len();
+        let f = |c: &mut usize| {
+            if add {
+                *c += n
+            } else {
+                *c -= n
+            }
+        };
+        if s.sacked() {
+            f(&mut self.sacked);
+        }
+        if s.lost() {
+            f(&mut self.lost);
+        }
+        if s.retrans() {
+            f(&mut self.retrans);
+        }
+        if s.needs_retransmit() {
+            f(&mut self.pending);
+        }
+    }
+
+    /// Change entry `i`'s flags, keeping the counters right.
+    fn set_flags(&mut self, i: usize, flags: u8) {
+        let s = self.segs[i];
+        self.account(s, false);
+        self.segs[i].flags = flags;
+        let s = self.segs[i];
+        self.account(s, true);
+    }
+
+    /// New data `[start, end)` went out at `now` (after [`Scoreboard::can_send_new`] said yes).
+    pub fn on_send(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
+        if start == end {
+            return;
+        }
+        debug_assert!(self.segs.back().is_none_or(|l| l.end == start), "new data must follow what was sent");
+        if let Some(last) = self.segs.back_mut() {
+            if last.end == start && last.xmit == now && last.flags == 0 {
+                last.end = end;
+                return;
+            }
+        }
+        if self.segs.len() >= self.cap {
+            // The caller did not ask; keep the invariant (every sent byte in an entry) anyway.
+            self.compact(1);
+            if self.segs.len() >= self.cap {
+                if let Some(last) = self.segs.back_mut() {
+                    last.end = end;
+                    last.xmit = last.xmit.max(now);
+                }
+                return;
+            }
+        }
+        self.segs.push_back(Seg { start, end, xmit: now, flags: 0 });
+    }
+
+    /// The index of the entry holding `seq`, if any.
+    fn find(&self, seq: SeqNum) -> Option<usize> {
+        let i = self.segs.partition_point(|s| s.end.le(seq));
+        (i < self.segs.len() && self.segs[i].start.le(seq)).then_some(i)
+    }
+
+    /// Split so that an entry starts at `seq` (inside the scoreboard); returns its index.
+    /// Needs one free entry when `seq` is inside one.
+    fn split_at(&mut self, seq: SeqNum) -> Option<usize> {
+        let i = self.find(seq)?;
+        let s = self.segs[i];
+        if s.start == seq {
+            return Some(i);
+        }
+        if self.segs.len() >= self.cap {
+            return None;
+        }
+        // Counters hold per byte, so moving bytes between two entries with the same flags
+        // changes none of them.
+        self.segs[i].end = seq;
+        self.segs.insert(i + 1, Seg { start: seq, ..s });
+        Some(i + 1)
+    }
+
+    /// The cumulative ACK moved SND.UNA to `ack`: forget what it covers. `fack` is the highest
+    /// sequence number acknowledged before this ACK (for reordering detection).
+    pub fn on_cumulative_ack(&mut self, ack: SeqNum, fack: SeqNum, out: &mut Delivered) {
+        while let Some(&s) = self.segs.front() {
+            if s.start.ge(ack) {
+                break;
+            }
+            let covered = if s.end.le(ack) { s.len() } else { ack.since(s.start) as usize };
+            if !s.sacked() {
+                out.note(&s, covered, fack, true);
+            }
+            if s.end.le(ack) {
+                self.account(s, false);
+                self.segs.pop_front();
+            } else {
+                // Part of an entry: the rest stays, with its state.
+                self.account(s, false);
+                self.segs[0].start = ack;
+                let rest = self.segs[0];
+                self.account(rest, true);
+                break;
+            }
+        }
+        if self.high_sacked.is_some_and(|h| h.le(ack)) {
+            self.high_sacked = None;
+        }
+        if self.rtx_hint.is_some_and(|h| h.lt(ack)) {
+            self.rtx_hint = None;
+        }
+    }
+
+    /// The peer holds `[left, right)` (a SACK block, RFC 2018 §3). Parts outside the
+    /// scoreboard are ignored. `fack` as for [`Scoreboard::on_cumulative_ack`].
+    pub fn on_sack(&mut self, left: SeqNum, right: SeqNum, fack: SeqNum, out: &mut Delivered) {
+        let (Some(first), Some(last)) = (self.segs.front(), self.segs.back()) else { return };
+        let left = left.max(first.start);
+        let right = right.min(last.end);
+        if !left.lt(right) {
+            return;
+        }
+        // Anything new in it? (A block repeated on every ACK while a hole is open is the
+        // common case: answer it without splitting anything.)
+        let Some(mut i) = self.find(left) else { return };
+        let mut news = false;
+        let mut j = i;
+        while j < self.segs.len() && self.segs[j].start.lt(right) {
+            if !self.segs[j].sacked() {
+                news = true;
+                break;
+            }
+            j += 1;
+        }
+        if !news {
+            return;
+        }
+        // Splits needed at the edges; refuse the block if the ring cannot take them.
+        let splits = usize::from(self.segs[i].start != left)
+            + usize::from(self.find(right).is_some_and(|k| self.segs[k].start != right));
+        if !self.room(splits) {
+            self.ignored_blocks += 1;
+            return;
+        }
+        let Some(a) = self.split_at(left) else { return };
+        if self.find(right).is_some() && self.split_at(right).is_none() {
+            return;
+        }
+        i = a;
+        while i < self.segs.len() && self.segs[i].start.lt(right) {
+            let s = self.segs[i];
+            if !s.sacked() {
+                out.note(&s, s.len(), fack, false);
+                // RFC 6675: SACKed bytes are neither lost nor in flight any more.
+                self.set_flags(i, (s.flags & EVER_RETRANS) | SACKED);
+            }
+            i += 1;
+        }
+        if self.high_sacked.is_none_or(|h| h.lt(right)) {
+            self.high_sacked = Some(right);
+        }
+        // Their send times no longer matter: runs of SACKed entries become one.
+        self.merge_run(a, i, |x, y| x.sacked() && y.sacked());
+    }
+
+    /// Merge adjacent entries `k`, `k + 1` for `k` in `[from - 1, to]` while `same(k, k + 1)`
+    /// (the later send time is kept; counters hold per byte, so they do not change).
+    fn merge_run(&mut self, from: usize, to: usize, same: impl Fn(&Seg, &Seg) -> bool) {
+        let mut k = from.saturating_sub(1);
+        let mut to = to;
+        while k < to && k + 1 < self.segs.len() {
+            let (x, y) = (self.segs[k], self.segs[k + 1]);
+            if x.end == y.start && same(&x, &y) {
+                self.segs[k].end = y.end;
+                self.segs[k].xmit = x.xmit.max(y.xmit);
+                self.segs[k].flags |= y.flags & EVER_RETRANS;
+                self.segs.remove(k + 1);
+                to -= 1;
+            } else {
+                k += 1;
+            }
+        }
+    }
+
+    /// The ring is full: merge adjacent entries in the same state, oldest first, until a
+    /// quarter of it is free, and at least `need` entries beyond the reserve (or nothing more
+    /// can merge).
+    fn compact(&mut self, need: usize) {
+        let target = (self.cap - self.cap / 4).min(self.cap.saturating_sub(need + RESERVE));
+        let mut k = 0;
+        while self.segs.len() > target && k + 1 < self.segs.len() {
+            let (x, y) = (self.segs[k], self.segs[k + 1]);
+            if x.flags == y.flags && x.end == y.start {
+                self.segs[k].end = y.end;
+                self.segs[k].xmit = x.xmit.max(y.xmit);
+                self.segs.remove(k + 1);
+            } else {
+                k += 1;
+            }
+        }
+    }
+
+    /// RFC 8985 §6.2 step 5 (RACK_detect_loss) over the scoreboard: every entry not yet
+    /// delivered and not already waiting for its retransmission that was sent before the most
+    /// recently delivered one (`rack_xmit`, `rack_end`) is lost once `wait` (RACK.rtt +
+    /// reo_wnd) has passed since it was sent. Returns the bytes newly marked lost and, for the
+    /// entries still inside their wait, the longest time left (the reordering timer).
+    pub fn rack_detect_loss(
+        &mut self,
+        rack_xmit: Instant,
+        rack_end: SeqNum,
+        wait: crate::time::Duration,
+        now: Instant,
+    ) -> (usize, Option<crate::time::Duration>) {
+        let mut newly = 0;
+        let mut timeout: Option<crate::time::Duration> = None;
+        let any_retrans = self.retrans > 0;
+        for i in 0..self.segs.len() {
+            let s = self.segs[i];
+            if s.sacked() || s.needs_retransmit() {
+                continue;
+            }
+            if !sent_after(rack_xmit, rack_end, s.xmit, s.end) {
+                // Sent after the newest delivered segment: not lost by this rule. Entries
+                // never retransmitted are in send order, so when no retransmission is in
+                // flight nothing further on can be older.
+                if !any_retrans && !s.ever_retransmitted() {
+                    break;
+                }
+                continue;
+            }
+            let deadline = s.xmit + wait;
+            if deadline <= now {
+                newly += s.len();
+                self.mark_lost(i);
+            } else {
+                let left = deadline.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |t| t.max(left)));
+            }
+        }
+        (newly, timeout)
+    }
+
+    /// Mark entry `i` lost (a retransmission of it in flight is lost too).
+    fn mark_lost(&mut self, i: usize) {
+        let s = self.segs[i];
+        if s.retrans() {
+            self.lost_retransmits += 1;
+        }
+        self.set_flags(i, (s.flags & !RETRANS) | LOST);
+        if self.rtx_hint.is_none_or(|h| s.start.lt(h)) {
+            self.rtx_hint = Some(s.start);
+        }
+    }
+
+    /// Mark `[seq, seq + len)` lost, whatever RACK says (duplicate-ACK recovery without
+    /// SACK, RFC 6582: one segment at SND.UNA). Returns the bytes newly marked.
+    pub fn mark_lost_range(&mut self, seq: SeqNum, len: usize) -> usize {
+        let Some(i) = self.find(seq) else { return 0 };
+        let s = self.segs[i];
+        if s.sacked() || s.needs_retransmit() {
+            return 0;
+        }
+        // Split the entry so that only these bytes are marked (the reserve has room).
+        let end = (seq + len).min(s.end);
+        let Some(a) = self.split_at(seq) else { return 0 };
+        if self.find(end).is_some() && self.split_at(end).is_none() {
+            return 0;
+        }
+        let n = self.segs[a].len();
+        self.mark_lost(a);
+        n
+    }
+
+    /// Forget everything from `seq` on, as if it had not been sent (a window probe the peer
+    /// refused: it goes again with the data after it).
+    pub fn truncate(&mut self, seq: SeqNum) {
+        while let Some(&last) = self.segs.back() {
+            if last.start.ge(seq) {
+                self.account(last, false);
+                self.segs.pop_back();
+            } else {
+                if last.end.gt(seq) {
+                    let i = self.segs.len() - 1;
+                    self.account(last, false);
+                    self.segs[i].end = seq;
+                    let s = self.segs[i];
+                    self.account(s, true);
+                }
+                break;
+            }
+        }
+        if self.high_sacked.is_some_and(|h| h.gt(seq)) {
+            self.high_sacked = self.segs.iter().rev().find(|s| s.sacked()).map(|s| s.end);
+        }
+        if self.rtx_hint.is_some_and(|h| h.ge(seq)) {
+            self.rtx_hint = None;
+        }
+    }
+
+    /// The retransmission timer expired (RFC 8985 §6.3, as Linux's tcp_timeout_mark_lost):
+    /// the head is lost, and so is everything sent at least `rack_rtt` ago. If the head was
+    /// SACKed the receiver reneged on its SACKs (RFC 2018 §8): they are all forgotten.
+    pub fn mark_lost_on_rto(&mut self, now: Instant, rack_rtt: crate::time::Duration) -> usize {
+        let reneged = self.segs.front().is_some_and(|s| s.sacked());
+        let mut newly = 0;
+        for i in 0..self.segs.len() {
+            let s = self.segs[i];
+            if reneged && s.sacked() {
+                self.set_flags(i, s.flags & !SACKED);
+            } else if s.sacked() {
+                continue;
+            }
+            let s = self.segs[i];
+            if i == 0 || s.xmit + rack_rtt <= now {
+                if !s.needs_retransmit() {
+                    newly += s.len();
+                }
+                self.mark_lost(i);
+            }
+        }
+        if reneged {
+            self.high_sacked = None;
+        }
+        newly
+    }
+
+    /// Forget every loss mark (a spurious timeout or recovery was undone, RFC 5682 / RFC 3522):
+    /// the original transmissions are taken to be in flight again.
+    pub fn unmark_lost(&mut self) {
+        for i in 0..self.segs.len() {
+            let s = self.segs[i];
+            if s.lost() {
+                self.set_flags(i, s.flags & !LOST);
+            }
+        }
+        self.rtx_hint = None;
+    }
+
+    /// The first range waiting for a retransmission, from the hint on.
+    pub fn next_to_retransmit(&mut self) -> Option<(SeqNum, SeqNum)> {
+        if self.pending == 0 {
+            return None;
+        }
+        let from = match self.rtx_hint {
+            Some(h) => self.find(h).unwrap_or(0),
+            None => 0,
+        };
+        for i in from..self.segs.len() {
+            let s = self.segs[i];
+            if s.needs_retransmit() {
+                self.rtx_hint = Some(s.start);
+                return Some((s.start, s.end));
+            }
+        }
+        // The hint was past it (cannot happen, but a wrong hint must not hide a loss).
+        self.rtx_hint = None;
+        self.segs.iter().find(|s| s.needs_retransmit()).map(|s| (s.start, s.end))
+    }
+
+    /// The last range neither delivered, nor lost, nor retransmitted: what RFC 6675's rescue
+    /// retransmission (NextSeg rule 4) resends, up to the highest outstanding byte.
+    pub fn last_unknown(&self) -> Option<(SeqNum, SeqNum)> {
+        self.segs.iter().rev().find(|s| s.flags & (SACKED | LOST | RETRANS) == 0).map(|s| (s.start, s.end))
+    }
+
+    /// `[start, end)` was sent again at `now`: RETRANS and EVER_RETRANS, with the new time.
+    /// Splits entries at the edges (the reserve guarantees room for that).
+    pub fn on_retransmit(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
+        let Some(a) = self.split_at(start) else { return };
+        let b = self.split_at(end).unwrap_or(self.segs.len());
+        for i in a..b {
+            let s = self.segs[i];
+            if s.sacked() {
+                continue;
+            }
+            self.set_flags(i, s.flags | RETRANS | EVER_RETRANS);
+            self.segs[i].xmit = now;
+        }
+        if self.rtx_hint.is_some_and(|h| h.lt(end)) {
+            self.rtx_hint = Some(end);
+        }
+        // Pieces of one burst of retransmissions merge back into one entry.
+        self.merge_run(a, b, |x, y| x.flags == y.flags && x.xmit == y.xmit);
+    }
+
+    /// Drop everything (the connection closed).
+    pub fn clear(&mut self) {
+        self.segs.clear();
+        self.sacked = 0;
+        self.lost = 0;
+        self.retrans = 0;
+        self.pending = 0;
+        self.high_sacked = None;
+        self.rtx_hint = None;
+    }
+
+    /// Check the invariants (tests and debug builds): contiguous entries, counters that match.
+    pub fn check(&self, una: SeqNum, nxt: SeqNum) -> Result<(), String> {
+        let mut at = una;
+        let (mut sacked, mut lost, mut retrans, mut pending) = (0, 0, 0, 0);
+        for s in &self.segs {
+            if s.start != at || !s.start.lt(s.end) {
+                return Err(format!("entry {s:?} does not follow {at:?}"));
+            }
+            at = s.end;
+            if s.sacked() {
+                sacked += s.len();
+                if s.lost() || s.retrans() {
+                    return Err(format!("SACKed entry also lost/in flight: {s:?}"));
+                }
+            }
+            if s.lost() {
+                lost += s.len();
+            }
+            if s.retrans() {
+                retrans += s.len();
+            }
+            if s.needs_retransmit() {
+                pending += s.len();
+            }
+        }
+        if !self.segs.is_empty() && at != nxt {
+            return Err(format!("entries end at {at:?}, SND.NXT is {nxt:?}"));
+        }
+        if (sacked, lost, retrans, pending) != (self.sacked, self.lost, self.retrans, self.pending) {
+            return Err(format!(
+                "counters {:?} but entries say {:?}",
+                (self.sacked, self.lost, self.retrans, self.pending),
+                (sacked, lost, retrans, pending)
+            ));
+        }
+        if self.segs.len() > self.cap {
+            return Err(format!("{} entries, capacity {}", self.segs.len(), self.cap));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Duration;
+    use proptest::prelude::*;
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    /// Ten 100-byte segments from 1000, each sent 1 ms after the previous.
+    fn ten() -> Scoreboard {
+        let mut sb = Scoreboard::new(64);
+        for i in 0..10u32 {
+            let s = SeqNum(1000 + i * 100);
+            assert!(sb.can_send_new(s, t(i as u64)));
+            sb.on_send(s, s + 100u32, t(i as u64));
+        }
+        sb
+    }
+
+    #[test]
+    fn a_burst_fills_one_entry() {
+        let mut sb = Scoreboard::new(64);
+        for i in 0..10u32 {
+            sb.on_send(SeqNum(i * 100), SeqNum(i * 100 + 100), t(5));
+        }
+        assert_eq!(sb.len(), 1);
+        sb.check(SeqNum(0), SeqNum(1000)).unwrap();
+    }
+
+    #[test]
+    fn sack_splits_and_counts() {
+        let mut sb = ten();
+        let mut d = Delivered::default();
+        sb.on_sack(SeqNum(1300), SeqNum(1500), SeqNum(1000), &mut d);
+        assert_eq!(sb.sacked_bytes(), 200);
+        assert_eq!(d.bytes, 200);
+        assert_eq!(d.last_orig, Some((t(4), SeqNum(1500))));
+        assert_eq!(sb.high_sacked(), Some(SeqNum(1500)));
+        assert_eq!(sb.pipe(1000), 800);
+        // The two SACKed segments became one entry.
+        assert_eq!(sb.len(), 9);
+        // The same block again delivers nothing.
+        let mut d = Delivered::default();
+        sb.on_sack(SeqNum(1300), SeqNum(1500), SeqNum(1500), &mut d);
+        assert_eq!(d, Delivered::default());
+        sb.check(SeqNum(1000), SeqNum(2000)).unwrap();
+    }
+
+    #[test]
+    fn cumulative_ack_delivers_only_what_was_not_sacked() {
+        let mut sb = ten();
+        let mut d = Delivered::default();
+        sb.on_sack(SeqNum(1200), SeqNum(1400), SeqNum(1000), &mut d);
+        let mut d = Delivered::default();
+        sb.on_cumulative_ack(SeqNum(1450), SeqNum(1400), &mut d);
+        // 1000..1200 and 1400..1450 are new; 1200..1400 were SACKed already.
+        assert_eq!(d.bytes, 250);
+        assert_eq!(d.first_orig_cum, Some(t(0)));
+        // 1000..1200 were delivered below the highest SACKed byte (1400): reordering.
+        assert!(d.reordered);
+        assert_eq!(sb.sacked_bytes(), 0);
+        assert_eq!(sb.head().unwrap().start, SeqNum(1450));
+        sb.check(SeqNum(1450), SeqNum(2000)).unwrap();
+    }
+
+    #[test]
+    fn rack_marks_what_was_sent_before_the_newest_delivered_after_the_wait() {
+        let mut sb = ten();
+        let mut d = Delivered::default();
+        // Segment 5 (sent at 5 ms) is SACKed.
+        sb.on_sack(SeqNum(1500), SeqNum(1600), SeqNum(1000), &mut d);
+        let (xmit, end) = d.last_orig.unwrap();
+        // At 12 ms with a 5 ms wait: segments sent at 0..=7 ms... only those before 5 ms
+        // qualify, and of them those sent at or before 7 ms - 5 ms... i.e. deadline 0+5..4+5.
+        let (lost, left) = sb.rack_detect_loss(xmit, end, Duration::from_millis(5), t(7));
+        // Sent at 0, 1, 2: deadlines 5, 6, 7 <= 7. Sent at 3, 4: 1 and 2 ms left.
+        assert_eq!(lost, 300);
+        assert_eq!(left, Some(Duration::from_millis(2)));
+        assert_eq!(sb.pending_bytes(), 300);
+        // One original segment at a time (they were sent at different times).
+        assert_eq!(sb.next_to_retransmit(), Some((SeqNum(1000), SeqNum(1100))));
+        // Segments after the SACKed one are not candidates.
+        let (lost, _) = sb.rack_detect_loss(xmit, end, Duration::from_millis(5), t(100));
+        assert_eq!(lost, 200);
+        sb.check(SeqNum(1000), SeqNum(2000)).unwrap();
+    }
+
+    #[test]
+    fn retransmission_splits_and_a_lost_retransmission_is_lost_again() {
+        let mut sb = ten();
+        let mut d = Delivered::default();
+        sb.on_sack(SeqNum(1500), SeqNum(2000), SeqNum(1000), &mut d);
+        let (xmit, end) = d.last_orig.unwrap();
+        sb.rack_detect_loss(xmit, end, Duration::ZERO, t(20));
+        assert_eq!(sb.pending_bytes(), 500);
+        // Resend the first 100 bytes at 20 ms.
+        sb.on_retransmit(SeqNum(1000), SeqNum(1100), t(20));
+        assert_eq!((sb.pending_bytes(), sb.retrans_bytes()), (400, 100));
+        assert_eq!(sb.pipe(1000), 100);
+        assert_eq!(sb.next_to_retransmit(), Some((SeqNum(1100), SeqNum(1200))));
+        sb.on_retransmit(SeqNum(1100), SeqNum(1200), t(20));
+        // One burst: the two retransmissions are one entry.
+        assert_eq!(sb.iter().filter(|s| s.retrans()).count(), 1);
+        // A later retransmission delivered (sent at 30 ms) shows the first ones (20 ms) lost.
+        sb.on_retransmit(SeqNum(1200), SeqNum(1300), t(30));
+        let mut d = Delivered::default();
+        sb.on_sack(SeqNum(1200), SeqNum(1300), SeqNum(2000), &mut d);
+        let (rx, re) = d.last_retrans.unwrap();
+        assert_eq!(rx, t(30));
+        let (lost, _) = sb.rack_detect_loss(rx, re, Duration::from_millis(1), t(40));
+        assert_eq!(lost, 200, "the retransmissions sent at 20 ms");
+        assert_eq!(sb.retrans_bytes(), 0);
+        sb.check(SeqNum(1000), SeqNum(2000)).unwrap();
+    }
+
+    #[test]
+    fn rto_marks_the_head_and_what_is_older_than_an_rtt_and_handles_reneging() {
+        let mut sb = ten();
+        // At 9.5 ms with RACK.rtt 3 ms: sent at 0..=6 are older; the head anyway.
+        let n = sb.mark_lost_on_rto(Instant::from_micros(9_500), Duration::from_millis(3));
+        assert_eq!(n, 700);
+        let mut sb = ten();
+        let mut d = Delivered::default();
+        sb.on_sack(SeqNum(1000), SeqNum(1200), SeqNum(1000), &mut d);
+        // The head is SACKed yet unacknowledged at the timeout: reneging; all SACKs go.
+        let n = sb.mark_lost_on_rto(t(100), Duration::from_millis(3));
+        assert_eq!(n, 1000);
+        assert_eq!(sb.sacked_bytes(), 0);
+        sb.check(SeqNum(1000), SeqNum(2000)).unwrap();
+        sb.unmark_lost();
+        assert_eq!((sb.lost_bytes(), sb.pending_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_full_ring_merges_and_ignores_blocks_it_cannot_hold() {
+        let mut sb = Scoreboard::new(6);
+        for i in 0..4u32 {
+            let s = SeqNum(i * 100);
+            assert!(sb.can_send_new(s, t(i as u64)));
+            sb.on_send(s, s + 100u32, t(i as u64));
+        }
+        // 4 entries of 6 with two kept back: full. Same-state neighbours merge (oldest
+        // first, the later send time kept), which makes room again.
+        assert!(sb.can_send_new(SeqNum(400), t(9)));
+        assert!(sb.len() < 4);
+        assert_eq!(sb.head().unwrap().start, SeqNum(0));
+        let mut d = Delivered::default();
+        sb.on_sack(SeqNum(150), SeqNum(160), SeqNum(0), &mut d);
+        sb.check(SeqNum(0), SeqNum(400)).unwrap();
+        assert!(sb.len() <= 6);
+    }
+
+    /// A byte-by-byte model: for each byte, (sacked, lost, retransmitted-in-flight).
+    #[derive(Clone, Copy, Default, Debug)]
+    struct B {
+        sacked: bool,
+        lost: bool,
+        retrans: bool,
+    }
+
+    proptest! {
+        /// Random sends, SACKs, cumulative ACKs, RACK runs, retransmissions and timeouts keep
+        /// the counters equal to a per-byte model, the entries contiguous and within bounds.
+        #[test]
+        fn agrees_with_a_per_byte_model(
+            cap in 4usize..40,
+            ops in proptest::collection::vec((0u8..6, 0u32..3000, 1u32..400), 1..120)
+        ) {
+            let base = SeqNum(u32::MAX - 1500);
+            let mut sb = Scoreboard::new(cap);
+            let mut model: Vec<B> = Vec::new(); // byte k is base + una_off + k
+            let mut una = base;
+            let mut nxt = base;
+            let mut clock = 0u64;
+            for (op, a, b) in ops {
+                clock += 1;
+                let now = Instant::from_millis(clock);
+                match op {
+                    0 => {
+                        if sb.can_send_new(nxt, now) {
+                            sb.on_send(nxt, nxt + b, now);
+                            nxt += b;
+                            model.extend((0..b).map(|_| B::default()));
+                        }
+                    }
+                    1 => {
+                        let l = una + a;
+                        let r = l + b;
+                        let mut d = Delivered::default();
+                        let before = sb.ignored_blocks;
+                        sb.on_sack(l, r, una, &mut d);
+                        if sb.ignored_blocks == before {
+                            for (k, m) in model.iter_mut().enumerate() {
+                                if (una + k).in_range(l, r) {
+                                    *m = B { sacked: true, lost: false, retrans: false };
+                                }
+                            }
+                        }
+                    }
+                    2 => {
+                        let n = (a as usize).min(model.len());
+                        let ack = una + n;
+                        let mut d = Delivered::default();
+                        sb.on_cumulative_ack(ack, una, &mut d);
+                        model.drain(..n);
+                        una = ack;
+                    }
+                    3 => {
+                        sb.rack_detect_loss(Instant::from_millis(clock), nxt, Duration::ZERO, now);
+                        // Everything not SACKed and not already lost-pending sent before now
+                        // is lost; the model learns it from the scoreboard itself below.
+                    }
+                    4 => {
+                        if let Some((s, e)) = sb.next_to_retransmit() {
+                            let e = e.min(s + b);
+                            sb.on_retransmit(s, e, now);
+                        }
+                    }
+                    _ => {
+                        sb.mark_lost_on_rto(now, Duration::from_millis(a as u64 % 5));
+                    }
+                }
+                prop_assert!(sb.check(una, nxt).is_ok(), "{:?}", sb.check(una, nxt));
+                prop_assert!(sb.len() <= cap);
+                // SACK marks agree with the model wherever the model knows them.
+                let mut at = una;
+                for s in sb.iter() {
+                    for k in 0..s.len() {
+                        let m = model[(at.since(una) as usize) + k];
+                        if m.sacked && !s.sacked() && op != 5 {
+                            // Only a timeout (reneging) may clear a SACK mark.
+                            prop_assert!(false, "byte {:?} lost its SACK", at + k);
+                        }
+                    }
+                    at = s.end;
+                }
+                // Resync the model's SACK marks (a timeout may renege).
+                let mut at = una;
+                for s in sb.iter() {
+                    for k in 0..s.len() {
+                        let m = &mut model[(at.since(una) as usize) + k];
+                        m.sacked = s.sacked();
+                        m.lost = s.lost();
+                        m.retrans = s.retrans();
+                    }
+                    at = s.end;
+                }
+                let outstanding = nxt.since(una) as usize;
+                let pipe: usize = model.iter().map(|m| usize::from(!m.sacked && !m.lost) + usize::from(m.retrans)).sum();
+                prop_assert_eq!(sb.pipe(outstanding), pipe);
+            }
+        }
+    }
+}
