@@ -38,8 +38,9 @@ struct Range {
 /// The set of received offsets beyond RCV.NXT, as sorted, disjoint, non-adjacent ranges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assembler {
-    /// Sorted by `start`; no two ranges overlap or touch. Never holds more than `max_ranges`,
-    /// and its capacity is reserved up front, so inserting never allocates.
+    /// Sorted by `start`; no two ranges overlap or touch. Never holds more than `max_ranges`
+    /// (plus, for a moment, the in-order range that [`Assembler::take_front`] takes next), and
+    /// its capacity is reserved up front, so inserting never allocates.
     ranges: Vec<Range>,
     max_ranges: usize,
     /// Counts `add` calls, to order ranges by recency for SACK.
@@ -50,13 +51,15 @@ impl Assembler {
     /// An empty assembler that will track at most `max_ranges` disjoint ranges. This is the
     /// only allocation it makes.
     pub fn new(max_ranges: usize) -> Assembler {
-        Assembler { ranges: Vec::with_capacity(max_ranges), max_ranges, clock: 0 }
+        Assembler { ranges: Vec::with_capacity(max_ranges + 1), max_ranges, clock: 0 }
     }
 
     /// Mark `[offset, offset + len)` present, merging with every range it overlaps or touches.
     ///
     /// If the bytes touch no existing range and `max_ranges` ranges exist already, returns
-    /// [`TooManyRanges`] and changes nothing. `len == 0` is a no-op. An end beyond `u32::MAX`
+    /// [`TooManyRanges`] and changes nothing — unless they start at offset 0: in-order data is
+    /// always taken (the caller's `take_front` removes that range at once), or a receiver
+    /// whose ranges are all used would refuse the very segment that fills its first hole. `len == 0` is a no-op. An end beyond `u32::MAX`
     /// is cut at `u32::MAX`; the caller trims segments to the receive window (at most 2^30,
     /// RFC 7323 §2.3) first, so this never happens to valid input.
     pub fn add(&mut self, offset: u32, len: u32) -> Result<(), TooManyRanges> {
@@ -73,7 +76,7 @@ impl Assembler {
         let stamp = self.clock + 1;
         if lo == hi {
             // Disjoint from everything: needs a new range, which is where the bound bites.
-            if self.ranges.len() >= self.max_ranges {
+            if self.ranges.len() >= self.max_ranges && start != 0 {
                 return Err(TooManyRanges);
             }
             // Within the reserved capacity, so no reallocation.
@@ -238,7 +241,7 @@ mod tests {
         a.add(30, 5).unwrap();
         let before = a.clone();
         assert_eq!(a.add(50, 5), Err(TooManyRanges));
-        assert_eq!(a.add(0, 5), Err(TooManyRanges));
+        assert_eq!(a.add(1, 5), Err(TooManyRanges));
         assert_eq!(a.add(20, 5), Err(TooManyRanges));
         assert_eq!(a, before);
         // Bytes that touch an existing range are still accepted at the bound.
@@ -253,11 +256,14 @@ mod tests {
     }
 
     #[test]
-    fn zero_ranges_refuses_everything() {
+    fn zero_ranges_refuses_everything_out_of_order() {
         let mut a = Assembler::new(0);
-        assert_eq!(a.add(0, 1), Err(TooManyRanges));
+        assert_eq!(a.add(1, 1), Err(TooManyRanges));
         a.add(0, 0).unwrap();
         assert!(a.is_empty());
+        // In-order data only, taken at once.
+        a.add(0, 1).unwrap();
+        assert_eq!(a.take_front(), 1);
     }
 
     #[test]
@@ -357,7 +363,7 @@ mod tests {
                         let (s, e) = (off as usize, (off + len) as usize);
                         // The bytes touch a run iff any of [s-1, e] is present.
                         let touches = len > 0 && model[s.saturating_sub(1)..=e.min(MODEL_BYTES - 1)].iter().any(|&b| b);
-                        let refuse = len > 0 && !touches && runs(&model).len() >= max_ranges;
+                        let refuse = len > 0 && !touches && off != 0 && runs(&model).len() >= max_ranges;
                         let before = a.clone();
                         match a.add(off, len) {
                             Ok(()) => {
@@ -384,7 +390,10 @@ mod tests {
                 }
                 let got = ranges(&a);
                 prop_assert_eq!(&got, &runs(&model));
-                prop_assert!(got.len() <= max_ranges);
+                // At most one more: an in-order range not taken yet (the caller takes it at
+                // once; the model may not).
+                let front = usize::from(got.first().is_some_and(|r| r.0 == 0));
+                prop_assert!(got.len() <= max_ranges + front);
                 prop_assert_eq!(a.len(), got.len());
                 prop_assert_eq!(a.is_empty(), got.is_empty());
                 // Sorted, non-empty, disjoint and non-adjacent (implied by equality with the
@@ -400,5 +409,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn in_order_data_is_taken_even_with_every_range_used() {
+        // Found by the simulator (tiny-mss seed 1105): 1-byte segments with every other one
+        // lost used all ranges, and the retransmission filling the first hole was refused.
+        let mut a = Assembler::new(2);
+        a.add(2, 1).unwrap();
+        a.add(4, 1).unwrap();
+        assert_eq!(a.add(6, 1), Err(TooManyRanges));
+        a.add(0, 1).unwrap();
+        assert_eq!(a.take_front(), 1);
+        assert_eq!(a.len(), 2);
     }
 }

@@ -350,10 +350,11 @@ impl Tcb {
                     }
                 }
                 if recovered {
+                    // The undo record stays: a DSACK may still show the retransmissions
+                    // unneeded (Linux keeps its undo_marker the same way).
                     self.phase = Phase::Open;
                     self.frto = false;
                     self.rack.on_recovery_exit();
-                    self.undo = None;
                 }
             }
         }
@@ -475,10 +476,12 @@ impl Tcb {
     }
 
     /// Every retransmission of the episode was shown unnecessary by DSACKs: undo now, in
-    /// recovery or after it (Linux's tcp_try_undo_dsack).
+    /// recovery or after it — the DSACK for a spurious retransmission usually arrives after
+    /// the original's ACK ended the recovery (Linux's tcp_try_undo_dsack, in Recovery, Open
+    /// and Disorder).
     fn try_undo_dsack(&mut self) {
         let done = matches!(&self.undo, Some(u) if u.retrans == 0 && u.first_rtx_ts.is_some());
-        if done && matches!(self.phase, Phase::Recovery { .. }) {
+        if done && matches!(self.phase, Phase::Recovery { .. } | Phase::Open) {
             self.undo_now(false);
         }
     }
