@@ -28,12 +28,19 @@ struct Args {
     /// Instead of seeds: 10 MB one way at 0, 1, 5 and 20 % loss; virtual time and retransmits.
     #[arg(long)]
     table: bool,
+    /// Instead of seeds: the loss benchmark's setting (xtcp-bench loss) in virtual time: a
+    /// 25 µs one-way delay, 10 Gbit/s, loss on data only, 4 MB at 10 %.
+    #[arg(long)]
+    lab: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.table {
         return table();
+    }
+    if args.lab {
+        return lab();
     }
     let Some((a, b)) = args.seeds.split_once("..") else {
         eprintln!("--seeds wants START..END");
@@ -84,6 +91,48 @@ fn main() -> ExitCode {
     }
 }
 
+fn lab() -> ExitCode {
+    let clean = Profile::named("clean").expect("clean profile");
+    let loss = std::env::var("SIM_LAB_LOSS").ok().and_then(|v| v.parse().ok()).unwrap_or(0.10);
+    let mb = std::env::var("SIM_LAB_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(4usize);
+    let seeds = std::env::var("SIM_LAB_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1u64);
+    for seed in 1..=seeds {
+        let ov = Overrides {
+            one_way_bytes: Some(mb << 20),
+            loss: Some(loss),
+            reverse_loss: Some(0.0),
+            delay: Some(xtcp::time::Duration::from_micros(25)),
+            bandwidth: Some(1_250_000_000),
+            mss: Some(1460),
+            buffer: Some(4 << 20),
+            max_steps: Some(50_000_000),
+            all_options: true,
+        };
+        match run(seed, &clean, &ov) {
+            Ok(o) => {
+                let st = &o.stats[0];
+                println!(
+                    "seed {seed}: {} MB at {:.0} % data loss in {:.3} s: retransmits {} (fast {}), RTOs {}, TLPs {}, lost rtx {}, undos {}",
+                    mb,
+                    loss * 100.0,
+                    o.transfer_time.as_secs_f64(),
+                    st.retransmits,
+                    st.fast_retransmits,
+                    st.rto_expirations,
+                    st.tlp_probes,
+                    st.lost_retransmits,
+                    st.undos + st.spurious_rtos
+                );
+            }
+            Err(f) => {
+                println!("FAILED {f}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn table() -> ExitCode {
     // A 1 Gbit/s link, so that segments are spaced as on a wire rather than arriving in
     // zero-time bursts.
@@ -107,6 +156,7 @@ fn table() -> ExitCode {
             buffer: Some(1 << 20),
             max_steps: Some(50_000_000),
             all_options: true,
+            ..Overrides::default()
         };
         match run(1, &clean, &ov) {
             Ok(o) => {

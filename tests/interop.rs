@@ -68,16 +68,16 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder, TcHook, TC_EGRESS, TC_INGRESS};
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
 use sha2::{Digest, Sha256};
 use xtcp::apps::client_pattern;
+use xtcp::io::tcloss::TcLoss;
 
 mod common;
 
@@ -93,8 +93,6 @@ const MB: usize = 1 << 20;
 const TOOLS: &[&str] = &["ip", "ethtool", "ping", "ss", "tc"];
 /// Bytes per read/write call on the kernel side (a multiple of 8, see `Prng`).
 const CHUNK: usize = 64 * 1024;
-/// The loss injector, compiled by build.rs.
-const LOSS_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/loss.bpf.o"));
 
 // ---------------------------------------------------------------------------------------------
 // The lab: two namespaces, one veth, and the guards.
@@ -375,47 +373,20 @@ struct LossCounts {
     to_xtcp: (u64, u64),
 }
 
-/// `bpf/loss.bpf.c` attached to kv0's ingress and egress. Dropped: detached, clsact removed.
+/// `bpf/loss.bpf.c` (`xtcp::io::tcloss`) on kv0's ingress and egress. Dropped: detached,
+/// clsact removed (from a thread in the kernel's namespace).
 struct Loss {
     kns: String,
-    hooks: Vec<TcHook>,
-    counters: MapHandle,
-    removed: bool,
+    inner: Option<TcLoss>,
 }
 
 impl Loss {
     /// Drop `share` (0..1) of TCP segments in each direction.
     fn attach(lab: &Lab, share: f64) -> Loss {
         let ifindex = lab.kernel_ifindex();
-        let threshold = (share * 4_294_967_296.0) as u32;
         // A failure half-way leaves filters on kv0; the lab's guard removes them with the namespace.
-        let (hooks, counters) = lab.kernel(move || {
-            let obj = ObjectBuilder::default()
-                .open_memory(LOSS_OBJ)
-                .and_then(|o| o.load())
-                .unwrap_or_else(|e| panic!("loading bpf/loss.bpf.c: {e:#}"));
-            let map = |name: &str| {
-                let m = obj.maps().find(|m| m.name() == name).unwrap_or_else(|| panic!("no map {name}"));
-                MapHandle::try_from(&m).expect("map handle")
-            };
-            let rate = map("rate");
-            for dir in 0u32..2 {
-                rate.update(&dir.to_ne_bytes(), &threshold.to_ne_bytes(), MapFlags::ANY).expect("setting the rate");
-            }
-            let mut hooks = Vec::new();
-            for (prog, point) in [("loss_ingress", TC_INGRESS), ("loss_egress", TC_EGRESS)] {
-                let p = obj.progs().find(|p| p.name() == prog).unwrap_or_else(|| panic!("no program {prog}"));
-                let mut hook = TcHook::new(p.as_fd());
-                hook.ifindex(ifindex).replace(true).handle(1).priority(1).attach_point(point);
-                if hooks.is_empty() {
-                    hook.create().unwrap_or_else(|e| panic!("clsact on {KDEV}: {e}"));
-                }
-                hooks.push(hook.attach().unwrap_or_else(|e| panic!("attaching {prog}: {e}")));
-            }
-            // The filters hold the programs, the programs their maps: `obj` may go.
-            (hooks, map("counters"))
-        });
-        let loss = Loss { kns: lab.kns.clone(), hooks, counters, removed: false };
+        let inner = lab.kernel(move || TcLoss::attach(ifindex, share, share).unwrap_or_else(|e| panic!("{KDEV}: {e}")));
+        let loss = Loss { kns: lab.kns.clone(), inner: Some(inner) };
         for dir in ["ingress", "egress"] {
             let f = run("tc", &["-n", &loss.kns, "filter", "show", "dev", KDEV, dir]);
             assert!(f.contains("direct-action"), "no BPF filter on {KDEV} {dir}:\n{f}");
@@ -424,29 +395,15 @@ impl Loss {
     }
 
     fn counts(&self) -> LossCounts {
-        let slot = |i: u32| -> u64 {
-            let per_cpu = self.counters.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY).expect("counters");
-            per_cpu.unwrap_or_default().iter().map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap())).sum()
-        };
-        LossCounts { to_kernel: (slot(0), slot(1)), to_xtcp: (slot(2), slot(3)) }
+        let (i, e) = self.inner.as_ref().map(TcLoss::counts).unwrap_or_default();
+        LossCounts { to_kernel: (i.seen, i.dropped), to_xtcp: (e.seen, e.dropped) }
     }
 
     fn detach(&mut self) {
-        if self.removed {
-            return;
+        if let Some(inner) = self.inner.take() {
+            // tc works per namespace: detach from a thread in the kernel's.
+            let _ = in_netns(&self.kns, move || drop(inner)).join();
         }
-        self.removed = true;
-        let hooks = std::mem::take(&mut self.hooks);
-        let _ = in_netns(&self.kns, move || {
-            for mut h in hooks.clone() {
-                let _ = h.detach();
-            }
-            if let Some(mut h) = hooks.first().copied() {
-                // Both attach points: removes the clsact qdisc itself.
-                let _ = h.attach_point(TC_INGRESS | TC_EGRESS).destroy();
-            }
-        })
-        .join();
     }
 
     /// Detach and check that nothing of it is left on kv0.

@@ -168,6 +168,32 @@ fn transfer_with_faults() {
     }
 }
 
+/// ECN end to end (RFC 3168): the stacks agree on it, data leaves ECN-capable (ECT(0) in the
+/// IP header, which the wire then marks CE as a congested router would), the receiver's stack
+/// hands the mark to the connection, its ACKs echo it, and the sender reduces its window —
+/// with no loss and so no retransmission.
+#[test]
+fn ecn_marks_reduce_the_window_without_loss() {
+    use xtcp::tcp::EcnMode;
+    let mut ca = config(IP_A, 1);
+    let mut cb = config(IP_B, 2);
+    // B connects and asks; A, the listener, agrees (Linux's default).
+    ca.tcp.ecn = EcnMode::Passive;
+    cb.tcp.ecn = EcnMode::On;
+    let faults = Faults { ce_mark: 0.02, ..Faults::default() };
+    let mut p = Pair::with(faults.clone(), 7, ca, cb);
+    transfer(&mut p, 2_000_000);
+    let (ca, cb) = (p.a.counters(), p.b.counters());
+    assert!(p.link.stats().ce_marked > 0);
+    assert_eq!(ca.ecn_ce_in + cb.ecn_ce_in, p.link.stats().ce_marked, "every mark reached a connection");
+    assert!(ca.tcp_ecn_reductions + cb.tcp_ecn_reductions > 0, "{ca:?} {cb:?}");
+    assert_eq!(ca.tcp_retransmits + cb.tcp_retransmits, 0);
+    // Without ECN agreed nothing is ECN-capable, so nothing is marked.
+    let mut p = Pair::with(faults, 7, config(IP_A, 1), config(IP_B, 2));
+    transfer(&mut p, 200_000);
+    assert_eq!(p.link.stats().ce_marked, 0);
+}
+
 #[test]
 fn connect_to_a_closed_port_is_refused() {
     let mut p = Pair::new(Faults::default(), 3);

@@ -135,6 +135,72 @@ enum Cmd {
         #[command(subcommand)]
         role: BounceRole,
     },
+    /// Under random loss, the same transfers and request/response by the kernel's TCP and by
+    /// xtcp's, into kernel receivers on identical veth links, in namespaces of its own (root).
+    Loss(LossArgs),
+}
+
+#[derive(Args)]
+struct LossArgs {
+    /// Rows of the transfer matrix, LOSS%:MB (the default is issue 11's).
+    #[arg(long, value_delimiter = ',', default_value = "0:32,1:16,5:8,10:4")]
+    transfers: Vec<String>,
+    /// Runs per figure; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Loss each way for request/response, percent (0 skips it).
+    #[arg(long, default_value_t = 1.0)]
+    rr_loss: f64,
+    /// Seconds of request/response per stack.
+    #[arg(long, default_value_t = 20.0)]
+    rr_seconds: f64,
+    /// The `xtcp` binary (default: next to this one).
+    #[arg(long)]
+    xtcp: Option<PathBuf>,
+    /// Where to save loss.json, loss-table.md and the rr clients' JSONs.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Capture every transfer at its sender into this directory (pcap files).
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// The kernel senders' congestion control (default: the system's).
+    #[arg(long)]
+    kernel_cc: Option<String>,
+}
+
+fn loss_cmd(a: LossArgs) -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let xtcp = a.xtcp.unwrap_or_else(|| me.with_file_name("xtcp"));
+    if !xtcp.exists() {
+        return Err(format!(
+            "{} not found: build it (cargo build --release --bin xtcp) or pass --xtcp",
+            xtcp.display()
+        ));
+    }
+    let mut transfers = Vec::new();
+    for t in &a.transfers {
+        let (l, mb) = t.split_once(':').ok_or_else(|| format!("--transfers {t}: want LOSS%:MB"))?;
+        let l: f64 = l.parse().map_err(|e| format!("--transfers {t}: {e}"))?;
+        let mb: usize = mb.parse().map_err(|e| format!("--transfers {t}: {e}"))?;
+        transfers.push((l / 100.0, mb << 20));
+    }
+    let o = xtcp_bench::loss::Options {
+        transfers,
+        runs: a.runs,
+        rr_loss: a.rr_loss / 100.0,
+        rr_seconds: a.rr_seconds,
+        xtcp,
+        bench: me,
+        out: a.out.clone(),
+        pcap: a.pcap.clone(),
+        kernel_cc: a.kernel_cc.clone(),
+    };
+    let report = xtcp_bench::loss::run_all(&o)?;
+    print!("{}", xtcp_bench::loss::markdown(&report));
+    if let Some(dir) = &a.out {
+        xtcp_bench::loss::save(&report, dir)?;
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -282,6 +348,7 @@ fn main() -> ExitCode {
             read_runs(&json).map(|runs| print!("{}", xtcp_bench::table::table(&runs, baseline.as_deref(), &ratio)))
         }
         Cmd::Bounce { role } => bounce_cmd(role),
+        Cmd::Loss(a) => loss_cmd(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

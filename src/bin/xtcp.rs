@@ -98,6 +98,58 @@ struct NetArgs {
     /// Print counters every second and at the end.
     #[arg(long)]
     stats: bool,
+    #[command(flatten)]
+    tcp: TcpArgs,
+}
+
+/// TCP settings of every connection (defaults as Linux's).
+#[derive(Args, Clone)]
+#[cfg_attr(not(feature = "afxdp"), allow(dead_code))]
+struct TcpArgs {
+    /// Congestion control: cubic (RFC 9438 with HyStart++) or reno.
+    #[arg(long, default_value = "cubic")]
+    cc: xtcp::tcp::cc::Algorithm,
+    /// ECN (RFC 3168): off, passive (agree when the peer asks, Linux's default) or on (ask).
+    #[arg(long, value_enum, default_value_t = Ecn::Passive)]
+    ecn: Ecn,
+    /// Lower bound of the retransmission timeout, ms (Linux: 200; datacenters use 1-5).
+    #[arg(long, default_value_t = 200)]
+    rto_min_ms: u64,
+    /// Upper bound of the retransmission timeout, ms (Linux: 120000).
+    #[arg(long, default_value_t = 120_000)]
+    rto_max_ms: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Ecn {
+    Off,
+    Passive,
+    On,
+}
+
+#[cfg_attr(not(feature = "afxdp"), allow(dead_code))]
+impl TcpArgs {
+    /// Apply to a connection's settings; out-of-range RTO bounds are refused here (the stack
+    /// refuses them too, with a typed error).
+    fn apply(&self, tcp: &mut xtcp::tcp::TcpConfig) -> Result<(), String> {
+        use xtcp::time::Duration;
+        tcp.congestion = self.cc;
+        tcp.ecn = match self.ecn {
+            Ecn::Off => xtcp::tcp::EcnMode::Off,
+            Ecn::Passive => xtcp::tcp::EcnMode::Passive,
+            Ecn::On => xtcp::tcp::EcnMode::On,
+        };
+        if self.rto_min_ms == 0 || self.rto_min_ms > self.rto_max_ms || self.rto_max_ms > 3_600_000 {
+            return Err(format!(
+                "--rto-min-ms {} --rto-max-ms {}: need 1 <= min <= max <= 3600000",
+                self.rto_min_ms, self.rto_max_ms
+            ));
+        }
+        tcp.min_rto = Duration::from_millis(self.rto_min_ms);
+        tcp.max_rto = Duration::from_millis(self.rto_max_ms);
+        tcp.initial_rto = tcp.initial_rto.clamp(tcp.min_rto, tcp.max_rto);
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -230,14 +282,15 @@ mod net {
         }
     }
 
-    fn stack_config(net: &NetArgs) -> StackConfig {
+    fn stack_config(net: &NetArgs) -> Result<StackConfig, String> {
         let mut secret = [0u8; 16];
         // The secret keys ISNs (RFC 6528) and port choice (RFC 6056): from the OS's entropy.
         let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret));
         let mut cfg = StackConfig::new(net.ip.0, net.ip.1, secret);
         cfg.gateway = net.gateway;
         cfg.max_sockets = 65536;
-        cfg
+        net.tcp.apply(&mut cfg.tcp)?;
+        Ok(cfg)
     }
 
     pub fn serve(a: ServeArgs) -> Result<ExitCode, String> {
@@ -274,7 +327,7 @@ mod net {
 
     fn run_server<D: Device>(dev: D, a: &ServeArgs, kind: AppKind, stop: &Arc<AtomicBool>) -> Result<ExitCode, String> {
         let clock = Clock(std::time::Instant::now());
-        let mut stack = Stack::new(dev, stack_config(&a.net), clock.now());
+        let mut stack = Stack::new(dev, stack_config(&a.net)?, clock.now());
         let mut server = Server::listen(&mut stack, kind, a.port, a.backlog)
             .map_err(|e| format!("listen on port {}: {e}", a.port))?;
         eprintln!("xtcp: serving {:?} on {}:{}", kind, a.net.ip.0, a.port);
@@ -313,7 +366,7 @@ mod net {
 
     fn run_client<D: Device>(dev: D, a: &ClientArgs, stop: &Arc<AtomicBool>) -> Result<ExitCode, String> {
         let clock = Clock(std::time::Instant::now());
-        let mut stack = Stack::new(dev, stack_config(&a.net), clock.now());
+        let mut stack = Stack::new(dev, stack_config(&a.net)?, clock.now());
         let mut client = Client::connect(&mut stack, a.connect, a.send_bytes, a.recv_bytes)
             .map_err(|e| format!("connect to {}: {e}", a.connect))?
             .zero_copy(a.zero_copy);
@@ -337,7 +390,7 @@ mod net {
             // goes; the client may end in TIME-WAIT, with its connection still there.
             let mut c = *stack.counters();
             if let Ok(tcb) = stack.tcb(client.handle) {
-                c.tcp_retransmits += tcb.stats().retransmits;
+                c.add_tcb(tcb.stats());
             }
             eprintln!("{}", stats_line(&c, 1));
         }
@@ -431,7 +484,7 @@ mod net {
             let ip = a.net.ip.0;
             let reports = runtime::run(
                 devs,
-                &stack_config(&a.net),
+                &stack_config(&a.net)?,
                 &cfg,
                 stop,
                 |_core, stack| {
@@ -498,12 +551,16 @@ mod net {
 
     fn stats_line(c: &xtcp::stack::Counters, conns: usize) -> String {
         format!(
-            "xtcp: conns {conns} | frames in {} out {} | tcp segs in {} out {} retrans {} rst in {} out {} | drops {} | arp req {}/{} | icmp echo {} | rx-in-place {} tx-in-place {} tx-copied {}",
+            "xtcp: conns {conns} | frames in {} out {} | tcp segs in {} out {} retrans {} (fast {} rto {} tlp {} undone {}) rst in {} out {} | drops {} | arp req {}/{} | icmp echo {} | rx-in-place {} tx-in-place {} tx-copied {}",
             c.frames_in,
             c.frames_out,
             c.tcp_segs_in,
             c.tcp_segs_out,
             c.tcp_retransmits,
+            c.tcp_fast_retransmits,
+            c.tcp_timeouts,
+            c.tcp_tlp_probes,
+            c.tcp_undos,
             c.tcp_rsts_in,
             c.tcp_rsts_out,
             c.drops(),

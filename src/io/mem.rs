@@ -29,6 +29,9 @@ pub struct Faults {
     pub jitter: Duration,
     /// Frames in flight per direction before the wire drops (a queue bound).
     pub capacity: usize,
+    /// Probability that an ECN-capable IPv4 frame (ECT(0) or ECT(1)) is marked Congestion
+    /// Experienced, as a congested router would (RFC 3168 §5).
+    pub ce_mark: f64,
 }
 
 impl Default for Faults {
@@ -42,6 +45,7 @@ impl Default for Faults {
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             capacity: 65536,
+            ce_mark: 0.0,
         }
     }
 }
@@ -55,6 +59,7 @@ pub struct WireStats {
     pub duplicated: u64,
     pub corrupted: u64,
     pub overflowed: u64,
+    pub ce_marked: u64,
 }
 
 /// Items in flight, each due at a time, handed out in time order (ties in the order they
@@ -171,6 +176,10 @@ impl Wire {
                 b[at] ^= self.rng.random_range(1..=255u8);
                 self.stats.corrupted += 1;
             }
+            // (No draw unless marking is on, so that seeds without it replay as before.)
+            if f.ce_mark > 0.0 && self.rng.random_bool(f.ce_mark.clamp(0.0, 1.0)) && mark_ce(&mut b) {
+                self.stats.ce_marked += 1;
+            }
             let mut at = self.now + f.delay;
             if !f.jitter.is_zero() {
                 at += Duration::from_micros(self.rng.random_range(0..=f.jitter.as_micros() as u64));
@@ -181,6 +190,20 @@ impl Wire {
             self.queues[to].push(at, b);
         }
     }
+}
+
+/// Mark an ECN-capable IPv4 frame CE; false if it is not one.
+fn mark_ce(frame: &mut [u8]) -> bool {
+    if frame.get(12..14) != Some(&[0x08, 0x00][..]) {
+        return false;
+    }
+    let Ok(mut ip) = crate::wire::Ipv4Packet::new_checked(&mut frame[14..]) else { return false };
+    let tos = ip.dscp_ecn();
+    if tos & 0b11 == 0 {
+        return false; // Not-ECT: a router would drop rather than mark
+    }
+    ip.set_dscp_ecn_incremental(tos | 0b11);
+    true
 }
 
 /// The shared wire of a device pair; the test or simulator drives its clock.

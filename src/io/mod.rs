@@ -11,6 +11,7 @@
 //!
 //! Backends: [`afxdp`] (AF_XDP sockets and our XDP program; cargo feature `afxdp`, on by
 //! default). [`shutdown`] turns SIGINT/SIGTERM into a flag that device loops poll.
+//! [`tcloss`] drops TCP segments on a kernel interface at random (the lab has no netem).
 
 #[cfg(feature = "afxdp")]
 #[allow(unsafe_code)]
@@ -18,6 +19,9 @@ pub mod afxdp;
 pub mod mem;
 pub mod pcap;
 pub mod shutdown;
+/// Random loss on a kernel interface (tc BPF), for the interop tests and the loss benchmark.
+#[cfg(feature = "afxdp")]
+pub mod tcloss;
 
 use crate::wire::{MacAddr, RxChecksum};
 

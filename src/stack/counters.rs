@@ -25,7 +25,20 @@ pub struct Counters {
     pub tcp_segs_out: u64,
     pub tcp_rsts_in: u64,
     pub tcp_rsts_out: u64,
+    /// Loss recovery, summed from each connection when it ends (`TcbStats`): segments sent
+    /// again, of which in fast recovery; retransmission timeouts; fast recoveries entered;
+    /// retransmissions found lost again (RACK); tail loss probes; reductions undone as
+    /// spurious (DSACK, timestamps, F-RTO); reductions for ECN echoes.
     pub tcp_retransmits: u64,
+    pub tcp_fast_retransmits: u64,
+    pub tcp_timeouts: u64,
+    pub tcp_recoveries: u64,
+    pub tcp_lost_retransmits: u64,
+    pub tcp_tlp_probes: u64,
+    pub tcp_undos: u64,
+    pub tcp_ecn_reductions: u64,
+    /// Segments that arrived marked Congestion Experienced (RFC 3168).
+    pub ecn_ce_in: u64,
     pub tcp_active_opens: u64,
     pub tcp_passive_opens: u64,
     /// Opens that never reached ESTABLISHED (refused, timed out, reset in SYN-RECEIVED).
@@ -72,6 +85,18 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Add what a connection counted (the stack does this when it ends).
+    pub fn add_tcb(&mut self, st: &crate::tcp::TcbStats) {
+        self.tcp_retransmits += st.retransmits;
+        self.tcp_fast_retransmits += st.fast_retransmits;
+        self.tcp_timeouts += st.rto_expirations;
+        self.tcp_recoveries += st.recoveries;
+        self.tcp_lost_retransmits += st.lost_retransmits;
+        self.tcp_tlp_probes += st.tlp_probes;
+        self.tcp_undos += st.undos + st.spurious_rtos;
+        self.tcp_ecn_reductions += st.ecn_reductions;
+    }
+
     pub(crate) fn count_wire_error(&mut self, e: wire::Error) {
         match e {
             wire::Error::Truncated => self.drop_truncated += 1,

@@ -23,7 +23,8 @@ pub use table::{ConnTable, FourTuple};
 
 use crate::io::{Device, Frame};
 use crate::tcp::{
-    reset_for, CloseReason, Event, IcmpError, IsnGenerator, Keepalive, State, Tcb, TcbBuffers, TcpConfig, TcpError,
+    reset_for, CloseReason, Event, IcmpError, IsnGenerator, Keepalive, RxInfo, State, Tcb, TcbBuffers, TcpConfig,
+    TcpError,
 };
 use crate::time::{Duration, Instant, TimerHandle, TimerWheel};
 use crate::wire::{
@@ -119,16 +120,30 @@ impl StackConfig {
 }
 
 /// The IPv4 header of a TCP segment we send: DF set (RFC 1191 path MTU discovery), TTL 64.
-fn tcp_ip_header(src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> Ipv4Repr {
-    Ipv4Repr { src, dst, protocol: IpProtocol::Tcp, payload_len, ttl: 64, ident: 0, dont_frag: true, dscp_ecn: 0 }
+/// ECN codepoints of the IP header's two low TOS bits (RFC 3168 §5).
+const ECN_MASK: u8 = 0b11;
+const ECN_ECT0: u8 = 0b10;
+const ECN_CE: u8 = 0b11;
+
+fn tcp_ip_header(src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize, ect: bool) -> Ipv4Repr {
+    // RFC 3168 §6.1.2: ECT(0) on what the TCB marked ECN-capable (new data on an ECN
+    // connection); Not-ECT on everything else.
+    let dscp_ecn = if ect { ECN_ECT0 } else { 0 };
+    Ipv4Repr { src, dst, protocol: IpProtocol::Tcp, payload_len, ttl: 64, ident: 0, dont_frag: true, dscp_ecn }
 }
 
 /// Per-connection settings the stack accepts: buffers that hold at least one byte and at
 /// most 1 GiB (RFC 7323 §2.3: a window scale of 14 covers 1 GiB), an MSS of at least 88
-/// bytes (a 128-byte MTU, the RFC 1191 floor used for ICMP too).
+/// bytes (a 128-byte MTU, the RFC 1191 floor used for ICMP too), and RTO bounds with
+/// 1 ms ≤ min ≤ max ≤ 1 hour (the timer wheel ticks in milliseconds; RFC 6298 §2.5 wants the
+/// maximum at least 60 s, but a test or a datacenter may choose less).
 fn check_tcp_config(tcp: &TcpConfig) -> Result<(), StackError> {
     const MAX: usize = 1 << 30;
-    let ok = (1..=MAX).contains(&tcp.send_buffer) && (1..=MAX).contains(&tcp.recv_buffer) && tcp.mss >= 88;
+    let rto_ok = Duration::from_millis(1) <= tcp.min_rto
+        && tcp.min_rto <= tcp.max_rto
+        && tcp.max_rto <= Duration::from_secs(3600)
+        && tcp.initial_rto >= tcp.min_rto;
+    let ok = (1..=MAX).contains(&tcp.send_buffer) && (1..=MAX).contains(&tcp.recv_buffer) && tcp.mss >= 88 && rto_ok;
     ok.then_some(()).ok_or(StackError::InvalidOption)
 }
 
@@ -1051,7 +1066,9 @@ impl<D: Device> Stack<D> {
                         && self.rx_frames_held < self.cfg.max_rx_frames_held
                         && c.rx_frames < self.cfg.max_rx_frames_per_conn;
                     let before = c.tcb.recv_buffered();
-                    let lent = c.tcb.on_segment_lending(self.now, remote, &seg, may_lend);
+                    let ce = ip.dscp_ecn & ECN_MASK == ECN_CE;
+                    self.counters.ecn_ce_in += u64::from(ce);
+                    let lent = c.tcb.on_segment_with(self.now, remote, &seg, RxInfo { ce, may_lend });
                     let copied = c.tcb.recv_buffered().saturating_sub(before);
                     if copied > 0 {
                         match c.rxq.back_mut() {
@@ -1277,9 +1294,10 @@ impl<D: Device> Stack<D> {
             };
             let mut payload_len = seg.payload.len();
             let header = TcpRepr { payload: &[], ..seg };
+            let ect = c.tcb.last_tx_ect();
             if let Some((off, len)) = c.tcb.take_tx_range() {
                 // Zero-copy send: the payload is in the application's frames.
-                if self.send_in_place(idx, &header, off, len) {
+                if self.send_in_place(idx, &header, off, len, ect) {
                     self.dev.recycle(frame);
                     continue;
                 }
@@ -1301,7 +1319,7 @@ impl<D: Device> Stack<D> {
                 self.dev.recycle(frame);
                 continue;
             }
-            let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + payload_len);
+            let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + payload_len, ect);
             let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
             frame.offset = start as u32;
             frame.len = (ETH_LEN + IP_LEN + tcp_len + payload_len) as u32;
@@ -1352,7 +1370,7 @@ impl<D: Device> Stack<D> {
     /// Send a zero-copy segment from the application's frame itself: the payload is exactly
     /// one queued frame, not in flight, with room for the headers right before it, and the
     /// next hop is known. Returns false when any of that fails (the caller copies).
-    fn send_in_place(&mut self, idx: u32, header: &TcpRepr<'_>, off: usize, len: usize) -> bool {
+    fn send_in_place(&mut self, idx: u32, header: &TcpRepr<'_>, off: usize, len: usize, ect: bool) -> bool {
         let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return false };
         let (local_ip, remote) = (*c.key.local.ip(), c.key.remote);
         let at = c.tx_acked + off as u64;
@@ -1378,7 +1396,7 @@ impl<D: Device> Stack<D> {
         if header.emit_header_over(&mut buf[pay_off - tcp_len..pay_off + len], local_ip, *remote.ip()).is_err() {
             return false;
         }
-        let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + len);
+        let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + len, ect);
         let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
         self.write_eth(&whole, mac);
         if !self.dev.tx_kept(&whole) {
@@ -1482,8 +1500,8 @@ impl<D: Device> Stack<D> {
             self.timers.cancel(t);
         }
         self.table.remove(&key);
-        let reason = self.conn(idx).tcb.stats();
-        self.counters.tcp_retransmits += reason.retransmits;
+        let st = *self.conn(idx).tcb.stats();
+        self.counters.add_tcb(&st);
         let c = self.conn_mut(idx);
         c.timer = None;
         c.deadline = None;
@@ -1513,7 +1531,7 @@ impl<D: Device> Stack<D> {
             self.counters.tx_pool_empty += 1;
             return;
         };
-        let ipr = tcp_ip_header(local_ip, *remote.ip(), seg.buffer_len());
+        let ipr = tcp_ip_header(local_ip, *remote.ip(), seg.buffer_len(), false);
         let buf = self.dev.buffer_mut(&frame);
         if ipr.emit(&mut buf[ETH_LEN..]).is_err()
             || seg.emit(&mut buf[ETH_LEN + IP_LEN..], local_ip, *remote.ip()).is_err()

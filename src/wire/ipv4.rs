@@ -164,6 +164,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let (start, end) = (self.header_len(), self.total_len() as usize);
         &mut self.buffer.as_mut()[start..end]
     }
+    /// Set the DSCP/ECN byte and fix the checksum incrementally (RFC 1624): what a router
+    /// marking Congestion Experienced does (RFC 3168 §5).
+    pub fn set_dscp_ecn_incremental(&mut self, v: u8) {
+        let b = self.buffer.as_mut();
+        let old = be16(b, field::VER_IHL);
+        b[field::DSCP_ECN] = v;
+        let new = be16(b, field::VER_IHL);
+        let c = checksum::update16(be16(b, field::CHECKSUM), old, new);
+        put16(b, field::CHECKSUM, c);
+    }
     /// Set the TTL and fix the checksum incrementally (RFC 1624), as a forwarder would.
     pub fn set_ttl_incremental(&mut self, ttl: u8) {
         let b = self.buffer.as_mut();

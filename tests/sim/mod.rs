@@ -193,6 +193,11 @@ pub struct Overrides {
     pub max_steps: Option<u64>,
     /// Every option on (window scaling, timestamps, SACK), Nagle on.
     pub all_options: bool,
+    /// Loss of what the server sends (ACKs, in a one-way transfer), if not `loss`.
+    pub reverse_loss: Option<f64>,
+    /// One-way delay and link rate, if not the profile's.
+    pub delay: Option<Duration>,
+    pub bandwidth: Option<u64>,
 }
 
 /// Run one seed of a profile.
@@ -353,7 +358,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
                 let (src, dst) = (sides[i].addr, sides[1 - i].addr);
                 let len = seg.emit(&mut frame, *src.ip(), *dst.ip()).map_err(|e| fail(format!("emit: {e}")))?;
                 let mut bytes = frame[..len].to_vec();
-                let lost = rng.random_bool(loss);
+                let lost = rng.random_bool(if i == 1 { ov.reverse_loss.unwrap_or(loss) } else { loss });
                 if trace {
                     println!(
                         "{:?} {} {} -> {:?} seq {} ack {} win {} len {} {:?}{} [unread {} of {}]",
@@ -381,7 +386,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
                 }
                 let copies = if rng.random_bool(profile.dup) { 2 } else { 1 };
                 // Serialisation on a rate-limited link, then delay and jitter.
-                let depart = match profile.bandwidth {
+                let depart = match ov.bandwidth.or(profile.bandwidth) {
                     Some(bps) => {
                         let start = link_free[i].max(now);
                         let t = start + Duration::from_nanos(bytes.len() as u64 * 1_000_000_000 / bps);
@@ -391,7 +396,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
                     None => now,
                 };
                 for _ in 0..copies {
-                    let mut at = depart + profile.delay;
+                    let mut at = depart + ov.delay.unwrap_or(profile.delay);
                     if !profile.jitter.is_zero() {
                         at += Duration::from_micros(rng.random_range(0..=profile.jitter.as_micros() as u64));
                     }
