@@ -10,7 +10,7 @@
 
 use super::parse::{Flags, TcpOpt};
 use super::symbols::*;
-use crate::tcp::{reset_for, CloseReason, Event, Keepalive, SeqNum, State, Tcb, TcpConfig};
+use crate::tcp::{reset_for, CloseReason, Event, Keepalive, RxInfo, SeqNum, State, Tcb, TcpConfig};
 use crate::time::{Duration, Instant};
 use crate::wire::{RxChecksum, TcpFlags, TcpOption, TcpPacket, TcpRepr};
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -59,6 +59,8 @@ pub struct OutSeg {
     pub urgent: u16,
     pub options: Vec<TcpOpt>,
     pub payload: Vec<u8>,
+    /// Sent ECN-capable (ECT(0)): the TCB's `last_tx_ect`.
+    pub ect: bool,
 }
 
 /// One connection and what its socket has been told.
@@ -223,7 +225,7 @@ impl Kernel {
 
     /// A segment from the script's peer, as bytes on the wire (the stack parses them the way
     /// it parses a received frame).
-    pub fn deliver(&mut self, local_port: u16, remote_port: u16, bytes: &[u8]) -> Result<(), NetError> {
+    pub fn deliver(&mut self, local_port: u16, remote_port: u16, bytes: &[u8], ce: bool) -> Result<(), NetError> {
         let pkt = match TcpPacket::new_checked(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -242,7 +244,7 @@ impl Kernel {
         if let Some(id) = self.lookup(local_port, remote_port) {
             let now = self.now;
             if let Some(c) = self.conn_mut(id) {
-                c.tcb.on_segment(now, from, &seg);
+                c.tcb.on_segment_with(now, from, &seg, RxInfo { ce, may_lend: false });
             }
         } else if let Some(lfd) = self.listener_on(local_port) {
             self.listener_input(lfd, from, &seg);
@@ -314,7 +316,9 @@ impl Kernel {
                         "the stack produced more than {MAX_SEGMENTS_PER_FLUSH} segments at one instant (runaway output)"
                     ));
                 }
-                produced.push(out_seg(now, c.tcb.local().port(), c.tcb.remote().port(), &r));
+                let mut seg = out_seg(now, c.tcb.local().port(), c.tcb.remote().port(), &r);
+                seg.ect = c.tcb.last_tx_ect();
+                produced.push(seg);
             }
         }
         self.payload_buf = buf;
@@ -859,5 +863,6 @@ fn out_seg(time: Instant, local_port: u16, remote_port: u16, r: &TcpRepr<'_>) ->
         urgent: r.urgent,
         options,
         payload: r.payload.to_vec(),
+        ect: false,
     }
 }

@@ -194,10 +194,24 @@ impl fmt::Display for TcpOpt {
     }
 }
 
+/// The ECN codepoint written on a packet line (`[noecn]`, `[ect0]`, `[ect1]`, `[ect01]`,
+/// `[ce]`, as packetdrill writes them): of an inbound packet, what its IP header carries; of
+/// an outbound one, what the stack must have set (`Ect01`: either ECT codepoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpEcn {
+    NotEct,
+    Ect0,
+    Ect1,
+    Ect01,
+    Ce,
+}
+
 /// A TCP packet line: `< P. 1:1001(1000) ack 1 win 257 <nop,nop,TS val 2 ecr 1>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     pub dir: Direction,
+    /// `None`: not written (outbound: not checked; inbound: Not-ECT).
+    pub ecn: Option<IpEcn>,
     pub flags: Flags,
     /// Relative sequence number of the first byte (SYN and FIN count as bytes).
     pub seq: u32,
@@ -667,8 +681,26 @@ impl Cursor<'_> {
     fn packet(&mut self, dir: Direction) -> PResult<Action> {
         self.bump(); // `<` or `>`
         self.skip_blanks();
+        let mut ecn = None;
         if self.peek() == Some(b'[') {
-            return self.unsupported("IP-level annotations (`[ect0]`, `[tos ...]`) on a packet".into());
+            let start = self.pos;
+            while matches!(self.peek(), Some(b) if b != b']' && b != b'\n') {
+                self.bump();
+            }
+            let word = String::from_utf8_lossy(&self.src[start + 1..self.pos]).trim().to_string();
+            if self.peek() != Some(b']') {
+                return Err(self.error("`]` to close the IP annotation"));
+            }
+            self.bump();
+            ecn = Some(match word.as_str() {
+                "noecn" => IpEcn::NotEct,
+                "ect0" => IpEcn::Ect0,
+                "ect1" => IpEcn::Ect1,
+                "ect01" => IpEcn::Ect01,
+                "ce" => IpEcn::Ce,
+                _ => return self.unsupported(format!("the IP annotation `[{word}]` (ECN codepoints are supported)")),
+            });
+            self.skip_blanks();
         }
         if self.peek() == Some(b'(') {
             return self.unsupported("IP header fields on a packet".into());
@@ -710,7 +742,7 @@ impl Cursor<'_> {
         if len > 65535 {
             return Err(self.error(format!("payload length {len} is larger than any segment")));
         }
-        let mut p = Packet { dir, flags, seq, len, ack: None, win: None, urg: None, options: Some(Vec::new()) };
+        let mut p = Packet { dir, ecn, flags, seq, len, ack: None, win: None, urg: None, options: Some(Vec::new()) };
         loop {
             self.skip_blanks();
             if self.starts_with("ack") && !self.word_continues(3) {

@@ -23,7 +23,7 @@
 //!   newest socket, the child made by an inbound packet to a listener, or the connecting one.
 
 use super::net::*;
-use super::parse::{Action, Direction, Event, Expr, Packet, Script, Syscall, TcpOpt, Time, TimeKind};
+use super::parse::{Action, Direction, Event, Expr, IpEcn, Packet, Script, Syscall, TcpOpt, Time, TimeKind};
 use super::symbols::*;
 use super::{Failure, Outcome, Report, RunConfig};
 use crate::time::Instant;
@@ -497,7 +497,7 @@ impl Interp<'_> {
             Err(e) => return self.fail(e),
         };
         let (lp, rp) = (flow.local_port, flow.remote_port);
-        let r = self.k.deliver(lp, rp, &bytes);
+        let r = self.k.deliver(lp, rp, &bytes, p.ecn == Some(IpEcn::Ce));
         self.kernel(r)?;
         self.drain_notes();
         self.check_pending()
@@ -1465,6 +1465,20 @@ pub(super) fn compare(
     }
     if seg.payload.len() != p.len as usize {
         return Some(format!("payload: expected {} bytes, actual {}", p.len, seg.payload.len()));
+    }
+    // The ECN codepoint, when the line gives one (xtcp sends only ECT(0) or Not-ECT).
+    if let Some(want) = p.ecn {
+        let ok = match want {
+            IpEcn::NotEct => !seg.ect,
+            IpEcn::Ect0 | IpEcn::Ect01 => seg.ect,
+            IpEcn::Ect1 | IpEcn::Ce => false,
+        };
+        if !ok {
+            return Some(format!(
+                "ECN codepoint: expected {want:?}, actual {}",
+                if seg.ect { "ECT(0)" } else { "Not-ECT" }
+            ));
+        }
     }
     if let Some(opts) = &p.options {
         if let Some(why) = compare_options(flow, opts, &seg.options, lenient, ts_tick, tol_usecs) {

@@ -212,7 +212,7 @@ fn unsupported_forms_parse_for_a_clear_failure_later() {
     };
     assert!(what("0 < udp (100)").contains("UDP"));
     assert!(what("0 > icmp unreachable port").contains("ICMP"));
-    assert!(what("0 < [ect0] . 1:1(0) ack 1 win 1").contains("IP-level"));
+    assert!(what("0 < [tos 0x10] . 1:1(0) ack 1 win 1").contains("IP annotation"));
     assert!(what("0 < S 0:0(0) win 1 <mss 1460,FO abcd>").contains("Fast Open"));
     assert!(what("0 < S 0:0(0) win 1 <md5 1234>").contains("MD5"));
     assert!(what("0 > 3 1:1(0)").contains("AccECN"));
@@ -347,7 +347,26 @@ fn out(seq: u32, ack: u32, flags: &str, payload: Vec<u8>, options: Vec<TcpOpt>) 
         urgent: 0,
         options,
         payload,
+        ect: false,
     }
+}
+
+#[test]
+fn ecn_annotations_parse_and_are_checked_on_outbound_segments() {
+    let p = packet("+0 > [ect0] P. 1:11(10) ack 1 win 100");
+    assert_eq!(p.ecn, Some(IpEcn::Ect0));
+    let p = packet("+0 < [ce] . 1:11(10) ack 1 win 100");
+    assert_eq!(p.ecn, Some(IpEcn::Ce));
+    assert_eq!(packet("+0 < . 1:1(0) ack 1 win 100").ecn, None);
+    let f = flow();
+    let e = packet("+0 > [ect0] . 1:11(10) ack 1 win 100 <...>");
+    let data: Vec<u8> = (0..10).map(super::net::pattern_byte).collect();
+    let mut seg = out(LIVE_ISN.wrapping_add(1), 1, ".", data, vec![]);
+    assert!(compare(&f, &e, &seg, false, 0, 4000).is_some_and(|w| w.contains("ECN")));
+    seg.ect = true;
+    assert_eq!(compare(&f, &e, &seg, false, 0, 4000), None);
+    let e = packet("+0 > [noecn] . 1:11(10) ack 1 win 100 <...>");
+    assert!(compare(&f, &e, &seg, false, 0, 4000).is_some());
 }
 
 #[test]

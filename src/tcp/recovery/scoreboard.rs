@@ -326,7 +326,9 @@ impl Scoreboard {
             }
             let covered = if s.end.le(ack) { s.len() } else { ack.since(s.start) as usize };
             if !s.sacked() {
-                out.note(&s, covered, fack, true);
+                // What was delivered ends at the ACK when it covers part of the entry (RACK
+                // must not take the rest of a burst for delivered).
+                out.note(&Seg { end: s.end.min(ack), ..s }, covered, fack, true);
             }
             if s.end.le(ack) {
                 self.account(s, false);
@@ -739,6 +741,16 @@ mod tests {
         assert_eq!(sb.sacked_bytes(), 0);
         assert_eq!(sb.head().unwrap().start, SeqNum(1450));
         sb.check(SeqNum(1450), SeqNum(2000)).unwrap();
+    }
+
+    #[test]
+    fn a_partial_cumulative_ack_delivers_up_to_the_ack_only() {
+        let mut sb = Scoreboard::new(64);
+        sb.on_send(SeqNum(0), SeqNum(1000), t(1)); // one burst, one entry
+        let mut d = Delivered::default();
+        sb.on_cumulative_ack(SeqNum(100), SeqNum(0), &mut d);
+        assert_eq!(d.last_orig, Some((t(1), SeqNum(100))));
+        assert_eq!(d.bytes, 100);
     }
 
     #[test]

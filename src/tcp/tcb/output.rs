@@ -208,7 +208,7 @@ impl Tcb {
                 }
             }
             // NextSeg rule 1: what is marked lost, as cwnd allows.
-            if self.pipe() < self.cc.cwnd() {
+            if self.cwnd_fits(self.snd_mss) {
                 if let Some((start, end)) = self.sb.next_to_retransmit() {
                     if let Some(d) = self.plan_retransmit(start, end, Rtx::Lost, room) {
                         return Some(Plan::Data(d));
@@ -235,7 +235,7 @@ impl Tcb {
             // left out: RACK waits on them only while they may be reordered, and resending
             // them then would be the spurious retransmission its window exists to avoid.)
             if let Phase::Recovery { high, rescued: false } = self.phase {
-                if self.sack_enabled && self.pipe() < self.cc.cwnd() && self.sb.pending_bytes() == 0 {
+                if self.sack_enabled && self.cwnd_fits(self.snd_mss) && self.sb.pending_bytes() == 0 {
                     if let Some((start, end)) = self.sb.last_unknown() {
                         self.phase = Phase::Recovery { high, rescued: true };
                         let start = start.max(end - self.snd_mss.min(end.since(start) as usize) as u32);
@@ -251,6 +251,13 @@ impl Tcb {
             return Some(Plan::Keepalive);
         }
         self.ack_now.then_some(Plan::Ack)
+    }
+
+    /// Whether a segment of `len` bytes fits in cwnd beside what is in flight. cwnd counts
+    /// whole segments, as Linux's does (it is in packets there): a window of 7.3 segments
+    /// sends 7, never an eighth that overshoots it.
+    fn cwnd_fits(&self, len: usize) -> bool {
+        self.pipe() + len.clamp(1, self.snd_mss) <= self.cc.cwnd().max(self.snd_mss)
     }
 
     /// The recovery point of the current phase (SND.NXT when Open).
@@ -316,7 +323,7 @@ impl Tcb {
             self.note_cwnd_use(false);
             return None;
         }
-        if !probe && self.pipe() >= self.cc.cwnd() {
+        if !probe && !self.cwnd_fits(len + usize::from(with_fin)) {
             self.note_cwnd_use(true);
             return None;
         }
@@ -379,7 +386,7 @@ impl Tcb {
                 self.sb.on_send(d.seq, end, now);
                 self.snd_nxt = end;
                 self.note_sent(len);
-                self.note_cwnd_use(self.pipe() >= self.cc.cwnd());
+                self.note_cwnd_use(!self.cwnd_fits(self.snd_mss));
                 if self.rtx_deadline.is_none() {
                     self.arm_rtx(now);
                 }
