@@ -52,7 +52,11 @@ impl Prr {
         let sndcnt = if pipe > ssthresh {
             // RFC 6937 §3: sndcnt = CEIL(prr_delivered · ssthresh / RecoverFS) − prr_out.
             let target = (self.delivered as u128 * ssthresh as u128).div_ceil(self.recover_fs as u128);
-            (target.min(usize::MAX as u128) as usize).saturating_sub(self.out)
+            let bytes = (target.min(usize::MAX as u128) as usize).saturating_sub(self.out);
+            // Whole segments, rounded up as Linux's packet arithmetic rounds: a sender that
+            // sends full segments may send one when any part of one is due (RFC 6937 §3
+            // leaves the granularity to the sender).
+            bytes.div_ceil(mss.max(1)).saturating_mul(mss)
         } else {
             // PRR-SSRB: catch up towards ssthresh, no faster than slow start would.
             let mut limit = self.delivered.saturating_sub(self.out).max(delivered);
