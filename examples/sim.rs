@@ -32,15 +32,18 @@ struct Args {
     /// 25 µs one-way delay, 10 Gbit/s, loss on data only, 4 MB at 10 %.
     #[arg(long)]
     lab: bool,
+    /// Congestion control for --table and --lab: cubic, reno or bbr (seeded runs draw it).
+    #[arg(long, default_value = "cubic")]
+    cc: xtcp::tcp::cc::Algorithm,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.table {
-        return table();
+        return table(args.cc);
     }
     if args.lab {
-        return lab();
+        return lab(args.cc);
     }
     let Some((a, b)) = args.seeds.split_once("..") else {
         eprintln!("--seeds wants START..END");
@@ -91,7 +94,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn lab() -> ExitCode {
+fn lab(cc: xtcp::tcp::cc::Algorithm) -> ExitCode {
     let clean = Profile::named("clean").expect("clean profile");
     let loss = std::env::var("SIM_LAB_LOSS").ok().and_then(|v| v.parse().ok()).unwrap_or(0.10);
     let mb = std::env::var("SIM_LAB_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(4usize);
@@ -107,6 +110,9 @@ fn lab() -> ExitCode {
             buffer: Some(4 << 20),
             max_steps: Some(50_000_000),
             all_options: true,
+            cc: Some(cc),
+            // The stack's timer wheel ticks in milliseconds.
+            tick: Some(xtcp::time::Duration::from_millis(1)),
         };
         match run(seed, &clean, &ov) {
             Ok(o) => {
@@ -133,12 +139,12 @@ fn lab() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn table() -> ExitCode {
+fn table(cc: xtcp::tcp::cc::Algorithm) -> ExitCode {
     // A 1 Gbit/s link, so that segments are spaced as on a wire rather than arriving in
     // zero-time bursts.
     let clean = Profile { bandwidth: Some(125_000_000), ..Profile::named("clean").expect("clean profile") };
     println!("10 MB one way over a 1 Gbit/s link, 5 ms one-way delay (10 ms RTT), MSS 1460, 1 MB buffers,");
-    println!("loss on both directions;");
+    println!("loss on both directions, congestion control {cc:?};");
     println!("virtual time from the first SYN until the receiver has read the last byte");
     println!(
         "{:>6}  {:>14}  {:>12}  {:>10}  {:>10}  {:>10}  {:>6}  {:>9}  {:>6}",
@@ -156,6 +162,7 @@ fn table() -> ExitCode {
             buffer: Some(1 << 20),
             max_steps: Some(50_000_000),
             all_options: true,
+            cc: Some(cc),
             ..Overrides::default()
         };
         match run(1, &clean, &ov) {

@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use xtcp::io::mem::DelayQueue;
+use xtcp::tcp::cc::Algorithm;
 use xtcp::tcp::{CloseReason, Event, IsnGenerator, SeqNum, State, Tcb, TcpConfig};
 use xtcp::time::{Duration, Instant};
 use xtcp::wire::{RxChecksum, TcpPacket, TcpRepr};
@@ -198,6 +199,26 @@ pub struct Overrides {
     /// One-way delay and link rate, if not the profile's.
     pub delay: Option<Duration>,
     pub bandwidth: Option<u64>,
+    /// Both sides' congestion control, if not drawn from the seed.
+    pub cc: Option<Algorithm>,
+    /// Timers fire at the next multiple of this, as the stack's timer wheel (1 ms) makes
+    /// them; `None`: exactly at their deadline.
+    pub tick: Option<Duration>,
+}
+
+/// The congestion control a side runs: half CUBIC (the default), a quarter each Reno and BBR.
+/// Drawn from its own hash of the seed, so the rest of a run's choices stay what they were.
+fn draw_cc(seed: u64, side: u64) -> Algorithm {
+    let mut x = seed ^ side.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64's finaliser.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    match x % 4 {
+        0 | 1 => Algorithm::Cubic,
+        2 => Algorithm::Reno,
+        _ => Algorithm::Bbr,
+    }
 }
 
 /// Run one seed of a profile.
@@ -219,8 +240,9 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
     };
     let loss = ov.loss.unwrap_or(profile.loss);
     let all = ov.all_options;
-    let mk_cfg = |rb: usize, sb: usize, rng: &mut ChaCha8Rng| TcpConfig {
+    let mk_cfg = |rb: usize, sb: usize, rng: &mut ChaCha8Rng, side: u64| TcpConfig {
         mss,
+        congestion: ov.cc.unwrap_or_else(|| draw_cc(seed, side)),
         recv_buffer: rb,
         send_buffer: sb.max(1),
         nagle: all || rng.random_bool(0.5),
@@ -235,9 +257,17 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
         data_retries: 30,
         ..TcpConfig::default()
     };
-    let ccfg = mk_cfg(rb0, sb0, &mut rng);
-    let scfg = mk_cfg(rb1, sb1, &mut rng);
+    let ccfg = mk_cfg(rb0, sb0, &mut rng, 0);
+    let scfg = mk_cfg(rb1, sb1, &mut rng, 1);
     let mut now = Instant::from_secs(1);
+    // When a deadline's timer fires (`Overrides::tick`).
+    let tick = |d: Instant| match ov.tick {
+        Some(t) if !t.is_zero() => {
+            let t = t.as_micros() as u64;
+            Instant::from_micros(d.as_micros().div_ceil(t) * t)
+        }
+        _ => d,
+    };
     let client_iss = SeqNum(rng.random());
     let mut sides = [
         Side {
@@ -418,8 +448,10 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
         }
 
         // Jump to the next thing that happens.
-        let next =
-            [link.next_at(), sides[0].tcb.poll_timeout(), sides[1].tcb.poll_timeout()].into_iter().flatten().min();
+        let next = [link.next_at(), sides[0].tcb.poll_timeout().map(tick), sides[1].tcb.poll_timeout().map(tick)]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(next) = next else {
             return Err(fail(format!(
                 "stuck: nothing scheduled; client {} (sent {}/{}, got {}) server {} (sent {}/{}, got {})",
@@ -454,7 +486,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
             }
         }
         for s in sides.iter_mut() {
-            if s.tcb.poll_timeout().is_some_and(|d| d <= now) {
+            if s.tcb.poll_timeout().is_some_and(|d| tick(d) <= now) {
                 s.tcb.handle_timeout(now);
             }
         }

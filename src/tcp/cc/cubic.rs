@@ -264,6 +264,7 @@ mod tests {
             snd_una: SeqNum(0),
             snd_nxt: SeqNum(0),
             cwnd_limited: true,
+            ..Default::default()
         }
     }
 
@@ -408,6 +409,7 @@ mod tests {
                     snd_una: SeqNum(una),
                     snd_nxt: SeqNum(nxt),
                     cwnd_limited: true,
+                    ..Default::default()
                 });
             }
             t += Duration::from_millis(rtt_ms);

@@ -1,5 +1,5 @@
 //! Congestion control behind one trait: CUBIC (RFC 9438, the default, as in Linux) with
-//! HyStart++ (RFC 9406), and Reno (RFC 5681).
+//! HyStart++ (RFC 9406), Reno (RFC 5681), and BBR v1 (model-based, as Linux's tcp_bbr.c).
 //!
 //! A controller owns cwnd and ssthresh and decides how they move; it sees no segments and no
 //! clock. The connection tells it what happened:
@@ -13,17 +13,26 @@
 //! * [`CongestionControl::on_rto`] when the retransmission timer expires;
 //! * [`CongestionControl::on_idle_restart`] before sending after an idle period.
 //!
+//! A model-based controller (BBR, [`CongestionControl::model_based`]) instead sees every ACK
+//! in every phase through `on_ack`, with the ACK's delivery-rate sample (`recovery::rate`),
+//! the bytes it newly marked lost and the phase; PRR does not run for it, and it asks for
+//! pacing ([`CongestionControl::pacing_rate`]) — as Linux runs a `cong_control` module.
+//!
 //! Spurious congestion events are undone by the connection keeping a copy of the controller
 //! from before the event (RFC 9438 §4.9, RFC 5682 §4 leave the response to the sender; Linux
-//! restores cwnd and ssthresh): controllers are small `Copy` values for that reason.
+//! restores cwnd and ssthresh): controllers are small `Copy` values for that reason. A
+//! model-based controller keeps its model instead ([`CongestionControl::on_undo`]).
 
+pub mod bbr;
 pub mod cubic;
 pub mod hystart;
 pub mod reno;
 
+pub use bbr::Bbr;
 pub use cubic::Cubic;
 pub use reno::Reno;
 
+use crate::tcp::recovery::rate::RateSample;
 use crate::tcp::SeqNum;
 use crate::time::{Duration, Instant};
 
@@ -54,6 +63,8 @@ pub enum Algorithm {
     Cubic,
     /// Reno (RFC 5681), counting bytes (RFC 3465).
     Reno,
+    /// BBR v1: paced at the measured bottleneck bandwidth, loss not taken for congestion.
+    Bbr,
 }
 
 impl core::str::FromStr for Algorithm {
@@ -62,13 +73,14 @@ impl core::str::FromStr for Algorithm {
         match s {
             "cubic" => Ok(Algorithm::Cubic),
             "reno" | "newreno" => Ok(Algorithm::Reno),
-            _ => Err("congestion control is cubic or reno"),
+            "bbr" => Ok(Algorithm::Bbr),
+            _ => Err("congestion control is cubic, reno or bbr"),
         }
     }
 }
 
 /// What one ACK that delivered data tells the controller.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct AckSample {
     pub now: Instant,
     /// Bytes newly delivered: cumulatively acknowledged or selectively acknowledged for the
@@ -85,6 +97,30 @@ pub struct AckSample {
     /// The sender was limited by cwnd in the last round (RFC 7661 §4.3: a window that was not
     /// used is not validated, so it must not grow).
     pub cwnd_limited: bool,
+    /// The delivery-rate sample of this ACK (model-based controllers).
+    pub rate: RateSample,
+    /// Bytes delivered over the connection's life, this ACK's included.
+    pub total_delivered: u64,
+    /// Bytes this ACK made the sender mark lost.
+    pub lost: usize,
+    /// RFC 6675's pipe after the ACK, and before it.
+    pub in_flight: usize,
+    pub prior_in_flight: usize,
+    /// The sender's phase after the ACK.
+    pub phase: Phase,
+}
+
+/// The sender's loss-recovery phase, as a controller sees it (Linux's ca_state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Open,
+    /// Reducing for an ECN echo (RFC 3168 §6.1.2).
+    Cwr,
+    /// Fast recovery (RFC 6675).
+    Recovery,
+    /// Recovering after a retransmission timeout.
+    Loss,
 }
 
 /// The operations every controller provides (module docs).
@@ -115,6 +151,19 @@ pub trait CongestionControl {
     fn in_slow_start(&self) -> bool {
         self.cwnd() < self.ssthresh()
     }
+    /// Sees every ACK in every phase and sets cwnd itself, without PRR (module docs).
+    fn model_based(&self) -> bool {
+        false
+    }
+    /// The rate to pace transmissions at, bytes per second; `None`: unpaced.
+    fn pacing_rate(&self) -> Option<u64> {
+        None
+    }
+    /// A spurious reduction was undone (model-based controllers; the others are restored
+    /// from a copy).
+    fn on_undo(&mut self) {}
+    /// The handshake measured the path's RTT (before any data was sent).
+    fn on_handshake_rtt(&mut self, _now: Instant, _rtt: Duration) {}
 }
 
 /// The controller a connection runs: one of the algorithms, by value (no allocation, no
@@ -123,6 +172,7 @@ pub trait CongestionControl {
 pub enum Controller {
     Cubic(Cubic),
     Reno(Reno),
+    Bbr(Bbr),
 }
 
 impl Controller {
@@ -130,6 +180,7 @@ impl Controller {
         match alg {
             Algorithm::Cubic => Controller::Cubic(Cubic::new(mss, iw_segments)),
             Algorithm::Reno => Controller::Reno(Reno::new(mss, iw_segments)),
+            Algorithm::Bbr => Controller::Bbr(Bbr::new(mss, iw_segments)),
         }
     }
 
@@ -137,6 +188,7 @@ impl Controller {
         match self {
             Controller::Cubic(_) => Algorithm::Cubic,
             Controller::Reno(_) => Algorithm::Reno,
+            Controller::Bbr(_) => Algorithm::Bbr,
         }
     }
 }
@@ -147,6 +199,7 @@ macro_rules! delegate {
         match $self {
             Controller::Cubic($c) => $e,
             Controller::Reno($c) => $e,
+            Controller::Bbr($c) => $e,
         }
     };
 }
@@ -182,6 +235,18 @@ impl CongestionControl for Controller {
     fn on_idle_restart(&mut self, idle: Duration, rto: Duration) {
         delegate!(self, c => c.on_idle_restart(idle, rto))
     }
+    fn model_based(&self) -> bool {
+        delegate!(self, c => c.model_based())
+    }
+    fn pacing_rate(&self) -> Option<u64> {
+        delegate!(self, c => c.pacing_rate())
+    }
+    fn on_undo(&mut self) {
+        delegate!(self, c => c.on_undo())
+    }
+    fn on_handshake_rtt(&mut self, now: Instant, rtt: Duration) {
+        delegate!(self, c => c.on_handshake_rtt(now, rtt))
+    }
 }
 
 /// RFC 5681 §4.1's restart window, shared by the controllers: if nothing was sent for longer
@@ -211,7 +276,8 @@ mod tests {
     fn algorithms_parse_by_name() {
         assert_eq!("cubic".parse(), Ok(Algorithm::Cubic));
         assert_eq!("reno".parse(), Ok(Algorithm::Reno));
-        assert!("bbr".parse::<Algorithm>().is_err());
+        assert_eq!("bbr".parse(), Ok(Algorithm::Bbr));
+        assert!("vegas".parse::<Algorithm>().is_err());
         assert_eq!(Controller::new(Algorithm::Reno, 1460, 10).algorithm(), Algorithm::Reno);
     }
 }

@@ -157,6 +157,7 @@ mod tests {
             snd_una: SeqNum(0),
             snd_nxt: SeqNum(0),
             cwnd_limited: true,
+            ..Default::default()
         }
     }
 

@@ -17,6 +17,7 @@
 //! conservative reading) and new data waits ([`Scoreboard::can_send_new`]); one entry is
 //! always kept back so that a retransmission can split what it resends.
 
+use super::rate::{SampleBuilder, TxRate};
 use crate::tcp::SeqNum;
 use crate::time::Instant;
 use std::collections::VecDeque;
@@ -36,6 +37,8 @@ pub struct Seg {
     pub end: SeqNum,
     /// When it was (re)sent last.
     pub xmit: Instant,
+    /// The delivery state then (`recovery::rate`).
+    pub tx: TxRate,
     flags: u8,
 }
 
@@ -88,11 +91,14 @@ pub struct Delivered {
     pub reordered: bool,
     /// A retransmitted entry was delivered.
     pub retrans_delivered: bool,
+    /// The delivery-rate snapshot of the most recently sent delivered entry.
+    pub rate: SampleBuilder,
 }
 
 impl Delivered {
     fn note(&mut self, s: &Seg, len: usize, fack: SeqNum, cumulative: bool) {
         self.bytes += len;
+        self.rate.delivered(s.xmit, s.tx);
         if s.ever_retransmitted() {
             self.retrans_delivered = true;
             if self.last_retrans.is_none_or(|(t, e)| sent_after(s.xmit, s.end, t, e)) {
@@ -114,6 +120,13 @@ impl Delivered {
             self.reordered = true;
         }
     }
+}
+
+/// `x` and the entry after it as one: the later send time and its delivery snapshot (RACK
+/// then waits a little longer for the earlier bytes, never less).
+fn absorb(x: Seg, y: Seg) -> Seg {
+    let later = if y.xmit >= x.xmit { y } else { x };
+    Seg { start: x.start, end: y.end, xmit: later.xmit, tx: later.tx, flags: x.flags }
 }
 
 /// RFC 8985 §6.2: was (t1, e1) sent after (t2, e2)? Ties in time go to the higher sequence
@@ -143,6 +156,9 @@ pub struct Scoreboard {
     pub ignored_blocks: u64,
     /// Retransmissions found lost again (marked lost while in flight).
     pub lost_retransmits: u64,
+    /// Bytes ever marked lost (a retransmission lost again counts again, as Linux's
+    /// tp->lost): the difference across an ACK is what it made the sender mark.
+    pub total_lost: u64,
 }
 
 impl Scoreboard {
@@ -167,6 +183,7 @@ impl Scoreboard {
             rtx_hint: None,
             ignored_blocks: 0,
             lost_retransmits: 0,
+            total_lost: 0,
         }
     }
 
@@ -217,9 +234,9 @@ impl Scoreboard {
     }
 
     /// Whether new data may be sent: an entry for it exists or can be made.
-    pub fn can_send_new(&mut self, seq: SeqNum, now: Instant) -> bool {
+    pub fn can_send_new(&mut self, seq: SeqNum, now: Instant, tx: TxRate) -> bool {
         if let Some(last) = self.segs.back() {
-            if last.end == seq && last.xmit == now && last.flags == 0 {
+            if last.end == seq && last.xmit == now && last.flags == 0 && last.tx == tx {
                 return true;
             }
         }
@@ -267,14 +284,15 @@ impl Scoreboard {
         self.account(s, true);
     }
 
-    /// New data `[start, end)` went out at `now` (after [`Scoreboard::can_send_new`] said yes).
-    pub fn on_send(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
+    /// New data `[start, end)` went out at `now` with delivery state `tx` (after
+    /// [`Scoreboard::can_send_new`] said yes).
+    pub fn on_send(&mut self, start: SeqNum, end: SeqNum, now: Instant, tx: TxRate) {
         if start == end {
             return;
         }
         debug_assert!(self.segs.back().is_none_or(|l| l.end == start), "new data must follow what was sent");
         if let Some(last) = self.segs.back_mut() {
-            if last.end == start && last.xmit == now && last.flags == 0 {
+            if last.end == start && last.xmit == now && last.flags == 0 && last.tx == tx {
                 last.end = end;
                 return;
             }
@@ -286,11 +304,12 @@ impl Scoreboard {
                 if let Some(last) = self.segs.back_mut() {
                     last.end = end;
                     last.xmit = last.xmit.max(now);
+                    last.tx = tx;
                 }
                 return;
             }
         }
-        self.segs.push_back(Seg { start, end, xmit: now, flags: 0 });
+        self.segs.push_back(Seg { start, end, xmit: now, tx, flags: 0 });
     }
 
     /// The index of the entry holding `seq`, if any.
@@ -410,8 +429,7 @@ impl Scoreboard {
         while k < to && k + 1 < self.segs.len() {
             let (x, y) = (self.segs[k], self.segs[k + 1]);
             if x.end == y.start && same(&x, &y) {
-                self.segs[k].end = y.end;
-                self.segs[k].xmit = x.xmit.max(y.xmit);
+                self.segs[k] = absorb(x, y);
                 self.segs[k].flags |= y.flags & EVER_RETRANS;
                 self.segs.remove(k + 1);
                 to -= 1;
@@ -430,8 +448,7 @@ impl Scoreboard {
         while self.segs.len() > target && k + 1 < self.segs.len() {
             let (x, y) = (self.segs[k], self.segs[k + 1]);
             if x.flags == y.flags && x.end == y.start {
-                self.segs[k].end = y.end;
-                self.segs[k].xmit = x.xmit.max(y.xmit);
+                self.segs[k] = absorb(x, y);
                 self.segs.remove(k + 1);
             } else {
                 k += 1;
@@ -485,6 +502,9 @@ impl Scoreboard {
         let s = self.segs[i];
         if s.retrans() {
             self.lost_retransmits += 1;
+        }
+        if !s.lost() || s.retrans() {
+            self.total_lost += s.len() as u64;
         }
         self.set_flags(i, (s.flags & !RETRANS) | LOST);
         if self.rtx_hint.is_none_or(|h| s.start.lt(h)) {
@@ -605,7 +625,7 @@ impl Scoreboard {
 
     /// `[start, end)` was sent again at `now`: RETRANS and EVER_RETRANS, with the new time.
     /// Splits entries at the edges (the reserve guarantees room for that).
-    pub fn on_retransmit(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
+    pub fn on_retransmit(&mut self, start: SeqNum, end: SeqNum, now: Instant, tx: TxRate) {
         let Some(a) = self.split_at(start) else { return };
         let b = self.split_at(end).unwrap_or(self.segs.len());
         for i in a..b {
@@ -615,6 +635,7 @@ impl Scoreboard {
             }
             self.set_flags(i, s.flags | RETRANS | EVER_RETRANS);
             self.segs[i].xmit = now;
+            self.segs[i].tx = tx;
         }
         if self.rtx_hint.is_some_and(|h| h.lt(end)) {
             self.rtx_hint = Some(end);
@@ -691,8 +712,8 @@ mod tests {
         let mut sb = Scoreboard::new(64);
         for i in 0..10u32 {
             let s = SeqNum(1000 + i * 100);
-            assert!(sb.can_send_new(s, t(i as u64)));
-            sb.on_send(s, s + 100u32, t(i as u64));
+            assert!(sb.can_send_new(s, t(i as u64), TxRate::default()));
+            sb.on_send(s, s + 100u32, t(i as u64), TxRate::default());
         }
         sb
     }
@@ -701,7 +722,7 @@ mod tests {
     fn a_burst_fills_one_entry() {
         let mut sb = Scoreboard::new(64);
         for i in 0..10u32 {
-            sb.on_send(SeqNum(i * 100), SeqNum(i * 100 + 100), t(5));
+            sb.on_send(SeqNum(i * 100), SeqNum(i * 100 + 100), t(5), TxRate::default());
         }
         assert_eq!(sb.len(), 1);
         sb.check(SeqNum(0), SeqNum(1000)).unwrap();
@@ -746,7 +767,7 @@ mod tests {
     #[test]
     fn a_partial_cumulative_ack_delivers_up_to_the_ack_only() {
         let mut sb = Scoreboard::new(64);
-        sb.on_send(SeqNum(0), SeqNum(1000), t(1)); // one burst, one entry
+        sb.on_send(SeqNum(0), SeqNum(1000), t(1), TxRate::default()); // one burst, one entry
         let mut d = Delivered::default();
         sb.on_cumulative_ack(SeqNum(100), SeqNum(0), &mut d);
         assert_eq!(d.last_orig, Some((t(1), SeqNum(100))));
@@ -784,15 +805,15 @@ mod tests {
         sb.rack_detect_loss(xmit, end, Duration::ZERO, t(20));
         assert_eq!(sb.pending_bytes(), 500);
         // Resend the first 100 bytes at 20 ms.
-        sb.on_retransmit(SeqNum(1000), SeqNum(1100), t(20));
+        sb.on_retransmit(SeqNum(1000), SeqNum(1100), t(20), TxRate::default());
         assert_eq!((sb.pending_bytes(), sb.retrans_bytes()), (400, 100));
         assert_eq!(sb.pipe(1000), 100);
         assert_eq!(sb.next_to_retransmit(), Some((SeqNum(1100), SeqNum(1200))));
-        sb.on_retransmit(SeqNum(1100), SeqNum(1200), t(20));
+        sb.on_retransmit(SeqNum(1100), SeqNum(1200), t(20), TxRate::default());
         // One burst: the two retransmissions are one entry.
         assert_eq!(sb.iter().filter(|s| s.retrans()).count(), 1);
         // A later retransmission delivered (sent at 30 ms) shows the first ones (20 ms) lost.
-        sb.on_retransmit(SeqNum(1200), SeqNum(1300), t(30));
+        sb.on_retransmit(SeqNum(1200), SeqNum(1300), t(30), TxRate::default());
         let mut d = Delivered::default();
         sb.on_sack(SeqNum(1200), SeqNum(1300), SeqNum(2000), &mut d);
         let (rx, re) = d.last_retrans.unwrap();
@@ -826,12 +847,12 @@ mod tests {
         let mut sb = Scoreboard::new(6);
         for i in 0..4u32 {
             let s = SeqNum(i * 100);
-            assert!(sb.can_send_new(s, t(i as u64)));
-            sb.on_send(s, s + 100u32, t(i as u64));
+            assert!(sb.can_send_new(s, t(i as u64), TxRate::default()));
+            sb.on_send(s, s + 100u32, t(i as u64), TxRate::default());
         }
         // 4 entries of 6 with two kept back: full. Same-state neighbours merge (oldest
         // first, the later send time kept), which makes room again.
-        assert!(sb.can_send_new(SeqNum(400), t(9)));
+        assert!(sb.can_send_new(SeqNum(400), t(9), TxRate::default()));
         assert!(sb.len() < 4);
         assert_eq!(sb.head().unwrap().start, SeqNum(0));
         let mut d = Delivered::default();
@@ -867,8 +888,8 @@ mod tests {
                 let now = Instant::from_millis(clock);
                 match op {
                     0 => {
-                        if sb.can_send_new(nxt, now) {
-                            sb.on_send(nxt, nxt + b, now);
+                        if sb.can_send_new(nxt, now, TxRate::default()) {
+                            sb.on_send(nxt, nxt + b, now, TxRate::default());
                             nxt += b;
                             model.extend((0..b).map(|_| B::default()));
                         }
@@ -903,7 +924,7 @@ mod tests {
                     4 => {
                         if let Some((s, e)) = sb.next_to_retransmit() {
                             let e = e.min(s + b);
-                            sb.on_retransmit(s, e, now);
+                            sb.on_retransmit(s, e, now, TxRate::default());
                         }
                     }
                     _ => {

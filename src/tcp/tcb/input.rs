@@ -184,6 +184,7 @@ impl Tcb {
             let r = now.saturating_duration_since(t);
             self.rtt.sample(r);
             self.rack.sample_min_rtt(now, r);
+            self.cc.on_handshake_rtt(now, r);
         }
     }
 

@@ -16,6 +16,7 @@ use super::cc::{CongestionControl, Controller};
 use super::config::EcnMode;
 use super::config::TcpConfig;
 use super::isn::IsnGenerator;
+use super::recovery::rate::RateState;
 use super::recovery::{Prr, Rack, Scoreboard, Seg, Tlp};
 use super::rtt::RttEstimator;
 use super::SeqNum;
@@ -358,6 +359,12 @@ pub struct Tcb {
     /// the RTO; each is at or before it when armed).
     probe_deadline: Option<Instant>,
     reorder_deadline: Option<Instant>,
+    /// Delivery-rate estimation (`recovery::rate`), for model-based congestion control.
+    rate: RateState,
+    /// Pacing, when the controller asks for it: the earliest time the next data segment
+    /// would leave at the pacing rate, and the timer that wakes the sender for it.
+    pace_next: Instant,
+    pace_deadline: Option<Instant>,
     /// Duplicate ACKs in a row (RFC 5681 §2): without SACK they drive recovery (RFC 6582),
     /// and each counts as one segment that left the network in `pipe` (limited transmit,
     /// RFC 3042, as Linux's tcp_add_reno_sack).
@@ -546,6 +553,9 @@ impl Tcb {
             undo: None,
             probe_deadline: None,
             reorder_deadline: None,
+            rate: RateState::default(),
+            pace_next: now,
+            pace_deadline: None,
             dupacks: 0,
             recover: None,
             frto: false,
@@ -725,6 +735,7 @@ impl Tcb {
         self.persist_deadline = None;
         self.keepalive_deadline = None;
         self.close_deadline = None;
+        self.pace_deadline = None;
         // Nothing can be sent any more, nor out-of-order data completed: let both go. (In-order
         // data already received stays readable.)
         let queued = self.sendq_len();

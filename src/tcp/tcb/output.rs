@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// How far ahead of the pacing schedule a burst may run (`Tcb::pacing_allows`).
+const PACING_BURST: Duration = Duration::from_millis(1);
+
 /// Which rule a retransmission follows (for the counters).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Rtx {
@@ -146,11 +149,12 @@ impl Tcb {
                 let seq = self.snd_una;
                 let n = self.copy_payload(seq, 1, buf);
                 let end = seq + n;
+                let tx = self.rate.on_send(now, self.snd_una == self.snd_nxt);
                 if self.snd_nxt == seq {
-                    self.sb.on_send(seq, end, now);
+                    self.sb.on_send(seq, end, now, tx);
                     self.snd_nxt = end;
                 } else {
-                    self.sb.on_retransmit(seq, end, now);
+                    self.sb.on_retransmit(seq, end, now, tx);
                 }
                 let buf = self.payload_slice(buf, n);
                 Some(self.emit(now, seq, TcpFlags::ACK | TcpFlags::PSH, buf))
@@ -195,7 +199,10 @@ impl Tcb {
                 }
             }
         }
-        if sending {
+        // Pacing (when the controller asks for it) spaces what the ACK clock would send at
+        // once; the timers' transmissions above and the window probe below go when due.
+        let paced = self.pacing_allows(now);
+        if sending && paced {
             // RFC 5682 §3.1 step 2b: after a timeout that may be spurious, new data first.
             if self.frto_send_new {
                 if let Some(d) = self.plan_new_data(now, room, false) {
@@ -224,7 +231,7 @@ impl Tcb {
                 return Some(Plan::WindowProbe);
             }
         }
-        if sending {
+        if sending && paced {
             // NextSeg rule 2: new data (and FIN).
             if let Some(d) = self.plan_new_data(now, room, false) {
                 return Some(Plan::Data(d));
@@ -287,6 +294,7 @@ impl Tcb {
         let fin_pending = matches!(self.our_fin, Some(f) if self.snd_nxt.le(f));
         if unsent == 0 && !fin_pending {
             self.note_cwnd_use(false);
+            self.note_app_limited();
             return None;
         }
         // RFC 5681 §4.1: after an idle period longer than the RTO, restart from the initial
@@ -321,13 +329,17 @@ impl Tcb {
                 self.persist_deadline = Some(now + self.persist_interval());
             }
             self.note_cwnd_use(false);
+            if unsent < self.snd_mss {
+                self.note_app_limited();
+            }
             return None;
         }
         if !probe && !self.cwnd_fits(len + usize::from(with_fin)) {
             self.note_cwnd_use(true);
             return None;
         }
-        if !self.sb.can_send_new(self.snd_nxt, now) {
+        let tx = self.rate.snapshot(now, self.snd_una == self.snd_nxt);
+        if !self.sb.can_send_new(self.snd_nxt, now, tx) {
             // The scoreboard is full (a bound of DESIGN habit 9): wait for ACKs.
             return None;
         }
@@ -380,12 +392,13 @@ impl Tcb {
         }
         let end = d.seq + n + (d.with_fin as u32);
         let len = end.since(d.seq) as usize;
+        let tx = self.rate.on_send(now, self.snd_una == self.snd_nxt);
         match d.kind {
             Kind::New | Kind::ProbeNew => {
                 self.sws_override = false;
-                self.sb.on_send(d.seq, end, now);
+                self.sb.on_send(d.seq, end, now, tx);
                 self.snd_nxt = end;
-                self.note_sent(len);
+                self.note_sent(now, len);
                 self.note_cwnd_use(!self.cwnd_fits(self.snd_mss));
                 if self.rtx_deadline.is_none() {
                     self.arm_rtx(now);
@@ -410,7 +423,7 @@ impl Tcb {
                 }
             }
             Kind::Rtx(why) => {
-                self.sb.on_retransmit(d.seq, end, now);
+                self.sb.on_retransmit(d.seq, end, now, tx);
                 self.stats.retransmits += 1;
                 match why {
                     Rtx::Rescue => self.stats.rescue_retransmits += 1,
@@ -422,7 +435,7 @@ impl Tcb {
                     u.retrans = u.retrans.saturating_add(1);
                     u.first_rtx_ts.get_or_insert(ts);
                 }
-                self.note_sent(len);
+                self.note_sent(now, len);
                 if why == Rtx::Probe {
                     // RFC 8985 §7.3: the probe is out; the RTO guards it.
                     self.stats.tlp_probes += 1;
@@ -440,9 +453,45 @@ impl Tcb {
     }
 
     /// `n` bytes of sequence space went out: PRR counts them during a reduction.
-    fn note_sent(&mut self, n: usize) {
+    fn note_sent(&mut self, now: Instant, n: usize) {
         if matches!(self.phase, Phase::Recovery { .. } | Phase::Cwr { .. }) {
             self.prr.on_sent(n);
+        }
+        if let Some(rate) = self.cc.pacing_rate() {
+            // The next segment's earliest departure at the pacing rate (Linux's
+            // tcp_update_skb_after_send); an idle sender starts from now, not from the past.
+            let gap = Duration::from_micros((n as u64).saturating_mul(1_000_000) / rate.max(1));
+            self.pace_next = self.pace_next.max(now) + gap;
+        }
+    }
+
+    /// Whether pacing lets a data segment go now; if not, arms the timer for when it will.
+    /// Segments go in bursts of up to `pace_slack` ahead of the pacing schedule: about a
+    /// millisecond of data (the timers' resolution in the stack; Linux's TSO autosizing
+    /// builds bursts of the same size), at least two segments.
+    fn pacing_allows(&mut self, now: Instant) -> bool {
+        let Some(rate) = self.cc.pacing_rate() else { return true };
+        let slack = self.pace_slack(rate);
+        if self.pace_next <= now + slack {
+            self.pace_deadline = None;
+            return true;
+        }
+        self.pace_deadline = Some(self.pace_next - slack);
+        false
+    }
+
+    fn pace_slack(&self, rate: u64) -> Duration {
+        let two_segments = Duration::from_micros((2 * self.snd_mss as u64).saturating_mul(1_000_000) / rate.max(1));
+        two_segments.max(PACING_BURST)
+    }
+
+    /// The sender has nothing (or less than a segment) to send while cwnd has room and no
+    /// loss waits for repair: delivery-rate samples until this flight is delivered show the
+    /// application's rate, not the path's (draft-cheng-iccrg-delivery-rate-estimation §3.4,
+    /// Linux's tcp_rate_check_app_limited).
+    fn note_app_limited(&mut self) {
+        if self.cwnd_fits(self.snd_mss) && self.sb.pending_bytes() == 0 {
+            self.rate.on_app_limited(self.pipe());
         }
     }
 

@@ -6,7 +6,7 @@
 //! 5682), the undo of spurious reductions, and the timers that follow.
 
 use super::*;
-use crate::tcp::cc::AckSample;
+use crate::tcp::cc::{self, AckSample};
 use crate::tcp::recovery::{probe_timeout, Delivered, DUP_THRESH};
 
 impl Tcb {
@@ -26,6 +26,8 @@ impl Tcb {
         let prior_una = self.snd_una;
         let prior_fack = self.sb.high_sacked().map_or(prior_una, |h| h.max(prior_una));
         let prior_dupack_bytes = self.dupack_bytes();
+        let prior_in_flight = self.pipe();
+        let prior_lost = self.sb.total_lost;
         let mut d = Delivered::default();
 
         // RFC 2883 §4: a first SACK block below the cumulative ACK, or inside the second
@@ -141,30 +143,45 @@ impl Tcb {
         self.update_phase(now, seg, &d, una_advanced, dupack, newly_lost, sacked_news);
         self.try_undo_dsack();
 
-        // The window: PRR during a reduction, the controller's growth otherwise.
-        match self.phase {
-            Phase::Recovery { .. } | Phase::Cwr { .. } => {
-                let pipe = self.pipe();
-                let safe = una_advanced && !newly_lost;
-                if let Some(cwnd) = self.prr.on_ack(delivered, pipe, self.cc.ssthresh(), self.snd_mss, safe) {
-                    self.cc.set_cwnd(cwnd);
+        // The delivery rate this ACK shows (draft-cheng-iccrg-delivery-rate-estimation).
+        let rate = self.rate.on_ack(now, delivered as u64, d.rate, self.rack.min_rtt());
+        // The RTT of the newest segment delivered, sent once (Linux's ca_rtt).
+        let rtt = d.last_orig.filter(|_| !d.retrans_delivered).map(|(x, _)| now.saturating_duration_since(x));
+        let sample = AckSample {
+            now,
+            delivered,
+            rtt,
+            min_rtt: self.rack.min_rtt(),
+            snd_una: self.snd_una,
+            snd_nxt: self.snd_nxt,
+            cwnd_limited: self.cwnd_limited(),
+            rate,
+            total_delivered: self.rate.delivered,
+            lost: (self.sb.total_lost - prior_lost) as usize,
+            in_flight: self.pipe(),
+            prior_in_flight,
+            phase: self.cc_phase(),
+        };
+        if self.cc.model_based() {
+            // A model-based controller sets cwnd itself on every ACK, in every phase (as
+            // Linux's cong_control modules: no PRR).
+            self.cc.on_ack(&sample);
+        } else {
+            // The window: PRR during a reduction, the controller's growth otherwise.
+            match self.phase {
+                Phase::Recovery { .. } | Phase::Cwr { .. } => {
+                    let pipe = self.pipe();
+                    let safe = una_advanced && !newly_lost;
+                    if let Some(cwnd) = self.prr.on_ack(delivered, pipe, self.cc.ssthresh(), self.snd_mss, safe) {
+                        self.cc.set_cwnd(cwnd);
+                    }
                 }
-            }
-            Phase::Open | Phase::Loss { .. } => {
-                // Growth on forward progress only (Linux's tcp_may_raise_cwnd: data
-                // cumulatively acknowledged), by all that was delivered with it.
-                if delivered > 0 && una_advanced {
-                    let rtt = d.last_orig.map(|(x, _)| now.saturating_duration_since(x));
-                    let sample = AckSample {
-                        now,
-                        delivered,
-                        rtt,
-                        min_rtt: self.rack.min_rtt(),
-                        snd_una: self.snd_una,
-                        snd_nxt: self.snd_nxt,
-                        cwnd_limited: self.cwnd_limited(),
-                    };
-                    self.cc.on_ack(&sample);
+                Phase::Open | Phase::Loss { .. } => {
+                    // Growth on forward progress only (Linux's tcp_may_raise_cwnd: data
+                    // cumulatively acknowledged), by all that was delivered with it.
+                    if delivered > 0 && una_advanced {
+                        self.cc.on_ack(&sample);
+                    }
                 }
             }
         }
@@ -490,9 +507,14 @@ impl Tcb {
     /// and ssthresh back to at least what they were; RFC 9438 §4.9 for CUBIC's state).
     fn undo_now(&mut self, unmark: bool) -> bool {
         let Some(u) = self.undo.take() else { return false };
-        let cwnd = self.cc.cwnd();
-        self.cc = u.prior;
-        self.cc.set_cwnd(cwnd.max(u.prior.cwnd()));
+        if self.cc.model_based() {
+            // The model stays; only the controller's view of the episode is undone.
+            self.cc.on_undo();
+        } else {
+            let cwnd = self.cc.cwnd();
+            self.cc = u.prior;
+            self.cc.set_cwnd(cwnd.max(u.prior.cwnd()));
+        }
         if unmark {
             self.sb.unmark_lost();
         }
@@ -501,6 +523,16 @@ impl Tcb {
         self.frto_send_new = false;
         self.stats.undos += 1;
         true
+    }
+
+    /// The phase as the controller sees it.
+    fn cc_phase(&self) -> cc::Phase {
+        match self.phase {
+            Phase::Open => cc::Phase::Open,
+            Phase::Cwr { .. } => cc::Phase::Cwr,
+            Phase::Recovery { .. } => cc::Phase::Recovery,
+            Phase::Loss { .. } => cc::Phase::Loss,
+        }
     }
 
     /// Whether cwnd was the limit lately (RFC 7661 §4.3, Linux's tcp_is_cwnd_limited): only

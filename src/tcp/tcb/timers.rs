@@ -13,6 +13,7 @@ impl Tcb {
             self.persist_deadline,
             self.keepalive_deadline,
             self.close_deadline,
+            self.pace_deadline,
         ]
         .into_iter()
         .flatten()
@@ -46,6 +47,10 @@ impl Tcb {
             if self.tlp_allowed() {
                 self.tlp_now = true;
             }
+        }
+        if matches!(self.pace_deadline, Some(d) if d <= now) {
+            // The pacing gap is over: the next transmit sends.
+            self.pace_deadline = None;
         }
         if matches!(self.delack_deadline, Some(d) if d <= now) {
             self.delack_deadline = None;

@@ -367,6 +367,75 @@ fn cubic_is_the_default_and_reduces_to_seventy_percent() {
     }
 }
 
+fn bbr_conn(rtt: u64) -> T {
+    sack_conn_with(rtt, TcpConfig { congestion: Algorithm::Bbr, send_buffer: 1 << 20, ..cfg() })
+}
+
+/// Queue `n` segments and let pacing send them all (time moves with the pacing timer).
+fn send_paced(t: &mut T, n: u32) -> Vec<Out> {
+    t.tcb.send(&vec![9u8; (n * MSS) as usize]).unwrap();
+    let mut out = t.outputs();
+    while out.len() < n as usize {
+        t.now = t.tcb.poll_timeout().expect("the pacing timer");
+        t.run_timers();
+        out.extend(t.outputs());
+    }
+    out
+}
+
+/// BBR paces (Linux's tcp_bbr with internal pacing): the initial window goes out at
+/// 2.885 · IW / RTT of the handshake (here 10 ms: 4.2 MB/s, a segment per 350 µs) in bursts
+/// of about a millisecond, woken by the pacing timer — not in one burst as CUBIC sends it.
+#[test]
+fn bbr_paces_the_initial_window_over_the_handshake_rtt() {
+    let mut t = bbr_conn(10);
+    t.tcb.send(&vec![9u8; 10 * MSS as usize]).unwrap();
+    let start = t.now;
+    let mut sent = vec![(0u64, t.outputs().len())];
+    assert!((2..=4).contains(&sent[0].1), "first burst {sent:?}");
+    while sent.iter().map(|&(_, n)| n).sum::<usize>() < 10 {
+        let next = t.tcb.poll_timeout().expect("the pacing timer");
+        assert!(next < start + Duration::from_millis(10), "woken by pacing, not a later timer");
+        t.now = next;
+        t.run_timers();
+        let n = t.outputs().len();
+        if n > 0 {
+            sent.push(((t.now - start).as_micros() as u64, n));
+        }
+    }
+    // Ten segments at ~350 µs each: the last leaves about 2.5 ms after the first, within
+    // the first round trip.
+    let (last, _) = *sent.last().unwrap();
+    assert!((2_000..=3_500).contains(&last), "{sent:?}");
+    assert!(sent.iter().all(|&(_, n)| n <= 4), "bursts of at most ~1 ms: {sent:?}");
+    // CUBIC, the same way: all ten at once.
+    let mut c = sack_conn(10);
+    c.tcb.send(&vec![9u8; 10 * MSS as usize]).unwrap();
+    assert_eq!(c.outputs().len(), 10);
+}
+
+/// BBR does not read loss as congestion: a recovery keeps the cwnd it had (packet
+/// conservation for a round, then the model's cwnd), and PRR does not run.
+#[test]
+fn bbr_keeps_its_window_through_a_recovery() {
+    let mut t = bbr_conn(10);
+    send_paced(&mut t, 10);
+    let before = t.tcb.cwnd();
+    t.at(20);
+    // Segment 0 lost, 1..=9 SACKed: RACK marks it lost, recovery begins.
+    for r in 2..=10 {
+        t.input(sack_ack(0, &[(1, r)]));
+    }
+    assert!(t.tcb.in_recovery());
+    assert_eq!(t.tcb.ssthresh(), usize::MAX, "BBR sets no ssthresh");
+    let rtx: Vec<u32> = t.outputs().iter().map(|o| o.seq).collect();
+    assert_eq!(rtx.first(), Some(&s(0)), "{rtx:?}");
+    t.at(30);
+    t.input(seg(F::ACK).ack(s(10)));
+    assert!(!t.tcb.in_recovery());
+    assert!(t.tcb.cwnd() >= before, "cwnd {} after recovery, {before} before", t.tcb.cwnd());
+}
+
 /// RFC 3168 §6.1.1: a peer's ECN-setup SYN is answered with ECE (Linux's default); data
 /// goes out ECN-capable; a retransmission does not.
 #[test]
