@@ -181,8 +181,18 @@ fn runtime_two_cores_64_concurrent_connections() {
     assert_eq!(accepted, CONNS as u64, "connections accepted over both cores");
     for (i, c) in cores.iter().enumerate() {
         assert_eq!(num(c, "foreign_tcp"), 0, "core {i}: TCP segments of another core's flow reached its stack");
-        assert_eq!(num(c, "tcp_no_socket"), 0, "core {i}: segments for no connection (a flow on the wrong core?)");
-        assert_eq!(num(c, "rsts_out"), 0, "core {i}: resets sent");
+        // A segment for no connection is a flow on the wrong core — or the peer's answer to
+        // a retransmission (a tail loss probe, RFC 8985 §7, fired while the peer delayed its
+        // ACK) that arrives after the connection closed, which gets a reset as Linux gives
+        // it. Flows on the wrong core are `foreign_tcp`, checked above; here every such
+        // segment must be one of those answers, and answered.
+        let no_socket = num(c, "tcp_no_socket");
+        assert!(
+            no_socket <= num(c, "retrans"),
+            "core {i}: {no_socket} segments for no connection, more than the {} retransmissions that could explain them",
+            num(c, "retrans")
+        );
+        assert_eq!(num(c, "rsts_out"), no_socket, "core {i}: resets sent, other than for segments of no connection");
         assert_eq!(num(c, "conns"), 0, "core {i}: connections left open after shutdown");
         assert!(num(c, "rx_queue") > 0, "core {i}: no frame arrived on its queue");
         assert!(num(c, "accepted") > 0, "core {i} served no connection");

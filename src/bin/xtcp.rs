@@ -106,9 +106,20 @@ struct NetArgs {
 #[derive(Args, Clone)]
 #[cfg_attr(not(feature = "afxdp"), allow(dead_code))]
 struct TcpArgs {
-    /// Congestion control: cubic (RFC 9438 with HyStart++) or reno.
+    /// Congestion control: cubic (RFC 9438 with HyStart++, Linux's default), reno, or bbr
+    /// (BBR v1, paced, as Linux's tcp_bbr).
     #[arg(long, default_value = "cubic")]
     cc: xtcp::tcp::cc::Algorithm,
+    /// Send buffer of each connection, bytes (default: the stack's, 64 KiB). A sender keeps
+    /// at most this much unacknowledged: over a long or lossy path it needs a few times the
+    /// bandwidth-delay product, or a hole stalls it until the timeout (Linux grows its
+    /// buffer up to net.ipv4.tcp_wmem's 4 MiB).
+    #[arg(long)]
+    send_buffer: Option<usize>,
+    /// Receive buffer of each connection, bytes (default: the stack's, 64 KiB); sets the
+    /// window scale (RFC 7323 §2.3).
+    #[arg(long)]
+    recv_buffer: Option<usize>,
     /// ECN (RFC 3168): off, passive (agree when the peer asks, Linux's default) or on (ask).
     #[arg(long, value_enum, default_value_t = Ecn::Passive)]
     ecn: Ecn,
@@ -134,6 +145,12 @@ impl TcpArgs {
     fn apply(&self, tcp: &mut xtcp::tcp::TcpConfig) -> Result<(), String> {
         use xtcp::time::Duration;
         tcp.congestion = self.cc;
+        if let Some(b) = self.send_buffer {
+            tcp.send_buffer = b;
+        }
+        if let Some(b) = self.recv_buffer {
+            tcp.recv_buffer = b;
+        }
         tcp.ecn = match self.ecn {
             Ecn::Off => xtcp::tcp::EcnMode::Off,
             Ecn::Passive => xtcp::tcp::EcnMode::Passive,
@@ -506,7 +523,7 @@ mod net {
             let c = &s.counters;
             format!(
                 "xtcp: core {}{tag} cpu={} accepted={} conns={} unfinished={} frames_in={} frames_out={} tcp_segs_in={} tcp_segs_out={} \
-                 retrans={} rsts_in={} rsts_out={} tcp_no_socket={} drops={} {}",
+                 retrans={} fast_rtx={} rto={} tlp={} rsts_in={} rsts_out={} tcp_no_socket={} drops={} {}",
                 s.core,
                 s.cpu.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                 s.accepted,
@@ -517,6 +534,9 @@ mod net {
                 c.tcp_segs_in,
                 c.tcp_segs_out,
                 c.tcp_retransmits,
+                c.tcp_fast_retransmits,
+                c.tcp_timeouts,
+                c.tcp_tlp_probes,
                 c.tcp_rsts_in,
                 c.tcp_rsts_out,
                 c.tcp_no_socket,
