@@ -68,6 +68,12 @@ pub struct Options {
     /// The kernel senders' congestion control (net.ipv4.tcp_congestion_control of their
     /// namespace); `None`: the system's default.
     pub kernel_cc: Option<String>,
+    /// xtcp's congestion control (`xtcp client --cc`); `None`: xtcp's default (CUBIC).
+    pub xtcp_cc: Option<String>,
+    /// xtcp's send buffer (`xtcp client --send-buffer`); `None`: the most the kernel's
+    /// sender may grow its own to (net.ipv4.tcp_wmem's maximum), so that both senders may
+    /// keep as much in flight.
+    pub xtcp_send_buffer: Option<usize>,
     /// Capture each transfer's frames at the sender (tcpdump on the kernel sender's link,
     /// `xtcp client --pcap` for xtcp) into this directory.
     pub pcap: Option<PathBuf>,
@@ -109,6 +115,12 @@ pub struct Rr {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub machine: String,
+    /// The senders' congestion control.
+    pub kernel_cc: String,
+    pub xtcp_cc: String,
+    /// The most the kernel's send buffer may grow to, and xtcp's (fixed) send buffer.
+    pub kernel_wmem_max: usize,
+    pub xtcp_send_buffer: usize,
     pub rows: Vec<Row>,
     pub rr: Option<Rr>,
 }
@@ -149,13 +161,23 @@ struct Lab {
     k: String,
     a: String,
     b: String,
+    /// net.ipv4.tcp_wmem's maximum in the kernel sender's namespace, and xtcp's send buffer.
+    kernel_wmem_max: usize,
+    xtcp_send_buffer: usize,
 }
 
 impl Lab {
     fn new() -> Result<Lab, String> {
         static N: AtomicU32 = AtomicU32::new(0);
         let tag = format!("xlm-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let lab = Lab { x: format!("{tag}-x"), k: format!("{tag}-k"), a: format!("{tag}-a"), b: format!("{tag}-b") };
+        let lab = Lab {
+            x: format!("{tag}-x"),
+            k: format!("{tag}-k"),
+            a: format!("{tag}-a"),
+            b: format!("{tag}-b"),
+            kernel_wmem_max: 0,
+            xtcp_send_buffer: 0,
+        };
         for ns in [&lab.x, &lab.k, &lab.a, &lab.b] {
             run("ip", &["netns", "add", ns])?;
         }
@@ -379,6 +401,10 @@ impl Lab {
                 .arg(&o.xtcp)
                 .args(["client", "--iface", "lx", "--ip", &format!("{XTCP_IP}/24")])
                 .args(["--connect", &format!("{K_IP}:{SINK_PORT}"), "--send-bytes", &n.to_string(), "--stats"]);
+            if let Some(cc) = &o.xtcp_cc {
+                cmd.args(["--cc", cc]);
+            }
+            cmd.args(["--send-buffer", &self.xtcp_send_buffer.to_string()]);
             if let Some(p) = &pcap {
                 cmd.arg("--pcap").arg(p);
             }
@@ -466,7 +492,12 @@ fn median(mut v: Vec<Transfer>) -> (Transfer, Vec<f64>) {
 
 /// Run the matrix (and rr), printing progress on stderr.
 pub fn run_all(o: &Options) -> Result<Report, String> {
-    let lab = Lab::new()?;
+    let mut lab = Lab::new()?;
+    lab.kernel_wmem_max = join(in_netns(&lab.a, SENDER_CPU, || {
+        let s = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").map_err(|e| format!("tcp_wmem: {e}"))?;
+        s.split_whitespace().nth(2).and_then(|m| m.parse().ok()).ok_or_else(|| format!("tcp_wmem: {s:?}"))
+    }))?;
+    lab.xtcp_send_buffer = o.xtcp_send_buffer.unwrap_or(lab.kernel_wmem_max);
     // The xtcp sender's stack answers ARP only once up; nothing to wait for beyond the links.
     let mut rows = Vec::new();
     for &(loss, bytes) in &o.transfers {
@@ -513,13 +544,37 @@ pub fn run_all(o: &Options) -> Result<Report, String> {
         thread::available_parallelism().map_or(0, |n| n.get()),
         run("uname", &["-r"]).unwrap_or_default().trim()
     );
-    Ok(Report { machine, rows, rr })
+    let kernel_cc = match &o.kernel_cc {
+        Some(cc) => cc.clone(),
+        None => join(in_netns(&lab.a, SENDER_CPU, || {
+            std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("tcp_congestion_control: {e}"))
+        }))?,
+    };
+    let xtcp_cc = o.xtcp_cc.clone().unwrap_or_else(|| "cubic".into());
+    Ok(Report {
+        machine,
+        kernel_cc,
+        xtcp_cc,
+        kernel_wmem_max: lab.kernel_wmem_max,
+        xtcp_send_buffer: lab.xtcp_send_buffer,
+        rows,
+        rr,
+    })
 }
 
 /// The report as Markdown tables.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
-    s.push_str(&format!("Loss benchmark ({}).\n\n", r.machine));
+    s.push_str(&format!("Loss benchmark ({}).\n", r.machine));
+    s.push_str(&format!(
+        "Congestion control: kernel {}, xtcp {}. Send buffer: kernel autotuned up to {} KiB (tcp_wmem), xtcp {} KiB.\n\n",
+        r.kernel_cc,
+        r.xtcp_cc,
+        r.kernel_wmem_max >> 10,
+        r.xtcp_send_buffer >> 10
+    ));
     s.push_str("| loss | bytes | kernel sender | xtcp sender | xtcp ÷ kernel | retransmitted (RTOs, TLPs): kernel | xtcp | data frames dropped: kernel / xtcp |\n");
     s.push_str("|---|---|---|---|---|---|---|---|\n");
     for row in &r.rows {

@@ -166,6 +166,12 @@ struct LossArgs {
     /// The kernel senders' congestion control (default: the system's).
     #[arg(long)]
     kernel_cc: Option<String>,
+    /// xtcp's congestion control: cubic, reno or bbr (default: xtcp's, CUBIC).
+    #[arg(long)]
+    xtcp_cc: Option<String>,
+    /// xtcp's send buffer, bytes (default: the most the kernel's may grow to, tcp_wmem).
+    #[arg(long)]
+    xtcp_send_buffer: Option<usize>,
 }
 
 fn loss_cmd(a: LossArgs) -> Result<(), String> {
@@ -194,6 +200,8 @@ fn loss_cmd(a: LossArgs) -> Result<(), String> {
         out: a.out.clone(),
         pcap: a.pcap.clone(),
         kernel_cc: a.kernel_cc.clone(),
+        xtcp_cc: a.xtcp_cc.clone(),
+        xtcp_send_buffer: a.xtcp_send_buffer,
     };
     let report = xtcp_bench::loss::run_all(&o)?;
     print!("{}", xtcp_bench::loss::markdown(&report));
