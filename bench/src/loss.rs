@@ -102,6 +102,9 @@ pub struct Row {
     pub xtcp: Transfer,
     pub kernel_runs: Vec<f64>,
     pub xtcp_runs: Vec<f64>,
+    /// Runs in which the sender's retransmission timer expired at least once.
+    pub kernel_runs_with_rto: usize,
+    pub xtcp_runs_with_rto: usize,
 }
 
 /// The rr runs.
@@ -460,7 +463,10 @@ impl Lab {
             loss * 100.0
         );
         let json = match &o.out {
-            Some(d) => d.join(format!("loss-rr-{}.json", if xtcp { "xtcp" } else { "kernel" })),
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                d.join(format!("loss-rr-{}.json", if xtcp { "xtcp" } else { "kernel" }))
+            }
             None => std::env::temp_dir().join(format!("xtcp-loss-rr-{}-{}.json", std::process::id(), xtcp)),
         };
         let mut cmd = Command::new("ip");
@@ -526,9 +532,11 @@ pub fn run_all(o: &Options) -> Result<Report, String> {
                 }
             }
         }
+        let with_rto = |v: &[Transfer]| v.iter().filter(|t| t.timeouts.unwrap_or(0) > 0).count();
+        let (kernel_runs_with_rto, xtcp_runs_with_rto) = (with_rto(&k), with_rto(&x));
         let (kernel, kernel_runs) = median(k);
         let (xtcp, xtcp_runs) = median(x);
-        rows.push(Row { loss, bytes, kernel, xtcp, kernel_runs, xtcp_runs });
+        rows.push(Row { loss, bytes, kernel, xtcp, kernel_runs, xtcp_runs, kernel_runs_with_rto, xtcp_runs_with_rto });
     }
     let rr = if o.rr_loss > 0.0 {
         let kernel = lab.rr(o, false, o.rr_loss)?;
@@ -575,16 +583,28 @@ pub fn markdown(r: &Report) -> String {
         r.kernel_wmem_max >> 10,
         r.xtcp_send_buffer >> 10
     ));
-    s.push_str("| loss | bytes | kernel sender | xtcp sender | xtcp ÷ kernel | retransmitted (RTOs, TLPs): kernel | xtcp | data frames dropped: kernel / xtcp |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|\n");
+    let runs = r.rows.first().map_or(0, |row| row.kernel_runs.len());
+    s.push_str(&format!(
+        "Median of {runs} runs each (fastest–slowest in brackets); the retransmission counts are the median run's.\n\n"
+    ));
+    s.push_str("| loss | bytes | kernel sender | xtcp sender | xtcp ÷ kernel | runs with an RTO: kernel / xtcp | retransmitted (RTOs, TLPs): kernel | xtcp | data frames dropped: kernel / xtcp |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    let range = |v: &[f64]| match (v.first(), v.last()) {
+        (Some(a), Some(b)) => format!("({a:.3}–{b:.3})"),
+        _ => String::new(),
+    };
     for row in &r.rows {
         s.push_str(&format!(
-            "| {:.0} % | {} MB | {:.3} s | {:.3} s | {:.2} | {} ({}, {}) | {} ({}, {}) | {} / {} |\n",
+            "| {:.0} % | {} MB | {:.3} s {} | {:.3} s {} | {:.2} | {} / {} | {} ({}, {}) | {} ({}, {}) | {} / {} |\n",
             row.loss * 100.0,
             row.bytes >> 20,
             row.kernel.secs,
+            range(&row.kernel_runs),
             row.xtcp.secs,
+            range(&row.xtcp_runs),
             row.xtcp.secs / row.kernel.secs,
+            row.kernel_runs_with_rto,
+            row.xtcp_runs_with_rto,
             row.kernel.retransmits,
             row.kernel.timeouts.unwrap_or(0),
             row.kernel.tlps.unwrap_or(0),
