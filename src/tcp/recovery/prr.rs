@@ -58,8 +58,10 @@ impl Prr {
             // leaves the granularity to the sender).
             bytes.div_ceil(mss.max(1)).saturating_mul(mss)
         } else {
-            // PRR-SSRB: catch up towards ssthresh, no faster than slow start would.
-            let mut limit = self.delivered.saturating_sub(self.out).max(delivered);
+            // PRR-SSRB: catch up towards ssthresh, no faster than slow start would — in
+            // whole segments, as Linux counts (an ACK for part of a segment delivers one
+            // packet there; in bytes it would release less than the next segment).
+            let mut limit = self.delivered.saturating_sub(self.out).max(delivered).div_ceil(mss.max(1)) * mss;
             if safe_ack {
                 limit = limit.saturating_add(mss);
             }
@@ -113,6 +115,15 @@ mod tests {
         // Never above ssthresh.
         let cwnd = p.on_ack(50 * MSS, 9 * MSS, 10 * MSS, MSS, true).unwrap();
         assert_eq!(cwnd, 10 * MSS);
+    }
+
+    #[test]
+    fn a_partial_segment_delivered_releases_a_whole_one() {
+        // One segment in flight, ssthresh 3: an ACK for 376 bytes (the rest of a segment)
+        // lets the next segment go.
+        let mut p = Prr::new(4 * MSS);
+        p.on_sent(MSS);
+        assert_eq!(p.on_ack(376, MSS, 3 * MSS, MSS, false), Some(2 * MSS));
     }
 
     #[test]

@@ -308,13 +308,18 @@ impl Tcb {
         let rwnd_room = (self.snd_wnd as usize).saturating_sub(self.flight_size());
         let len = unsent.min(rwnd_room).min(self.snd_mss).min(room);
         let everything = len == unsent;
+        // Cut short by the peer's window: a probe or F-RTO's new data must not go as a
+        // runt either (Linux's tcp_snd_wnd_test: the segment goes whole or waits), or its
+        // remainder travels as a second runt and a partial ACK of it counts as less than
+        // a segment delivered.
+        let whole = len == unsent.min(self.snd_mss);
         // RFC 1122 §4.2.3.4: send when (1) a full segment can go, (2) all queued data can go
         // and either nothing is unacknowledged or Nagle is off, or (3) at least half the
-        // largest window the peer offered can go.
+        // largest window the peer offered can go. A tail loss probe and F-RTO's new data
+        // ignore Nagle (RFC 8985 §7.3, RFC 5682 §3.1 step 2b).
         let send_data = len > 0
-            && (probe
+            && (((probe || self.frto_send_new) && whole)
                 || self.sws_override
-                || self.frto_send_new
                 || len == self.snd_mss
                 || (everything && (!self.cfg.nagle || self.snd_una == self.snd_nxt || fin_pending))
                 || (len as u32) >= self.max_snd_wnd / 2);
@@ -349,8 +354,10 @@ impl Tcb {
     /// RFC 8985 §7.3: a tail loss probe — a new segment if the peer's window takes one, else
     /// the last segment sent, again.
     fn plan_probe(&mut self, now: Instant, room: usize) -> Option<DataSeg> {
-        let has_new = self.data_end().gt(self.snd_nxt) || matches!(self.our_fin, Some(f) if self.snd_nxt.le(f));
-        let window_ok = (self.snd_wnd as usize) > self.flight_size();
+        let unsent = self.data_end().since(self.snd_nxt) as usize;
+        let has_new = unsent > 0 || matches!(self.our_fin, Some(f) if self.snd_nxt.le(f));
+        // RFC 8985 §7.3: new data "if the receive window allows" — all of the segment.
+        let window_ok = (self.snd_wnd as usize).saturating_sub(self.flight_size()) >= unsent.min(self.snd_mss).max(1);
         if has_new && window_ok {
             return self.plan_new_data(now, room, true);
         }
