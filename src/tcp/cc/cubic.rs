@@ -4,7 +4,7 @@
 //! bytes and the fractional growth of each ACK is carried over, so small ACKs still add up.
 
 use super::hystart::{Growth, HyStart, CSS_GROWTH_DIVISOR};
-use super::{initial_window, restart_window, ssthresh_floor, AckSample, CongestionControl};
+use super::{cwnd_for_new_mss, initial_window, restart_window, ssthresh_floor, AckSample, CongestionControl};
 use crate::time::{Duration, Instant};
 
 /// RFC 9438 §4.6: the multiplicative decrease factor.
@@ -151,11 +151,7 @@ impl CongestionControl for Cubic {
 
     fn set_mss(&mut self, mss: usize) {
         self.smss = mss.max(1);
-        if self.untouched {
-            self.cwnd = initial_window(self.smss, self.iw_segments);
-        } else {
-            self.cwnd = self.cwnd.max(self.smss);
-        }
+        self.cwnd = cwnd_for_new_mss(self.cwnd, self.untouched, self.smss, self.iw_segments);
     }
 
     fn set_cwnd(&mut self, cwnd: usize) {

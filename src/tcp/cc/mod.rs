@@ -249,6 +249,17 @@ impl CongestionControl for Controller {
     }
 }
 
+/// cwnd when the MSS becomes known or changes: if no ACK or loss has moved it yet it is the
+/// new initial window, since the old one was counted in segments of the wrong size; otherwise
+/// it keeps its byte value but is at least one new segment.
+fn cwnd_for_new_mss(cwnd: usize, untouched: bool, smss: usize, iw_segments: usize) -> usize {
+    if untouched {
+        initial_window(smss, iw_segments)
+    } else {
+        cwnd.max(smss)
+    }
+}
+
 /// RFC 5681 §4.1's restart window, shared by the controllers: if nothing was sent for longer
 /// than the RTO, cwnd = min(cwnd, RW) with RW = min(IW, cwnd). Returns the new cwnd.
 fn restart_window(cwnd: usize, iw: usize, idle: Duration, rto: Duration) -> usize {

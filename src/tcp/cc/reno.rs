@@ -2,7 +2,7 @@
 //! resend, when recovery ends) is the connection's loss recovery, not the controller's: here
 //! is only how cwnd and ssthresh move.
 
-use super::{initial_window, restart_window, ssthresh_floor, AckSample, CongestionControl};
+use super::{cwnd_for_new_mss, initial_window, restart_window, ssthresh_floor, AckSample, CongestionControl};
 use crate::time::{Duration, Instant};
 
 /// Reno with byte counting.
@@ -51,16 +51,10 @@ impl CongestionControl for Reno {
         self.smss
     }
 
-    /// If no ACK or loss has yet moved cwnd it is recomputed as the new IW, since the old one
-    /// was counted in segments of the wrong size; otherwise cwnd keeps its byte value but is at
-    /// least one new SMSS. ssthresh is a byte count and stays.
+    /// ssthresh is a byte count and stays.
     fn set_mss(&mut self, mss: usize) {
         self.smss = mss.max(1);
-        if self.untouched {
-            self.cwnd = initial_window(self.smss, self.iw_segments);
-        } else {
-            self.cwnd = self.cwnd.max(self.smss);
-        }
+        self.cwnd = cwnd_for_new_mss(self.cwnd, self.untouched, self.smss, self.iw_segments);
     }
 
     fn set_cwnd(&mut self, cwnd: usize) {

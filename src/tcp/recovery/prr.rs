@@ -13,17 +13,32 @@ pub struct Prr {
     out: usize,
     /// RecoverFS: the flight when it began.
     recover_fs: usize,
+    /// Bytes the sender may send beyond PRR's count, not counted in prr_out: what ACKs
+    /// processed in the same burst before the reduction began would have let out
+    /// (`Prr::with_owed`).
+    owed: usize,
 }
 
 impl Prr {
     /// A reduction begins with `flight` bytes outstanding.
     pub fn new(flight: usize) -> Prr {
-        Prr { delivered: 0, out: 0, recover_fs: flight.max(1) }
+        Prr::with_owed(flight, 0)
     }
 
-    /// `n` bytes went out (new data or retransmissions).
+    /// A reduction that begins with `owed` bytes still to be sent under the window from
+    /// before it: ACKs of the same burst, processed before the one that started it, would
+    /// each have let new data out had the sender been asked after each (Linux processes
+    /// ACKs one at a time). They go on top of PRR's count, and RecoverFS holds them, as the
+    /// flight would have.
+    pub fn with_owed(flight: usize, owed: usize) -> Prr {
+        Prr { delivered: 0, out: 0, recover_fs: flight.saturating_add(owed).max(1), owed }
+    }
+
+    /// `n` bytes went out (new data or retransmissions); what is owed goes first.
     pub fn on_sent(&mut self, n: usize) {
-        self.out = self.out.saturating_add(n);
+        let from_owed = n.min(self.owed);
+        self.owed -= from_owed;
+        self.out = self.out.saturating_add(n - from_owed);
     }
 
     pub fn delivered(&self) -> usize {
@@ -70,7 +85,7 @@ impl Prr {
         // Linux: at least one segment on the first ACK of the reduction, so that the fast
         // retransmission goes out whatever the arithmetic says.
         let sndcnt = if self.out == 0 { sndcnt.max(mss) } else { sndcnt };
-        Some(pipe.saturating_add(sndcnt))
+        Some(pipe.saturating_add(sndcnt).saturating_add(self.owed))
     }
 }
 

@@ -361,6 +361,9 @@ pub struct Tcb {
     reorder_deadline: Option<Instant>,
     /// Delivery-rate estimation (`recovery::rate`), for model-based congestion control.
     rate: RateState,
+    /// Bytes delivered by the ACKs processed since the owner last asked for output: a stack
+    /// processes a burst of frames before it transmits (`Tcb::enter_recovery`).
+    batch_delivered: usize,
     /// Pacing, when the controller asks for it: the earliest time the next data segment
     /// would leave at the pacing rate, and the timer that wakes the sender for it.
     pace_next: Instant,
@@ -554,6 +557,7 @@ impl Tcb {
             probe_deadline: None,
             reorder_deadline: None,
             rate: RateState::default(),
+            batch_delivered: 0,
             pace_next: now,
             pace_deadline: None,
             dupacks: 0,

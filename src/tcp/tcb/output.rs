@@ -50,6 +50,8 @@ impl Tcb {
     /// caller's TX frame, after room for headers). Call until it returns `None`.
     pub fn poll_transmit<'b>(&mut self, now: Instant, payload_buf: &'b mut [u8]) -> Option<TcpRepr<'b>> {
         self.tx_ext_out = None;
+        // The owner is sending: ACKs from here on are a new batch (`Tcb::enter_recovery`).
+        self.batch_delivered = 0;
         self.ecn.last_ect = false;
         if let Some(rst) = self.reply_rst.take() {
             self.stats.rsts_out += 1;

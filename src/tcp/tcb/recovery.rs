@@ -185,6 +185,7 @@ impl Tcb {
                 }
             }
         }
+        self.batch_delivered = self.batch_delivered.saturating_add(delivered);
         if self.snd_una.ge(self.cwnd_use.until) {
             // A new window: what the last one showed about cwnd's use no longer holds.
             self.cwnd_use.limited = false;
@@ -384,7 +385,14 @@ impl Tcb {
         self.start_undo();
         let flight = self.flight_size();
         self.cc.on_congestion(now, flight);
-        self.prr = Prr::new(flight);
+        // ACKs of the same burst that came before this one gave the sender no chance to send
+        // (the stack transmits after the burst). Processed one by one, as Linux processes
+        // them, each would have let new data out under the window from before; PRR owes
+        // the sender those segments now, after the retransmission — where, delivered, they
+        // also show RACK whether it arrived. Only as much as there is new data for: an
+        // opportunity with nothing to send was not one.
+        let unsent = self.data_end().since(self.snd_nxt) as usize;
+        self.prr = Prr::with_owed(flight, self.batch_delivered.min(unsent));
         self.phase = Phase::Recovery { high: self.snd_nxt, rescued: false };
         // RFC 6582 §3.2 step 2 (also kept with SACK, where it is harmless).
         self.recover = Some(self.snd_nxt);

@@ -243,6 +243,36 @@ fn prr_spreads_sending_over_the_recovery() {
     assert_eq!(t.tcb.cwnd(), 11 * MSS as usize);
 }
 
+/// A stack processes a burst of frames before it transmits. Three SACKs in one burst, the
+/// third starting recovery, must give the sender what the same SACKs one at a time give it
+/// (each of the first two lets a new segment out; the third, the retransmission): here the
+/// retransmission and then the two new segments, which, sent after it, will show RACK
+/// whether it arrived.
+#[test]
+fn acks_of_one_burst_give_the_sending_chances_of_acks_one_by_one() {
+    let cfg = TcpConfig { initial_window: 4, send_buffer: 1 << 20, ..cfg() };
+    // One at a time.
+    let mut t = sack_conn_with(10, cfg.clone());
+    assert_eq!(send_segments(&mut t, 20).len(), 4);
+    t.at(20);
+    let mut one_by_one = Vec::new();
+    for r in 2..=4 {
+        t.input(sack_ack(0, &[(1, r)]));
+        one_by_one.extend(seqs(&mut t));
+    }
+    assert!(t.tcb.in_recovery());
+    assert_eq!(one_by_one, vec![s(4), s(5), s(0)], "limited transmit twice, then the retransmission");
+    // In one burst.
+    let mut t = sack_conn_with(10, cfg);
+    assert_eq!(send_segments(&mut t, 20).len(), 4);
+    t.at(20);
+    for r in 2..=4 {
+        t.input(sack_ack(0, &[(1, r)]));
+    }
+    assert!(t.tcb.in_recovery());
+    assert_eq!(seqs(&mut t), vec![s(0), s(4), s(5)], "the retransmission first, then as many new");
+}
+
 /// RFC 3042: the first two duplicate ACKs each let one new segment out beyond cwnd (here
 /// without SACK: each duplicate counts as a segment that left the network).
 #[test]
