@@ -79,20 +79,23 @@ impl Rack {
         self.min_rtt.update(now, rtt);
     }
 
-    /// RFC 8985 §6.2 steps 1–3 for what an ACK delivered. `echoes_original(xmit)` says the
-    /// ACK's timestamp echo is older than a retransmission sent at `xmit` (so the ACK is for an
-    /// earlier copy). Returns whether RACK advanced.
-    pub fn on_delivered(&mut self, now: Instant, d: &Delivered, echoes_original: impl Fn(Instant) -> bool) -> bool {
+    /// RFC 8985 §6.2 steps 1–3 for what an ACK delivered. Returns whether RACK advanced.
+    pub fn on_delivered(&mut self, now: Instant, d: &Delivered) -> bool {
         // Step 3: "If Segment is not retransmitted and Segment.end_seq < RACK.fack" (the
         // scoreboard compared against the highest (s)acknowledged sequence number).
         if d.reordered {
             self.reordering_seen = true;
         }
-        // Step 1: a retransmitted segment counts only if this ACK is for the retransmission:
-        // not if the timestamp echo predates it, nor if it came back faster than the path can.
+        // Step 1: a retransmitted segment counts only if this ACK is for the retransmission,
+        // not for an earlier copy: not if it came back faster than the path can. The step's
+        // other test, a timestamp echo older than the retransmission, is left out as Linux
+        // leaves it out (tcp_rack_advance): a receiver echoes the timestamp of the last
+        // segment that advanced its window (RFC 7323 §4.3), so every SACK of a retransmission
+        // that filled a later hole echoes an older one — and the lost retransmissions before
+        // it would wait for the RTO instead of being found.
         let retrans = d.last_retrans.filter(|&(x, _)| {
             let rtt = now.saturating_duration_since(x);
-            !echoes_original(x) && self.min_rtt.get().is_none_or(|m| rtt >= m)
+            self.min_rtt.get().is_none_or(|m| rtt >= m)
         });
         let best = match (d.last_orig, retrans) {
             (Some(a), Some(b)) => Some(if sent_after(b.0, b.1, a.0, a.1) { b } else { a }),
@@ -220,16 +223,16 @@ mod tests {
             last_retrans: Some((Instant::from_millis(95), SeqNum(1000))),
             ..Delivered::default()
         };
-        assert!(r.on_delivered(now, &d, |_| false));
+        assert!(r.on_delivered(now, &d));
         assert_eq!(r.newest(), Some((Instant::from_millis(50), SeqNum(2000))));
         assert_eq!(r.rtt(), ms(50));
-        // A retransmission sent 20 ms ago and echoed as such counts, and is newer.
+        // A retransmission sent 20 ms ago (longer than min_RTT) counts, and is newer.
         let d = Delivered { last_retrans: Some((Instant::from_millis(80), SeqNum(1000))), ..Delivered::default() };
-        assert!(r.on_delivered(now, &d, |_| false));
+        assert!(r.on_delivered(now, &d));
         assert_eq!(r.newest(), Some((Instant::from_millis(80), SeqNum(1000))));
-        // The same, but the timestamp echo says the original arrived: ignored.
-        let d = Delivered { last_retrans: Some((Instant::from_millis(90), SeqNum(3000))), ..Delivered::default() };
-        assert!(!r.on_delivered(now, &d, |_| true));
+        // Only a retransmission, sent 2 ms ago: nothing to go by.
+        let d = Delivered { last_retrans: Some((Instant::from_millis(98), SeqNum(3000))), ..Delivered::default() };
+        assert!(!r.on_delivered(now, &d));
         assert_eq!(r.newest(), Some((Instant::from_millis(80), SeqNum(1000))));
     }
 

@@ -119,14 +119,7 @@ impl Tcb {
         let lost_before = self.sb.lost_bytes();
         let mut reo_timeout = None;
         if self.sack_enabled {
-            let (ts_on, offset) = (self.ts_enabled, self.ts_offset);
-            let ecr = seg.options.timestamp.map(|t| t.tsecr);
-            // RFC 8985 §6.2 step 1: is the ACK's echo older than a retransmission sent at x?
-            let echoes_original = |x: Instant| {
-                let sent_ts = (x.as_millis() as u32).wrapping_add(offset);
-                ts_on && ecr.is_some_and(|e| e != 0 && (e.wrapping_sub(sent_ts) as i32) < 0)
-            };
-            self.rack.on_delivered(now, &d, echoes_original);
+            self.rack.on_delivered(now, &d);
             reo_timeout = self.rack_detect_loss(now);
         } else {
             self.dupack_detect_loss(una_advanced, dupack);
