@@ -37,6 +37,8 @@ pub struct Counters {
     pub tcp_tlp_probes: u64,
     pub tcp_undos: u64,
     pub tcp_ecn_reductions: u64,
+    /// SACK blocks a connection's full scoreboard could not take (the bytes stay unSACKed).
+    pub tcp_sack_blocks_ignored: u64,
     /// Segments that arrived marked Congestion Experienced (RFC 3168).
     pub ecn_ce_in: u64,
     pub tcp_active_opens: u64,
@@ -95,6 +97,7 @@ impl Counters {
         self.tcp_tlp_probes += st.tlp_probes;
         self.tcp_undos += st.undos + st.spurious_rtos;
         self.tcp_ecn_reductions += st.ecn_reductions;
+        self.tcp_sack_blocks_ignored += st.sack_blocks_ignored;
     }
 
     pub(crate) fn count_wire_error(&mut self, e: wire::Error) {

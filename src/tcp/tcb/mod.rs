@@ -164,6 +164,9 @@ pub struct TcbStats {
     pub tlp_repairs: u64,
     /// RFC 6675 rescue retransmissions.
     pub rescue_retransmits: u64,
+    /// SACK blocks left unused because the scoreboard was full (its bound, DESIGN habit 9:
+    /// the bytes stay unSACKed, the conservative reading).
+    pub sack_blocks_ignored: u64,
     /// RACK's reordering timer fired (RFC 8985 §6.2 step 5's timeout).
     pub reorder_timeouts: u64,
     /// DSACK blocks received (RFC 2883) and sent.

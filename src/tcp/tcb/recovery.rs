@@ -57,6 +57,7 @@ impl Tcb {
             self.sb.on_sack(l.max(ack), r, prior_fack, &mut d);
             sacked_news |= d.bytes > before;
         }
+        self.stats.sack_blocks_ignored = self.sb.ignored_blocks;
 
         let una_advanced = self.snd_una.lt(ack);
         let mut dupack = false;
