@@ -1,0 +1,527 @@
+//! The calls an application on this core makes: listen, connect, accept, send and receive
+//! (copying and zero-copy), close, options, and the events it polls.
+
+use super::*;
+
+/// A zero-copy send buffer ([`Stack::alloc_send_buf`]): a frame of the device with room for
+/// headers before the payload. Write the payload with [`Stack::send_buf_mut`], then queue it
+/// with [`Stack::send_frame`], or give it back with [`Stack::drop_send_buf`]; the stack
+/// keeps the frame until the peer acknowledges it, and retransmits from it. Dropping it
+/// otherwise leaks the frame until the connection's slot is reused: it is `#[must_use]`.
+#[must_use = "a send buffer holds a frame of the device: queue it or give it back"]
+#[derive(Debug)]
+pub struct SendBuf {
+    frame: Frame,
+    conn: Handle,
+    capacity: usize,
+}
+
+impl SendBuf {
+    /// Payload bytes it holds at most (at most one segment).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// The readable bytes of a connection in place ([`Stack::recv_chunks`]): slices of the
+/// frames they arrived in, or of the connection's buffer for data that arrived out of order.
+pub struct RecvChunks<'a, D: Device> {
+    dev: &'a D,
+    tcb: &'a Tcb,
+    q: std::collections::vec_deque::Iter<'a, RxChunk>,
+    buffered_off: usize,
+    pending: &'a [u8],
+}
+
+impl<D: Device> fmt::Debug for RecvChunks<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvChunks").field("chunks_left", &self.q.len()).finish()
+    }
+}
+
+impl<'a, D: Device> RecvChunks<'a, D> {
+    /// The peer has closed: after these bytes the stream ends.
+    pub fn fin(&self) -> bool {
+        self.tcb.fin_received()
+    }
+}
+
+impl<'a, D: Device> Iterator for RecvChunks<'a, D> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if !self.pending.is_empty() {
+            return Some(core::mem::take(&mut self.pending));
+        }
+        loop {
+            match self.q.next()? {
+                RxChunk::InFrame(f) => return Some(self.dev.frame(f)),
+                RxChunk::Buffered(n) => {
+                    let (a, b) = self.tcb.recv_slices(self.buffered_off, *n);
+                    self.buffered_off += n;
+                    self.pending = b;
+                    if !a.is_empty() {
+                        return Some(a);
+                    }
+                    if !self.pending.is_empty() {
+                        return Some(core::mem::take(&mut self.pending));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<D: Device> Stack<D> {
+    /// Listen on `port` with room for `backlog` connections in each of the SYN and accept
+    /// queues.
+    pub fn listen(&mut self, port: u16, backlog: usize) -> Result<Handle, StackError> {
+        self.listen_inner(port, backlog, None)
+    }
+
+    /// Listen with per-connection settings for what it accepts (buffer sizes, Nagle,
+    /// keep-alive, timeouts) instead of the stack's defaults.
+    pub fn listen_with(&mut self, port: u16, backlog: usize, tcp: TcpConfig) -> Result<Handle, StackError> {
+        check_tcp_config(&tcp)?;
+        self.listen_inner(port, backlog, Some(Box::new(tcp)))
+    }
+
+    pub(super) fn listen_inner(
+        &mut self,
+        port: u16,
+        backlog: usize,
+        tcp: Option<Box<TcpConfig>>,
+    ) -> Result<Handle, StackError> {
+        if port == 0 {
+            return Err(StackError::InvalidAddress);
+        }
+        if self.listen_ports.contains_key(&port) {
+            return Err(StackError::AddrInUse);
+        }
+        let idx = self.alloc_slot()?;
+        self.slots[idx as usize].entry = Entry::Listener(Listener {
+            port,
+            backlog: backlog.max(1),
+            syn_pending: 0,
+            accept_queue: VecDeque::with_capacity(backlog.max(1)),
+            ready: false,
+            tcp,
+        });
+        self.listen_ports.insert(port, idx);
+        Ok(self.handle(idx))
+    }
+
+    /// Open a connection to `remote` (the SYN goes out on the next `poll`).
+    pub fn connect(&mut self, remote: SocketAddrV4) -> Result<Handle, StackError> {
+        let tcp = self.cfg.tcp.clone();
+        self.connect_with(remote, tcp)
+    }
+
+    /// Connect with per-connection settings (buffer sizes, Nagle, keep-alive, timeouts)
+    /// instead of the stack's defaults.
+    pub fn connect_with(&mut self, remote: SocketAddrV4, tcp: TcpConfig) -> Result<Handle, StackError> {
+        // The first address, then the others when it has no port left for this destination.
+        let n = 1 + self.cfg.extra_ips.len();
+        for i in 0..n {
+            let local_ip = if i == 0 { self.cfg.ip } else { self.cfg.extra_ips[i - 1] };
+            match self.connect_from(local_ip, remote, tcp.clone()) {
+                Err(StackError::PortsExhausted) if i + 1 < n => continue,
+                r => return r,
+            }
+        }
+        Err(StackError::PortsExhausted)
+    }
+
+    /// Connect from one of the stack's addresses (`extra_ips`), with per-connection settings.
+    pub fn connect_from(
+        &mut self,
+        local_ip: Ipv4Addr,
+        remote: SocketAddrV4,
+        tcp: TcpConfig,
+    ) -> Result<Handle, StackError> {
+        check_tcp_config(&tcp)?;
+        if !self.is_ours(local_ip) {
+            return Err(StackError::InvalidAddress);
+        }
+        let ip = *remote.ip();
+        if self.is_ours(ip) {
+            return Err(StackError::ConnectToSelf);
+        }
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || remote.port() == 0 {
+            return Err(StackError::InvalidAddress);
+        }
+        if self.free.is_empty() {
+            return Err(StackError::TooManySockets);
+        }
+        let table = &self.table;
+        let listen_ports = &self.listen_ports;
+        let port = self
+            .ports
+            .allocate(SocketAddrV4::new(local_ip, 0), remote, self.cfg.rss.as_ref(), |p| {
+                listen_ports.contains_key(&p)
+                    || table.contains(&FourTuple { local: SocketAddrV4::new(local_ip, p), remote })
+            })
+            .ok_or(StackError::PortsExhausted)?;
+        let local = SocketAddrV4::new(local_ip, port);
+        let iss = self.isn.isn(self.now, local, remote);
+        let bufs = self.take_buffers(&tcp);
+        let tcb = Tcb::connect_in(tcp, local, remote, iss, self.now, Some(bufs));
+        let idx = self.alloc_slot()?;
+        let key = FourTuple { local, remote };
+        self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, None)));
+        let inserted = self.table.insert(key, idx);
+        debug_assert!(inserted, "the table holds max_sockets entries");
+        self.counters.tcp_active_opens += 1;
+        self.mark_dirty(idx);
+        Ok(self.handle(idx))
+    }
+
+    /// The next established connection of a listener, if one is waiting.
+    pub fn accept(&mut self, listener: Handle) -> Result<Option<Handle>, StackError> {
+        let idx = self.check(listener)?;
+        let Entry::Listener(l) = &mut self.slots[idx as usize].entry else {
+            return Err(StackError::NotListener);
+        };
+        let Some(c) = l.accept_queue.pop_front() else { return Ok(None) };
+        if let Entry::Conn(conn) = &mut self.slots[c as usize].entry {
+            conn.listener = None;
+        }
+        // Events that arrived before the application knew the handle are now deliverable.
+        self.mark_ready(c);
+        Ok(Some(self.handle(c)))
+    }
+
+    /// Queue a copy of `data` for sending; returns how much was taken (`WouldBlock` when
+    /// the send buffer is full: a `Writable` event follows when room opens). On a connection
+    /// that sends from frames (after [`Stack::alloc_send_buf`]), the bytes are copied into
+    /// frames of the device.
+    pub fn send(&mut self, h: Handle, data: &[u8]) -> Result<usize, StackError> {
+        let idx = self.conn_idx(h)?;
+        if !self.conn(idx).tcb.external_send() {
+            let r = self.conn_mut(idx).tcb.send(data);
+            self.mark_dirty(idx);
+            return Ok(r?);
+        }
+        let mut sent = 0;
+        while sent < data.len() {
+            let buf = match self.alloc_send_buf(h) {
+                Ok(b) => b,
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            };
+            let n = buf.capacity().min(data.len() - sent);
+            self.send_buf_mut(&buf)[..n].copy_from_slice(&data[sent..sent + n]);
+            self.send_frame(buf, n)?;
+            sent += n;
+        }
+        Ok(sent)
+    }
+
+    /// Copy up to `out.len()` received bytes into `out`. `Ok(0)` (with a non-empty `out`) is
+    /// the end of the stream; `WouldBlock` means nothing yet (a `Readable` event follows).
+    /// Bytes held in received frames are copied straight from them, which frees the frames.
+    pub fn recv(&mut self, h: Handle, out: &mut [u8]) -> Result<usize, StackError> {
+        let idx = self.conn_idx(h)?;
+        let n = self.take_rx(idx, out.len(), Some(out));
+        self.mark_dirty(idx); // reading may open the window
+        if n > 0 || out.is_empty() {
+            return Ok(n);
+        }
+        // Nothing queued: the TCB says whether the stream ended or data is still to come.
+        Ok(self.conn_mut(idx).tcb.recv(out)?)
+    }
+
+    /// Zero-copy receive: the readable bytes of `h` in place, in order, as slices of the
+    /// frames they arrived in (or of the connection's buffer, for data that arrived out of
+    /// order). Nothing is consumed until [`Stack::consume`]; until then the frames stay
+    /// with the application and count against the connection's receive window, so a slow
+    /// reader shrinks the window rather than losing data.
+    pub fn recv_chunks(&self, h: Handle) -> Result<RecvChunks<'_, D>, StackError> {
+        let idx = self.conn_idx(h)?;
+        let c = self.conn(idx);
+        Ok(RecvChunks { dev: &self.dev, tcb: &c.tcb, q: c.rxq.iter(), buffered_off: 0, pending: &[] })
+    }
+
+    /// Consume `n` bytes from the front of what [`Stack::recv_chunks`] showed: frames read to
+    /// the end go back to the device and the window opens. Returns how many were consumed.
+    pub fn consume(&mut self, h: Handle, n: usize) -> Result<usize, StackError> {
+        let idx = self.conn_idx(h)?;
+        let n = self.take_rx(idx, n, None);
+        self.mark_dirty(idx);
+        Ok(n)
+    }
+
+    /// Take up to `max` bytes from the front of a connection's received data, copying them
+    /// into `out` if given.
+    pub(super) fn take_rx(&mut self, idx: u32, max: usize, mut out: Option<&mut [u8]>) -> usize {
+        let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return 0 };
+        let mut done = 0;
+        while done < max {
+            let Some(front) = c.rxq.front_mut() else { break };
+            let want = max - done;
+            match front {
+                RxChunk::Buffered(k) => {
+                    let m = want.min(*k);
+                    let got = match out.as_deref_mut() {
+                        Some(o) => c.tcb.recv(&mut o[done..done + m]).unwrap_or(0),
+                        None => c.tcb.consume_buffered(m),
+                    };
+                    debug_assert_eq!(got, m, "the TCB holds what the queue says");
+                    *k -= m;
+                    done += m;
+                    if *k == 0 || got < m {
+                        c.rxq.pop_front();
+                    }
+                }
+                RxChunk::InFrame(f) => {
+                    let m = want.min(f.len as usize);
+                    if let Some(o) = out.as_deref_mut() {
+                        o[done..done + m].copy_from_slice(&self.dev.frame(f)[..m]);
+                    }
+                    f.offset += m as u32;
+                    f.len -= m as u32;
+                    c.tcb.release_rx(m);
+                    done += m;
+                    if f.len == 0 {
+                        if let Some(RxChunk::InFrame(f)) = c.rxq.pop_front() {
+                            self.dev.recycle(f);
+                        }
+                        c.rx_frames -= 1;
+                        self.rx_frames_held -= 1;
+                    }
+                }
+            }
+        }
+        if c.close_pending.is_some() && c.rxq.is_empty() {
+            self.mark_ready_always(idx);
+        }
+        done
+    }
+
+    /// Zero-copy send: a frame to write up to one segment of payload into, in place
+    /// ([`Stack::send_buf_mut`]), then queue with [`Stack::send_frame`]. The stack keeps the
+    /// frame until the peer acknowledges its bytes and retransmits from it. The first call
+    /// switches the connection to sending from frames, which needs its copied data (from
+    /// [`Stack::send`]) to be acknowledged first (`SendQueueBusy`). `WouldBlock` when the
+    /// connection's send buffer is full or every frame the stack lends for sending is out
+    /// (`max_tx_frames_held`); a `Writable` event follows.
+    pub fn alloc_send_buf(&mut self, h: Handle) -> Result<SendBuf, StackError> {
+        let idx = self.conn_idx(h)?;
+        let c = self.conn_mut(idx);
+        if c.tcb.set_external_send().is_err() {
+            return Err(StackError::SendQueueBusy);
+        }
+        let mss = c.tcb.send_mss();
+        let offset = ETH_LEN + IP_LEN + c.tcb.data_header_len();
+        let queued = (c.tx_end - c.tx_acked) as usize + c.tx_bufs_out * mss;
+        if queued >= c.tcb.config().send_buffer {
+            c.tcb.note_send_full();
+            return Err(StackError::Tcp(TcpError::WouldBlock));
+        }
+        if self.tx_frames_held >= self.cfg.max_tx_frames_held {
+            self.counters.tx_frames_exhausted += 1;
+            self.conn_mut(idx).tcb.note_send_full();
+            if !self.tx_waiters.contains(&idx) {
+                self.tx_waiters.push(idx);
+            }
+            return Err(StackError::Tcp(TcpError::WouldBlock));
+        }
+        let Some(mut frame) = self.dev.alloc_tx() else {
+            self.counters.tx_pool_empty += 1;
+            return Err(StackError::Tcp(TcpError::WouldBlock));
+        };
+        let capacity = mss.min(self.dev.frame_capacity().saturating_sub(offset));
+        frame.offset = offset as u32;
+        frame.len = capacity as u32;
+        self.tx_frames_held += 1;
+        self.conn_mut(idx).tx_bufs_out += 1;
+        Ok(SendBuf { frame, conn: h, capacity })
+    }
+
+    /// The payload area of a send buffer (`capacity()` bytes), to write in place.
+    pub fn send_buf_mut(&mut self, b: &SendBuf) -> &mut [u8] {
+        let start = b.frame.offset as usize;
+        &mut self.dev.buffer_mut(&b.frame)[start..start + b.capacity]
+    }
+
+    /// Queue the first `len` bytes of a send buffer's payload on its connection. The buffer
+    /// is the stack's from now on, whatever the outcome (on an error its frame goes back).
+    pub fn send_frame(&mut self, mut b: SendBuf, len: usize) -> Result<(), StackError> {
+        let idx = match self.conn_idx(b.conn) {
+            Ok(i) => i,
+            Err(e) => {
+                // The connection is gone: its count of buffers went with it.
+                self.tx_frames_held -= 1;
+                self.dev.recycle(b.frame);
+                return Err(e);
+            }
+        };
+        if len > b.capacity {
+            self.drop_send_buf(b);
+            return Err(StackError::BadSendBuf);
+        }
+        let c = self.conn_mut(idx);
+        c.tx_bufs_out -= 1;
+        if len == 0 {
+            self.tx_frames_held -= 1;
+            self.dev.recycle(b.frame);
+            return Ok(());
+        }
+        if let Err(e) = c.tcb.send_external(len) {
+            self.tx_frames_held -= 1;
+            self.dev.recycle(b.frame);
+            return Err(e.into());
+        }
+        b.frame.len = len as u32;
+        let start = c.tx_end;
+        c.tx_end += len as u64;
+        c.txq.push_back(TxChunk { frame: b.frame, start });
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// Give back a send buffer without sending it.
+    pub fn drop_send_buf(&mut self, b: SendBuf) {
+        if let Ok(idx) = self.conn_idx(b.conn) {
+            self.conn_mut(idx).tx_bufs_out -= 1;
+        }
+        self.tx_frames_held -= 1;
+        self.dev.recycle(b.frame);
+        self.wake_tx_waiters();
+    }
+
+    /// Frames held by connections: received data not yet consumed, and zero-copy send data
+    /// (queued, unacknowledged, or in buffers handed out).
+    pub fn frames_held(&self) -> (usize, usize) {
+        (self.rx_frames_held, self.tx_frames_held)
+    }
+
+    /// Shut down writing (half-close).
+    pub fn shutdown(&mut self, h: Handle) -> Result<(), StackError> {
+        let idx = self.conn_idx(h)?;
+        let r = self.conn_mut(idx).tcb.shutdown();
+        self.mark_dirty(idx);
+        Ok(r?)
+    }
+
+    /// Close a connection (FIN; a reset if unread data remains), or stop a listener (its
+    /// queued connections are reset).
+    pub fn close(&mut self, h: Handle) -> Result<(), StackError> {
+        let idx = self.check(h)?;
+        if let Entry::Listener(l) = &mut self.slots[idx as usize].entry {
+            let queued: Vec<u32> = l.accept_queue.drain(..).collect();
+            let port = l.port;
+            self.listen_ports.remove(&port);
+            for c in queued {
+                self.conn_mut(c).tcb.abort();
+                self.conn_mut(c).listener = None;
+                self.mark_dirty(c);
+            }
+            self.free_slot(idx);
+            return Ok(());
+        }
+        if self.conn(idx).close_pending.is_some() {
+            // Over already, with data unread: drop it; `Closed` follows.
+            self.take_rx(idx, usize::MAX, None);
+            return Ok(());
+        }
+        let r = self.conn_mut(idx).tcb.close();
+        self.mark_dirty(idx);
+        Ok(r?)
+    }
+
+    /// Reset a connection at once.
+    pub fn abort(&mut self, h: Handle) -> Result<(), StackError> {
+        let idx = self.conn_idx(h)?;
+        if self.conn(idx).close_pending.is_some() {
+            self.take_rx(idx, usize::MAX, None);
+            return Ok(());
+        }
+        self.conn_mut(idx).tcb.abort();
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// TCP_NODELAY: Nagle off (`true`) or on.
+    pub fn set_nodelay(&mut self, h: Handle, nodelay: bool) -> Result<(), StackError> {
+        let idx = self.conn_idx(h)?;
+        self.conn_mut(idx).tcb.set_nagle(!nodelay);
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    pub fn set_keepalive(&mut self, h: Handle, ka: Option<Keepalive>) -> Result<(), StackError> {
+        let idx = self.conn_idx(h)?;
+        let now = self.now;
+        self.conn_mut(idx).tcb.set_keepalive(ka, now);
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// State of a connection.
+    pub fn state(&self, h: Handle) -> Result<State, StackError> {
+        let idx = self.conn_idx(h)?;
+        Ok(self.conn(idx).tcb.state())
+    }
+
+    /// The connection's TCB, for statistics and inspection.
+    pub fn tcb(&self, h: Handle) -> Result<&Tcb, StackError> {
+        let idx = self.conn_idx(h)?;
+        Ok(&self.conn(idx).tcb)
+    }
+
+    /// The next event, if any. A `Closed` event is the last for its handle.
+    pub fn poll_event(&mut self) -> Option<(Handle, StackEvent)> {
+        while let Some(&idx) = self.ready.front() {
+            let h = self.handle(idx);
+            match &mut self.slots[idx as usize].entry {
+                Entry::Listener(l) => {
+                    l.ready = false;
+                    self.ready.pop_front();
+                    if !l.accept_queue.is_empty() {
+                        return Some((h, StackEvent::Accepted));
+                    }
+                }
+                Entry::Conn(c) if c.listener.is_none() => {
+                    // A connection that ended normally with data still unread stays readable
+                    // (as a kernel socket does until close()); `Closed` comes once it is read.
+                    if let Some(r) = c.close_pending {
+                        if c.rxq.is_empty() {
+                            c.close_pending = None;
+                            c.closed_reported = true;
+                            self.ready.pop_front();
+                            self.free_slot(idx);
+                            return Some((h, StackEvent::Closed(r)));
+                        }
+                    }
+                    if let Some(ev) = c.tcb.poll_event() {
+                        let ev = match ev {
+                            Event::Connected => StackEvent::Connected,
+                            Event::Readable => StackEvent::Readable,
+                            Event::Writable => StackEvent::Writable,
+                            Event::PeerClosed => StackEvent::PeerClosed,
+                            Event::Closed(r @ CloseReason::Normal) if !c.rxq.is_empty() => {
+                                c.close_pending = Some(r);
+                                StackEvent::Readable
+                            }
+                            Event::Closed(r) => {
+                                c.closed_reported = true;
+                                StackEvent::Closed(r)
+                            }
+                        };
+                        if c.closed_reported {
+                            self.ready.pop_front();
+                            self.free_slot(idx);
+                        }
+                        return Some((h, ev));
+                    }
+                    c.ready = false;
+                    self.ready.pop_front();
+                }
+                _ => {
+                    self.ready.pop_front();
+                }
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,98 @@
+//! The stack's configuration and the bounds it checks on per-connection settings.
+
+use super::Rss;
+use super::StackError;
+use crate::tcp::TcpConfig;
+use crate::time::Duration;
+use core::net::Ipv4Addr;
+
+/// Configuration of one core's stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub ip: Ipv4Addr,
+    /// Further addresses of the interface, on the same subnet: the stack answers ARP for
+    /// them, accepts connections to them, and active opens use them as sources when the
+    /// first address has no port left for a destination (or on request, `connect_from`) —
+    /// so one stack can hold more connections to one server than one address's ports allow.
+    pub extra_ips: Vec<Ipv4Addr>,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    /// Defaults for every connection.
+    pub tcp: TcpConfig,
+    /// Connections plus listeners.
+    pub max_sockets: usize,
+    /// Ephemeral ports for active opens (Linux: 32768–60999).
+    pub ephemeral_ports: (u16, u16),
+    pub arp_cache_size: usize,
+    /// How long a learned mapping is trusted (RFC 1122 §2.3.2.1 asks for a timeout).
+    pub arp_ttl: Duration,
+    /// Frames that may wait for ARP resolution at once.
+    pub arp_pending: usize,
+    /// How long a frame waits for ARP before it is dropped.
+    pub arp_pending_timeout: Duration,
+    /// Secret for ISNs (RFC 6528) and port choice (RFC 6056): draw it from the OS.
+    pub secret: [u8; 16],
+    /// Frames taken from the device per burst.
+    pub rx_burst: usize,
+    /// RSS-aware port choice, when the NIC spreads flows over queues.
+    pub rss: Option<Rss>,
+    /// Resolution of the core's timer wheel.
+    pub timer_resolution: Duration,
+    /// Zero-copy receive: in-order payload stays in the frame it arrived in until the
+    /// application consumes it ([`Stack::recv_chunks`], or `recv` copying straight from the
+    /// frame). Off: every payload is copied into the connection's buffer on arrival.
+    pub zero_copy_rx: bool,
+    /// Received frames all connections together may hold (a share of the device's pool, so
+    /// the NIC keeps frames to receive into). Past it, payload is copied: nothing is dropped.
+    pub max_rx_frames_held: usize,
+    /// Received frames one connection may hold; past it, its payload is copied.
+    pub max_rx_frames_per_conn: usize,
+    /// Frames all connections together may hold for zero-copy send (queued, unacknowledged,
+    /// or taken with [`Stack::alloc_send_buf`] and not yet queued).
+    pub max_tx_frames_held: usize,
+    /// Bytes of send/receive buffer storage kept from closed connections for new ones, so
+    /// that opening a connection neither allocates nor zeroes its buffers.
+    pub buffer_pool_bytes: usize,
+}
+
+impl StackConfig {
+    pub fn new(ip: Ipv4Addr, prefix_len: u8, secret: [u8; 16]) -> StackConfig {
+        StackConfig {
+            ip,
+            extra_ips: Vec::new(),
+            prefix_len,
+            gateway: None,
+            tcp: TcpConfig { send_buffer: 64 * 1024, recv_buffer: 64 * 1024, ..TcpConfig::default() },
+            max_sockets: 1024,
+            ephemeral_ports: (32768, 60999),
+            arp_cache_size: 256,
+            arp_ttl: Duration::from_secs(60),
+            arp_pending: 256,
+            arp_pending_timeout: Duration::from_secs(3),
+            secret,
+            rx_burst: 64,
+            rss: None,
+            timer_resolution: Duration::from_millis(1),
+            zero_copy_rx: true,
+            max_rx_frames_held: 1024,
+            max_rx_frames_per_conn: 64,
+            max_tx_frames_held: 1024,
+            buffer_pool_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Per-connection settings the stack accepts: buffers that hold at least one byte and at
+/// most 1 GiB (RFC 7323 §2.3: a window scale of 14 covers 1 GiB), an MSS of at least 88
+/// bytes (a 128-byte MTU, the RFC 1191 floor used for ICMP too), and RTO bounds with
+/// 1 ms ≤ min ≤ max ≤ 1 hour (the timer wheel ticks in milliseconds; RFC 6298 §2.5 wants the
+/// maximum at least 60 s, but a test or a datacenter may choose less).
+pub(super) fn check_tcp_config(tcp: &TcpConfig) -> Result<(), StackError> {
+    const MAX: usize = 1 << 30;
+    let rto_ok = Duration::from_millis(1) <= tcp.min_rto
+        && tcp.min_rto <= tcp.max_rto
+        && tcp.max_rto <= Duration::from_secs(3600)
+        && tcp.initial_rto >= tcp.min_rto;
+    let ok = (1..=MAX).contains(&tcp.send_buffer) && (1..=MAX).contains(&tcp.recv_buffer) && tcp.mss >= 88 && rto_ok;
+    ok.then_some(()).ok_or(StackError::InvalidOption)
+}

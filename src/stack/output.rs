@@ -1,0 +1,259 @@
+//! Output: a connection's segments straight into device frames (copied or from the
+//! application's own frames), segments of no connection, whole frames.
+
+use super::*;
+
+/// The IPv4 header of a TCP segment we send: DF set (RFC 1191 path MTU discovery), TTL 64.
+fn tcp_ip_header(src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize, ect: bool) -> Ipv4Repr {
+    // RFC 3168 §6.1.2: ECT(0) on what the TCB marked ECN-capable (new data on an ECN
+    // connection); Not-ECT on everything else.
+    let dscp_ecn = if ect { ECN_ECT0 } else { 0 };
+    Ipv4Repr { src, dst, protocol: IpProtocol::Tcp, payload_len, ttl: 64, ident: 0, dont_frag: true, dscp_ecn }
+}
+
+impl<D: Device> Stack<D> {
+    /// After a connection was touched: send what it has, collect its events, follow its
+    /// state (listener queues, table), and keep its timer in the wheel in step.
+    pub(super) fn flush_conn(&mut self, idx: u32) {
+        let now = self.now;
+        {
+            let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return };
+            c.dirty = false;
+        }
+        // What the peer acknowledged since: the TCB's offsets now start after it.
+        self.release_acked_tx(idx);
+        // Transmit everything the TCB has, straight into device frames.
+        loop {
+            let remote = self.conn(idx).key.remote;
+            let Some(mut frame) = self.dev.alloc_tx() else {
+                self.counters.tx_pool_empty += 1;
+                // The TCB keeps what it could not send; the next poll tries again.
+                self.mark_dirty(idx);
+                break;
+            };
+            let buf = self.dev.buffer_mut(&frame);
+            let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { unreachable!() };
+            let Some(seg) = c.tcb.poll_transmit(now, &mut buf[HEADROOM..]) else {
+                self.dev.recycle(frame);
+                break;
+            };
+            let mut payload_len = seg.payload.len();
+            let header = TcpRepr { payload: &[], ..seg };
+            let ect = c.tcb.last_tx_ect();
+            if let Some((off, len)) = c.tcb.take_tx_range() {
+                // Zero-copy send: the payload is in the application's frames.
+                if self.send_in_place(idx, &header, off, len, ect) {
+                    self.dev.recycle(frame);
+                    continue;
+                }
+                self.copy_from_tx_frames(idx, &frame, off, len);
+                self.counters.tcp_tx_copied += 1;
+                payload_len = len;
+            }
+            if header.flags.contains(wire::TcpFlags::RST) {
+                self.counters.tcp_rsts_out += 1;
+            }
+            self.counters.tcp_segs_out += 1;
+            // Headers go right before the payload the TCB wrote at HEADROOM.
+            let tcp_len = header.header_len();
+            let start = HEADROOM - tcp_len - IP_LEN - ETH_LEN;
+            let local_ip = *self.conn(idx).key.local.ip();
+            let buf = self.dev.buffer_mut(&frame);
+            let seg_bytes = &mut buf[HEADROOM - tcp_len..HEADROOM + payload_len];
+            if header.emit_header_over(seg_bytes, local_ip, *remote.ip()).is_err() {
+                self.dev.recycle(frame);
+                continue;
+            }
+            let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + payload_len, ect);
+            let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
+            frame.offset = start as u32;
+            frame.len = (ETH_LEN + IP_LEN + tcp_len + payload_len) as u32;
+            self.send_ipv4_frame(*remote.ip(), frame);
+        }
+        self.release_acked_tx(idx);
+        // Follow the connection's state.
+        let (state, has_events, listener, opened) = {
+            let c = self.conn(idx);
+            (c.tcb.state(), true, c.listener, c.opened)
+        };
+        if state != State::Closed && state != State::SynSent && state != State::SynReceived && !opened {
+            self.conn_mut(idx).opened = true;
+            if let Some(l) = listener {
+                self.promote_to_accept_queue(l, idx);
+            }
+        }
+        if state == State::Closed {
+            self.on_closed(idx);
+            return;
+        }
+        if has_events && self.conn(idx).listener.is_none() {
+            self.mark_ready(idx);
+        }
+        if state == State::TimeWait {
+            // 2·MSL with nothing to send or receive: the buffers go back to the pool now.
+            if let Some(b) = self.conn_mut(idx).tcb.release_buffers() {
+                self.keep_buffers(b);
+            }
+        }
+        // Keep the wheel in step with the TCB's next deadline.
+        let want = self.conn(idx).tcb.poll_timeout();
+        let (have, timer) = {
+            let c = self.conn(idx);
+            (c.deadline, c.timer)
+        };
+        if want != have {
+            if let Some(t) = timer {
+                self.timers.cancel(t);
+            }
+            let new_timer = want.and_then(|d| self.timers.schedule(d, idx).ok());
+            let c = self.conn_mut(idx);
+            c.timer = new_timer;
+            c.deadline = if new_timer.is_some() { want } else { None };
+        }
+    }
+
+    /// Send a zero-copy segment from the application's frame itself: the payload is exactly
+    /// one queued frame, not in flight, with room for the headers right before it, and the
+    /// next hop is known. Returns false when any of that fails (the caller copies).
+    pub(super) fn send_in_place(&mut self, idx: u32, header: &TcpRepr<'_>, off: usize, len: usize, ect: bool) -> bool {
+        let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return false };
+        let (local_ip, remote) = (*c.key.local.ip(), c.key.remote);
+        let at = c.tx_acked + off as u64;
+        let i = c.txq.partition_point(|ch| ch.start < at);
+        let Some(chunk) = c.txq.get(i).filter(|ch| ch.start == at) else { return false };
+        let (index, pay_off) = (chunk.frame.index, chunk.frame.offset as usize);
+        let tcp_len = header.header_len();
+        if chunk.frame.len as usize != len || pay_off < ETH_LEN + IP_LEN + tcp_len || self.dev.in_flight(&chunk.frame) {
+            return false;
+        }
+        let Some(mac) = self.arp.lookup(self.next_hop(*remote.ip()), self.now) else { return false };
+        // Earlier segments queued for the burst go first: keep the connection's order.
+        if !self.tx.is_empty() {
+            let n = self.dev.tx_burst(&mut self.tx);
+            self.counters.frames_out += n as u64;
+            if !self.tx.is_empty() {
+                return false;
+            }
+        }
+        let start = pay_off - tcp_len - IP_LEN - ETH_LEN;
+        let whole = Frame { index, offset: start as u32, len: (ETH_LEN + IP_LEN + tcp_len + len) as u32 };
+        let buf = self.dev.buffer_mut(&whole);
+        if header.emit_header_over(&mut buf[pay_off - tcp_len..pay_off + len], local_ip, *remote.ip()).is_err() {
+            return false;
+        }
+        let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + len, ect);
+        let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
+        self.write_eth(&whole, mac);
+        if !self.dev.tx_kept(&whole) {
+            return false;
+        }
+        self.counters.frames_out += 1;
+        self.counters.tcp_segs_out += 1;
+        self.counters.tcp_tx_in_place += 1;
+        true
+    }
+
+    /// Copy `len` bytes of zero-copy send data from stream offset `off` (after SND.UNA) out
+    /// of the connection's frames into `frame`'s payload area (at `HEADROOM`).
+    pub(super) fn copy_from_tx_frames(&mut self, idx: u32, frame: &Frame, off: usize, len: usize) {
+        let Entry::Conn(c) = &self.slots[idx as usize].entry else { return };
+        let mut at = c.tx_acked + off as u64;
+        let end = at + len as u64;
+        let mut to = HEADROOM;
+        // Both frames belong to the device, which lends one at a time: copy through the stack.
+        let mut piece = [0u8; 2048];
+        while at < end {
+            let Entry::Conn(c) = &self.slots[idx as usize].entry else { return };
+            // Chunks are in stream order: the first that ends after `at` holds it.
+            let i = c.txq.partition_point(|ch| ch.start + ch.frame.len as u64 <= at);
+            let Some(ch) = c.txq.get(i) else { break };
+            let from = (at - ch.start) as usize;
+            let n = (ch.frame.len as usize - from).min((end - at) as usize).min(piece.len());
+            piece[..n].copy_from_slice(&self.dev.frame(&ch.frame)[from..from + n]);
+            self.dev.buffer_mut(frame)[to..to + n].copy_from_slice(&piece[..n]);
+            to += n;
+            at += n as u64;
+        }
+        debug_assert_eq!(at, end, "the queued frames cover what the TCB sends");
+    }
+
+    /// Give back the frames of zero-copy send data the peer acknowledged (or that a closed
+    /// connection abandoned).
+    pub(super) fn release_acked_tx(&mut self, idx: u32) {
+        let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return };
+        let acked = c.tcb.take_released_tx();
+        if acked == 0 {
+            return;
+        }
+        c.tx_acked += acked as u64;
+        let mut freed = 0;
+        while let Some(ch) = c.txq.front() {
+            if ch.start + ch.frame.len as u64 > c.tx_acked {
+                break;
+            }
+            let ch = c.txq.pop_front().expect("front exists");
+            self.dev.recycle(ch.frame);
+            freed += 1;
+        }
+        if freed > 0 {
+            self.tx_frames_held -= freed;
+            self.wake_tx_waiters();
+        }
+    }
+
+    /// Frames for sending came back: connections refused one hear `Writable`.
+    pub(super) fn wake_tx_waiters(&mut self) {
+        if self.tx_waiters.is_empty() || self.tx_frames_held >= self.cfg.max_tx_frames_held {
+            return;
+        }
+        let waiters = core::mem::take(&mut self.tx_waiters);
+        for &w in &waiters {
+            if let Entry::Conn(c) = &mut self.slots[w as usize].entry {
+                c.tcb.notify_writable();
+                self.mark_ready(w);
+            }
+        }
+        self.tx_waiters = waiters;
+        self.tx_waiters.clear();
+    }
+
+    /// Send a segment that belongs to no connection (a reset).
+    pub(super) fn send_segment(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4, seg: &TcpRepr<'_>) {
+        let Some(mut frame) = self.dev.alloc_tx() else {
+            self.counters.tx_pool_empty += 1;
+            return;
+        };
+        let ipr = tcp_ip_header(local_ip, *remote.ip(), seg.buffer_len(), false);
+        let buf = self.dev.buffer_mut(&frame);
+        if ipr.emit(&mut buf[ETH_LEN..]).is_err()
+            || seg.emit(&mut buf[ETH_LEN + IP_LEN..], local_ip, *remote.ip()).is_err()
+        {
+            self.dev.recycle(frame);
+            return;
+        }
+        frame.offset = 0;
+        frame.len = (ETH_LEN + IP_LEN + seg.buffer_len()) as u32;
+        self.counters.tcp_segs_out += 1;
+        self.send_ipv4_frame(*remote.ip(), frame);
+    }
+
+    /// Write a whole frame into a TX frame and queue it.
+    pub(super) fn emit_frame(&mut self, repr: &FrameRepr<'_>) -> bool {
+        let Some(mut frame) = self.dev.alloc_tx() else {
+            self.counters.tx_pool_empty += 1;
+            return false;
+        };
+        match repr.emit(self.dev.buffer_mut(&frame)) {
+            Ok(n) => {
+                frame.offset = 0;
+                frame.len = n as u32;
+                self.tx.push(frame);
+                true
+            }
+            Err(_) => {
+                self.dev.recycle(frame);
+                false
+            }
+        }
+    }
+}
