@@ -9,7 +9,7 @@
 //! ```
 use std::net::{Ipv4Addr, SocketAddrV4};
 use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice};
-use xtcp::stack::{Stack, StackConfig, StackEvent};
+use xtcp::stack::{os_secret, Stack, StackConfig, StackEvent};
 use xtcp::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,9 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = AfXdpDevice::open(&AfXdpConfig::new(iface.as_str(), &[ip]), 0)?;
     let start = std::time::Instant::now();
     let now = || Instant::from_micros(start.elapsed().as_micros() as u64);
-    let mut secret = [0u8; 16];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
-    let mut stack = Stack::new(dev, StackConfig::new(ip, 24, secret), now());
+    let mut stack = Stack::new(dev, StackConfig::new(ip, 24, os_secret()?), now());
     stack.connect(server)?; // ARP, then the SYN, go out on the next polls
     let mut echoed = Vec::new();
     let deadline = now() + xtcp::time::Duration::from_secs(5);

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice};
 use xtcp::io::shutdown;
-use xtcp::stack::{Stack, StackConfig, StackError, StackEvent};
+use xtcp::stack::{os_secret, Stack, StackConfig, StackError, StackEvent};
 use xtcp::tcp::TcpError;
 use xtcp::time::Instant;
 
@@ -24,9 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = AfXdpDevice::open(&AfXdpConfig::new(iface.as_str(), &[ip]), 0)?;
     let start = std::time::Instant::now();
     let now = || Instant::from_micros(start.elapsed().as_micros() as u64);
-    let mut secret = [0u8; 16];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
-    let mut stack = Stack::new(dev, StackConfig::new(ip, 24, secret), now());
+    let mut stack = Stack::new(dev, StackConfig::new(ip, 24, os_secret()?), now());
     let listener = stack.listen(port.parse()?, 128)?;
     let mut buf = vec![0u8; 16 * 1024];
     while !stop.load(Ordering::Relaxed) {

@@ -298,10 +298,7 @@ mod xtcp_net {
             let dev = AfXdpDevice::open(&AfXdpConfig::new(o.iface.as_str(), &addrs), 0)
                 .map_err(|e| format!("AF_XDP on {}: {e} (needs root and the interface in this namespace)", o.iface))?;
             let mode = format!("XDP {:?}, socket {:?}", dev.program().mode(), dev.bind_mode());
-            let mut secret = [0u8; 16];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
-                .map_err(|e| format!("/dev/urandom: {e}"))?;
+            let secret = xtcp::stack::os_secret().map_err(|e| format!("no entropy from the OS: {e}"))?;
             let mut cfg = StackConfig::new(o.ip, o.prefix, secret);
             cfg.max_sockets = o.max_sockets;
             cfg.extra_ips = o.extra_ips.clone();

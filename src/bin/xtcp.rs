@@ -300,9 +300,10 @@ mod net {
     }
 
     fn stack_config(net: &NetArgs) -> Result<StackConfig, String> {
-        let mut secret = [0u8; 16];
-        // The secret keys ISNs (RFC 6528) and port choice (RFC 6056): from the OS's entropy.
-        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret));
+        // The secret keys ISNs (RFC 6528), SYN cookies and port choice (RFC 6056): from the
+        // OS's entropy, or no start at all (an all-zero secret makes them all guessable).
+        let secret =
+            xtcp::stack::os_secret().map_err(|e| format!("no entropy from the OS for the stack's secret: {e}"))?;
         let mut cfg = StackConfig::new(net.ip.0, net.ip.1, secret);
         cfg.gateway = net.gateway;
         cfg.max_sockets = 65536;

@@ -96,3 +96,26 @@ pub(super) fn check_tcp_config(tcp: &TcpConfig) -> Result<(), StackError> {
     let ok = (1..=MAX).contains(&tcp.send_buffer) && (1..=MAX).contains(&tcp.recv_buffer) && tcp.mss >= 88 && rto_ok;
     ok.then_some(()).ok_or(StackError::InvalidOption)
 }
+
+/// A secret for [`StackConfig::secret`] from the operating system's entropy source
+/// (`getrandom(2)`). An error when the OS has none to give: a stack must not run with a
+/// secret anyone can guess, since its ISNs (RFC 6528 §3), SYN cookies (RFC 4987 §3.6) and
+/// ephemeral ports (RFC 6056) are only as unpredictable as it is.
+pub fn os_secret() -> Result<[u8; 16], std::io::Error> {
+    let mut secret = [0u8; 16];
+    getrandom::fill(&mut secret).map_err(std::io::Error::from)?;
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_secrets_are_drawn_fresh_each_time() {
+        let a = os_secret().expect("this machine has entropy");
+        let b = os_secret().expect("this machine has entropy");
+        assert_ne!(a, [0; 16]);
+        assert_ne!(a, b, "two draws of 128 bits agree only by a failure of the source");
+    }
+}

@@ -33,7 +33,7 @@ pub mod table;
 
 pub use api::{RecvChunks, SendBuf};
 use config::check_tcp_config;
-pub use config::StackConfig;
+pub use config::{os_secret, StackConfig};
 pub use counters::Counters;
 pub use ports::Rss;
 pub use table::{ConnTable, FourTuple};
