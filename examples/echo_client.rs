@@ -31,10 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some((h, event)) = stack.poll_event() {
             match event {
                 StackEvent::Connected => {
-                    let frame = stack.alloc_send_buf(h)?; // up to one segment, headers go in front
+                    let mut frame = stack.send_buf(h)?; // up to one segment, headers go in front
                     let n = message.len().min(frame.capacity());
-                    stack.send_buf_mut(&frame)[..n].copy_from_slice(&message.as_bytes()[..n]);
-                    stack.send_frame(frame, n)?; // kept by the stack until acknowledged
+                    frame[..n].copy_from_slice(&message.as_bytes()[..n]);
+                    frame.commit(n)?; // kept by the stack until acknowledged
                 }
                 StackEvent::Readable => {
                     let n: usize = stack.recv_chunks(h)?.map(|c| (echoed.extend_from_slice(c), c.len()).1).sum();

@@ -472,10 +472,10 @@ impl Client {
     fn zero_copy_turn<D: Device>(&mut self, stack: &mut Stack<D>, h: Handle) {
         // Send: fill frames of the device in place.
         while self.sent < self.send_bytes {
-            let Ok(buf) = stack.alloc_send_buf(h) else { break };
+            let Ok(mut buf) = stack.send_buf(h) else { break };
             let k = (self.send_bytes - self.sent).min(buf.capacity());
-            stack.send_buf_mut(&buf)[..k].copy_from_slice(pattern_at(&self.pattern, self.sent, k));
-            if stack.send_frame(buf, k).is_err() {
+            buf[..k].copy_from_slice(pattern_at(&self.pattern, self.sent, k));
+            if buf.commit(k).is_err() {
                 break;
             }
             self.sent += k;

@@ -471,16 +471,16 @@ fn zero_copy_stream(p: &mut Pair, client: Handle, server: Handle, n: usize, read
     let mut max_held = 0;
     p.run_until(Duration::from_secs(600), |p| {
         while sent < n {
-            let buf = match p.b.alloc_send_buf(client) {
+            let mut buf = match p.b.send_buf(client) {
                 Ok(b) => b,
                 Err(StackError::Tcp(TcpError::WouldBlock)) => break,
-                Err(e) => panic!("alloc_send_buf: {e}"),
+                Err(e) => panic!("send_buf: {e}"),
             };
             let k = buf.capacity().min(n - sent);
-            for (j, c) in p.b.send_buf_mut(&buf)[..k].iter_mut().enumerate() {
+            for (j, c) in buf[..k].iter_mut().enumerate() {
                 *c = byte(1, sent + j);
             }
-            p.b.send_frame(buf, k).unwrap();
+            buf.commit(k).unwrap();
             sent += k;
         }
         max_held = max_held.max(p.a.frames_held().0);
@@ -618,33 +618,57 @@ fn zero_copy_misuse_returns_typed_errors() {
     let (client, server) = open(&mut p);
     // Copied data still queued: the connection cannot switch to frames yet.
     p.b.send(client, b"copied first").unwrap();
-    assert_eq!(p.b.alloc_send_buf(client).unwrap_err(), StackError::SendQueueBusy);
+    assert_eq!(p.b.send_buf(client).unwrap_err(), StackError::SendQueueBusy);
     p.run_until(Duration::from_secs(5), |p| p.b.tcb(client).unwrap().send_queued() == 0);
     // More than the buffer holds.
-    let buf = p.b.alloc_send_buf(client).unwrap();
+    let free = p.b.device().free_frames();
+    let buf = p.b.send_buf(client).unwrap();
     let cap = buf.capacity();
-    assert_eq!(p.b.send_frame(buf, cap + 1), Err(StackError::BadSendBuf));
+    assert_eq!(buf.commit(cap + 1), Err(StackError::BadSendBuf));
     assert_eq!(p.b.frames_held().1, 0, "the refused buffer went back");
-    // The stack-wide bound on frames lent for sending.
-    let bufs: Vec<_> = (0..4).map(|_| p.b.alloc_send_buf(client).unwrap()).collect();
-    assert_eq!(p.b.alloc_send_buf(client).unwrap_err(), StackError::Tcp(TcpError::WouldBlock));
-    assert_eq!(p.b.counters().tx_frames_exhausted, 1);
-    for b in bufs {
-        p.b.send_frame(b, 100).unwrap();
+    assert_eq!(p.b.device().free_frames(), free);
+    // The stack-wide bound on frames lent for sending: four queued, the fifth refused.
+    for _ in 0..4 {
+        p.b.send_buf(client).unwrap().commit(100).unwrap();
     }
+    assert_eq!(p.b.send_buf(client).unwrap_err(), StackError::Tcp(TcpError::WouldBlock));
+    assert_eq!(p.b.counters().tx_frames_exhausted, 1);
     // Their acknowledgement frees the frames and says so.
     p.run_until(Duration::from_secs(5), |p| p.has('b', client, StackEvent::Writable));
     assert_eq!(p.b.frames_held().1, 0);
     let mut out = [0u8; 1024];
     p.run_until(Duration::from_secs(5), |p| p.a.tcb(server).unwrap().recv_available() >= 412);
     assert_eq!(p.a.recv(server, &mut out).unwrap(), 412, "\"copied first\" and four 100-byte frames");
-    // A buffer of a connection that is gone.
-    let buf = p.b.alloc_send_buf(client).unwrap();
+    // A connection that is gone.
     p.b.abort(client).unwrap();
     p.run_until(Duration::from_secs(5), |p| p.has('b', client, StackEvent::Closed(CloseReason::Aborted)));
-    assert_eq!(p.b.send_frame(buf, 10), Err(StackError::InvalidHandle));
+    assert_eq!(p.b.send_buf(client).unwrap_err(), StackError::InvalidHandle);
     assert_eq!(p.b.frames_held(), (0, 0));
     assert_eq!(p.b.recv_chunks(client).unwrap_err(), StackError::InvalidHandle);
+}
+
+/// A send buffer the application drops without queueing it gives its frame back: taking and
+/// dropping many more buffers than the device has frames leaks nothing, and the connection
+/// still sends afterwards (issue #14: the frame and its `tx_frames_held` slot used to leak).
+#[test]
+fn a_dropped_send_buffer_gives_its_frame_back() {
+    let mut p = Pair::new(Faults::default(), 6);
+    let (client, server) = open(&mut p);
+    let free = p.b.device().free_frames();
+    for i in 0..3 * free {
+        let mut buf = p.b.send_buf(client).unwrap_or_else(|e| panic!("buffer {i}: {e}"));
+        buf[0] = 1; // written, then abandoned
+        drop(buf);
+    }
+    assert_eq!(p.b.frames_held(), (0, 0));
+    assert_eq!(p.b.device().free_frames(), free);
+    let mut buf = p.b.send_buf(client).unwrap();
+    buf[..5].copy_from_slice(b"after");
+    buf.commit(5).unwrap();
+    let mut out = [0u8; 16];
+    p.run_until(Duration::from_secs(5), |p| p.a.tcb(server).unwrap().recv_available() >= 5);
+    assert_eq!(p.a.recv(server, &mut out).unwrap(), 5);
+    assert_eq!(&out[..5], b"after");
 }
 
 #[test]

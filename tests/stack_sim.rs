@@ -95,13 +95,13 @@ impl App {
         let h = self.h;
         while self.sent < self.to_send {
             let r = if self.zero_copy_send {
-                match st.alloc_send_buf(h) {
-                    Ok(buf) => {
+                match st.send_buf(h) {
+                    Ok(mut buf) => {
                         let k = buf.capacity().min(self.to_send - self.sent);
-                        for (j, b) in st.send_buf_mut(&buf)[..k].iter_mut().enumerate() {
+                        for (j, b) in buf[..k].iter_mut().enumerate() {
                             *b = pattern(self.stream, self.sent + j);
                         }
-                        st.send_frame(buf, k).map(|_| k)
+                        buf.commit(k).map(|_| k)
                     }
                     Err(e) => Err(e),
                 }

@@ -3,23 +3,81 @@
 
 use super::*;
 
-/// A zero-copy send buffer ([`Stack::alloc_send_buf`]): a frame of the device with room for
-/// headers before the payload. Write the payload with [`Stack::send_buf_mut`], then queue it
-/// with [`Stack::send_frame`], or give it back with [`Stack::drop_send_buf`]; the stack
-/// keeps the frame until the peer acknowledges it, and retransmits from it. Dropping it
-/// otherwise leaks the frame until the connection's slot is reused: it is `#[must_use]`.
-#[must_use = "a send buffer holds a frame of the device: queue it or give it back"]
-#[derive(Debug)]
-pub struct SendBuf {
-    frame: Frame,
-    conn: Handle,
+/// A zero-copy send buffer ([`Stack::send_buf`]): room for one segment's payload in a frame
+/// of the device, with space for the headers before it. Write the payload in place through
+/// `DerefMut<Target = [u8]>` (it is [`SendBuf::capacity`] bytes long), then
+/// [`SendBuf::commit`] the first `len` bytes; the stack keeps the frame until the peer
+/// acknowledges them and retransmits from it. Dropped without a commit, the frame goes back
+/// to the device. It borrows the stack, so it can neither outlive it nor be forgotten in a
+/// collection: a buffer cannot leak (only `mem::forget` can lose its frame).
+pub struct SendBuf<'a, D: Device> {
+    stack: &'a mut Stack<D>,
+    idx: u32,
+    frame: Option<Frame>,
     capacity: usize,
 }
 
-impl SendBuf {
+impl<D: Device> fmt::Debug for SendBuf<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendBuf").field("conn", &self.idx).field("capacity", &self.capacity).finish()
+    }
+}
+
+impl<D: Device> SendBuf<'_, D> {
     /// Payload bytes it holds at most (at most one segment).
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Queue the first `len` bytes of the payload on the connection. `BadSendBuf` if `len` is
+    /// over the capacity; on any error the frame goes back to the device.
+    pub fn commit(mut self, len: usize) -> Result<(), StackError> {
+        let frame = self.frame.take().expect("a buffer is committed once");
+        let stack = &mut *self.stack;
+        if len > self.capacity {
+            stack.dev.recycle(frame);
+            return Err(StackError::BadSendBuf);
+        }
+        if len == 0 {
+            stack.dev.recycle(frame);
+            return Ok(());
+        }
+        let c = stack.conn_mut(self.idx);
+        if let Err(e) = c.tcb.send_external(len) {
+            stack.dev.recycle(frame);
+            return Err(e.into());
+        }
+        let frame = Frame { len: len as u32, ..frame };
+        let start = c.tx_end;
+        c.tx_end += len as u64;
+        c.txq.push_back(TxChunk { frame, start });
+        stack.tx_frames_held += 1;
+        stack.mark_dirty(self.idx);
+        Ok(())
+    }
+}
+
+impl<D: Device> core::ops::Deref for SendBuf<'_, D> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let f = self.frame.as_ref().expect("present until committed");
+        self.stack.dev.frame(f)
+    }
+}
+
+impl<D: Device> core::ops::DerefMut for SendBuf<'_, D> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let f = self.frame.as_ref().expect("present until committed");
+        let start = f.offset as usize;
+        &mut self.stack.dev.buffer_mut(f)[start..start + self.capacity]
+    }
+}
+
+impl<D: Device> Drop for SendBuf<'_, D> {
+    fn drop(&mut self) {
+        if let Some(f) = self.frame.take() {
+            self.stack.dev.recycle(f);
+        }
     }
 }
 
@@ -192,7 +250,7 @@ impl<D: Device> Stack<D> {
 
     /// Queue a copy of `data` for sending; returns how much was taken (`WouldBlock` when
     /// the send buffer is full: a `Writable` event follows when room opens). On a connection
-    /// that sends from frames (after [`Stack::alloc_send_buf`]), the bytes are copied into
+    /// that sends from frames (after [`Stack::send_buf`]), the bytes are copied into
     /// frames of the device.
     pub fn send(&mut self, h: Handle, data: &[u8]) -> Result<usize, StackError> {
         let idx = self.conn_idx(h)?;
@@ -203,14 +261,14 @@ impl<D: Device> Stack<D> {
         }
         let mut sent = 0;
         while sent < data.len() {
-            let buf = match self.alloc_send_buf(h) {
+            let mut buf = match self.send_buf(h) {
                 Ok(b) => b,
                 Err(e) if sent == 0 => return Err(e),
                 Err(_) => break,
             };
             let n = buf.capacity().min(data.len() - sent);
-            self.send_buf_mut(&buf)[..n].copy_from_slice(&data[sent..sent + n]);
-            self.send_frame(buf, n)?;
+            buf[..n].copy_from_slice(&data[sent..sent + n]);
+            buf.commit(n)?;
             sent += n;
         }
         Ok(sent)
@@ -297,14 +355,13 @@ impl<D: Device> Stack<D> {
         done
     }
 
-    /// Zero-copy send: a frame to write up to one segment of payload into, in place
-    /// ([`Stack::send_buf_mut`]), then queue with [`Stack::send_frame`]. The stack keeps the
-    /// frame until the peer acknowledges its bytes and retransmits from it. The first call
-    /// switches the connection to sending from frames, which needs its copied data (from
-    /// [`Stack::send`]) to be acknowledged first (`SendQueueBusy`). `WouldBlock` when the
-    /// connection's send buffer is full or every frame the stack lends for sending is out
-    /// (`max_tx_frames_held`); a `Writable` event follows.
-    pub fn alloc_send_buf(&mut self, h: Handle) -> Result<SendBuf, StackError> {
+    /// Zero-copy send: a frame to write up to one segment of payload into, in place, then
+    /// [`SendBuf::commit`]. The first call switches the connection to sending from frames,
+    /// which needs its copied data (from [`Stack::send`]) to be acknowledged first
+    /// (`SendQueueBusy`). `WouldBlock` when the connection's send buffer is full or every
+    /// frame the stack lends for sending is out (`max_tx_frames_held`); a `Writable` event
+    /// follows.
+    pub fn send_buf(&mut self, h: Handle) -> Result<SendBuf<'_, D>, StackError> {
         let idx = self.conn_idx(h)?;
         let c = self.conn_mut(idx);
         if c.tcb.set_external_send().is_err() {
@@ -312,8 +369,7 @@ impl<D: Device> Stack<D> {
         }
         let mss = c.tcb.send_mss();
         let offset = ETH_LEN + IP_LEN + c.tcb.data_header_len();
-        let queued = (c.tx_end - c.tx_acked) as usize + c.tx_bufs_out * mss;
-        if queued >= c.tcb.config().send_buffer {
+        if (c.tx_end - c.tx_acked) as usize >= c.tcb.config().send_buffer {
             c.tcb.note_send_full();
             return Err(StackError::Tcp(TcpError::WouldBlock));
         }
@@ -332,65 +388,11 @@ impl<D: Device> Stack<D> {
         let capacity = mss.min(self.dev.frame_capacity().saturating_sub(offset));
         frame.offset = offset as u32;
         frame.len = capacity as u32;
-        self.tx_frames_held += 1;
-        self.conn_mut(idx).tx_bufs_out += 1;
-        Ok(SendBuf { frame, conn: h, capacity })
-    }
-
-    /// The payload area of a send buffer (`capacity()` bytes), to write in place.
-    pub fn send_buf_mut(&mut self, b: &SendBuf) -> &mut [u8] {
-        let start = b.frame.offset as usize;
-        &mut self.dev.buffer_mut(&b.frame)[start..start + b.capacity]
-    }
-
-    /// Queue the first `len` bytes of a send buffer's payload on its connection. The buffer
-    /// is the stack's from now on, whatever the outcome (on an error its frame goes back).
-    pub fn send_frame(&mut self, mut b: SendBuf, len: usize) -> Result<(), StackError> {
-        let idx = match self.conn_idx(b.conn) {
-            Ok(i) => i,
-            Err(e) => {
-                // The connection is gone: its count of buffers went with it.
-                self.tx_frames_held -= 1;
-                self.dev.recycle(b.frame);
-                return Err(e);
-            }
-        };
-        if len > b.capacity {
-            self.drop_send_buf(b);
-            return Err(StackError::BadSendBuf);
-        }
-        let c = self.conn_mut(idx);
-        c.tx_bufs_out -= 1;
-        if len == 0 {
-            self.tx_frames_held -= 1;
-            self.dev.recycle(b.frame);
-            return Ok(());
-        }
-        if let Err(e) = c.tcb.send_external(len) {
-            self.tx_frames_held -= 1;
-            self.dev.recycle(b.frame);
-            return Err(e.into());
-        }
-        b.frame.len = len as u32;
-        let start = c.tx_end;
-        c.tx_end += len as u64;
-        c.txq.push_back(TxChunk { frame: b.frame, start });
-        self.mark_dirty(idx);
-        Ok(())
-    }
-
-    /// Give back a send buffer without sending it.
-    pub fn drop_send_buf(&mut self, b: SendBuf) {
-        if let Ok(idx) = self.conn_idx(b.conn) {
-            self.conn_mut(idx).tx_bufs_out -= 1;
-        }
-        self.tx_frames_held -= 1;
-        self.dev.recycle(b.frame);
-        self.wake_tx_waiters();
+        Ok(SendBuf { stack: self, idx, frame: Some(frame), capacity })
     }
 
     /// Frames held by connections: received data not yet consumed, and zero-copy send data
-    /// (queued, unacknowledged, or in buffers handed out).
+    /// (queued or unacknowledged).
     pub fn frames_held(&self) -> (usize, usize) {
         (self.rx_frames_held, self.tx_frames_held)
     }

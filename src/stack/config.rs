@@ -47,8 +47,8 @@ pub struct StackConfig {
     pub max_rx_frames_held: usize,
     /// Received frames one connection may hold; past it, its payload is copied.
     pub max_rx_frames_per_conn: usize,
-    /// Frames all connections together may hold for zero-copy send (queued, unacknowledged,
-    /// or taken with [`Stack::alloc_send_buf`] and not yet queued).
+    /// Frames all connections together may hold for zero-copy send ([`Stack::send_buf`]):
+    /// queued or unacknowledged.
     pub max_tx_frames_held: usize,
     /// Bytes of send/receive buffer storage kept from closed connections for new ones, so
     /// that opening a connection neither allocates nor zeroes its buffers.

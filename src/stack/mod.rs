@@ -179,8 +179,6 @@ struct Conn {
     tx_acked: u64,
     /// Stream offset just past the last byte queued.
     tx_end: u64,
-    /// Send buffers taken and not yet queued or given back.
-    tx_bufs_out: usize,
     /// Ended normally with data unread: `Closed` is reported once it is read (or on close).
     close_pending: Option<CloseReason>,
 }
@@ -220,7 +218,6 @@ impl Conn {
             txq: VecDeque::new(),
             tx_acked: 0,
             tx_end: 0,
-            tx_bufs_out: 0,
             close_pending: None,
         }
     }

@@ -118,8 +118,7 @@ impl<D: Device> Stack<D> {
     pub(super) fn free_slot(&mut self, idx: u32) {
         let s = &mut self.slots[idx as usize];
         if let Entry::Conn(c) = core::mem::replace(&mut s.entry, Entry::Free) {
-            // Frames the connection still held go back to the device. (Send buffers the
-            // application holds come back through `send_frame`/`drop_send_buf`.)
+            // Frames the connection still held go back to the device.
             let c = *c;
             self.keep_buffers(c.tcb.into_buffers());
             for chunk in c.rxq {
