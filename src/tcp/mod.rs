@@ -18,6 +18,7 @@ pub mod assembler;
 pub mod buffer;
 pub mod cc;
 pub mod config;
+pub mod cookie;
 pub mod isn;
 pub mod recovery;
 pub mod rtt;
@@ -25,6 +26,7 @@ pub mod seq;
 pub mod tcb;
 
 pub use config::{EcnMode, Keepalive, TcpConfig};
+pub use cookie::SynCookies;
 pub use isn::IsnGenerator;
 pub use seq::SeqNum;
 pub use tcb::{reset_for, CloseReason, Event, IcmpError, RxInfo, State, Tcb, TcbBuffers, TcbStats, TcpError};

@@ -259,6 +259,18 @@ impl Tcb {
         }
     }
 
+    /// RFC 5927 §4.1: an ICMP error is about this connection only if the sequence number of
+    /// the segment it quotes is one we sent and is not yet acknowledged (SND.UNA ≤ SEQ <
+    /// SND.NXT); a blind attacker who guesses the ports still has to guess that.
+    pub fn icmp_quote_acceptable(&self, seq: SeqNum) -> bool {
+        self.snd_una.le(seq) && seq.lt(self.snd_nxt)
+    }
+
+    /// SND.UNA: the oldest sequence number sent and not yet acknowledged.
+    pub fn snd_una(&self) -> SeqNum {
+        self.snd_una
+    }
+
     /// The last ICMP error reported for this connection (RFC 1122 §4.2.3.9 soft errors).
     pub fn last_icmp_error(&self) -> Option<IcmpError> {
         self.last_icmp_error

@@ -79,7 +79,7 @@ impl Tcb {
         self.iss = iss;
         self.snd_una = iss;
         self.snd_nxt = iss;
-        self.ts_offset = iss.0.rotate_left(16);
+        self.ts_offset = Tcb::ts_offset_for(iss);
         self.negotiate(&seg.options);
         // RFC 3168 §6.1.1: an ECN-setup SYN carries both ECE and CWR; we agree unless told
         // not to.
@@ -122,6 +122,29 @@ impl Tcb {
         t.passive = true;
         t.stats.segs_in = 1;
         t.accept_syn(now, iss, seg);
+        t
+    }
+
+    /// A connection from a SYN cookie (RFC 4987 §3.6): `syn` stands for the SYN the cookie
+    /// encoded ([`crate::tcp::cookie::CookieSyn::syn`]), and the SYN-ACK with ISN `iss` is
+    /// taken as sent, unrecorded and untimed, as Linux's cookie_v4_check builds its child. The
+    /// caller then hands it the ACK that carried the cookie, which completes the handshake.
+    pub fn from_cookie_in(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        syn: &TcpRepr<'_>,
+        now: Instant,
+        bufs: Option<TcbBuffers>,
+    ) -> Tcb {
+        let mut t = Tcb::from_syn_in(cfg, local, remote, iss, syn, now, bufs);
+        // What emit_syn would have recorded for the SYN-ACK the cookie path sent.
+        t.send_syn = false;
+        t.snd_nxt = iss + 1u32;
+        t.syn_window = Tcb::initial_window(&t.cfg);
+        t.rcv_adv = t.rcv_nxt + t.syn_window as u32;
+        t.stats.segs_in = 0;
         t
     }
 
@@ -235,7 +258,7 @@ impl Tcb {
             if let Some(ts) = seg.options.timestamp {
                 if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                     self.stats.unacceptable_in += 1;
-                    self.ack_now = true;
+                    self.invalid_segment_ack(now, seg_len);
                     return;
                 }
             }
@@ -252,10 +275,17 @@ impl Tcb {
             }
         };
         if !acceptable {
+            // RFC 5961 §3.2: a reset out of the window is dropped without a word.
             if !f.contains(TcpFlags::RST) {
-                // "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>", then drop.
-                self.ack_now = true;
                 self.stats.unacceptable_in += 1;
+                // RFC 5961 §4.2: a SYN gets a challenge ACK whatever its sequence number
+                // (rate-limited, §7), as Linux's syn_challenge. TIME-WAIT keeps its own rules.
+                if f.contains(TcpFlags::SYN) && self.state != State::TimeWait {
+                    self.challenge_ack(now);
+                    return;
+                }
+                // "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>", then drop.
+                self.invalid_segment_ack(now, seg_len);
                 // RFC 2883 §4.1.1: data received twice is reported in a DSACK block.
                 let end = seq + seg.payload.len();
                 if self.sack_enabled && !seg.payload.is_empty() && end.le(self.rcv_nxt) {

@@ -187,6 +187,9 @@ pub struct TcbStats {
     pub ooo_limit_drops: u64,
     pub challenge_acks: u64,
     pub challenge_acks_suppressed: u64,
+    /// Duplicate ACKs not sent for data-less segments out of the window or failing PAWS
+    /// (`invalid_ack_interval`).
+    pub invalid_acks_suppressed: u64,
     pub window_probes: u64,
     pub keepalive_probes: u64,
     pub rsts_out: u64,
@@ -199,7 +202,7 @@ const EV_PEER_CLOSED: u8 = 8;
 const EV_CLOSED: u8 = 16;
 
 /// The MSS assumed when the peer sends none (RFC 9293 §3.7.1, RFC 1122 §4.2.2.6).
-const DEFAULT_MSS: u16 = 536;
+pub(crate) const DEFAULT_MSS: u16 = 536;
 /// Bytes the timestamps option takes in every segment once negotiated.
 const TS_OPTION_LEN: usize = 12;
 /// Most SACK blocks we send (RFC 2018 §4: 3 fit beside timestamps).
@@ -408,6 +411,8 @@ pub struct Tcb {
     /// A reset answering a segment this TCB refuses (§3.10.7.1 rules).
     reply_rst: Option<TcpRepr<'static>>,
     challenge_window: (Instant, u32),
+    /// When the last duplicate ACK for an invalid data-less segment went out.
+    last_invalid_ack: Option<Instant>,
 
     events: u8,
     close_reason: Option<CloseReason>,
@@ -582,6 +587,7 @@ impl Tcb {
             rst_now: false,
             reply_rst: None,
             challenge_window: (now, 0),
+            last_invalid_ack: None,
             events: 0,
             close_reason: None,
             last_icmp_error: None,
@@ -609,7 +615,7 @@ impl Tcb {
         t.iss = iss;
         t.snd_una = iss;
         t.snd_nxt = iss;
-        t.ts_offset = iss.0.rotate_left(16);
+        t.ts_offset = Tcb::ts_offset_for(iss);
         t.rcv_wscale = t.cfg.window_shift();
         t.send_syn = true;
         t
@@ -800,9 +806,25 @@ impl Tcb {
     }
 
     fn ts_now(&self, now: Instant) -> u32 {
-        // RFC 7323 §5.4: a 1 ms clock, offset per connection (§7.1) so that the value reveals
-        // nothing about uptime.
         (now.as_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// RFC 7323 §5.4: a 1 ms clock, offset per connection (§7.1) so that the value reveals
+    /// nothing about uptime; the offset is drawn from the ISN, so a SYN cookie's SYN-ACK
+    /// (which has no connection yet) can read the clock its connection will use.
+    pub(crate) fn ts_offset_for(iss: SeqNum) -> u32 {
+        iss.0.rotate_left(16)
+    }
+
+    /// The timestamp clock of the connection whose ISN is `iss`, at `now`.
+    pub(crate) fn ts_clock(now: Instant, iss: SeqNum) -> u32 {
+        (now.as_millis() as u32).wrapping_add(Tcb::ts_offset_for(iss))
+    }
+
+    /// The window of a SYN-ACK from a connection with settings `cfg` (unscaled, RFC 7323
+    /// §2.2): the whole receive buffer, at most 65,535.
+    pub(crate) fn initial_window(cfg: &TcpConfig) -> u16 {
+        cfg.recv_buffer.min(0xffff) as u16
     }
 
     /// Window we can advertise now: the free receive space (out-of-order bytes parked in it
@@ -864,6 +886,24 @@ impl Tcb {
         } else {
             self.stats.challenge_acks_suppressed += 1;
         }
+    }
+
+    /// The duplicate ACK RFC 9293 §3.10.7.4 sends for an unacceptable segment. For one without
+    /// data, SYN or FIN, at most one per `invalid_ack_interval`, as Linux's
+    /// tcp_oow_rate_limited: such segments are what an ACK storm or a blind attack is made of,
+    /// and the ACK they ask for tells the peer nothing it needs (data and FINs are never
+    /// limited; they may need the ACK, or a DSACK).
+    fn invalid_segment_ack(&mut self, now: Instant, seg_len: u32) {
+        if seg_len == 0 {
+            if let Some(t) = self.last_invalid_ack {
+                if now.saturating_duration_since(t) < self.cfg.invalid_ack_interval {
+                    self.stats.invalid_acks_suppressed += 1;
+                    return;
+                }
+            }
+            self.last_invalid_ack = Some(now);
+        }
+        self.ack_now = true;
     }
 
     fn arm_rtx(&mut self, now: Instant) {
