@@ -3,77 +3,16 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use xtcp::io::mem::{Faults, MemDevice, MemLink};
-use xtcp::io::{Device, Frame};
-use xtcp::stack::pair::StackPair;
-use xtcp::stack::{Handle, Stack, StackConfig, StackError, StackEvent};
+use xtcp::io::Device;
+use xtcp::stack::{Handle, Stack, StackConfig, StackError, StackEvent, SynCookieMode};
 use xtcp::tcp::{CloseReason, State, TcpConfig, TcpError};
 use xtcp::time::{Duration, Instant};
+#[path = "support/pair.rs"]
+mod support;
+use support::*;
 use xtcp::wire::{
     EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr, L4Repr, MacAddr, NetRepr, RxChecksum,
 };
-
-const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
-const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
-
-struct Pair {
-    inner: StackPair,
-    events: Vec<(char, Handle, StackEvent)>,
-}
-
-impl std::ops::Deref for Pair {
-    type Target = StackPair;
-    fn deref(&self) -> &StackPair {
-        &self.inner
-    }
-}
-
-impl std::ops::DerefMut for Pair {
-    fn deref_mut(&mut self) -> &mut StackPair {
-        &mut self.inner
-    }
-}
-
-fn config(ip: Ipv4Addr, seed: u8) -> StackConfig {
-    StackConfig::new(ip, 24, [seed; 16])
-}
-
-impl Pair {
-    fn new(faults: Faults, seed: u64) -> Pair {
-        Pair::with(faults, seed, config(IP_A, 1), config(IP_B, 2))
-    }
-
-    fn with(faults: Faults, seed: u64, ca: StackConfig, cb: StackConfig) -> Pair {
-        // 50 µs each way unless the test wants a longer path.
-        let delay = if faults.delay.is_zero() { Duration::from_micros(50) } else { faults.delay };
-        let faults = Faults { delay, ..faults };
-        Pair { inner: StackPair::new(seed, faults, ca, cb, 4096), events: Vec::new() }
-    }
-
-    /// Step both stacks until `done` says so; at most `limit` of virtual time.
-    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
-        let end = self.now + limit;
-        loop {
-            let mut ev = std::mem::take(&mut self.events);
-            self.inner.step(&mut ev);
-            self.events = ev;
-            if done(self) {
-                return;
-            }
-            assert!(self.now <= end, "not done within {limit:?}");
-        }
-    }
-
-    fn has(&self, side: char, h: Handle, e: StackEvent) -> bool {
-        self.events.iter().any(|&(s, hh, ee)| s == side && hh == h && ee == e)
-    }
-}
-
-/// Pattern byte `i` of a stream.
-fn byte(stream: u8, i: usize) -> u8 {
-    (i as u8).wrapping_mul(31).wrapping_add(stream)
-}
 
 /// Connect B → A:80, move `n` bytes each way, both close; check every byte and the events.
 /// Both ways `n` bytes, checked, then closed; returns the virtual time from the connect until
@@ -290,7 +229,9 @@ fn socket_limit_is_a_typed_error() {
 
 #[test]
 fn backlog_bounds_the_queues_and_counts_what_it_drops() {
-    let mut p = Pair::new(Faults::default(), 7);
+    // Without SYN cookies (tests/hostile.rs has the same with them).
+    let ca = StackConfig { syn_cookies: SynCookieMode::Off, ..config(IP_A, 1) };
+    let mut p = Pair::with(Faults::default(), 7, ca, config(IP_B, 2));
     let l = p.a.listen(80, 2).unwrap();
     let clients: Vec<_> = (0..5).map(|_| p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap()).collect();
     // Nobody accepts: two fill the accept queue, the others' SYNs are dropped and retried.
@@ -317,26 +258,6 @@ fn raw_pair(seed: u64) -> (MemLink, Stack<MemDevice>, MemDevice, Instant) {
     let now = Instant::from_secs(1);
     link.set_now(now);
     (link, Stack::new(da, config(IP_A, 1), now), db, now)
-}
-
-fn raw_send(dev: &mut MemDevice, repr: &FrameRepr<'_>) {
-    let mut f = dev.alloc_tx().unwrap();
-    let n = repr.emit(dev.buffer_mut(&f)).unwrap();
-    f.len = n as u32;
-    let mut v = vec![f];
-    dev.tx_burst(&mut v);
-}
-
-fn raw_recv(dev: &mut MemDevice) -> Vec<Vec<u8>> {
-    let mut rx: Vec<Frame> = Vec::new();
-    dev.rx_burst(&mut rx, 64);
-    rx.into_iter()
-        .map(|f| {
-            let v = dev.frame(&f).to_vec();
-            dev.recycle(f);
-            v
-        })
-        .collect()
 }
 
 /// An ICMP echo request from B to A's address, sent to `dst_mac`.
@@ -415,6 +336,11 @@ fn icmp_frag_needed_reaches_the_connection() {
     let c = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
     p.run_until(Duration::from_secs(5), |p| p.has('b', c, StackEvent::Connected));
     let local_port = p.b.tcb(c).unwrap().local().port();
+    // B has a segment in flight, so the quote names a sequence number it sent.
+    p.b.send(c, &[7; 100]).unwrap();
+    let now = p.now;
+    p.b.poll(now);
+    let in_flight = p.b.tcb(c).unwrap().snd_una();
     assert_eq!(p.b.tcb(c).unwrap().send_mss(), 1460 - 12);
     // A router on the way says: MTU 1000. It quotes B's segment: IPv4 header, then the ports.
     let quoted = Ipv4Repr {
@@ -427,22 +353,35 @@ fn icmp_frag_needed_reaches_the_connection() {
         dont_frag: true,
         dscp_ecn: 0,
     };
-    let mut ports = [0u8; 8];
-    ports[..2].copy_from_slice(&local_port.to_be_bytes());
-    ports[2..4].copy_from_slice(&80u16.to_be_bytes());
-    let err = FrameRepr {
-        eth: EthernetRepr { src: MAC_A, dst: MAC_B, ethertype: EtherType::Ipv4 },
-        net: NetRepr::Ipv4 {
-            ip: Ipv4Repr { src: IP_A, dst: IP_B, protocol: IpProtocol::Icmp, ..quoted },
-            l4: L4Repr::Icmp(Icmpv4Repr::DstUnreachable {
-                reason: xtcp::wire::DstUnreachable::FragRequired,
-                next_hop_mtu: 1000,
-                header: quoted,
-                data: &ports,
-            }),
-        },
+    let quote = |seq: u32| {
+        let mut q = [0u8; 8];
+        q[..2].copy_from_slice(&local_port.to_be_bytes());
+        q[2..4].copy_from_slice(&80u16.to_be_bytes());
+        q[4..8].copy_from_slice(&seq.to_be_bytes());
+        q
     };
-    raw_send(p.a.device_mut(), &err);
+    let send_error = |p: &mut Pair, data: &[u8; 8]| {
+        let err = FrameRepr {
+            eth: EthernetRepr { src: MAC_A, dst: MAC_B, ethertype: EtherType::Ipv4 },
+            net: NetRepr::Ipv4 {
+                ip: Ipv4Repr { src: IP_A, dst: IP_B, protocol: IpProtocol::Icmp, ..quoted },
+                l4: L4Repr::Icmp(Icmpv4Repr::DstUnreachable {
+                    reason: xtcp::wire::DstUnreachable::FragRequired,
+                    next_hop_mtu: 1000,
+                    header: quoted,
+                    data,
+                }),
+            },
+        };
+        raw_send(p.a.device_mut(), &err);
+    };
+    // RFC 5927 §4.1: a quote of a sequence number not in flight is ignored (a blind
+    // attacker who knows the ports cannot shrink the MSS).
+    send_error(&mut p, &quote(in_flight.0.wrapping_sub(5000)));
+    p.run_until(Duration::from_secs(1), |p| p.b.counters().icmp_errors_ignored == 1);
+    assert_eq!(p.b.tcb(c).unwrap().send_mss(), 1460 - 12);
+    assert_eq!(p.b.counters().icmp_errors_in, 0);
+    send_error(&mut p, &quote(in_flight.0));
     p.run_until(Duration::from_secs(1), |p| p.b.counters().icmp_errors_in == 1);
     let tcb = p.b.tcb(c).unwrap();
     assert_eq!(tcb.last_icmp_error(), Some(xtcp::tcp::IcmpError::FragmentationNeeded { mtu: 1000 }));
@@ -451,16 +390,6 @@ fn icmp_frag_needed_reaches_the_connection() {
 }
 
 // ---------------------------------------------------------------------- zero-copy
-
-/// Connect B → A:80 and return (client on B, server on A).
-fn open(p: &mut Pair) -> (Handle, Handle) {
-    let listener = p.a.listen(80, 16).unwrap();
-    let client = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
-    p.run_until(Duration::from_secs(30), |p| p.has('b', client, StackEvent::Connected));
-    p.run_until(Duration::from_secs(5), |p| p.has('a', listener, StackEvent::Accepted));
-    let server = p.a.accept(listener).unwrap().expect("a connection waits");
-    (client, server)
-}
 
 /// B sends `n` pattern bytes with zero-copy send buffers; A reads them in place with
 /// `recv_chunks`/`consume`, at most `read_per_step` bytes a step (0: only after B is done).

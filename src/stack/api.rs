@@ -163,6 +163,7 @@ impl<D: Device> Stack<D> {
             accept_queue: VecDeque::with_capacity(backlog.max(1)),
             ready: false,
             tcp,
+            cookies_sent_at: None,
         });
         self.listen_ports.insert(port, idx);
         Ok(self.handle(idx))

@@ -6,13 +6,15 @@ use crate::io::Frame;
 use crate::time::{Duration, Instant};
 use crate::wire::MacAddr;
 use core::net::Ipv4Addr;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    ip: Ipv4Addr,
     mac: MacAddr,
     expires: Instant,
+    /// Sent to at least once (looked up for a frame going out): a neighbour we talk to,
+    /// kept over ones that only announced themselves when the cache is full.
+    used: Option<Instant>,
 }
 
 /// A frame built but waiting for the next hop's MAC address.
@@ -26,7 +28,11 @@ pub(crate) struct Pending {
 /// Neighbour cache plus the queue of frames waiting on it.
 #[derive(Debug)]
 pub(crate) struct ArpCache {
-    entries: Vec<Entry>,
+    entries: HashMap<Ipv4Addr, Entry, ahash::RandomState>,
+    /// Entries never sent to, oldest first (some may since have been used or gone): the
+    /// first to make room, in O(1), so a flood of requests from invented neighbours (RFC 826
+    /// has us learn every sender that asks for us) only ever evicts its own kind.
+    unused: VecDeque<Ipv4Addr>,
     capacity: usize,
     ttl: Duration,
     pub pending: VecDeque<Pending>,
@@ -39,7 +45,8 @@ pub(crate) struct ArpCache {
 impl ArpCache {
     pub fn new(capacity: usize, ttl: Duration, pending_capacity: usize) -> ArpCache {
         ArpCache {
-            entries: Vec::with_capacity(capacity),
+            entries: HashMap::with_capacity_and_hasher(capacity, ahash::RandomState::new()),
+            unused: VecDeque::with_capacity(capacity),
             capacity,
             ttl,
             pending: VecDeque::with_capacity(pending_capacity),
@@ -48,31 +55,56 @@ impl ArpCache {
         }
     }
 
-    pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<MacAddr> {
-        self.entries.iter().find(|e| e.ip == ip && e.expires > now).map(|e| e.mac)
+    /// The MAC address for a frame going out to `ip`, if known and fresh; marks the entry used.
+    pub fn lookup(&mut self, ip: Ipv4Addr, now: Instant) -> Option<MacAddr> {
+        let e = self.entries.get_mut(&ip).filter(|e| e.expires > now)?;
+        e.used = Some(now);
+        Some(e.mac)
     }
 
-    /// Learn or refresh a mapping. When full, the entry closest to expiry makes room.
+    /// Neighbours cached.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Learn or refresh a mapping. When full, room is made by the oldest entry never sent to,
+    /// else an expired one, else the one sent to longest ago: neighbours with live
+    /// connections stay.
     pub fn insert(&mut self, ip: Ipv4Addr, mac: MacAddr, now: Instant) {
         let expires = now + self.ttl;
-        if let Some(e) = self.entries.iter_mut().find(|e| e.ip == ip) {
+        if let Some(e) = self.entries.get_mut(&ip) {
             e.mac = mac;
             e.expires = expires;
             return;
         }
-        if self.entries.len() >= self.capacity {
-            let Some(oldest) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.expires).map(|(i, _)| i) else {
-                return; // capacity 0
-            };
-            self.entries.swap_remove(oldest);
+        if self.capacity == 0 {
+            return;
         }
-        self.entries.push(Entry { ip, mac, expires });
+        if self.entries.len() >= self.capacity {
+            self.evict(now);
+        }
+        self.entries.insert(ip, Entry { mac, expires, used: None });
+        self.unused.push_back(ip);
         self.requested.retain(|(r, _)| *r != ip);
+    }
+
+    fn evict(&mut self, now: Instant) {
+        while let Some(ip) = self.unused.pop_front() {
+            if matches!(self.entries.get(&ip), Some(e) if e.used.is_none()) {
+                self.entries.remove(&ip);
+                return;
+            }
+        }
+        // Every entry has been sent to: an expired one, else the least recently used.
+        let victim = self.entries.iter().min_by_key(|(_, e)| (e.expires > now, e.used)).map(|(ip, _)| *ip);
+        if let Some(ip) = victim {
+            self.entries.remove(&ip);
+        }
     }
 
     /// Only refresh a mapping we already have (RFC 826 "merge" for requests not for us).
     pub fn refresh(&mut self, ip: Ipv4Addr, mac: MacAddr, now: Instant) {
-        if self.entries.iter().any(|e| e.ip == ip) {
+        if self.entries.contains_key(&ip) {
             self.insert(ip, mac, now);
         }
     }
@@ -127,10 +159,39 @@ mod tests {
         assert_eq!(c.lookup(A, Instant::from_secs(60)), None, "expired");
         c.insert(A, m, Instant::from_secs(10)); // refresh
         c.insert(B, m, Instant::from_secs(20));
-        c.insert(C, m, Instant::from_secs(30)); // evicts A, the closest to expiry
-        assert_eq!(c.lookup(A, Instant::from_secs(31)), None);
-        assert!(c.lookup(B, Instant::from_secs(31)).is_some());
+        c.insert(C, m, Instant::from_secs(30)); // evicts B, never sent to (A was, at 59 s)
+        assert_eq!(c.lookup(B, Instant::from_secs(31)), None);
+        assert!(c.lookup(A, Instant::from_secs(31)).is_some());
         assert!(c.lookup(C, Instant::from_secs(31)).is_some());
+        assert_eq!(c.len(), 2);
+    }
+
+    /// A flood of requests from invented neighbours never evicts one we send to; among
+    /// neighbours all sent to, the least recently used goes.
+    #[test]
+    fn neighbours_we_send_to_outlive_a_flood() {
+        let mut c = ArpCache::new(4, Duration::from_secs(60), 4);
+        let m = MacAddr([2, 0, 0, 0, 0, 1]);
+        c.insert(A, m, Instant::ZERO);
+        c.insert(B, m, Instant::ZERO);
+        c.lookup(A, Instant::from_secs(1)).unwrap();
+        c.lookup(B, Instant::from_secs(2)).unwrap();
+        for i in 0..100_000u32 {
+            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i);
+            c.insert(ip, m, Instant::from_secs(3));
+        }
+        assert_eq!(c.len(), 4);
+        assert!(c.unused.len() <= 4 + 2, "the queue of unused entries stays bounded");
+        assert!(c.lookup(A, Instant::from_secs(4)).is_some() && c.lookup(B, Instant::from_secs(4)).is_some());
+        // Four neighbours all in use: the one sent to longest ago makes room.
+        for (i, ip) in [C, Ipv4Addr::new(198, 18, 0, 4)].into_iter().enumerate() {
+            c.insert(ip, m, Instant::from_secs(5));
+            c.lookup(ip, Instant::from_secs(6 + i as u64)).unwrap();
+        }
+        c.lookup(B, Instant::from_secs(9)).unwrap();
+        c.insert(Ipv4Addr::new(198, 18, 0, 5), m, Instant::from_secs(10));
+        assert!(c.lookup(A, Instant::from_secs(10)).is_none(), "A was sent to longest ago");
+        assert!(c.lookup(B, Instant::from_secs(10)).is_some());
     }
 
     #[test]

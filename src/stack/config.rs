@@ -6,6 +6,18 @@ use crate::tcp::TcpConfig;
 use crate::time::Duration;
 use core::net::Ipv4Addr;
 
+/// When listeners use SYN cookies (Linux's `net.ipv4.tcp_syncookies` 0, 1, 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SynCookieMode {
+    /// Never: a SYN that finds the SYN queue full is dropped (the peer retries).
+    Off,
+    /// When a listener's SYN queue is full (the default, as Linux's).
+    #[default]
+    WhenFull,
+    /// For every SYN: no SYN queue at all.
+    Always,
+}
+
 /// Configuration of one core's stack.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
@@ -50,6 +62,12 @@ pub struct StackConfig {
     /// Frames all connections together may hold for zero-copy send ([`Stack::send_buf`]):
     /// queued or unacknowledged.
     pub max_tx_frames_held: usize,
+    /// When a listener answers SYNs with SYN cookies (RFC 4987 §3.6) instead of queueing
+    /// them. Linux's `tcp_syncookies`: 1 (when the SYN queue is full) by default.
+    pub syn_cookies: SynCookieMode,
+    /// Resets a second at most for segments of no connection (0: no limit). A flood of stray
+    /// ACKs then costs the stack no more than this many frames out.
+    pub rst_rate_limit: u32,
     /// Bytes of send/receive buffer storage kept from closed connections for new ones, so
     /// that opening a connection neither allocates nor zeroes its buffers.
     pub buffer_pool_bytes: usize,
@@ -78,6 +96,8 @@ impl StackConfig {
             max_rx_frames_per_conn: 64,
             max_tx_frames_held: 1024,
             buffer_pool_bytes: 64 << 20,
+            syn_cookies: SynCookieMode::WhenFull,
+            rst_rate_limit: 10_000,
         }
     }
 }

@@ -49,7 +49,16 @@ pub struct Counters {
     pub tcp_resets: u64,
     /// Segments for no connection and no listener (answered with a reset).
     pub tcp_no_socket: u64,
+    /// Resets for segments of no connection not sent: over `rst_rate_limit`.
+    pub tcp_rsts_rate_limited: u64,
     pub tcp_syn_queue_full: u64,
+    /// SYN-ACKs sent with a SYN cookie (RFC 4987 §3.6) instead of a queued handshake.
+    pub tcp_syn_cookies_sent: u64,
+    /// ACKs whose cookie was good: connections made from them.
+    pub tcp_syn_cookies_accepted: u64,
+    /// ACKs at a listener that had sent cookies lately whose cookie was not good (forged,
+    /// stale, of another tuple); answered with a reset, as any ACK in LISTEN.
+    pub tcp_syn_cookies_refused: u64,
     pub tcp_accept_queue_full: u64,
     /// SYNs refused because the connection table was full.
     pub tcp_table_full: u64,
@@ -68,6 +77,9 @@ pub struct Counters {
     /// Destination-unreachable and time-exceeded messages about one of our connections
     /// (RFC 1122 §4.2.3.9: soft errors, the connection goes on).
     pub icmp_errors_in: u64,
+    /// ICMP errors about no connection of ours, or quoting a sequence number not in flight
+    /// (RFC 5927 §4.1): ignored.
+    pub icmp_errors_ignored: u64,
 
     /// A TX frame was needed and the pool had none.
     pub tx_pool_empty: u64,

@@ -1,6 +1,7 @@
 //! ICMPv4: echo, and the errors that name one of our connections.
 
 use super::*;
+use crate::tcp::SeqNum;
 
 impl<D: Device> Stack<D> {
     pub(super) fn process_icmp(&mut self, ip: Ipv4Repr, icmp: Icmpv4Repr<'_>, eth_src: MacAddr) {
@@ -38,15 +39,23 @@ impl<D: Device> Stack<D> {
                     _ => IcmpError::TimeExceeded,
                 };
                 // RFC 1122 §4.2.3.9: for TCP these are soft errors; the connection goes on. The
-                // quoted header names the connection (our address, TCP, its ports).
-                if self.is_ours(header.src) && header.protocol == IpProtocol::Tcp && data.len() >= 4 {
+                // quoted header names the connection (our address, TCP, its ports), and the
+                // quoted sequence number must be one in flight (RFC 5927 §4.1). RFC 792 quotes
+                // 8 bytes of the datagram: ports and sequence number.
+                if self.is_ours(header.src) && header.protocol == IpProtocol::Tcp && data.len() >= 8 {
                     let local = SocketAddrV4::new(header.src, u16::from_be_bytes([data[0], data[1]]));
                     let remote = SocketAddrV4::new(header.dst, u16::from_be_bytes([data[2], data[3]]));
-                    if let Some(idx) = self.table.get(&FourTuple { local, remote }) {
-                        self.counters.icmp_errors_in += 1;
-                        self.conn_mut(idx).tcb.on_icmp_error(err);
-                        self.mark_dirty(idx);
+                    let seq = SeqNum(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
+                    match self.table.get(&FourTuple { local, remote }) {
+                        Some(idx) if self.conn(idx).tcb.icmp_quote_acceptable(seq) => {
+                            self.counters.icmp_errors_in += 1;
+                            self.conn_mut(idx).tcb.on_icmp_error(err);
+                            self.mark_dirty(idx);
+                        }
+                        _ => self.counters.icmp_errors_ignored += 1,
                     }
+                } else {
+                    self.counters.icmp_errors_ignored += 1;
                 }
             }
             Icmpv4Repr::EchoReply { .. } => {}

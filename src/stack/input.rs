@@ -122,11 +122,14 @@ impl<D: Device> Stack<D> {
                     }
                     return Some(f);
                 }
-                // No connection: a SYN for a listener, or a reset. Neither needs the payload
-                // (data on a SYN is not accepted), so the frame borrow ends here.
+                // No connection: a SYN for a listener, a SYN cookie's ACK, or a reset. Only the
+                // cookie's ACK may want the payload, found again in the frame by its place, so
+                // the frame borrow ends here.
                 let rst = reset_for(&seg);
+                let at = seg.payload.as_ptr() as usize - bytes.as_ptr() as usize;
+                let payload = (at, seg.payload.len());
                 let header = TcpRepr { payload: &[], ..seg };
-                self.process_tcp_no_conn(local, remote, header, rst);
+                self.process_tcp_no_conn(local, remote, header, rst, &f, payload);
             }
             NetRepr::Ipv4 { ip, l4: L4Repr::Icmp(icmp) } => {
                 // Copy what an echo reply needs out of the device's frame.

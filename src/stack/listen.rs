@@ -3,12 +3,15 @@
 use super::*;
 
 impl<D: Device> Stack<D> {
+    /// A segment that matched no connection; `payload` is where its payload lies in `frame`.
     pub(super) fn process_tcp_no_conn(
         &mut self,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: TcpRepr<'static>,
         rst: Option<TcpRepr<'static>>,
+        frame: &Frame,
+        payload: (usize, usize),
     ) {
         if let Some(&lidx) = self.listen_ports.get(&seg.dst_port) {
             let f = seg.flags;
@@ -16,28 +19,91 @@ impl<D: Device> Stack<D> {
                 self.accept_syn(lidx, local, remote, &seg);
                 return;
             }
-            // RFC 9293 §3.10.7.2: in LISTEN, an RST is ignored and an ACK gets a reset.
+            // RFC 9293 §3.10.7.2: in LISTEN, an RST is ignored and an ACK gets a reset —
+            // unless it completes a handshake we answered with a SYN cookie.
             if f.contains(wire::TcpFlags::RST) {
                 return;
+            }
+            if f.contains(wire::TcpFlags::ACK) && !f.intersects(wire::TcpFlags::SYN | wire::TcpFlags::FIN) {
+                match self.accept_cookie(lidx, local, remote, &seg, frame, payload) {
+                    CookieOutcome::NotChecked => {}
+                    CookieOutcome::Refused => self.counters.tcp_syn_cookies_refused += 1,
+                    CookieOutcome::Taken => return,
+                }
             }
         }
         // §3.10.7.1: no connection.
         self.counters.tcp_no_socket += 1;
         if let Some(rst) = rst {
-            self.send_segment(*local.ip(), remote, &rst);
-            self.counters.tcp_rsts_out += 1;
+            if self.reset_allowed() {
+                self.send_segment(*local.ip(), remote, &rst);
+                self.counters.tcp_rsts_out += 1;
+            } else {
+                self.counters.tcp_rsts_rate_limited += 1;
+            }
+        }
+    }
+
+    /// Resets for segments of no connection, at most `rst_rate_limit` a second (a token
+    /// bucket holding a tenth of a second's worth), so that a flood of stray segments does not
+    /// make us a reflector (RFC 5961 §7's reasoning for challenge ACKs, applied to resets).
+    fn reset_allowed(&mut self) -> bool {
+        let rate = self.cfg.rst_rate_limit;
+        if rate == 0 {
+            return true;
+        }
+        let burst = (rate / 10).max(1);
+        let (since, tokens) = self.rst_bucket;
+        let elapsed_us = self.now.saturating_duration_since(since).as_micros() as u64;
+        let refill = (elapsed_us.saturating_mul(u64::from(rate)) / 1_000_000).min(u64::from(burst)) as u32;
+        let mut tokens = tokens;
+        if refill > 0 {
+            tokens = (tokens + refill).min(burst);
+            self.rst_bucket.0 = self.now;
+        }
+        if tokens == 0 {
+            self.rst_bucket.1 = 0;
+            return false;
+        }
+        self.rst_bucket.1 = tokens - 1;
+        true
+    }
+
+    /// The settings of what `lidx` accepts.
+    fn listener_tcp_config(&self, lidx: u32) -> TcpConfig {
+        match &self.slots[lidx as usize].entry {
+            Entry::Listener(Listener { tcp: Some(t), .. }) => (**t).clone(),
+            _ => self.cfg.tcp.clone(),
         }
     }
 
     pub(super) fn accept_syn(&mut self, lidx: u32, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>) {
         let Entry::Listener(l) = &self.slots[lidx as usize].entry else { return };
-        // Linux drops a SYN when either queue is full; the peer retries (no SYN cookies yet).
-        if l.syn_pending >= l.backlog {
-            self.counters.tcp_syn_queue_full += 1;
-            return;
-        }
+        // Linux drops a SYN when the accept queue is full, cookies or not: the peer retries
+        // (tcp_conn_request).
         if l.accept_queue.len() >= l.backlog {
             self.counters.tcp_accept_queue_full += 1;
+            return;
+        }
+        let queue_full = l.syn_pending >= l.backlog;
+        let cookie = match self.cfg.syn_cookies {
+            SynCookieMode::Off => false,
+            SynCookieMode::WhenFull => queue_full,
+            SynCookieMode::Always => true,
+        };
+        if cookie {
+            // RFC 4987 §3.6: answer from the cookie, keep nothing.
+            let cfg = self.listener_tcp_config(lidx);
+            let syn_ack = self.cookies.syn_ack(&cfg, self.now, local, remote, seg);
+            if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
+                l.cookies_sent_at = Some(self.now);
+            }
+            self.send_segment(*local.ip(), remote, &syn_ack);
+            self.counters.tcp_syn_cookies_sent += 1;
+            return;
+        }
+        if queue_full {
+            self.counters.tcp_syn_queue_full += 1;
             return;
         }
         let Ok(idx) = self.alloc_slot() else {
@@ -45,10 +111,7 @@ impl<D: Device> Stack<D> {
             return;
         };
         let iss = self.isn.isn(self.now, local, remote);
-        let cfg = match &self.slots[lidx as usize].entry {
-            Entry::Listener(Listener { tcp: Some(t), .. }) => (**t).clone(),
-            _ => self.cfg.tcp.clone(),
-        };
+        let cfg = self.listener_tcp_config(lidx);
         let bufs = self.take_buffers(&cfg);
         let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(bufs));
         let key = FourTuple { local, remote };
@@ -60,6 +123,65 @@ impl<D: Device> Stack<D> {
         debug_assert!(inserted, "the table holds max_sockets entries");
         self.counters.tcp_passive_opens += 1;
         self.mark_dirty(idx);
+    }
+
+    /// An ACK at a listener: the end of a handshake answered with a SYN cookie? Checked only
+    /// while the listener has sent cookies in the last two minutes (a cookie's life), as
+    /// Linux's tcp_synq_no_recent_overflow, so an ACK flood costs no hashing otherwise.
+    fn accept_cookie(
+        &mut self,
+        lidx: u32,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpRepr<'_>,
+        frame: &Frame,
+        payload: (usize, usize),
+    ) -> CookieOutcome {
+        let Entry::Listener(l) = &self.slots[lidx as usize].entry else { return CookieOutcome::NotChecked };
+        let recent = match (self.cfg.syn_cookies, l.cookies_sent_at) {
+            (SynCookieMode::Off, _) | (_, None) => false,
+            (_, Some(t)) => self.now.saturating_duration_since(t) < Duration::from_secs(120),
+        };
+        if !recent {
+            return CookieOutcome::NotChecked;
+        }
+        let Some(syn) = self.cookies.check(self.now, local, remote, seg) else { return CookieOutcome::Refused };
+        // A valid cookie, but no room: dropped (not reset) as Linux does on a listen
+        // overflow; the peer's retransmission may find room.
+        if l.accept_queue.len() >= l.backlog {
+            self.counters.tcp_accept_queue_full += 1;
+            return CookieOutcome::Taken;
+        }
+        let Ok(idx) = self.alloc_slot() else {
+            self.counters.tcp_table_full += 1;
+            return CookieOutcome::Taken;
+        };
+        let cfg = self.listener_tcp_config(lidx);
+        let bufs = self.take_buffers(&cfg);
+        let tcb = Tcb::from_cookie_in(cfg, local, remote, syn.iss, &syn.syn(seg), self.now, Some(bufs));
+        let key = FourTuple { local, remote };
+        self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, Some(lidx))));
+        if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
+            // Counted as a handshake in progress until flush_conn promotes it (next step).
+            l.syn_pending += 1;
+        }
+        let inserted = self.table.insert(key, idx);
+        debug_assert!(inserted, "the table holds max_sockets entries");
+        self.counters.tcp_passive_opens += 1;
+        self.counters.tcp_syn_cookies_accepted += 1;
+        // The ACK itself completes the handshake, with whatever data it carries (copied: the
+        // frame goes back after this).
+        let (at, len) = payload;
+        let data = self.dev.frame(frame).get(at..at + len).unwrap_or(&[]);
+        let seg = TcpRepr { payload: data, ..*seg };
+        let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { unreachable!("just made") };
+        c.tcb.on_segment_with(self.now, remote, &seg, RxInfo::default());
+        let copied = c.tcb.recv_buffered();
+        if copied > 0 {
+            c.rxq.push_back(RxChunk::Buffered(copied));
+        }
+        self.mark_dirty(idx);
+        CookieOutcome::Taken
     }
 
     pub(super) fn promote_to_accept_queue(&mut self, lidx: u32, idx: u32) {
@@ -80,4 +202,14 @@ impl<D: Device> Stack<D> {
             self.ready.push_back(lidx);
         }
     }
+}
+
+/// What became of an ACK at a listener.
+enum CookieOutcome {
+    /// No cookies sent lately: a plain ACK in LISTEN.
+    NotChecked,
+    /// Not a cookie of ours (forged, stale, another tuple).
+    Refused,
+    /// A connection was made from it (or a valid cookie found no room, and was dropped).
+    Taken,
 }

@@ -33,15 +33,15 @@ pub mod table;
 
 pub use api::{RecvChunks, SendBuf};
 use config::check_tcp_config;
-pub use config::{os_secret, StackConfig};
+pub use config::{os_secret, StackConfig, SynCookieMode};
 pub use counters::Counters;
 pub use ports::Rss;
 pub use table::{ConnTable, FourTuple};
 
 use crate::io::{Device, Frame};
 use crate::tcp::{
-    reset_for, CloseReason, Event, IcmpError, IsnGenerator, Keepalive, RxInfo, State, Tcb, TcbBuffers, TcpConfig,
-    TcpError,
+    reset_for, CloseReason, Event, IcmpError, IsnGenerator, Keepalive, RxInfo, State, SynCookies, Tcb, TcbBuffers,
+    TcpConfig, TcpError,
 };
 use crate::time::{Duration, Instant, TimerHandle, TimerWheel};
 use crate::wire::{
@@ -233,6 +233,9 @@ struct Listener {
     ready: bool,
     /// Settings for accepted connections, when not the stack's.
     tcp: Option<Box<TcpConfig>>,
+    /// When it last answered a SYN with a cookie (ACKs are checked for cookies for two
+    /// minutes after).
+    cookies_sent_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -262,6 +265,9 @@ pub struct Stack<D: Device> {
     arp: ArpCache,
     ports: PortAllocator,
     isn: IsnGenerator,
+    cookies: SynCookies,
+    /// Token bucket of resets for segments of no connection: last refill, tokens left.
+    rst_bucket: (Instant, u32),
     dirty: Vec<u32>,
     ready: VecDeque<u32>,
     rx: Vec<Frame>,
@@ -311,6 +317,8 @@ impl<D: Device> Stack<D> {
             arp: ArpCache::new(cfg.arp_cache_size, cfg.arp_ttl, cfg.arp_pending),
             ports: PortAllocator::new(cfg.ephemeral_ports, IsnGenerator::new(port_key)),
             isn,
+            cookies: SynCookies::new(cfg.secret),
+            rst_bucket: (now, cfg.rst_rate_limit.div_ceil(10)),
             dirty: Vec::with_capacity(n),
             ready: VecDeque::with_capacity(n),
             rx: Vec::with_capacity(cfg.rx_burst),
@@ -361,6 +369,11 @@ impl<D: Device> Stack<D> {
     /// left connections with output pending, or frames wait for a TX ring with room.
     pub fn has_pending_output(&self) -> bool {
         !self.dirty.is_empty() || !self.tx.is_empty()
+    }
+
+    /// Neighbours in the ARP cache (at most `arp_cache_size`).
+    pub fn neighbour_count(&self) -> usize {
+        self.arp.len()
     }
 
     /// Connections in the table (TIME-WAIT included).

@@ -126,7 +126,8 @@ impl<D: Device> Stack<D> {
         if chunk.frame.len as usize != len || pay_off < ETH_LEN + IP_LEN + tcp_len || self.dev.in_flight(&chunk.frame) {
             return false;
         }
-        let Some(mac) = self.arp.lookup(self.next_hop(*remote.ip()), self.now) else { return false };
+        let hop = self.next_hop(*remote.ip());
+        let Some(mac) = self.arp.lookup(hop, self.now) else { return false };
         // Earlier segments queued for the burst go first: keep the connection's order.
         if !self.tx.is_empty() {
             let n = self.dev.tx_burst(&mut self.tx);
