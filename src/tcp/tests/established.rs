@@ -111,6 +111,37 @@ fn syn_gets_challenge_ack() {
     assert_eq!(t.tcb.state(), State::Established);
 }
 
+/// RFC 5961 §4.2: "irrespective of the sequence number" — a SYN outside the window gets a
+/// challenge ACK too (counted as one, and limited as one), not a plain duplicate ACK.
+#[test]
+fn syn_out_of_the_window_gets_a_challenge_ack() {
+    let mut t = T::established(cfg());
+    t.input(seg(F::SYN).seq(PEER_ISS + 3_000_000).ack(0));
+    t.expect(F::ACK, ISS + 1, PEER_ISS + 1);
+    assert_eq!(t.tcb.stats().challenge_acks, 1);
+    assert_eq!(t.tcb.state(), State::Established);
+}
+
+/// Duplicate ACKs for data-less segments out of the window: one per `invalid_ack_interval`
+/// (Linux's tcp_invalid_ratelimit); a data segment out of the window is always answered.
+#[test]
+fn invalid_dataless_segments_are_answered_once_per_interval() {
+    let mut t = T::established(cfg());
+    for _ in 0..10 {
+        t.input(seg(F::ACK).seq(PEER_ISS + 2_000_000));
+    }
+    assert_eq!(t.outputs().len(), 1);
+    assert_eq!(t.tcb.stats().invalid_acks_suppressed, 9);
+    t.input(seg(F::ACK).seq(PEER_ISS + 2_000_000).data(b"xyz"));
+    t.expect(F::ACK, ISS + 1, PEER_ISS + 1);
+    t.at(499);
+    t.input(seg(F::ACK).seq(PEER_ISS + 2_000_000));
+    t.none();
+    t.at(500);
+    t.input(seg(F::ACK).seq(PEER_ISS + 2_000_000));
+    t.expect(F::ACK, ISS + 1, PEER_ISS + 1);
+}
+
 /// RFC 5961 §7: challenge ACKs are rate-limited.
 #[test]
 fn challenge_acks_rate_limited() {
