@@ -73,11 +73,14 @@ fn flood_syn(rng: &mut ChaCha8Rng) -> TcpRepr<'static> {
     }
 }
 
-/// Step the pair once, recording events.
+/// Step the pair once, recording events; the stack under attack must stay consistent.
 fn step(p: &mut Pair) {
     let mut ev = std::mem::take(&mut p.events);
     p.inner.step(&mut ev);
     p.events = ev;
+    if let Err(e) = p.a.check_invariants() {
+        panic!("at {:?}: {e}", p.now);
+    }
 }
 
 /// Clients on B that each connect to A:80, send 64 bytes, read the echo and close; A's side
@@ -389,4 +392,23 @@ fn an_icmp_storm_is_bounded_and_forged_errors_ignored() {
     assert_eq!((c.icmp_errors_ignored, c.icmp_errors_in), (5_000, 0), "{c:?}");
     assert_eq!(p.a.tcb(_server).unwrap().send_mss(), mss);
     assert_eq!(p.a.device().free_frames(), 4096, "every frame came back");
+}
+
+/// Closing a listener takes its handshakes in progress with it: a SYN-RECEIVED connection
+/// from a silent address does not end up in the accept queue of the listener that reuses
+/// the slot.
+#[test]
+fn closing_a_listener_resets_its_half_open_handshakes() {
+    let mut p = Pair::new(Faults::default(), 27);
+    let l = p.a.listen(80, 8).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(27);
+    for _ in 0..3 {
+        inject_tcp(&mut p, SILENT, flood_syn(&mut rng));
+    }
+    p.run_until(Duration::from_secs(1), |p| p.a.connection_count() == 3);
+    p.a.close(l).unwrap();
+    let l2 = p.a.listen(81, 8).unwrap();
+    p.run_until(Duration::from_secs(1), |p| p.a.connection_count() == 0);
+    step(&mut p);
+    assert_eq!(p.a.accept(l2), Ok(None));
 }

@@ -246,6 +246,11 @@ fn run(seed: u64) -> Result<String, String> {
     loop {
         p.step(&mut events);
         steps += 1;
+        for (side, st) in [("a", &p.a), ("b", &p.b)] {
+            if let Err(e) = st.check_invariants() {
+                return Err(format!("seed {seed}: stack {side} at {:?}: {e}", p.now));
+            }
+        }
         if p.now > deadline || steps > 2_000_000 {
             let st = |s: &Stack<MemDevice>, h: Handle| {
                 s.tcb(h).map(|t| {

@@ -411,9 +411,17 @@ impl<D: Device> Stack<D> {
     pub fn close(&mut self, h: Handle) -> Result<(), StackError> {
         let idx = self.check(h)?;
         if let Entry::Listener(l) = &mut self.slots[idx as usize].entry {
-            let queued: Vec<u32> = l.accept_queue.drain(..).collect();
+            let mut queued: Vec<u32> = l.accept_queue.drain(..).collect();
             let port = l.port;
             self.listen_ports.remove(&port);
+            // Its handshakes in progress go too: left pointing at this slot, they would be
+            // promoted into whatever reuses it.
+            if l.syn_pending > 0 {
+                queued.extend(self.slots.iter().enumerate().filter_map(|(i, s)| match &s.entry {
+                    Entry::Conn(c) if c.listener == Some(idx) && !c.opened => Some(i as u32),
+                    _ => None,
+                }));
+            }
             for c in queued {
                 self.conn_mut(c).tcb.abort();
                 self.conn_mut(c).listener = None;

@@ -167,4 +167,71 @@ impl<D: Device> Stack<D> {
             }
         }
     }
+
+    /// Check the stack's bookkeeping against itself: every table entry names a live
+    /// connection with that key, every connection in a state that is in the table is there,
+    /// listeners' SYN counts match their handshakes in progress, the counts of held frames
+    /// match the frames connections hold, and every bound holds. For fuzzing and tests (a
+    /// walk over every slot; not for the hot path). Returns what is wrong.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut in_table = 0;
+        let (mut rx_held, mut tx_held) = (0, 0);
+        let mut syn_pending: HashMap<u32, usize> = HashMap::new();
+        for (idx, slot) in self.slots.iter().enumerate() {
+            let Entry::Conn(c) = &slot.entry else { continue };
+            let state = c.tcb.state();
+            if state != State::Closed {
+                in_table += 1;
+                if self.table.get(&c.key) != Some(idx as u32) {
+                    return Err(format!("connection {idx} ({:?}, {state:?}) is not in the table", c.key));
+                }
+            }
+            let frames = c.rxq.iter().filter(|ch| matches!(ch, RxChunk::InFrame(_))).count();
+            if frames != c.rx_frames {
+                return Err(format!("connection {idx} holds {frames} frames but counts {}", c.rx_frames));
+            }
+            if c.rx_frames > self.cfg.max_rx_frames_per_conn {
+                return Err(format!("connection {idx} holds {} frames, over the bound", c.rx_frames));
+            }
+            rx_held += frames;
+            tx_held += c.txq.len();
+            if let (Some(l), false) = (c.listener, c.opened) {
+                *syn_pending.entry(l).or_default() += 1;
+            }
+        }
+        if in_table != self.table.len() {
+            return Err(format!("{} table entries, {in_table} connections", self.table.len()));
+        }
+        if (rx_held, tx_held) != (self.rx_frames_held, self.tx_frames_held) {
+            return Err(format!(
+                "frames held: connections hold {rx_held}/{tx_held}, the stack counts {}/{}",
+                self.rx_frames_held, self.tx_frames_held
+            ));
+        }
+        if self.rx_frames_held > self.cfg.max_rx_frames_held || self.tx_frames_held > self.cfg.max_tx_frames_held {
+            return Err("frames held over their bound".into());
+        }
+        let used = self.slots.iter().filter(|s| !matches!(s.entry, Entry::Free)).count();
+        if used + self.free.len() != self.slots.len() {
+            return Err(format!("{used} slots used and {} free of {}", self.free.len(), self.slots.len()));
+        }
+        for (port, &lidx) in &self.listen_ports {
+            let Entry::Listener(l) = &self.slots[lidx as usize].entry else {
+                return Err(format!("port {port} names slot {lidx}, not a listener"));
+            };
+            let pending = syn_pending.get(&lidx).copied().unwrap_or(0);
+            if l.syn_pending != pending || l.syn_pending > l.backlog || l.accept_queue.len() > l.backlog {
+                return Err(format!(
+                    "listener {port}: SYN queue {} (handshakes {pending}), accept queue {}, backlog {}",
+                    l.syn_pending,
+                    l.accept_queue.len(),
+                    l.backlog
+                ));
+            }
+        }
+        if self.arp.len() > self.cfg.arp_cache_size || self.arp.pending.len() > self.cfg.arp_pending {
+            return Err("the neighbour cache or its queue is over its bound".into());
+        }
+        Ok(())
+    }
 }
