@@ -189,11 +189,12 @@ impl<D: Device> Stack<D> {
         l.syn_pending = l.syn_pending.saturating_sub(1);
         if l.accept_queue.len() >= l.backlog {
             // Both queues were checked at SYN time, but several handshakes can complete
-            // together: the overflow is reset and counted.
+            // together: the overflow is reset and counted. It stays the listener's, so the
+            // application never hears of it: flush_conn sends the reset at once and on_closed
+            // frees it quietly. (Handing it to the application here let poll_event report its
+            // end, and free its slot, before a flush took it out of the table.)
             self.counters.tcp_accept_queue_full += 1;
             self.conn_mut(idx).tcb.abort();
-            self.conn_mut(idx).listener = None;
-            self.mark_dirty(idx);
             return;
         }
         l.accept_queue.push_back(idx);

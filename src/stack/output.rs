@@ -80,6 +80,11 @@ impl<D: Device> Stack<D> {
             self.conn_mut(idx).opened = true;
             if let Some(l) = listener {
                 self.promote_to_accept_queue(l, idx);
+                if self.conn(idx).tcb.state() == State::Closed {
+                    // Reset for an accept-queue overflow: send the reset and end it now,
+                    // before anything sees a closed connection in the table.
+                    return self.flush_conn(idx);
+                }
             }
         }
         if state == State::Closed {

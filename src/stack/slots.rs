@@ -120,6 +120,7 @@ impl<D: Device> Stack<D> {
         if let Entry::Conn(c) = core::mem::replace(&mut s.entry, Entry::Free) {
             // Frames the connection still held go back to the device.
             let c = *c;
+            debug_assert!(self.table.get(&c.key) != Some(idx), "slot {idx} freed while the table names it");
             self.keep_buffers(c.tcb.into_buffers());
             for chunk in c.rxq {
                 if let RxChunk::InFrame(f) = chunk {
@@ -185,6 +186,8 @@ impl<D: Device> Stack<D> {
                 if self.table.get(&c.key) != Some(idx as u32) {
                     return Err(format!("connection {idx} ({:?}, {state:?}) is not in the table", c.key));
                 }
+            } else if self.table.get(&c.key) == Some(idx as u32) {
+                return Err(format!("connection {idx} ({:?}) is closed but still in the table", c.key));
             }
             let frames = c.rxq.iter().filter(|ch| matches!(ch, RxChunk::InFrame(_))).count();
             if frames != c.rx_frames {
@@ -200,7 +203,19 @@ impl<D: Device> Stack<D> {
             }
         }
         if in_table != self.table.len() {
-            return Err(format!("{} table entries, {in_table} connections", self.table.len()));
+            let stray = self
+                .table
+                .iter()
+                .find(|&(k, i)| !matches!(&self.slots[i as usize].entry, Entry::Conn(c) if c.key == *k));
+            let what = stray.map(|(_, i)| match &self.slots[i as usize].entry {
+                Entry::Free => "a free slot".to_string(),
+                Entry::Listener(l) => format!("the listener on {}", l.port),
+                Entry::Conn(c) => format!("a connection {:?} in {:?}", c.key, c.tcb.state()),
+            });
+            return Err(format!(
+                "{} table entries, {in_table} connections; first stray: {stray:?}, to {what:?}",
+                self.table.len()
+            ));
         }
         if (rx_held, tx_held) != (self.rx_frames_held, self.tx_frames_held) {
             return Err(format!(

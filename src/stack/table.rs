@@ -47,6 +47,11 @@ impl ConnTable {
         self.map.remove(key)
     }
 
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&FourTuple, u32)> + '_ {
+        self.map.iter().map(|(k, &v)| (k, v))
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
