@@ -1,4 +1,6 @@
-//! Helpers shared by the fuzz targets.
+//! Helpers shared by the fuzz targets, and the whole-stack harness.
+
+pub mod stack;
 
 /// Make the IPv4 header at the front of `ip` carry a correct checksum, when the bytes look
 /// like one. The fuzzer cannot guess a 16-bit checksum, so without this it would never get
