@@ -98,8 +98,19 @@ struct NetArgs {
     /// Print counters every second and at the end.
     #[arg(long)]
     stats: bool,
+    /// SYN cookies (RFC 4987): off, when-full (when a listener's SYN queue is full: Linux's
+    /// default, tcp_syncookies=1), or always.
+    #[arg(long, value_enum, default_value_t = SynCookies::WhenFull)]
+    syn_cookies: SynCookies,
     #[command(flatten)]
     tcp: TcpArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum SynCookies {
+    Off,
+    WhenFull,
+    Always,
 }
 
 /// TCP settings of every connection (defaults as Linux's).
@@ -307,6 +318,11 @@ mod net {
         let mut cfg = StackConfig::new(net.ip.0, net.ip.1, secret);
         cfg.gateway = net.gateway;
         cfg.max_sockets = 65536;
+        cfg.syn_cookies = match net.syn_cookies {
+            super::SynCookies::Off => xtcp::stack::SynCookieMode::Off,
+            super::SynCookies::WhenFull => xtcp::stack::SynCookieMode::WhenFull,
+            super::SynCookies::Always => xtcp::stack::SynCookieMode::Always,
+        };
         net.tcp.apply(&mut cfg.tcp)?;
         Ok(cfg)
     }

@@ -40,6 +40,8 @@ pub(crate) struct ArpCache {
     /// Last request sent per address being resolved (RFC 1122 §2.3.2.1: at most one per
     /// second per destination).
     requested: Vec<(Ipv4Addr, Instant)>,
+    /// When the stack next looks for waiting frames to ask again for.
+    pub retry_pass_at: Instant,
 }
 
 impl ArpCache {
@@ -52,6 +54,7 @@ impl ArpCache {
             pending: VecDeque::with_capacity(pending_capacity),
             pending_capacity,
             requested: Vec::with_capacity(pending_capacity),
+            retry_pass_at: Instant::ZERO,
         }
     }
 

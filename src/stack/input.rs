@@ -88,6 +88,11 @@ impl<D: Device> Stack<D> {
                 // The fast path: the connection takes the payload where it lies.
                 if let Some(idx) = self.table.get(&key) {
                     let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return Some(f) };
+                    if c.tcb.wants_buffers() {
+                        // A handshake of the SYN queue hears from its peer: the segment may
+                        // complete it and carry data, so the buffers come now.
+                        c.tcb.attach_buffers(self.pool.take(c.tcb.config()));
+                    }
                     let may_lend = self.cfg.zero_copy_rx
                         && !seg.payload.is_empty()
                         && self.rx_frames_held < self.cfg.max_rx_frames_held

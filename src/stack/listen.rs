@@ -112,8 +112,9 @@ impl<D: Device> Stack<D> {
         };
         let iss = self.isn.isn(self.now, local, remote);
         let cfg = self.listener_tcp_config(lidx);
-        let bufs = self.take_buffers(&cfg);
-        let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(bufs));
+        // No buffers until the peer answers (input attaches them): a SYN queue full of a
+        // flood's handshakes holds no buffer memory.
+        let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(TcbBuffers::deferred()));
         let key = FourTuple { local, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, Some(lidx))));
         if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {

@@ -27,6 +27,7 @@ mod listen;
 mod neigh;
 mod output;
 pub mod pair;
+mod pool;
 mod ports;
 mod slots;
 pub mod table;
@@ -52,6 +53,7 @@ use arp::ArpCache;
 use core::fmt;
 use core::marker::PhantomData;
 use core::net::{Ipv4Addr, SocketAddrV4};
+use pool::BufferPool;
 use ports::PortAllocator;
 use std::collections::{HashMap, VecDeque};
 
@@ -280,11 +282,8 @@ pub struct Stack<D: Device> {
     /// Connections refused a send buffer at `max_tx_frames_held`: told `Writable` when frames
     /// come back.
     tx_waiters: Vec<u32>,
-    /// Buffer storage of closed connections, by size, for new ones.
-    buffer_pool: HashMap<usize, Vec<Box<[u8]>>, ahash::RandomState>,
-    /// Scoreboard storage of closed connections, for the next ones.
-    scoreboard_pool: Vec<VecDeque<crate::tcp::recovery::Seg>>,
-    buffer_pool_bytes: usize,
+    /// Buffer storage of closed connections, for new ones.
+    pool: BufferPool,
 }
 
 impl<D: Device> fmt::Debug for Stack<D> {
@@ -327,9 +326,7 @@ impl<D: Device> Stack<D> {
             rx_frames_held: 0,
             tx_frames_held: 0,
             tx_waiters: Vec::new(),
-            buffer_pool: HashMap::with_hasher(ahash::RandomState::new()),
-            scoreboard_pool: Vec::new(),
-            buffer_pool_bytes: 0,
+            pool: BufferPool::default(),
             dev,
             cfg,
         };

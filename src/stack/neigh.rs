@@ -94,9 +94,16 @@ impl<D: Device> Stack<D> {
             self.counters.arp_queue_drops += 1;
             self.dev.recycle(p.frame);
         }
-        // Ask again for what still waits (rate-limited per address).
-        let hops: Vec<Ipv4Addr> =
-            if self.arp.pending.is_empty() { Vec::new() } else { self.arp.pending_hops().collect() };
+        // Ask again for what still waits (rate-limited per address), looking at most every
+        // 100 ms: under a flood from a silent address the queue is always full of frames for
+        // it, and this pass need not run on every poll.
+        if self.arp.pending.is_empty() || now < self.arp.retry_pass_at {
+            return;
+        }
+        self.arp.retry_pass_at = now + Duration::from_millis(100);
+        let mut hops: Vec<Ipv4Addr> = self.arp.pending_hops().collect();
+        hops.sort_unstable();
+        hops.dedup();
         for hop in hops {
             if self.arp.should_request(hop, now) {
                 self.send_arp(ArpOperation::Request, MacAddr::BROADCAST, MacAddr::UNSPECIFIED, hop);

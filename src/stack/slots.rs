@@ -75,40 +75,12 @@ impl<D: Device> Stack<D> {
 
     /// Buffer storage for a new connection: from the pool when it has the sizes, else new.
     pub(super) fn take_buffers(&mut self, tcp: &TcpConfig) -> TcbBuffers {
-        let mut take = |size: usize| match self.buffer_pool.get_mut(&size).and_then(Vec::pop) {
-            Some(b) => {
-                self.buffer_pool_bytes -= size;
-                b
-            }
-            None => vec![0u8; size].into_boxed_slice(),
-        };
-        let send = take(tcp.send_buffer);
-        let recv = take(tcp.recv_buffer);
-        let scoreboard = match self.scoreboard_pool.pop() {
-            Some(sb) => {
-                self.buffer_pool_bytes -= sb.capacity() * core::mem::size_of::<crate::tcp::recovery::Seg>();
-                sb
-            }
-            None => VecDeque::new(),
-        };
-        TcbBuffers { send, recv, scoreboard }
+        self.pool.take(tcp)
     }
 
     /// Keep a closed connection's buffer storage for the next, up to `buffer_pool_bytes`.
     pub(super) fn keep_buffers(&mut self, b: TcbBuffers) {
-        // The scoreboard's entries (a few KiB) count against the same bound.
-        let sb_bytes = b.scoreboard.capacity() * core::mem::size_of::<crate::tcp::recovery::Seg>();
-        if sb_bytes > 0 && self.buffer_pool_bytes + sb_bytes <= self.cfg.buffer_pool_bytes {
-            self.buffer_pool_bytes += sb_bytes;
-            self.scoreboard_pool.push(b.scoreboard);
-        }
-        for buf in [b.send, b.recv] {
-            let size = buf.len();
-            if size > 0 && self.buffer_pool_bytes + size <= self.cfg.buffer_pool_bytes {
-                self.buffer_pool_bytes += size;
-                self.buffer_pool.entry(size).or_default().push(buf);
-            }
-        }
+        self.pool.keep(b, self.cfg.buffer_pool_bytes);
     }
 
     pub(super) fn alloc_slot(&mut self) -> Result<u32, StackError> {

@@ -310,6 +310,8 @@ pub struct Tcb {
 
     send_buf: RingBuffer,
     recv_buf: RingBuffer,
+    /// Made without buffers (a passive open's handshake); they come with `attach_buffers`.
+    buffers_deferred: bool,
     assembler: Assembler,
     /// Zero-copy receive (the caller keeps in-order payload in the frames it arrived in):
     /// may the segment being processed be lent, and what of it was (offset into its payload,
@@ -429,6 +431,20 @@ pub struct TcbBuffers {
     pub scoreboard: std::collections::VecDeque<Seg>,
 }
 
+impl TcbBuffers {
+    /// No storage yet: a passive open's TCB gets its buffers only when the handshake's
+    /// completion comes near ([`Tcb::attach_buffers`]), so that a SYN queue full of a
+    /// flood's handshakes holds a few hundred bytes each, as Linux's request socks do, not
+    /// two buffers each.
+    pub fn deferred() -> TcbBuffers {
+        TcbBuffers { send: Box::default(), recv: Box::default(), scoreboard: Default::default() }
+    }
+
+    fn is_deferred(&self) -> bool {
+        self.send.is_empty() && self.recv.is_empty()
+    }
+}
+
 impl Tcb {
     /// Give up the TCB, keeping its buffers' storage for another.
     pub fn into_buffers(self) -> TcbBuffers {
@@ -437,6 +453,27 @@ impl Tcb {
             recv: self.recv_buf.into_storage(),
             scoreboard: self.sb.into_storage(),
         }
+    }
+
+    /// The TCB was made without buffers ([`TcbBuffers::deferred`]) and has none yet.
+    pub fn wants_buffers(&self) -> bool {
+        self.buffers_deferred
+    }
+
+    /// Give a TCB made without buffers its storage (sized as its settings say; other sizes
+    /// are replaced). Call before it is handed a segment that may carry data.
+    pub fn attach_buffers(&mut self, b: TcbBuffers) {
+        debug_assert!(self.buffers_deferred, "buffers attached twice");
+        let entries = self.cfg.scoreboard_entries();
+        let (send, recv) = if b.send.len() == self.cfg.send_buffer && b.recv.len() == self.cfg.recv_buffer {
+            (RingBuffer::from_storage(b.send), RingBuffer::from_storage(b.recv))
+        } else {
+            (RingBuffer::new(self.cfg.send_buffer), RingBuffer::new(self.cfg.recv_buffer))
+        };
+        self.send_buf = send;
+        self.recv_buf = recv;
+        self.sb = Scoreboard::with_storage(b.scoreboard, entries);
+        self.buffers_deferred = false;
     }
 
     /// In TIME-WAIT with nothing left to read, the buffers serve no purpose (nothing more
@@ -492,7 +529,13 @@ impl Tcb {
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let cc = Controller::new(cfg.congestion, DEFAULT_MSS as usize, cfg.initial_window);
         let entries = cfg.scoreboard_entries();
+        let deferred = bufs.as_ref().is_some_and(TcbBuffers::is_deferred);
         let (send_buf, recv_buf, sb) = match bufs {
+            Some(b) if deferred => (
+                RingBuffer::from_storage(b.send),
+                RingBuffer::from_storage(b.recv),
+                Scoreboard::with_storage(b.scoreboard, 0),
+            ),
             Some(b) if b.send.len() == cfg.send_buffer && b.recv.len() == cfg.recv_buffer => (
                 RingBuffer::from_storage(b.send),
                 RingBuffer::from_storage(b.recv),
@@ -503,6 +546,7 @@ impl Tcb {
         Tcb {
             send_buf,
             recv_buf,
+            buffers_deferred: deferred,
             assembler: Assembler::new(cfg.max_ooo_ranges),
             rx_lend: false,
             rx_lent: None,
@@ -870,6 +914,10 @@ impl Tcb {
 
     /// Receive space left: the buffer, less what the caller holds in place (zero-copy).
     fn rx_room(&self) -> usize {
+        if self.buffers_deferred {
+            // What the buffer will hold: windows advertised before it comes are its size.
+            return self.cfg.recv_buffer;
+        }
         self.recv_buf.free().saturating_sub(self.rx_external)
     }
 

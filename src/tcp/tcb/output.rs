@@ -107,7 +107,7 @@ impl Tcb {
         self.last_send = now;
         let options = self.syn_options(now, is_syn_ack);
         // RFC 7323 §2.2: the window in a SYN is not scaled.
-        let window = self.recv_buf.free().min(0xffff) as u16;
+        let window = self.rx_room().min(0xffff) as u16;
         self.syn_window = window;
         let (mut flags, ack) = if is_syn_ack {
             self.rcv_adv = self.rcv_nxt + window as u32;
