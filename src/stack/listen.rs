@@ -115,7 +115,14 @@ impl<D: Device> Stack<D> {
         // No buffers until the peer answers (input attaches them): a SYN queue full of a
         // flood's handshakes holds no buffer memory.
         let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(TcbBuffers::deferred()));
-        let key = FourTuple { local, remote };
+        self.add_handshake(lidx, idx, tcb);
+        self.mark_dirty(idx);
+    }
+
+    /// Put a passive open's TCB in slot `idx`, in the table and in `lidx`'s SYN queue (until
+    /// flush_conn promotes it to the accept queue).
+    fn add_handshake(&mut self, lidx: u32, idx: u32, tcb: Tcb) {
+        let key = FourTuple { local: tcb.local(), remote: tcb.remote() };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, Some(lidx))));
         if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
             l.syn_pending += 1;
@@ -123,7 +130,6 @@ impl<D: Device> Stack<D> {
         let inserted = self.table.insert(key, idx);
         debug_assert!(inserted, "the table holds max_sockets entries");
         self.counters.tcp_passive_opens += 1;
-        self.mark_dirty(idx);
     }
 
     /// An ACK at a listener: the end of a handshake answered with a SYN cookie? Checked only
@@ -160,15 +166,7 @@ impl<D: Device> Stack<D> {
         let cfg = self.listener_tcp_config(lidx);
         let bufs = self.take_buffers(&cfg);
         let tcb = Tcb::from_cookie_in(cfg, local, remote, syn.iss, &syn.syn(seg), self.now, Some(bufs));
-        let key = FourTuple { local, remote };
-        self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, Some(lidx))));
-        if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
-            // Counted as a handshake in progress until flush_conn promotes it (next step).
-            l.syn_pending += 1;
-        }
-        let inserted = self.table.insert(key, idx);
-        debug_assert!(inserted, "the table holds max_sockets entries");
-        self.counters.tcp_passive_opens += 1;
+        self.add_handshake(lidx, idx, tcb);
         self.counters.tcp_syn_cookies_accepted += 1;
         // The ACK itself completes the handshake, with whatever data it carries (copied: the
         // frame goes back after this).
