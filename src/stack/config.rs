@@ -130,6 +130,23 @@ pub fn os_secret() -> Result<[u8; 16], std::io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::StackError;
+    use crate::tcp::{CloseReason, TcpError};
+    use std::io::ErrorKind;
+
+    #[test]
+    fn stack_errors_become_the_io_errors_a_socket_would_give() {
+        let kind = |e: StackError| std::io::Error::from(e).kind();
+        assert_eq!(kind(StackError::Tcp(TcpError::WouldBlock)), ErrorKind::WouldBlock);
+        assert_eq!(kind(StackError::Tcp(TcpError::Closed(CloseReason::Reset))), ErrorKind::ConnectionReset);
+        assert_eq!(kind(StackError::Tcp(TcpError::Closed(CloseReason::Refused))), ErrorKind::ConnectionRefused);
+        assert_eq!(kind(StackError::Tcp(TcpError::Closed(CloseReason::TimedOut))), ErrorKind::TimedOut);
+        assert_eq!(kind(StackError::Tcp(TcpError::WriteClosed)), ErrorKind::BrokenPipe);
+        assert_eq!(kind(StackError::AddrInUse), ErrorKind::AddrInUse);
+        assert_eq!(kind(StackError::PortsExhausted), ErrorKind::AddrNotAvailable);
+        let e = std::io::Error::from(StackError::InvalidOption);
+        assert_eq!(e.to_string(), "connection setting out of range", "the stack's message is kept");
+    }
 
     #[test]
     fn os_secrets_are_drawn_fresh_each_time() {

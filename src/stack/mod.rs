@@ -157,6 +157,35 @@ impl From<TcpError> for StackError {
     }
 }
 
+/// The `std::io` kinds a socket API would give (Linux's errno for each, where it has one), so
+/// that code written against `std::io` can use `?` on the stack's calls.
+impl From<StackError> for std::io::Error {
+    fn from(e: StackError) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e {
+            StackError::InvalidHandle => K::NotConnected, // EBADF/ENOTCONN: no such socket
+            StackError::IsListener | StackError::NotListener => K::InvalidInput,
+            StackError::AddrInUse => K::AddrInUse,
+            StackError::ConnectToSelf | StackError::InvalidAddress => K::AddrNotAvailable,
+            StackError::PortsExhausted => K::AddrNotAvailable, // EADDRNOTAVAIL, as Linux's connect
+            StackError::TooManySockets => K::OutOfMemory,      // EMFILE/ENOBUFS
+            StackError::SendQueueBusy => K::WouldBlock,
+            StackError::BadSendBuf | StackError::InvalidOption => K::InvalidInput,
+            StackError::Tcp(TcpError::WouldBlock) => K::WouldBlock,
+            StackError::Tcp(TcpError::InvalidState(_)) => K::NotConnected,
+            StackError::Tcp(TcpError::WriteClosed) => K::BrokenPipe, // EPIPE after shutdown
+            StackError::Tcp(TcpError::Closed(r)) => match r {
+                CloseReason::Reset => K::ConnectionReset,
+                CloseReason::Refused => K::ConnectionRefused,
+                CloseReason::TimedOut => K::TimedOut,
+                CloseReason::Aborted => K::ConnectionAborted,
+                CloseReason::Normal => K::NotConnected,
+            },
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
 #[derive(Debug)]
 struct Conn {
     tcb: Tcb,
