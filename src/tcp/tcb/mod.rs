@@ -455,9 +455,17 @@ impl Tcb {
         }
     }
 
-    /// The TCB was made without buffers ([`TcbBuffers::deferred`]) and has none yet.
-    pub fn wants_buffers(&self) -> bool {
+    /// The TCB was made without buffers ([`TcbBuffers::deferred`]) and `seg` is the one
+    /// that needs them: an ACK of our SYN-ACK (RFC 9293 §3.10.7.4: SND.UNA < SEG.ACK =<
+    /// SND.NXT), which completes the handshake and may carry data. Nothing else gets them — a
+    /// flood that hits a queued handshake's 4-tuple with SYNs or guessed ACKs does not turn
+    /// the SYN queue into buffer memory.
+    pub fn wants_buffers(&self, seg: &TcpRepr<'_>) -> bool {
         self.buffers_deferred
+            && seg.flags.contains(TcpFlags::ACK)
+            && !seg.flags.intersects(TcpFlags::RST | TcpFlags::SYN)
+            && self.snd_una.lt(SeqNum(seg.ack))
+            && SeqNum(seg.ack).le(self.snd_nxt)
     }
 
     /// Give a TCB made without buffers its storage (sized as its settings say; other sizes
