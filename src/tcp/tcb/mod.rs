@@ -205,8 +205,10 @@ const EV_CLOSED: u8 = 16;
 pub(crate) const DEFAULT_MSS: u16 = 536;
 /// Bytes the timestamps option takes in every segment once negotiated.
 const TS_OPTION_LEN: usize = 12;
-/// Most SACK blocks we send (RFC 2018 §4: 3 fit beside timestamps).
-const MAX_SACK_SEND: usize = 3;
+/// Most SACK blocks we send: 4 fit in the 40 bytes of options (RFC 2018 §3), 3 beside
+/// timestamps (RFC 2018 §4, as Linux's tcp_established_options).
+const MAX_SACK_SEND: usize = 4;
+const MAX_SACK_SEND_WITH_TS: usize = 3;
 
 /// Where the sender stands in loss recovery (Linux's `tcp_ca_state`, less Disorder, which the
 /// scoreboard's counters tell without a state).

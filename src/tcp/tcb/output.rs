@@ -543,10 +543,11 @@ impl Tcb {
             }
             if !self.assembler.is_empty() {
                 // RFC 2018 §4: report what we hold beyond the gap, the newest block first.
+                let max = if self.ts_enabled { MAX_SACK_SEND_WITH_TS } else { MAX_SACK_SEND };
                 let mut blocks = [(0u32, 0u32); MAX_SACK_SEND];
-                let n = self.assembler.sack_blocks(&mut blocks);
+                let n = self.assembler.sack_blocks(&mut blocks[..max]);
                 for &(l, r) in &blocks[..n] {
-                    if sack.len() < MAX_SACK_SEND {
+                    if sack.len() < max {
                         sack.push((self.rcv_nxt + l).0, (self.rcv_nxt + r).0);
                     }
                 }

@@ -51,6 +51,38 @@ fn out_of_order_acked_at_once_with_sack_and_reassembled() {
     assert_eq!(t.tcb.stats().out_of_order_in, 1);
 }
 
+/// RFC 2018 §3-4: with five holes' worth of data beyond RCV.NXT, an ACK reports four blocks
+/// (the newest first) without timestamps and three beside them; the option always fits.
+#[test]
+fn sack_blocks_fill_the_option_space_four_without_timestamps_three_with() {
+    for ts in [false, true] {
+        let mut t = T::active(TcpConfig { sack: true, timestamps: ts, ..cfg() });
+        t.output().unwrap();
+        let tsopt = ts.then_some(Timestamp { tsval: 1, tsecr: 0 });
+        t.input(seg(F::SYN | F::ACK).seq(PEER_ISS).opts(TcpOptions {
+            mss: Some(1460),
+            sack_permitted: true,
+            timestamp: tsopt,
+            ..Default::default()
+        }));
+        t.output().unwrap();
+        let mut last = None;
+        for k in 0..5u32 {
+            // Ten bytes every twenty: five islands, each a hole before it.
+            let mut s = seg(F::ACK).seq(PEER_ISS + 11 + 20 * k).data(b"0123456789");
+            if let Some(o) = tsopt {
+                s = s.opts(TcpOptions { timestamp: Some(Timestamp { tsval: 2 + k, ..o }), ..Default::default() });
+            }
+            t.input(s);
+            last = Some(t.expect(F::ACK, ISS + 1, PEER_ISS + 1));
+        }
+        let blocks = last.unwrap().options.sack;
+        let want = if ts { 3 } else { 4 };
+        assert_eq!(blocks.len(), want, "timestamps {ts}");
+        assert_eq!(blocks.as_slice()[0], (PEER_ISS + 91, PEER_ISS + 101), "the newest block first");
+    }
+}
+
 /// RFC 9293 §3.10.7.4: a duplicate is trimmed, ACKed, and delivered once; an overlap
 /// delivers only the new bytes.
 #[test]
