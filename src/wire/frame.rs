@@ -53,7 +53,7 @@ impl<'a> FrameRepr<'a> {
                         L4Repr::Udp(UdpRepr::parse(&UdpPacket::new_checked(l4_bytes)?, ip.src, ip.dst, rx)?)
                     }
                     IpProtocol::Icmp => L4Repr::Icmp(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(l4_bytes)?, rx)?),
-                    IpProtocol::Unknown(_) => return Err(Error::Unsupported),
+                    IpProtocol::Icmpv6 | IpProtocol::Unknown(_) => return Err(Error::Unsupported),
                 };
                 NetRepr::Ipv4 { ip, l4 }
             }

@@ -32,12 +32,14 @@ const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
-/// The IPv4 protocol field.
+/// The IPv4 protocol field, and IPv6's Next Header (the same numbers, IANA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IpProtocol {
     Icmp,
     Tcp,
     Udp,
+    /// ICMPv6 (RFC 4443), over IPv6 only.
+    Icmpv6,
     Unknown(u8),
 }
 
@@ -47,6 +49,7 @@ impl From<u8> for IpProtocol {
             1 => IpProtocol::Icmp,
             6 => IpProtocol::Tcp,
             17 => IpProtocol::Udp,
+            58 => IpProtocol::Icmpv6,
             other => IpProtocol::Unknown(other),
         }
     }
@@ -58,6 +61,7 @@ impl From<IpProtocol> for u8 {
             IpProtocol::Icmp => 1,
             IpProtocol::Tcp => 6,
             IpProtocol::Udp => 17,
+            IpProtocol::Icmpv6 => 58,
             IpProtocol::Unknown(v) => v,
         }
     }
