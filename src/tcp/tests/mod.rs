@@ -557,3 +557,75 @@ mod wrap {
         assert_eq!(t.output().unwrap().ack, peer.wrapping_add(11));
     }
 }
+
+// ------------------------------------------------------------------------------ SYN cookies
+
+mod syn_cookies {
+    use super::*;
+    use crate::tcp::cookie::SynCookies;
+
+    /// RFC 4987 §3.6: the SYN-ACK a cookie answers with is the one a queued connection would
+    /// send, and the connection built from the ACK that brings the cookie back is ESTABLISHED
+    /// with the SYN's options, takes the ACK's data, and keeps the SYN-ACK's timestamp clock.
+    #[test]
+    fn a_connection_from_a_cookie_is_the_one_a_queued_handshake_makes() {
+        let c = SynCookies::new([3; 16]);
+        let cfg = TcpConfig { sack: true, timestamps: true, ..cfg() };
+        let now = Instant::from_millis(5000);
+        let syn = TcpRepr {
+            src_port: REMOTE.port(),
+            dst_port: LOCAL.port(),
+            seq: PEER_ISS,
+            ack: 0,
+            flags: F::SYN,
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions {
+                mss: Some(1460),
+                sack_permitted: true,
+                timestamp: Some(Timestamp { tsval: 100, tsecr: 0 }),
+                ..Default::default()
+            },
+            payload: &[],
+        };
+        let sa = c.syn_ack(&cfg, now, LOCAL, REMOTE, &syn);
+        let mut queued = Tcb::from_syn(cfg.clone(), LOCAL, REMOTE, SeqNum(sa.seq), &syn, now);
+        let mut buf = [0u8; 64];
+        let q = queued.poll_transmit(now, &mut buf).unwrap();
+        assert_eq!((q.seq, q.ack, q.flags, q.window), (sa.seq, sa.ack, sa.flags, sa.window));
+        assert_eq!(
+            (q.options.mss, q.options.window_scale, q.options.sack_permitted),
+            (sa.options.mss, sa.options.window_scale, sa.options.sack_permitted)
+        );
+        let synack_ts = sa.options.timestamp.expect("timestamps agreed").tsval;
+        assert_eq!(sa.options.timestamp.unwrap().tsecr, 100);
+
+        // The ACK comes back 20 ms later with the first request.
+        let later = Instant::from_millis(5020);
+        let ack = TcpRepr {
+            seq: PEER_ISS + 1,
+            ack: sa.seq.wrapping_add(1),
+            flags: F::ACK | F::PSH,
+            options: TcpOptions { timestamp: Some(Timestamp { tsval: 120, tsecr: synack_ts }), ..Default::default() },
+            payload: b"GET /",
+            ..syn
+        };
+        let from = c.check(later, LOCAL, REMOTE, &ack).expect("our cookie");
+        let mut t =
+            T { tcb: Tcb::from_cookie_in(cfg, LOCAL, REMOTE, from.iss, &from.syn(&ack), later, None), now: later };
+        t.tcb.on_segment(later, REMOTE, &ack);
+        assert_eq!(t.tcb.state(), State::Established);
+        assert!(t.tcb.sack_enabled());
+        assert_eq!(t.events(), vec![Event::Connected, Event::Readable]);
+        let mut got = [0u8; 8];
+        assert_eq!(t.tcb.recv(&mut got), Ok(5));
+        assert_eq!(&got[..5], b"GET /");
+        // Its ACK of the data (delayed) echoes the peer's newest timestamp, and its own clock
+        // runs on from the SYN-ACK's.
+        t.at(5300);
+        let out = t.expect(F::ACK, sa.seq.wrapping_add(1), PEER_ISS + 6);
+        let ts = out.options.timestamp.unwrap();
+        assert_eq!(ts.tsecr, 120);
+        assert!(ts.tsval.wrapping_sub(synack_ts) < 1000, "TSval {} after the SYN-ACK's {synack_ts}", ts.tsval);
+    }
+}
