@@ -20,6 +20,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ndp;
 pub mod tcp;
 pub mod toeplitz;
 pub mod udp;
@@ -31,6 +32,7 @@ pub use icmpv4::{DstUnreachable, Icmpv4Packet, Icmpv4Repr, TimeExceeded};
 pub use icmpv6::{Icmpv6Packet, Icmpv6Repr};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
+pub use ndp::{NdpOptions, NdpRepr, PrefixInfo};
 pub use tcp::{SackBlocks, TcpFlags, TcpOption, TcpOptions, TcpPacket, TcpRepr, Timestamp};
 pub use udp::{UdpPacket, UdpRepr};
 
