@@ -79,10 +79,6 @@ pub struct TcpConfig {
     pub max_ooo_ranges: usize,
     /// RFC 5961 §7: at most this many challenge ACKs per second.
     pub challenge_ack_limit: u32,
-    /// At most one duplicate ACK per this interval for segments without data that fail the
-    /// acceptability or PAWS test (Linux's `tcp_invalid_ratelimit`, 500 ms): a storm of
-    /// guessed ACKs gets no ACK storm back (RFC 5961 §7's reasoning).
-    pub invalid_ack_interval: Duration,
     /// The congestion controller (RFC 9438 CUBIC by default, as Linux; or Reno).
     pub congestion: Algorithm,
     /// ECN (RFC 3168); Linux's default answers a peer that asks.
@@ -116,7 +112,6 @@ impl Default for TcpConfig {
             keepalive: None,
             max_ooo_ranges: 32,
             challenge_ack_limit: 1000,
-            invalid_ack_interval: Duration::from_millis(500),
             congestion: Algorithm::Cubic,
             ecn: EcnMode::Passive,
             tail_loss_probe: true,

@@ -258,7 +258,7 @@ impl Tcb {
             if let Some(ts) = seg.options.timestamp {
                 if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                     self.stats.unacceptable_in += 1;
-                    self.invalid_segment_ack(now, seg_len);
+                    self.ack_now = true;
                     return;
                 }
             }
@@ -284,8 +284,11 @@ impl Tcb {
                     self.challenge_ack(now);
                     return;
                 }
-                // "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>", then drop.
-                self.invalid_segment_ack(now, seg_len);
+                // "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>", then drop. (Linux sends at most one
+                // per 500 ms for data-less segments, tcp_invalid_ratelimit; doing so here
+                // stalled whole-stack seed 2066487 behind a zero window until it timed out,
+                // so every one is answered, coalesced to one ACK per poll.)
+                self.ack_now = true;
                 // RFC 2883 §4.1.1: data received twice is reported in a DSACK block.
                 let end = seq + seg.payload.len();
                 if self.sack_enabled && !seg.payload.is_empty() && end.le(self.rcv_nxt) {

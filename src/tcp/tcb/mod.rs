@@ -187,9 +187,6 @@ pub struct TcbStats {
     pub ooo_limit_drops: u64,
     pub challenge_acks: u64,
     pub challenge_acks_suppressed: u64,
-    /// Duplicate ACKs not sent for data-less segments out of the window or failing PAWS
-    /// (`invalid_ack_interval`).
-    pub invalid_acks_suppressed: u64,
     pub window_probes: u64,
     pub keepalive_probes: u64,
     pub rsts_out: u64,
@@ -415,8 +412,6 @@ pub struct Tcb {
     /// A reset answering a segment this TCB refuses (§3.10.7.1 rules).
     reply_rst: Option<TcpRepr<'static>>,
     challenge_window: (Instant, u32),
-    /// When the last duplicate ACK for an invalid data-less segment went out.
-    last_invalid_ack: Option<Instant>,
 
     events: u8,
     close_reason: Option<CloseReason>,
@@ -641,7 +636,6 @@ impl Tcb {
             rst_now: false,
             reply_rst: None,
             challenge_window: (now, 0),
-            last_invalid_ack: None,
             events: 0,
             close_reason: None,
             last_icmp_error: None,
@@ -944,24 +938,6 @@ impl Tcb {
         } else {
             self.stats.challenge_acks_suppressed += 1;
         }
-    }
-
-    /// The duplicate ACK RFC 9293 §3.10.7.4 sends for an unacceptable segment. For one without
-    /// data, SYN or FIN, at most one per `invalid_ack_interval`, as Linux's
-    /// tcp_oow_rate_limited: such segments are what an ACK storm or a blind attack is made of,
-    /// and the ACK they ask for tells the peer nothing it needs (data and FINs are never
-    /// limited; they may need the ACK, or a DSACK).
-    fn invalid_segment_ack(&mut self, now: Instant, seg_len: u32) {
-        if seg_len == 0 {
-            if let Some(t) = self.last_invalid_ack {
-                if now.saturating_duration_since(t) < self.cfg.invalid_ack_interval {
-                    self.stats.invalid_acks_suppressed += 1;
-                    return;
-                }
-            }
-            self.last_invalid_ack = Some(now);
-        }
-        self.ack_now = true;
     }
 
     fn arm_rtx(&mut self, now: Instant) {

@@ -154,26 +154,6 @@ fn syn_out_of_the_window_gets_a_challenge_ack() {
     assert_eq!(t.tcb.state(), State::Established);
 }
 
-/// Duplicate ACKs for data-less segments out of the window: one per `invalid_ack_interval`
-/// (Linux's tcp_invalid_ratelimit); a data segment out of the window is always answered.
-#[test]
-fn invalid_dataless_segments_are_answered_once_per_interval() {
-    let mut t = T::established(cfg());
-    for _ in 0..10 {
-        t.input(seg(F::ACK).seq(PEER_ISS + 2_000_000));
-    }
-    assert_eq!(t.outputs().len(), 1);
-    assert_eq!(t.tcb.stats().invalid_acks_suppressed, 9);
-    t.input(seg(F::ACK).seq(PEER_ISS + 2_000_000).data(b"xyz"));
-    t.expect(F::ACK, ISS + 1, PEER_ISS + 1);
-    t.at(499);
-    t.input(seg(F::ACK).seq(PEER_ISS + 2_000_000));
-    t.none();
-    t.at(500);
-    t.input(seg(F::ACK).seq(PEER_ISS + 2_000_000));
-    t.expect(F::ACK, ISS + 1, PEER_ISS + 1);
-}
-
 /// RFC 5961 §7: challenge ACKs are rate-limited.
 #[test]
 fn challenge_acks_rate_limited() {
