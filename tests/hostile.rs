@@ -18,7 +18,7 @@ use xtcp::tcp::{EcnMode, State, TcpConfig, TcpError};
 use xtcp::time::Duration;
 use xtcp::wire::{
     ArpOperation, ArpRepr, DstUnreachable, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr,
-    L4Repr, MacAddr, NetRepr, TcpFlags, TcpOptions, TcpRepr, Timestamp,
+    L4Repr, MacAddr, NetRepr, TcpFlags, TcpOptions, TcpRepr,
 };
 
 /// An address on the subnet that nobody answers for (the flood's spoofed source).
@@ -62,13 +62,7 @@ fn segment(src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: TcpFlags) ->
 /// A SYN as Linux sends it: MSS, SACK, timestamps, window scale.
 fn flood_syn(rng: &mut ChaCha8Rng) -> TcpRepr<'static> {
     TcpRepr {
-        options: TcpOptions {
-            mss: Some(1460),
-            window_scale: Some(7),
-            sack_permitted: true,
-            timestamp: Some(Timestamp { tsval: rng.random(), tsecr: 0 }),
-            ..TcpOptions::default()
-        },
+        options: TcpOptions::linux_syn(rng.random()),
         ..segment(rng.random_range(1024..65535), 80, rng.random(), 0, TcpFlags::SYN)
     }
 }

@@ -644,7 +644,6 @@ mod net {
         use rand::{Rng, SeedableRng};
         use xtcp::wire::{
             EtherType, EthernetRepr, FrameRepr, IpProtocol, Ipv4Repr, L4Repr, NetRepr, TcpFlags, TcpOptions, TcpRepr,
-            Timestamp,
         };
         let mut dev = AfXdpDevice::open(&AfXdpConfig::new(a.iface.as_str(), &[a.spoof]), 0)
             .map_err(|e| format!("AF_XDP on {}: {e} (needs root and the interface in this namespace)", a.iface))?;
@@ -669,13 +668,7 @@ mod net {
                     flags: TcpFlags::SYN,
                     window: 64240,
                     urgent: 0,
-                    options: TcpOptions {
-                        mss: Some(1460),
-                        window_scale: Some(7),
-                        sack_permitted: true,
-                        timestamp: Some(Timestamp { tsval: rng.random(), tsecr: 0 }),
-                        ..TcpOptions::default()
-                    },
+                    options: TcpOptions::linux_syn(rng.random()),
                     payload: &[],
                 };
                 let ip = Ipv4Repr {

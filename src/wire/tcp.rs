@@ -257,6 +257,19 @@ pub struct TcpOptions {
 }
 
 impl TcpOptions {
+    /// The options of a SYN as Linux sends it by default: MSS 1460 (a 1500-byte MTU), window
+    /// scale 7, SACK-permitted, timestamps (TSval `tsval`). For load and flood generators and
+    /// tests that should look like a Linux peer.
+    pub fn linux_syn(tsval: u32) -> TcpOptions {
+        TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamp: Some(Timestamp { tsval, tsecr: 0 }),
+            ..TcpOptions::default()
+        }
+    }
+
     /// Parse the option bytes of a header. Unknown options are skipped; a repeated option
     /// keeps its last value.
     pub fn parse(mut bytes: &[u8]) -> Result<TcpOptions> {
