@@ -70,10 +70,10 @@ impl<D: Device> Stack<D> {
     }
 
     /// The settings of what `lidx` accepts.
-    fn listener_tcp_config(&self, lidx: u32) -> TcpConfig {
+    fn listener_tcp_config(&self, lidx: u32) -> &TcpConfig {
         match &self.slots[lidx as usize].entry {
-            Entry::Listener(Listener { tcp: Some(t), .. }) => (**t).clone(),
-            _ => self.cfg.tcp.clone(),
+            Entry::Listener(Listener { tcp: Some(t), .. }) => t,
+            _ => &self.cfg.tcp,
         }
     }
 
@@ -93,8 +93,8 @@ impl<D: Device> Stack<D> {
         };
         if cookie {
             // RFC 4987 §3.6: answer from the cookie, keep nothing.
-            let cfg = self.listener_tcp_config(lidx);
-            let syn_ack = self.cookies.syn_ack(&cfg, self.now, local, remote, seg);
+            // No copy of the settings per SYN: under a flood this is the hot path.
+            let syn_ack = self.cookies.syn_ack(self.listener_tcp_config(lidx), self.now, local, remote, seg);
             if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
                 l.cookies_sent_at = Some(self.now);
             }
@@ -111,7 +111,7 @@ impl<D: Device> Stack<D> {
             return;
         };
         let iss = self.isn.isn(self.now, local, remote);
-        let cfg = self.listener_tcp_config(lidx);
+        let cfg = self.listener_tcp_config(lidx).clone();
         // No buffers until the peer answers (input attaches them): a SYN queue full of a
         // flood's handshakes holds no buffer memory.
         let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(TcbBuffers::deferred()));
@@ -163,7 +163,7 @@ impl<D: Device> Stack<D> {
             self.counters.tcp_table_full += 1;
             return CookieOutcome::Taken;
         };
-        let cfg = self.listener_tcp_config(lidx);
+        let cfg = self.listener_tcp_config(lidx).clone();
         let bufs = self.take_buffers(&cfg);
         let tcb = Tcb::from_cookie_in(cfg, local, remote, syn.iss, &syn.syn(seg), self.now, Some(bufs));
         self.add_handshake(lidx, idx, tcb);
