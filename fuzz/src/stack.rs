@@ -76,8 +76,8 @@ impl Harness {
     fn new(mode: u8) -> Harness {
         let cookies = [SynCookieMode::WhenFull, SynCookieMode::Always, SynCookieMode::Off][mode as usize % 3];
         let faults = Faults { delay: Duration::from_micros(50), ..Faults::default() };
-        let p = StackPair::new(1, faults, config(IP_A, 1, cookies), config(IP_B, 2, SynCookieMode::WhenFull), FRAMES);
-        let mut p = p;
+        let mut p =
+            StackPair::new(1, faults, config(IP_A, 1, cookies), config(IP_B, 2, SynCookieMode::WhenFull), FRAMES);
         let lb = p.b.listen(81, 4).unwrap();
         let mut h = Harness {
             p,
