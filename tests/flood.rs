@@ -163,7 +163,7 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
 
 #[test]
 fn interop_syn_flood_xtcp_serves_every_real_client_by_cookies() {
-    if !may_run("interop_syn_flood_xtcp_serves_every_real_client_by_cookies", &["ip"]) {
+    if !may_run("interop_syn_flood_xtcp_serves_every_real_client_by_cookies", &["ip", "taskset"]) {
         return;
     }
     let lab = Lab::new("xfl");
