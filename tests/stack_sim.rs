@@ -28,8 +28,9 @@ const SEEDS: u64 = 300;
 /// behind a zero window whose update was lost (the RTO sent nothing into the closed window)
 /// until it timed out 925 s later; 2066487 stalled the same way when duplicate ACKs for
 /// data-less segments outside the window were rate-limited as Linux does (the limit was taken
-/// out again).
-const REGRESSION_SEEDS: [u64; 2] = [7_340_312, 2_066_487];
+/// out again); 3091870 deadlocked with everything delivered both ways, each side's ACKs
+/// refused by the other, once window-scale rounding had moved both right edges left.
+const REGRESSION_SEEDS: [u64; 3] = [7_340_312, 2_066_487, 3_091_870];
 
 fn pattern(stream: u8, i: usize) -> u8 {
     (i as u8).wrapping_mul(7).wrapping_add((i >> 8) as u8).wrapping_add(stream)

@@ -279,9 +279,12 @@ impl Tcb {
 
     /// The sequence number of a segment without data: SND.NXT, kept inside the peer's window
     /// as Linux does (tcp_acceptable_seq), so that the peer finds it acceptable (§3.10.7.4).
+    /// A window that seems to have shrunk by less than one unit of the peer's scale is the
+    /// peer's rounding (RFC 7323 §2.4), not a retraction: SND.NXT stays (Linux makes the same
+    /// exception, measured in its own scale).
     fn ack_seq(&self) -> SeqNum {
         let wnd_end = self.snd_una + self.snd_wnd;
-        if self.snd_nxt.le(wnd_end) {
+        if self.snd_nxt.le(wnd_end) || self.snd_nxt.since(wnd_end) < 1 << self.snd_wscale {
             self.snd_nxt
         } else {
             wnd_end.max(self.snd_una)
@@ -559,11 +562,17 @@ impl Tcb {
             flags |= TcpFlags::ECE;
         }
         let window = self.rcv_window();
-        // RFC 7323 §2.3: the field is the window shifted right (rounding down; §2.4 allows the
-        // edge to seem to move left by less than one unit); RCV.ADV is then exactly what the
-        // peer was told, and the acceptability test uses no more window than that.
+        // RFC 7323 §2.3: the field is the window shifted right. Rounding down would move the
+        // right edge left by up to one unit whenever RCV.NXT advanced by a length that is not
+        // a multiple of it, and those steps add up: the peer's SND.UNA + SND.WND falls behind
+        // its SND.NXT, it keeps its ACKs inside that stale window, and we refuse them
+        // (whole-stack seed 3091870 deadlocked so). So the window we announced before is
+        // rounded up instead — RFC 9293 §3.8.6.2.2: a receiver SHOULD NOT shrink the window
+        // (SHLD-14) — as Linux's tcp_select_window (ALIGN(cur_win, 1 << rcv_wscale)). RCV.ADV
+        // is then exactly what the peer was told; receive_data trims to the room we have.
         let unit = 1u32 << self.rcv_wscale;
-        let field = (window >> self.rcv_wscale).min(0xffff);
+        let announced = self.rcv_adv.since(self.rcv_nxt);
+        let field = (window >> self.rcv_wscale).max(announced.div_ceil(unit)).min(0xffff);
         self.rcv_adv = self.rcv_nxt + field * unit;
         self.after_ack_sent();
         self.stats.segs_out += 1;

@@ -481,3 +481,38 @@ fn window_scaling_applies_both_ways() {
     let o = t.output().unwrap();
     assert_eq!(o.payload.len(), 400);
 }
+
+/// RFC 9293 §3.8.6.2.2 (SHLD-14): the right edge of the window never moves left. With a scale
+/// the field is rounded to the unit; segments whose length is not a multiple of it would move
+/// the edge left by up to one unit each time if every ACK rounded down, and the losses add up
+/// (whole-stack seed 3091870 deadlocked that way). Rounded up, as Linux (tcp_select_window).
+#[test]
+fn scaled_window_edge_never_retracts() {
+    let mut t = T::active(TcpConfig { window_scaling: true, recv_buffer: 200_000, ..cfg() });
+    let syn = t.output().unwrap();
+    let shift = syn.options.window_scale.expect("window scale offered");
+    assert!(shift > 0, "the test needs a scale, got {shift}");
+    t.input(seg(F::SYN | F::ACK).seq(PEER_ISS).opts(TcpOptions {
+        mss: Some(1460),
+        window_scale: Some(0),
+        ..Default::default()
+    }));
+    let a = t.output().unwrap();
+    let mut edge = a.ack.wrapping_add((a.window as u32) << shift);
+    let mut seq = PEER_ISS + 1;
+    // The application reads nothing: the window closes, 637 bytes (odd) at a time.
+    for i in 0..300 {
+        t.input(seg(F::ACK).seq(seq).data(&[7u8; 637]));
+        seq += 637;
+        // Every segment answered (the delayed-ACK timer run each time).
+        t.at(i as u64 * 300);
+        for o in t.outputs() {
+            let e = o.ack.wrapping_add((o.window as u32) << shift);
+            assert!((e.wrapping_sub(edge) as i32) >= 0, "segment {i}: right edge {e} left of {edge}");
+            edge = e;
+        }
+        if t.tcb.recv_available() + 637 > 200_000 {
+            break;
+        }
+    }
+}
