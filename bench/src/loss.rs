@@ -70,9 +70,9 @@ pub struct Options {
     pub kernel_cc: Option<String>,
     /// xtcp's congestion control (`xtcp client --cc`); `None`: xtcp's default (CUBIC).
     pub xtcp_cc: Option<String>,
-    /// xtcp's send buffer (`xtcp client --send-buffer`); `None`: the most the kernel's
-    /// sender may grow its own to (net.ipv4.tcp_wmem's maximum), so that both senders may
-    /// keep as much in flight.
+    /// A fixed send buffer for xtcp (`xtcp client --send-buffer N --send-buffer-max N`);
+    /// `None`: xtcp's default, which grows as the kernel's does, up to the same bound
+    /// (net.ipv4.tcp_wmem's maximum, as `--send-buffer-max`).
     pub xtcp_send_buffer: Option<usize>,
     /// Capture each transfer's frames at the sender (tcpdump on the kernel sender's link,
     /// `xtcp client --pcap` for xtcp) into this directory.
@@ -121,9 +121,10 @@ pub struct Report {
     /// The senders' congestion control.
     pub kernel_cc: String,
     pub xtcp_cc: String,
-    /// The most the kernel's send buffer may grow to, and xtcp's (fixed) send buffer.
+    /// The most the kernel's send buffer may grow to (xtcp's grows to the same), and xtcp's
+    /// send buffer when it was fixed instead.
     pub kernel_wmem_max: usize,
-    pub xtcp_send_buffer: usize,
+    pub xtcp_send_buffer: Option<usize>,
     pub rows: Vec<Row>,
     pub rr: Option<Rr>,
 }
@@ -166,7 +167,7 @@ struct Lab {
     b: String,
     /// net.ipv4.tcp_wmem's maximum in the kernel sender's namespace, and xtcp's send buffer.
     kernel_wmem_max: usize,
-    xtcp_send_buffer: usize,
+    xtcp_send_buffer: Option<usize>,
 }
 
 impl Lab {
@@ -179,7 +180,7 @@ impl Lab {
             a: format!("{tag}-a"),
             b: format!("{tag}-b"),
             kernel_wmem_max: 0,
-            xtcp_send_buffer: 0,
+            xtcp_send_buffer: None,
         };
         for ns in [&lab.x, &lab.k, &lab.a, &lab.b] {
             run("ip", &["netns", "add", ns])?;
@@ -407,7 +408,10 @@ impl Lab {
             if let Some(cc) = &o.xtcp_cc {
                 cmd.args(["--cc", cc]);
             }
-            cmd.args(["--send-buffer", &self.xtcp_send_buffer.to_string()]);
+            match self.xtcp_send_buffer {
+                Some(b) => cmd.args(["--send-buffer", &b.to_string(), "--send-buffer-max", &b.to_string()]),
+                None => cmd.args(["--send-buffer-max", &self.kernel_wmem_max.to_string()]),
+            };
             if let Some(p) = &pcap {
                 cmd.arg("--pcap").arg(p);
             }
@@ -503,7 +507,7 @@ pub fn run_all(o: &Options) -> Result<Report, String> {
         let s = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").map_err(|e| format!("tcp_wmem: {e}"))?;
         s.split_whitespace().nth(2).and_then(|m| m.parse().ok()).ok_or_else(|| format!("tcp_wmem: {s:?}"))
     }))?;
-    lab.xtcp_send_buffer = o.xtcp_send_buffer.unwrap_or(lab.kernel_wmem_max);
+    lab.xtcp_send_buffer = o.xtcp_send_buffer;
     // The xtcp sender's stack answers ARP only once up; nothing to wait for beyond the links.
     let mut rows = Vec::new();
     for &(loss, bytes) in &o.transfers {
@@ -577,11 +581,14 @@ pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     s.push_str(&format!("Loss benchmark ({}).\n", r.machine));
     s.push_str(&format!(
-        "Congestion control: kernel {}, xtcp {}. Send buffer: kernel autotuned up to {} KiB (tcp_wmem), xtcp {} KiB.\n\n",
+        "Congestion control: kernel {}, xtcp {}. Send buffer: kernel autotuned up to {} KiB (tcp_wmem), xtcp {}.\n\n",
         r.kernel_cc,
         r.xtcp_cc,
         r.kernel_wmem_max >> 10,
-        r.xtcp_send_buffer >> 10
+        match r.xtcp_send_buffer {
+            Some(b) => format!("fixed at {} KiB", b >> 10),
+            None => format!("autotuned from 64 KiB up to {} KiB", r.kernel_wmem_max >> 10),
+        }
     ));
     let runs = r.rows.first().map_or(0, |row| row.kernel_runs.len());
     s.push_str(&format!(

@@ -169,7 +169,8 @@ struct LossArgs {
     /// xtcp's congestion control: cubic, reno or bbr (default: xtcp's, CUBIC).
     #[arg(long)]
     xtcp_cc: Option<String>,
-    /// xtcp's send buffer, bytes (default: the most the kernel's may grow to, tcp_wmem).
+    /// A fixed send buffer for xtcp, bytes (default: xtcp's, autotuned from 64 KiB up to
+    /// the most the kernel's may grow to, tcp_wmem).
     #[arg(long)]
     xtcp_send_buffer: Option<usize>,
 }

@@ -129,12 +129,15 @@ struct TcpArgs {
     /// (BBR v1, paced, as Linux's tcp_bbr).
     #[arg(long, default_value = "cubic")]
     cc: xtcp::tcp::cc::Algorithm,
-    /// Send buffer of each connection, bytes (default: the stack's, 64 KiB). A sender keeps
-    /// at most this much unacknowledged: over a long or lossy path it needs a few times the
-    /// bandwidth-delay product, or a hole stalls it until the timeout (Linux grows its
-    /// buffer up to net.ipv4.tcp_wmem's 4 MiB).
+    /// Send buffer of each connection when it opens, bytes (default: the stack's, 64 KiB).
+    /// A sender that the buffer holds back while its congestion window has room gets twice
+    /// the window, up to --send-buffer-max, as Linux grows its buffer (net.ipv4.tcp_wmem).
     #[arg(long)]
     send_buffer: Option<usize>,
+    /// The most a send buffer grows to, bytes (Linux's tcp_wmem maximum, 4 MiB); at or below
+    /// --send-buffer the buffer keeps its size (as SO_SNDBUF).
+    #[arg(long, default_value_t = 4 << 20)]
+    send_buffer_max: usize,
     /// Receive buffer of each connection, bytes (default: the stack's, 64 KiB); sets the
     /// window scale (RFC 7323 §2.3).
     #[arg(long)]
@@ -167,6 +170,7 @@ impl TcpArgs {
         if let Some(b) = self.send_buffer {
             tcp.send_buffer = b;
         }
+        tcp.send_buffer_max = self.send_buffer_max;
         if let Some(b) = self.recv_buffer {
             tcp.recv_buffer = b;
         }

@@ -370,7 +370,7 @@ impl<D: Device> Stack<D> {
         }
         let mss = c.tcb.send_mss();
         let offset = ETH_LEN + IP_LEN + c.tcb.data_header_len();
-        if (c.tx_end - c.tx_acked) as usize >= c.tcb.config().send_buffer {
+        if (c.tx_end - c.tx_acked) as usize >= c.tcb.send_buffer_size() {
             c.tcb.note_send_full();
             return Err(StackError::Tcp(TcpError::WouldBlock));
         }

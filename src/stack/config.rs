@@ -103,7 +103,7 @@ impl StackConfig {
 }
 
 /// Per-connection settings the stack accepts: buffers that hold at least one byte and at
-/// most 1 GiB (RFC 7323 §2.3: a window scale of 14 covers 1 GiB), an MSS of at least 88
+/// most 1 GiB (the send buffer's growth bound too) (RFC 7323 §2.3: a window scale of 14 covers 1 GiB), an MSS of at least 88
 /// bytes (a 128-byte MTU, the RFC 1191 floor used for ICMP too), and RTO bounds with
 /// 1 ms ≤ min ≤ max ≤ 1 hour (the timer wheel ticks in milliseconds; RFC 6298 §2.5 wants the
 /// maximum at least 60 s, but a test or a datacenter may choose less).
@@ -113,7 +113,11 @@ pub(super) fn check_tcp_config(tcp: &TcpConfig) -> Result<(), StackError> {
         && tcp.min_rto <= tcp.max_rto
         && tcp.max_rto <= Duration::from_secs(3600)
         && tcp.initial_rto >= tcp.min_rto;
-    let ok = (1..=MAX).contains(&tcp.send_buffer) && (1..=MAX).contains(&tcp.recv_buffer) && tcp.mss >= 88 && rto_ok;
+    let ok = (1..=MAX).contains(&tcp.send_buffer)
+        && tcp.send_buffer_max <= MAX
+        && (1..=MAX).contains(&tcp.recv_buffer)
+        && tcp.mss >= 88
+        && rto_ok;
     ok.then_some(()).ok_or(StackError::InvalidOption)
 }
 

@@ -34,6 +34,20 @@ impl RingBuffer {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Move the held bytes into a larger storage (laid out from its start). The send buffer
+    /// grows so (`TcpConfig::send_buffer_max`); offsets into the held bytes stay valid, bytes
+    /// written after the end and not committed are not kept.
+    pub fn grow(&mut self, capacity: usize) {
+        if capacity <= self.capacity() {
+            return;
+        }
+        let mut storage = vec![0u8; capacity].into_boxed_slice();
+        let (a, b) = self.slices(0, self.len);
+        storage[..a.len()].copy_from_slice(a);
+        storage[a.len()..a.len() + b.len()].copy_from_slice(b);
+        self.storage = storage;
+        self.head = 0;
+    }
     /// Room after the held bytes.
     pub fn free(&self) -> usize {
         self.capacity() - self.len
@@ -148,7 +162,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..3, 0usize..20), 0..100)) {
+        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..4, 0usize..20), 0..100)) {
             let mut r = RingBuffer::new(16);
             let mut model: VecDeque<u8> = VecDeque::new();
             let mut next = 0u8;
@@ -157,8 +171,14 @@ mod tests {
                     0 => {
                         let data: Vec<u8> = (0..n).map(|_| { next = next.wrapping_add(1); next }).collect();
                         let took = r.push(&data);
-                        prop_assert_eq!(took, n.min(16 - model.len()));
+                        prop_assert_eq!(took, n.min(r.capacity() - model.len()));
                         model.extend(&data[..took]);
+                    }
+                    // Growing keeps the bytes, wrapped or not (the send buffer's autotuning).
+                    3 => {
+                        let cap = r.capacity() + n;
+                        r.grow(cap);
+                        prop_assert_eq!(r.capacity(), cap);
                     }
                     1 => {
                         let mut out = vec![0u8; n];

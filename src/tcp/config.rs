@@ -39,8 +39,14 @@ impl Default for Keepalive {
 pub struct TcpConfig {
     /// MSS we advertise: the most payload we accept in one segment (MTU 1500 − 40).
     pub mss: u16,
-    /// Send buffer, bytes (unacknowledged plus unsent data).
+    /// Send buffer, bytes (unacknowledged plus unsent data): its size when the connection
+    /// opens.
     pub send_buffer: usize,
+    /// The most the send buffer grows to (Linux's `tcp_wmem[2]`, 4 MiB). A sender the
+    /// buffer holds back while cwnd has room gets a buffer of twice cwnd (three times with
+    /// BBR), as Linux's tcp_sndbuf_expand; at or below `send_buffer` the size is fixed, as a
+    /// socket whose SO_SNDBUF was set.
+    pub send_buffer_max: usize,
     /// Receive buffer, bytes: the most we advertise, and the room for out-of-order data.
     pub recv_buffer: usize,
     /// Offer window scaling (RFC 7323 §2). The shift is the smallest that covers `recv_buffer`.
@@ -94,6 +100,7 @@ impl Default for TcpConfig {
         TcpConfig {
             mss: 1460,
             send_buffer: 256 * 1024,
+            send_buffer_max: 4 << 20,
             recv_buffer: 256 * 1024,
             window_scaling: true,
             timestamps: true,
@@ -139,6 +146,10 @@ impl TcpConfig {
     /// Entries in the sender's scoreboard (`recovery::Scoreboard`): about one per KiB of send
     /// buffer (one per full segment sent alone, with room to spare), 32 to 16,384.
     pub fn scoreboard_entries(&self) -> usize {
-        (self.send_buffer / 1024 + 16).clamp(32, 16_384)
+        Self::scoreboard_entries_for(self.send_buffer)
+    }
+    /// The same for a send buffer of `bytes` (one that has grown).
+    pub fn scoreboard_entries_for(bytes: usize) -> usize {
+        (bytes / 1024 + 16).clamp(32, 16_384)
     }
 }

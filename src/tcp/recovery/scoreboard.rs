@@ -195,6 +195,13 @@ impl Scoreboard {
     pub fn capacity(&self) -> usize {
         self.cap
     }
+    /// Room for `cap` entries (never fewer than now): the send buffer grew.
+    pub fn grow(&mut self, cap: usize) {
+        if cap > self.cap {
+            self.segs.reserve_exact(cap - self.segs.len());
+            self.cap = cap;
+        }
+    }
     pub fn len(&self) -> usize {
         self.segs.len()
     }

@@ -190,6 +190,8 @@ pub struct TcbStats {
     pub window_probes: u64,
     pub keepalive_probes: u64,
     pub rsts_out: u64,
+    /// Times the send buffer grew (`TcpConfig::send_buffer_max`).
+    pub send_buffer_grown: u64,
 }
 
 const EV_CONNECTED: u8 = 1;
@@ -333,6 +335,9 @@ pub struct Tcb {
     /// The application called close() (not just shutdown): FIN-WAIT-2 may time out.
     app_closed: bool,
     send_was_full: bool,
+    /// The send buffer's size now: `cfg.send_buffer`, grown towards `cfg.send_buffer_max`
+    /// (the zero-copy send path has no storage of its own, only this bound).
+    send_limit: usize,
 
     // Timers.
     rtx_deadline: Option<Instant>,
@@ -444,12 +449,8 @@ impl TcbBuffers {
 
 impl Tcb {
     /// Give up the TCB, keeping its buffers' storage for another.
-    pub fn into_buffers(self) -> TcbBuffers {
-        TcbBuffers {
-            send: self.send_buf.into_storage(),
-            recv: self.recv_buf.into_storage(),
-            scoreboard: self.sb.into_storage(),
-        }
+    pub fn into_buffers(mut self) -> TcbBuffers {
+        TcbBuffers { send: self.send_storage(), recv: self.recv_buf.into_storage(), scoreboard: self.sb.into_storage() }
     }
 
     /// The TCB was made without buffers ([`TcbBuffers::deferred`]) and `seg` is the one
@@ -490,10 +491,23 @@ impl Tcb {
         if !idle || self.recv_buf.capacity() == 0 {
             return None;
         }
-        let send = core::mem::replace(&mut self.send_buf, RingBuffer::new(0));
+        let send = self.send_storage();
+        self.send_buf = RingBuffer::new(0);
         let recv = core::mem::replace(&mut self.recv_buf, RingBuffer::new(0));
         let sb = core::mem::replace(&mut self.sb, Scoreboard::with_storage(Default::default(), 0));
-        Some(TcbBuffers { send: send.into_storage(), recv: recv.into_storage(), scoreboard: sb.into_storage() })
+        Some(TcbBuffers { send, recv: recv.into_storage(), scoreboard: sb.into_storage() })
+    }
+
+    /// The send buffer's storage for the pool, if it is still the size a connection with
+    /// these settings opens with: a grown one would sit in the pool unused (connections open
+    /// at `send_buffer` and grow by themselves), so it is let go.
+    fn send_storage(&mut self) -> Box<[u8]> {
+        let send = core::mem::replace(&mut self.send_buf, RingBuffer::new(0)).into_storage();
+        if send.len() == self.cfg.send_buffer {
+            send
+        } else {
+            Box::default()
+        }
     }
 }
 
@@ -591,6 +605,7 @@ impl Tcb {
             sack_enabled: false,
             app_closed: false,
             send_was_full: false,
+            send_limit: cfg.send_buffer,
             rtx_deadline: None,
             delack_deadline: None,
             persist_deadline: None,
@@ -753,10 +768,14 @@ impl Tcb {
     pub fn send_queued(&self) -> usize {
         self.sendq_len()
     }
+    /// The send buffer's size now (it grows, `TcpConfig::send_buffer_max`).
+    pub fn send_buffer_size(&self) -> usize {
+        self.send_limit
+    }
     /// Room in the send buffer.
     pub fn send_capacity(&self) -> usize {
         if self.tx_external {
-            self.cfg.send_buffer.saturating_sub(self.tx_ext_len)
+            self.send_limit.saturating_sub(self.tx_ext_len)
         } else {
             self.send_buf.free()
         }

@@ -61,6 +61,8 @@ impl Tcb {
 
         let una_advanced = self.snd_una.lt(ack);
         let mut dupack = false;
+        // The application had found the send buffer full and this ACK made room.
+        let mut buffer_limited = false;
         if una_advanced {
             let acked = ack.since(self.snd_una) as usize;
             // Sequence space the SYN or our FIN take is not data in the buffer.
@@ -74,6 +76,7 @@ impl Tcb {
             if data_acked > 0 && self.send_was_full {
                 self.send_was_full = false;
                 self.events |= EV_WRITABLE;
+                buffer_limited = true;
             }
             if self.sack_enabled {
                 self.dupacks = 0;
@@ -202,6 +205,9 @@ impl Tcb {
         }
 
         self.rearm_timers(now, una_advanced, reo_timeout);
+        if buffer_limited {
+            self.maybe_grow_send_buffer();
+        }
 
         // Our FIN acknowledged?
         if self.fin_acked() {
@@ -217,6 +223,39 @@ impl Tcb {
                 _ => {}
             }
         }
+    }
+
+    /// Send-buffer autotuning, as Linux's tcp_should_expand_sndbuf and tcp_sndbuf_expand:
+    /// when the application was held back by a full buffer and cwnd has room for more than
+    /// the buffer holds (the buffer, not the network, limits the sender), the buffer becomes twice cwnd (at least the
+    /// initial window; three times with a model-based controller, Linux's BBR
+    /// sndbuf_expand), up to `send_buffer_max`. Twice, so that a window's worth of new data
+    /// waits behind the one in flight and recovery (RFC 6675) has data to send past a hole.
+    /// The storage at least doubles each time, so a connection grows in a few steps.
+    fn maybe_grow_send_buffer(&mut self) {
+        let max = self.cfg.send_buffer_max;
+        if self.send_limit >= max || self.our_fin.is_some() {
+            return;
+        }
+        // Linux asks after sending what the ACK let out: would cwnd be full once the data
+        // queued behind SND.NXT went? Then cwnd, not the buffer, is the limit.
+        let unsent = self.sendq_len().saturating_sub(self.snd_nxt.since(self.snd_una) as usize);
+        if self.pipe() + unsent >= self.cc.cwnd() {
+            return;
+        }
+        let factor = if self.cc.model_based() { 3 } else { 2 };
+        let segs = self.cc.cwnd().max(self.cfg.initial_window * self.snd_mss);
+        let want = factor * segs;
+        if want <= self.send_limit {
+            return;
+        }
+        let size = want.max(2 * self.send_limit).min(max);
+        if !self.tx_external {
+            self.send_buf.grow(size);
+        }
+        self.sb.grow(TcpConfig::scoreboard_entries_for(size));
+        self.send_limit = size;
+        self.stats.send_buffer_grown += 1;
     }
 
     /// RFC 6298 §2–3 samples, with Karn's algorithm from the scoreboard: the oldest newly

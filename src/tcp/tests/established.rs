@@ -516,3 +516,56 @@ fn scaled_window_edge_never_retracts() {
         }
     }
 }
+
+/// Send-buffer autotuning (Linux's tcp_sndbuf_expand): a sender held back by its buffer
+/// while cwnd has room gets a buffer of twice cwnd, up to `send_buffer_max`.
+#[test]
+fn send_buffer_grows_when_it_limits_the_sender() {
+    let mut t = T::established(TcpConfig { send_buffer: 8192, send_buffer_max: 1 << 20, ..cfg() });
+    t.tcb.set_nagle(false);
+    let data = [5u8; 100_000];
+    assert_eq!(t.tcb.send(&data).unwrap(), 8192);
+    assert_eq!(t.tcb.send(&data), Err(TcpError::WouldBlock));
+    let sent: usize = t.outputs().iter().map(|o| o.payload.len()).sum();
+    assert_eq!(sent, 8192);
+    // Everything acknowledged: the initial window (10 · 1460) had room for more, and slow
+    // start grew it by what was acknowledged.
+    t.input(seg(F::ACK).ack(ISS + 1 + 8192));
+    assert_eq!(t.tcb.cwnd(), 10 * 1460 + 8192);
+    assert_eq!(t.tcb.send_buffer_size(), 2 * (10 * 1460 + 8192));
+    assert_eq!(t.tcb.stats().send_buffer_grown, 1);
+    assert!(t.events().contains(&Event::Writable));
+    assert_eq!(t.tcb.send(&data).unwrap(), 2 * (10 * 1460 + 8192));
+}
+
+/// Not when cwnd is the limit (the data waiting would fill it), nor past the bound, nor when
+/// the bound is at or below the initial size (a fixed buffer, as SO_SNDBUF).
+#[test]
+fn send_buffer_does_not_grow_for_a_full_cwnd_or_past_its_bound() {
+    let data = [5u8; 200_000];
+    // cwnd-limited: 64 KiB queued, 10 segments in flight, one acknowledged.
+    let mut t = T::established(TcpConfig { send_buffer: 65536, send_buffer_max: 1 << 20, ..cfg() });
+    t.tcb.set_nagle(false);
+    assert_eq!(t.tcb.send(&data).unwrap(), 65536);
+    assert_eq!(t.tcb.send(&data), Err(TcpError::WouldBlock));
+    assert_eq!(t.outputs().len(), 10);
+    t.input(seg(F::ACK).ack(ISS + 1 + 1460));
+    assert_eq!(t.tcb.send_buffer_size(), 65536);
+    // Fixed: the bound is the initial size.
+    let mut t = T::established(TcpConfig { send_buffer: 8192, send_buffer_max: 8192, ..cfg() });
+    t.tcb.set_nagle(false);
+    assert_eq!(t.tcb.send(&data).unwrap(), 8192);
+    assert_eq!(t.tcb.send(&data), Err(TcpError::WouldBlock));
+    assert_eq!(t.outputs().iter().map(|o| o.payload.len()).sum::<usize>(), 8192);
+    t.input(seg(F::ACK).ack(ISS + 1 + 8192));
+    assert_eq!(t.tcb.send_buffer_size(), 8192);
+    // Bounded: 20,000 bytes at most, whatever cwnd asks.
+    let mut t = T::established(TcpConfig { send_buffer: 8192, send_buffer_max: 20_000, ..cfg() });
+    t.tcb.set_nagle(false);
+    assert_eq!(t.tcb.send(&data).unwrap(), 8192);
+    assert_eq!(t.tcb.send(&data), Err(TcpError::WouldBlock));
+    assert_eq!(t.outputs().iter().map(|o| o.payload.len()).sum::<usize>(), 8192);
+    t.input(seg(F::ACK).ack(ISS + 1 + 8192));
+    assert_eq!(t.tcb.send_buffer_size(), 20_000);
+    assert_eq!(t.tcb.send(&data).unwrap(), 20_000);
+}
