@@ -10,7 +10,7 @@
 //! Sums are carried as folded `u16` values in network order ("partial sums"), combined with
 //! [`combine`], and complemented once with [`finish`].
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr};
 
 /// Fold a 64-bit accumulator of native-endian 16-bit words to 16 bits (end-around carry).
 #[inline]
@@ -85,6 +85,21 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16)
         + protocol as u64
         + length as u64;
     fold(acc)
+}
+
+/// The pseudo-header of either family: RFC 9293 §3.1 over IPv4, RFC 8200 §8.1 over IPv6 (an
+/// IPv4 address paired with an IPv6 one is taken as IPv4-mapped; a packet never has both).
+pub fn pseudo_header(src: IpAddr, dst: IpAddr, protocol: u8, length: u16) -> u16 {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_v4(s, d, protocol, length),
+        (s, d) => {
+            let v6 = |a: IpAddr| match a {
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+                IpAddr::V6(a) => a,
+            };
+            super::ipv6::pseudo_header_v6(v6(s), v6(d), protocol, length.into())
+        }
+    }
 }
 
 /// RFC 1624 eqn. 3: the new checksum field after a 16-bit word of the covered data changed

@@ -15,7 +15,7 @@
 use super::checksum;
 use super::ipv4::IpProtocol;
 use super::{be16, be32, put16, put32, Error, Result, RxChecksum};
-use core::net::Ipv4Addr;
+use core::net::IpAddr;
 
 mod field {
     pub const SRC_PORT: usize = 0;
@@ -132,11 +132,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
-    /// The segment (header and payload, the whole buffer) checks out against the pseudo-header.
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    /// The segment (header and payload, the whole buffer) checks out against the pseudo-header
+    /// of its IPv4 or IPv6 addresses (RFC 9293 §3.1, RFC 8200 §8.1).
+    pub fn verify_checksum(&self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> bool {
         let b = self.buffer.as_ref();
         let Ok(len) = u16::try_from(b.len()) else { return false };
-        let ph = checksum::pseudo_header_v4(src, dst, IpProtocol::Tcp.into(), len);
+        let ph = checksum::pseudo_header(src.into(), dst.into(), IpProtocol::Tcp.into(), len);
         checksum::combine(&[ph, checksum::sum(b)]) == 0xffff
     }
 }
@@ -382,11 +383,11 @@ pub struct TcpRepr<'a> {
 }
 
 impl<'a> TcpRepr<'a> {
-    /// Parse a checked segment that arrived from `src` to `dst`.
+    /// Parse a checked segment that arrived from `src` to `dst` (IPv4 or IPv6).
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         p: &TcpPacket<&'a T>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         rx: RxChecksum,
     ) -> Result<TcpRepr<'a>> {
         p.check_len()?;
@@ -424,7 +425,7 @@ impl<'a> TcpRepr<'a> {
     }
 
     /// Write header and payload (copied from `self.payload`) with the checksum.
-    pub fn emit(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<usize> {
+    pub fn emit(&self, buf: &mut [u8], src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> Result<usize> {
         let len = self.buffer_len();
         if buf.len() < len {
             return Err(Error::BufferTooSmall);
@@ -437,7 +438,12 @@ impl<'a> TcpRepr<'a> {
     /// Zero-copy transmit: `segment[header_len()..]` already holds the payload (the
     /// application wrote it into the frame); write the header in front of it and checksum the
     /// whole. `self.payload` is ignored. Returns the segment length.
-    pub fn emit_header_over(&self, segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<usize> {
+    pub fn emit_header_over(
+        &self,
+        segment: &mut [u8],
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+    ) -> Result<usize> {
         let hl = self.header_len();
         if segment.len() < hl {
             return Err(Error::BufferTooSmall);
@@ -452,7 +458,7 @@ impl<'a> TcpRepr<'a> {
         put16(segment, field::CHECKSUM, 0);
         put16(segment, field::URGENT, self.urgent);
         self.options.emit(&mut segment[HEADER_LEN..hl]);
-        let ph = checksum::pseudo_header_v4(src, dst, IpProtocol::Tcp.into(), len);
+        let ph = checksum::pseudo_header(src.into(), dst.into(), IpProtocol::Tcp.into(), len);
         let c = checksum::finish(checksum::combine(&[ph, checksum::sum(segment)]));
         put16(segment, field::CHECKSUM, c);
         Ok(segment.len())
@@ -462,6 +468,7 @@ impl<'a> TcpRepr<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use core::net::{Ipv4Addr, Ipv6Addr};
     use proptest::prelude::*;
 
     pub fn arb_options() -> impl Strategy<Value = TcpOptions> {
@@ -507,6 +514,8 @@ pub(crate) mod tests {
 
     const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const A6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+    const B6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 
     #[test]
     fn linux_syn_option_layout() {
@@ -629,6 +638,19 @@ pub(crate) mod tests {
             prop_assert_eq!(buf.len() % 4, payload.len() % 4);
             let p = TcpPacket::new_checked(&buf[..]).unwrap();
             prop_assert_eq!(TcpRepr::parse(&p, A, B, RxChecksum::Verify).unwrap(), repr);
+        }
+
+        /// Over IPv6 (RFC 8200 §8.1's pseudo-header): the segment checks out against its own
+        /// addresses, not against another (one word off by one) nor against the IPv4 ones.
+        #[test]
+        fn round_trip_ipv6(header in arb_header(), payload in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            let repr = TcpRepr { payload: &payload, ..header };
+            let mut buf = vec![0u8; repr.buffer_len()];
+            prop_assert_eq!(repr.emit(&mut buf, A6, B6).unwrap(), buf.len());
+            let p = TcpPacket::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(TcpRepr::parse(&p, A6, B6, RxChecksum::Verify).unwrap(), repr);
+            prop_assert!(!p.verify_checksum(A6, Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3)));
+            prop_assert!(!p.verify_checksum(A, B));
         }
 
         #[test]
