@@ -1,7 +1,8 @@
 //! Neighbour Discovery messages (RFC 4861 §4): router solicitation and advertisement,
 //! neighbour solicitation and advertisement, carried in ICMPv6 (types 133–136; redirect, 137,
 //! is [`Error::Unsupported`]). Options (§4.6): source and target link-layer address (Ethernet),
-//! MTU, prefix information; others are skipped by their length.
+//! MTU, prefix information, and the nonce of enhanced duplicate address detection (RFC 7527
+//! §4, which Linux puts in its DAD probes); others are skipped by their length.
 //!
 //! Validity (§6.1.1, §7.1.1, §7.1.2) that the message alone can show is checked here: code
 //! 0, the fixed part present, every option of non-zero length and inside the message, a
@@ -24,6 +25,8 @@ const OPT_SLLA: u8 = 1;
 const OPT_TLLA: u8 = 2;
 const OPT_PREFIX: u8 = 3;
 const OPT_MTU: u8 = 5;
+/// RFC 3971 §5.3.2's Nonce option, as RFC 7527 §4 uses it.
+const OPT_NONCE: u8 = 14;
 
 /// Options read at most: a message with more is malformed (a real one has a handful), which
 /// bounds the walk over untrusted bytes.
@@ -50,6 +53,10 @@ pub struct NdpOptions {
     pub target_ll: Option<MacAddr>,
     pub mtu: Option<u32>,
     pub prefix: Option<PrefixInfo>,
+    /// RFC 7527 §4: a DAD probe's nonce (six bytes, the option's shortest and Linux's form;
+    /// longer nonces are skipped as unknown). A probe that comes back with our own nonce is
+    /// our own, looped back, not a duplicate.
+    pub nonce: Option<[u8; 6]>,
 }
 
 impl NdpOptions {
@@ -71,6 +78,11 @@ impl NdpOptions {
                 OPT_SLLA if o.source_ll.is_none() => o.source_ll = Some(MacAddr::from_bytes(&v[2..8])),
                 OPT_TLLA if o.target_ll.is_none() => o.target_ll = Some(MacAddr::from_bytes(&v[2..8])),
                 OPT_MTU if o.mtu.is_none() && len == 8 => o.mtu = Some(u32::from_be_bytes([v[4], v[5], v[6], v[7]])),
+                OPT_NONCE if o.nonce.is_none() && len == 8 => {
+                    let mut n = [0u8; 6];
+                    n.copy_from_slice(&v[2..8]);
+                    o.nonce = Some(n);
+                }
                 OPT_PREFIX if o.prefix.is_none() => {
                     if len != 32 {
                         return Err(Error::Malformed);
@@ -96,7 +108,8 @@ impl NdpOptions {
     fn buffer_len(&self) -> usize {
         8 * (usize::from(self.source_ll.is_some())
             + usize::from(self.target_ll.is_some())
-            + usize::from(self.mtu.is_some()))
+            + usize::from(self.mtu.is_some())
+            + usize::from(self.nonce.is_some()))
             + if self.prefix.is_some() { 32 } else { 0 }
     }
 
@@ -126,6 +139,12 @@ impl NdpOptions {
             v[12..16].fill(0);
             v[16..32].copy_from_slice(&p.prefix.octets());
             at += 32;
+        }
+        if let Some(n) = self.nonce {
+            b[at] = OPT_NONCE;
+            b[at + 1] = 1;
+            b[at + 2..at + 8].copy_from_slice(&n);
+            at += 8;
         }
         at
     }
@@ -304,6 +323,11 @@ mod tests {
         let with = |s, t| NdpOptions { source_ll: s, target_ll: t, ..NdpOptions::default() };
         round_trip(NdpRepr::RouterSolicit { options: with(Some(MAC), None) });
         round_trip(NdpRepr::NeighborSolicit { target: B, options: with(Some(MAC), None) });
+        // A DAD probe (RFC 4862 §5.4.2) with RFC 7527's nonce, as Linux sends it.
+        round_trip(NdpRepr::NeighborSolicit {
+            target: B,
+            options: NdpOptions { nonce: Some([1, 2, 3, 4, 5, 6]), ..NdpOptions::default() },
+        });
         round_trip(NdpRepr::NeighborAdvert {
             router: false,
             solicited: true,
@@ -329,6 +353,7 @@ mod tests {
                     preferred_lifetime: 604_800,
                     prefix: Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0),
                 }),
+                nonce: None,
             },
         });
     }
