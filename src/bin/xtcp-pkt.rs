@@ -26,6 +26,11 @@ struct Cli {
     /// Print every event and segment.
     #[arg(long, short)]
     verbose: bool,
+    /// Define NAME for `#ifdef NAME` (packetdrill's --define); may be repeated. The FreeBSD
+    /// suite's `#ifdef STANDARD` parts hold what the RFCs say, its `#ifdef FreeBSD` parts
+    /// FreeBSD's own behaviour.
+    #[arg(short = 'D', long = "define", value_name = "NAME")]
+    defines: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -34,6 +39,8 @@ enum ProfileArg {
     Linux,
     /// xtcp's own defaults (today the same as linux).
     Xtcp,
+    /// FreeBSD's socket buffers and window scale, for FreeBSD's tcp-testsuite.
+    Freebsd,
 }
 
 fn main() -> ExitCode {
@@ -43,9 +50,11 @@ fn main() -> ExitCode {
         profile: match cli.profile {
             ProfileArg::Linux => Profile::Linux,
             ProfileArg::Xtcp => Profile::Xtcp,
+            ProfileArg::Freebsd => Profile::FreeBsd,
         },
         lenient: cli.lenient,
         verbose: cli.verbose,
+        defines: cli.defines,
     };
     let scripts = match collect_scripts(&cli.paths) {
         Ok(s) => s,

@@ -29,6 +29,7 @@ mod net;
 pub mod parse;
 mod run;
 mod symbols;
+mod sysctl;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +52,12 @@ pub enum Profile {
     /// xtcp's own defaults. Identical to `Linux` today; kept separate so that scripts written
     /// for xtcp keep their meaning if xtcp's defaults ever move away from Linux's.
     Xtcp,
+    /// FreeBSD's defaults where they show on the wire or through the socket API: socket
+    /// buffers of 64 KiB (receive, `net.inet.tcp.recvspace`) and 32 KiB (send), a window
+    /// scale sized by `kern.ipc.maxsockbuf` (2 MiB), and `SO_RCVBUF` reported rounded up to
+    /// a multiple of the MSS once connected, as FreeBSD's tcp_mss rounds the buffer. The
+    /// FreeBSD suite's `sysctl` lines set the same knobs (see `sysctl.rs`).
+    FreeBsd,
 }
 
 impl Profile {
@@ -58,6 +65,9 @@ impl Profile {
     pub fn config(self) -> TcpConfig {
         match self {
             Profile::Linux | Profile::Xtcp => TcpConfig::default(),
+            Profile::FreeBsd => {
+                TcpConfig { recv_buffer: 65536, send_buffer: 32768, recv_buffer_max: 2 << 20, ..TcpConfig::default() }
+            }
         }
     }
 }
@@ -71,6 +81,8 @@ pub struct RunConfig {
     pub lenient: bool,
     /// Keep a trace of every event and every segment.
     pub verbose: bool,
+    /// Names defined for `#ifdef` (`-D NAME`, packetdrill's `--define`).
+    pub defines: Vec<String>,
 }
 
 /// Where a script failed and why.
@@ -145,7 +157,7 @@ pub fn install_quiet_panic_hook() {
 /// under test (a bug the script found) is caught and reported as the failure of the line
 /// being run.
 pub fn run_script(src: &str, cfg: &RunConfig) -> Report {
-    let script = match parse::parse(src) {
+    let script = match parse::parse_with(src, &cfg.defines) {
         Ok(s) => s,
         Err(e) => {
             return Report {

@@ -158,6 +158,14 @@ impl Kernel {
         }
     }
 
+    /// The settings new sockets start from (a script's `sysctl` lines change them).
+    pub fn base(&self) -> &TcpConfig {
+        &self.base
+    }
+    pub fn base_mut(&mut self) -> &mut TcpConfig {
+        &mut self.base
+    }
+
     fn note(&mut self, s: String) {
         self.notes.push(s);
     }
@@ -197,7 +205,9 @@ impl Kernel {
             cfg.recv_buffer = b;
         }
         if let Some(b) = opts.sndbuf {
+            // SO_SNDBUF fixes the size (Linux's SOCK_SNDBUF_LOCK: no autotuning after it).
             cfg.send_buffer = b;
+            cfg.send_buffer_max = b;
         }
         if let Some(m) = opts.maxseg {
             cfg.mss = m;
@@ -745,6 +755,14 @@ impl Kernel {
     pub fn take_error(&mut self, fd: i32) -> i64 {
         let Some(id) = self.sock_conn(fd) else { return 0 };
         self.conn_mut(id).and_then(|c| c.pending_error.take()).unwrap_or(0)
+    }
+
+    /// The MSS a socket sends with once the peer's SYN told it (for FreeBSD's rounding of
+    /// its buffers, which happens then).
+    pub fn connected_mss(&self, fd: i32) -> Option<usize> {
+        let c = self.conn(self.sock_conn(fd)?)?;
+        let known = !matches!(c.tcb.state(), State::Closed | State::Listen | State::SynSent);
+        known.then(|| c.tcb.send_mss())
     }
 
     /// Whether the socket has a TCB yet (buffer sizes can no longer change).

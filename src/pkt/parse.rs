@@ -326,8 +326,14 @@ impl std::error::Error for ParseError {}
 
 type PResult<T> = Result<T, ParseError>;
 
-/// Parse a whole script.
+/// Parse a whole script, with no names defined for `#ifdef`.
 pub fn parse(src: &str) -> PResult<Script> {
+    parse_with(src, &[])
+}
+
+/// Parse a whole script after [`preprocess`] with `defines`.
+pub fn parse_with(src: &str, defines: &[String]) -> PResult<Script> {
+    let src = preprocess(src, defines)?;
     let mut c = Cursor { src: src.as_bytes(), pos: 0, line: 1 };
     let mut script = Script::default();
     loop {
@@ -357,6 +363,61 @@ pub fn parse(src: &str) -> PResult<Script> {
         script.events.push(Event { line, time, action });
     }
     Ok(script)
+}
+
+/// The conditional lines of the packetdrill the FreeBSD suite is written for: `#ifdef NAME`,
+/// `#ifndef NAME`, `#else` and `#endif` at the start of a line (after blanks), nested, with
+/// the names given on the command line (`-D NAME`, as packetdrill's `--define`). Lines left
+/// out become empty, so line numbers stay those of the file. Nothing is predefined: the
+/// suite's `#ifdef FreeBSD` parts test FreeBSD's own behaviour and tools, `-D STANDARD`
+/// selects what the RFCs say.
+pub fn preprocess(src: &str, defines: &[String]) -> PResult<String> {
+    // One entry per open #ifdef: (its current branch is taken, #else seen).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    let mut out = String::with_capacity(src.len());
+    for (i, raw) in src.split_inclusive('\n').enumerate() {
+        let line = i + 1;
+        let text = raw.trim();
+        let err = |message: &str| ParseError { line, message: message.into() };
+        let word = |rest: &str| -> PResult<String> {
+            let name = rest.trim();
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(err("#ifdef and #ifndef take one name"));
+            }
+            Ok(name.to_string())
+        };
+        let directive = if let Some(rest) = text.strip_prefix("#ifdef") {
+            stack.push((defines.contains(&word(rest)?), false));
+            true
+        } else if let Some(rest) = text.strip_prefix("#ifndef") {
+            stack.push((!defines.contains(&word(rest)?), false));
+            true
+        } else if text == "#else" {
+            let Some(top) = stack.last_mut() else { return Err(err("#else without #ifdef")) };
+            if top.1 {
+                return Err(err("a second #else"));
+            }
+            *top = (!top.0, true);
+            true
+        } else if text == "#endif" {
+            if stack.pop().is_none() {
+                return Err(err("#endif without #ifdef"));
+            }
+            true
+        } else {
+            false
+        };
+        let keep = !directive && stack.iter().all(|&(on, _)| on);
+        if keep {
+            out.push_str(raw);
+        } else if raw.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    if !stack.is_empty() {
+        return Err(ParseError { line: src.lines().count(), message: "#ifdef without #endif".into() });
+    }
+    Ok(out)
 }
 
 /// A position in the source. Every read goes through `peek`/`peek_at`, which check bounds.
@@ -604,15 +665,25 @@ impl Cursor<'_> {
         if self.eat(b'*') {
             return Ok(Time { kind: TimeKind::Any, start: 0, end: None });
         }
-        if self.peek() == Some(b'~') {
-            return Err(self.error("the `~` time form is not supported"));
-        }
         let relative = self.eat(b'+');
         if self.peek() == Some(b'-') {
             return Err(self.error("negative times are not allowed"));
         }
         let start = self.seconds()?;
         let mut end = None;
+        // packetdrill's `T1~T2` (`+T1~+T2`): an outbound packet may go any time in the range,
+        // as with `...`.
+        if self.eat(b'~') {
+            if relative != self.eat(b'+') {
+                return Err(self.error("a `~` range is absolute at both ends or relative (`+`) at both"));
+            }
+            let e = self.seconds()?;
+            if e < start {
+                return Err(self.error("a time range must not end before it starts"));
+            }
+            let kind = if relative { TimeKind::Relative } else { TimeKind::Absolute };
+            return Ok(Time { kind, start, end: Some(e) });
+        }
         if self.eat_str("...") {
             let plus = self.eat(b'+');
             if plus && !relative {

@@ -25,7 +25,7 @@
 use super::net::*;
 use super::parse::{Action, Direction, Event, Expr, IpEcn, Packet, Script, Syscall, TcpOpt, Time, TimeKind};
 use super::symbols::*;
-use super::{Failure, Outcome, Report, RunConfig};
+use super::{Failure, Outcome, Profile, Report, RunConfig};
 use crate::time::Instant;
 use crate::wire::checksum;
 use std::collections::HashMap;
@@ -312,7 +312,15 @@ impl Interp<'_> {
         let result = match &ev.action {
             Action::Command(cmd) => {
                 self.settle_at(times)?;
-                self.unsupported(&format!("shell command `{}`", cmd.trim()))
+                // A sysctl xtcp can honour changes the settings of sockets made after it.
+                let mut base = self.k.base().clone();
+                match super::sysctl::apply(cmd, &mut base) {
+                    Ok(()) => {
+                        *self.k.base_mut() = base;
+                        Ok(())
+                    }
+                    Err(why) => self.unsupported(&why),
+                }
             }
             Action::Code(_) => {
                 self.settle_at(times)?;
@@ -1148,11 +1156,18 @@ impl Interp<'_> {
         let name = self.int(&s.args[2], "the option name")?;
         let Some(sock) = self.k.sockets.get(&fd) else { return self.finish(s, SysRet::Err(EBADF)) };
         let opts = sock.opts.clone();
-        let base = self.cfg.profile.config();
+        let base = self.k.base().clone();
         let value = match (level, name) {
             (SOL_SOCKET, SO_ERROR) => self.k.take_error(fd),
             (SOL_SOCKET, SO_KEEPALIVE) => i64::from(opts.keepalive),
-            (SOL_SOCKET, SO_RCVBUF) => opts.rcvbuf.unwrap_or(base.recv_buffer) as i64,
+            (SOL_SOCKET, SO_RCVBUF) => {
+                let size = opts.rcvbuf.unwrap_or(base.recv_buffer);
+                let shown = match self.k.connected_mss(fd) {
+                    Some(mss) if self.cfg.profile == Profile::FreeBsd => size.div_ceil(mss) * mss,
+                    _ => size,
+                };
+                shown as i64
+            }
             (SOL_SOCKET, SO_SNDBUF) => opts.sndbuf.unwrap_or(base.send_buffer) as i64,
             (IPPROTO_TCP, TCP_NODELAY) => i64::from(opts.nodelay),
             (IPPROTO_TCP, TCP_MAXSEG) => i64::from(opts.maxseg.unwrap_or(base.mss)),

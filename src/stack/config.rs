@@ -115,6 +115,7 @@ pub(super) fn check_tcp_config(tcp: &TcpConfig) -> Result<(), StackError> {
         && tcp.initial_rto >= tcp.min_rto;
     let ok = (1..=MAX).contains(&tcp.send_buffer)
         && tcp.send_buffer_max <= MAX
+        && tcp.recv_buffer_max <= MAX
         && (1..=MAX).contains(&tcp.recv_buffer)
         && tcp.mss >= 88
         && rto_ok;

@@ -49,6 +49,10 @@ pub struct TcpConfig {
     pub send_buffer_max: usize,
     /// Receive buffer, bytes: the most we advertise, and the room for out-of-order data.
     pub recv_buffer: usize,
+    /// The largest receive buffer the window scale must be able to announce, if more than
+    /// `recv_buffer` (Linux sizes its scale by `tcp_rmem[2]`, FreeBSD by
+    /// `kern.ipc.maxsockbuf`); 0: `recv_buffer`.
+    pub recv_buffer_max: usize,
     /// Offer window scaling (RFC 7323 §2). The shift is the smallest that covers `recv_buffer`.
     pub window_scaling: bool,
     /// Offer timestamps (RFC 7323 §3).
@@ -102,6 +106,7 @@ impl Default for TcpConfig {
             send_buffer: 256 * 1024,
             send_buffer_max: 4 << 20,
             recv_buffer: 256 * 1024,
+            recv_buffer_max: 0,
             window_scaling: true,
             timestamps: true,
             sack: true,
@@ -129,13 +134,14 @@ impl Default for TcpConfig {
 
 impl TcpConfig {
     /// RFC 7323 §2.3: the shift we announce, the smallest that lets the window field cover the
-    /// receive buffer, at most 14.
+    /// receive buffer (or `recv_buffer_max`), at most 14.
     pub fn window_shift(&self) -> u8 {
         if !self.window_scaling {
             return 0;
         }
+        let covered = self.recv_buffer.max(self.recv_buffer_max);
         let mut shift = 0u8;
-        while shift < 14 && (self.recv_buffer >> shift) > 0xffff {
+        while shift < 14 && (covered >> shift) > 0xffff {
             shift += 1;
         }
         shift
