@@ -319,7 +319,8 @@ impl Interp<'_> {
                         *self.k.base_mut() = base;
                         Ok(())
                     }
-                    Err(why) => self.unsupported(&why),
+                    Err(super::sysctl::Refused::Line(why)) => self.unsupported(&why),
+                    Err(super::sysctl::Refused::Script(why)) => self.unsupported_script(&why),
                 }
             }
             Action::Code(_) => {

@@ -1,8 +1,10 @@
 //! The `sysctl` lines of the public suites (FreeBSD's `net.inet.tcp.*` and `kern.ipc.*`,
 //! Linux's `net.ipv4.tcp_*`), mapped to the settings new sockets start from, as the running
-//! kernel would take them. A setting xtcp has is applied; one it does not have, or a value it
-//! cannot honour, is refused with the reason (the line is then unsupported: skipped under
-//! `--lenient`, a failure otherwise), so a script never passes on a knob that was ignored.
+//! kernel would take them. A setting xtcp has is applied; one it does not have is refused
+//! with the reason (the line is then unsupported: skipped under `--lenient`, a failure
+//! otherwise); a mode xtcp lacks (FreeBSD's RFC 793 handling of resets and SYNs, dropping
+//! SYN-FIN, blackholing) changes what the whole script expects, so it skips the script under
+//! `--lenient`. A script never passes on a knob that was ignored.
 
 use crate::tcp::cc::Algorithm;
 use crate::tcp::{EcnMode, TcpConfig};
@@ -11,42 +13,53 @@ use crate::time::Duration;
 /// The largest buffer a script may set (as `SO_RCVBUF` / `SO_SNDBUF`).
 const MAX_BUFFER: usize = 1 << 30;
 
+/// Why a line was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a setting xtcp has (or not a sysctl): the line is unsupported.
+    Line(String),
+    /// A behaviour xtcp does not have: everything the script expects after it is about that.
+    Script(String),
+}
+
 /// Apply `sysctl [-w|-q|-n ...] NAME=VALUE ...` to `base`: all or nothing.
-pub fn apply(cmd: &str, base: &mut TcpConfig) -> Result<(), String> {
+pub fn apply(cmd: &str, base: &mut TcpConfig) -> Result<(), Refused> {
     let mut words = cmd.split_whitespace();
     if words.next() != Some("sysctl") {
-        return Err(format!("shell command `{}`", cmd.trim()));
+        return Err(Refused::Line(format!("shell command `{}`", cmd.trim())));
     }
     let mut cfg = base.clone();
     let mut any = false;
     for w in words.filter(|w| !w.starts_with('-')) {
         let Some((name, value)) = w.split_once('=') else {
-            return Err(format!("sysctl `{w}` (a read: nothing to check it against)"));
+            return Err(Refused::Line(format!("sysctl `{w}` (a read: nothing to check it against)")));
         };
         set(&mut cfg, &name.replace('/', "."), value.trim_matches('"'))?;
         any = true;
     }
     if !any {
-        return Err(format!("shell command `{}`", cmd.trim()));
+        return Err(Refused::Line(format!("shell command `{}`", cmd.trim())));
     }
     *base = cfg;
     Ok(())
 }
 
-fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), String> {
-    let int = || value.parse::<u64>().map_err(|_| format!("sysctl {name}={value} (not a number)"));
+fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), Refused> {
+    let line = |why: String| Refused::Line(why);
+    let int = || value.parse::<u64>().map_err(|_| line(format!("sysctl {name}={value} (not a number)")));
     let flag = || match int()? {
         0 => Ok(false),
         1 => Ok(true),
-        v => Err(format!("sysctl {name}={v} (0 or 1)")),
+        v => Err(line(format!("sysctl {name}={v} (0 or 1)"))),
     };
     let buffer = || match int()? as usize {
         b @ 1..=MAX_BUFFER => Ok(b),
-        b => Err(format!("sysctl {name}={b} (1 to {MAX_BUFFER} bytes)")),
+        b => Err(line(format!("sysctl {name}={b} (1 to {MAX_BUFFER} bytes)"))),
     };
+    // A behaviour xtcp has one way only.
     let only = |ok: u64, what: &str| match int()? {
         v if v == ok => Ok(()),
-        v => Err(format!("sysctl {name}={v} ({what})")),
+        v => Err(Refused::Script(format!("sysctl {name}={v} ({what})"))),
     };
     match name {
         // FreeBSD (tcp(4)).
@@ -56,7 +69,7 @@ fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), String> {
                 1 => (true, true),
                 2 => (true, false),
                 3 => (false, true),
-                v => return Err(format!("sysctl {name}={v} (0 to 3)")),
+                v => return Err(line(format!("sysctl {name}={v} (0 to 3)"))),
             };
             (cfg.window_scaling, cfg.timestamps) = (ws, ts);
         }
@@ -66,7 +79,7 @@ fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), String> {
                 0 => EcnMode::Off,
                 1 => EcnMode::On,
                 2 => EcnMode::Passive,
-                v => return Err(format!("sysctl {name}={v} (0, 1 or 2)")),
+                v => return Err(line(format!("sysctl {name}={v} (0, 1 or 2)"))),
             }
         }
         "net.inet.tcp.recvspace" => cfg.recv_buffer = buffer()?,
@@ -76,14 +89,14 @@ fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), String> {
         "net.inet.tcp.rexmit_initial" => {
             let rto = Duration::from_millis(int()?);
             if rto < cfg.min_rto || rto > cfg.max_rto {
-                return Err(format!("sysctl {name}={value} (outside the RTO bounds)"));
+                return Err(line(format!("sysctl {name}={value} (outside the RTO bounds)")));
             }
             cfg.initial_rto = rto;
         }
         "net.inet.tcp.rexmit_min" => {
             let rto = Duration::from_millis(int()?);
             if rto.is_zero() || rto > cfg.initial_rto {
-                return Err(format!("sysctl {name}={value} (1 ms up to the initial RTO)"));
+                return Err(line(format!("sysctl {name}={value} (1 ms up to the initial RTO)")));
             }
             cfg.min_rto = rto;
         }
@@ -101,7 +114,7 @@ fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), String> {
             cfg.timestamps = match int()? {
                 0 => false,
                 1 | 2 => true,
-                v => return Err(format!("sysctl {name}={v} (0, 1 or 2)")),
+                v => return Err(line(format!("sysctl {name}={v} (0, 1 or 2)"))),
             }
         }
         "net.ipv4.tcp_window_scaling" => cfg.window_scaling = flag()?,
@@ -113,10 +126,10 @@ fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), String> {
                 "cubic" => Algorithm::Cubic,
                 "reno" => Algorithm::Reno,
                 "bbr" => Algorithm::Bbr,
-                v => return Err(format!("sysctl {name}={v} (cubic, reno or bbr)")),
+                v => return Err(line(format!("sysctl {name}={v} (cubic, reno or bbr)"))),
             }
         }
-        _ => return Err(format!("sysctl {name} (no such setting in xtcp)")),
+        _ => return Err(line(format!("sysctl {name} (no such setting in xtcp)"))),
     }
     Ok(())
 }
@@ -154,14 +167,18 @@ mod tests {
             "sysctl -w net.inet.tcp.insecure_rst=1",
             "sysctl -w net.inet.tcp.drop_synfin=1",
             "sysctl -w net.inet.tcp.blackhole=2",
+        ] {
+            assert!(matches!(apply(cmd, &mut c), Err(Refused::Script(_))), "{cmd}");
+        }
+        for cmd in [
             "sysctl -q net.ipv4.tcp_fastopen=1",
             "sysctl -w net.inet.tcp.recvspace=0",
             "sysctl net.inet.tcp.recvspace",
-            "sysctl -w net.inet.tcp.sack.enable=1 net.inet.tcp.insecure_syn=1",
             "ip link set lo up",
         ] {
-            assert!(apply(cmd, &mut c).is_err(), "{cmd}");
+            assert!(matches!(apply(cmd, &mut c), Err(Refused::Line(_))), "{cmd}");
         }
+        assert!(apply("sysctl -w net.inet.tcp.sack.enable=0 net.inet.tcp.insecure_syn=1", &mut c).is_err());
         assert_eq!(c, before, "a refused line changes nothing, even its honoured parts");
         apply("sysctl -w net.inet.tcp.insecure_rst=0 net.inet.tcp.drop_synfin=0", &mut c).unwrap();
     }
