@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice};
 use xtcp::stack::{os_secret, Stack, StackConfig, StackEvent};
-use xtcp::time::Instant;
+use xtcp::time::Clock;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -20,8 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ip: Ipv4Addr = ip.parse()?;
     let server: SocketAddrV4 = server.parse()?;
     let dev = AfXdpDevice::open(&AfXdpConfig::new(iface.as_str(), &[ip]), 0)?;
-    let start = std::time::Instant::now();
-    let now = || Instant::from_micros(start.elapsed().as_micros() as u64);
+    let clock = Clock::new();
+    let now = || clock.now();
     let mut stack = Stack::new(dev, StackConfig::new(ip, 24, os_secret()?), now());
     stack.connect(server)?; // ARP, then the SYN, go out on the next polls
     let mut echoed = Vec::new();

@@ -11,7 +11,7 @@ use xtcp::io::afxdp::{AfXdpConfig, AfXdpDevice};
 use xtcp::io::shutdown;
 use xtcp::stack::{os_secret, Stack, StackConfig, StackError, StackEvent};
 use xtcp::tcp::TcpError;
-use xtcp::time::Instant;
+use xtcp::time::Clock;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -22,8 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop = shutdown::install()?;
     // One device (an AF_XDP socket on queue 0), one stack, one thread: nothing is shared.
     let dev = AfXdpDevice::open(&AfXdpConfig::new(iface.as_str(), &[ip]), 0)?;
-    let start = std::time::Instant::now();
-    let now = || Instant::from_micros(start.elapsed().as_micros() as u64);
+    let clock = Clock::new();
+    let now = || clock.now();
     let mut stack = Stack::new(dev, StackConfig::new(ip, 24, os_secret()?), now());
     let listener = stack.listen(port.parse()?, 128)?;
     let mut buf = vec![0u8; 16 * 1024];

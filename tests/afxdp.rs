@@ -163,6 +163,11 @@ fn afxdp_udp_arp_and_ping_against_the_kernel() {
             let cfg = AfXdpConfig::new("xv0", &[OURS]);
             let mut dev = AfXdpDevice::open(&cfg, 0).unwrap_or_else(|e| panic!("opening AF_XDP on xv0: {e}"));
             let refusal = dev.zero_copy_refusal().unwrap_or("zero-copy not refused").to_string();
+            // The descriptor an epoll loop waits on is this process's AF_XDP socket.
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&dev);
+            let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("the device's fd is open");
+            assert!(link.to_string_lossy().starts_with("socket:"), "fd {fd} is {link:?}");
+            assert_eq!(std::os::fd::AsFd::as_fd(&dev).try_clone_to_owned().map(|_| ()).ok(), Some(()));
             ready_tx.send((dev.program().mode(), dev.bind_mode(), refusal, dev.mac(), dev.frame_capacity())).unwrap();
             responder(&mut dev, &stop, &seen);
             let report = (dev.xdp_counters().expect("counters"), dev.stats(), dev.socket_stats().expect("stats"));

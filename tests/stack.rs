@@ -216,6 +216,25 @@ fn ephemeral_ports_run_out_with_a_typed_error() {
     drop(handles);
 }
 
+/// Handle::index is a dense slot number: distinct among live sockets, below max_sockets,
+/// and reused after a socket is gone while the old handle is refused.
+#[test]
+fn handle_indices_are_dense_and_reused() {
+    let mut cb = config(IP_B, 2);
+    cb.max_sockets = 8;
+    let mut p = Pair::with(Faults::default(), 6, config(IP_A, 1), cb);
+    let hs: Vec<Handle> = (0..8).map(|i| p.b.listen(100 + i, 1).unwrap()).collect();
+    let mut idx: Vec<usize> = hs.iter().map(|h| h.index()).collect();
+    idx.sort();
+    assert_eq!(idx, (0..8).collect::<Vec<_>>());
+    let gone = hs[3];
+    p.b.close(gone).unwrap();
+    let again = p.b.listen(200, 1).unwrap();
+    assert_eq!(again.index(), gone.index(), "the freed slot is reused");
+    assert_ne!(again, gone);
+    assert_eq!(p.b.close(gone), Err(StackError::InvalidHandle), "the old handle is not");
+}
+
 #[test]
 fn socket_limit_is_a_typed_error() {
     let mut cb = config(IP_B, 2);

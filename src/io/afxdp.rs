@@ -58,7 +58,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use libbpf_rs::libbpf_sys;
@@ -740,6 +740,25 @@ fn create_socket(cfg: &AfXdpConfig, queue: u32, mode: BindMode) -> Result<(Umem,
     })?;
     let (fill, comp) = fq_cq.ok_or_else(|| Error::other("binding", "xsk-rs returned no fill/completion ring"))?;
     Ok((umem, descs, (tx, rx, fill, comp)))
+}
+
+/// The AF_XDP socket, for a loop that waits on several descriptors (epoll, mio): readable
+/// when frames are in the RX ring. [`Stack::poll`](crate::stack::Stack::poll) leaves the fill
+/// ring stocked and returns the next deadline, so a loop may call it, then wait on this
+/// descriptor until that deadline, then call it again — what [`Device::wait`] does with
+/// poll(2).
+impl AsFd for AfXdpDevice {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor is the RX queue's socket, which `self` owns and keeps open
+        // for as long as it lives; the borrow cannot outlive `self`.
+        unsafe { BorrowedFd::borrow_raw(self.rx.fd().as_raw_fd()) }
+    }
+}
+
+impl AsRawFd for AfXdpDevice {
+    fn as_raw_fd(&self) -> RawFd {
+        self.rx.fd().as_raw_fd()
+    }
 }
 
 impl Device for AfXdpDevice {

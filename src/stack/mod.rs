@@ -76,6 +76,16 @@ pub struct Handle {
     _core_local: PhantomData<*const ()>,
 }
 
+impl Handle {
+    /// The socket's slot: dense, below [`StackConfig::max_sockets`], unique among the live
+    /// sockets of this stack, so per-connection state can live in a `Vec` indexed by it
+    /// instead of a hash map. A slot is reused once its socket is gone (after
+    /// [`StackEvent::Closed`]); the handle itself is then refused, the index is not.
+    pub fn index(self) -> usize {
+        self.idx as usize
+    }
+}
+
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Handle({}#{})", self.idx, self.gen)

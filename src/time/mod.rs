@@ -12,6 +12,41 @@ use core::ops::{Add, AddAssign, Sub};
 pub use core::time::Duration;
 pub use wheel::{StaleHandle, TimerHandle, TimerWheel, WheelFull};
 
+/// The real clock for an embedder's loop: monotonic, with its origin when made, handing out
+/// [`Instant`]s for [`Stack::poll`](crate::stack::Stack::poll) and the rest. (The protocol
+/// core never calls it; only the code that drives a stack does.)
+///
+/// ```
+/// let clock = xtcp::time::Clock::new();
+/// let a = clock.now();
+/// assert!(clock.now() >= a);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock { origin: std::time::Instant::now() }
+    }
+    /// Microseconds since the clock was made.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+    }
+    /// How long from now until `deadline` (zero if it has passed): what to sleep or wait
+    /// for before the next `poll`.
+    pub fn until(&self, deadline: Instant) -> Duration {
+        deadline.saturating_duration_since(self.now())
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
 /// A point in time: microseconds since the caller's origin.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Instant {
