@@ -27,6 +27,7 @@
 
 mod net;
 pub mod parse;
+mod preprocess;
 mod run;
 mod symbols;
 mod sysctl;

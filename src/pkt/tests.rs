@@ -4,6 +4,7 @@
 
 use super::net::{OutSeg, LIVE_ISN};
 use super::parse::*;
+use super::preprocess::preprocess;
 use super::run::{compare, inbound_bytes, script_line, Flow};
 use super::*;
 use crate::time::Instant;
