@@ -26,11 +26,13 @@ use core::fmt;
 use core::net::SocketAddrV4;
 
 mod app;
+mod buffers;
 mod input;
 mod output;
 mod recovery;
 mod timers;
 
+pub use buffers::TcbBuffers;
 pub use input::{reset_for, RxInfo};
 
 /// The connection states of RFC 9293 §3.3.2.
@@ -422,93 +424,6 @@ pub struct Tcb {
     close_reason: Option<CloseReason>,
     last_icmp_error: Option<IcmpError>,
     stats: TcbStats,
-}
-
-/// A TCB's buffer storage, kept for the next connection (a stack's pool): the send and
-/// receive rings and the scoreboard's entries.
-#[derive(Debug)]
-pub struct TcbBuffers {
-    pub send: Box<[u8]>,
-    pub recv: Box<[u8]>,
-    pub scoreboard: std::collections::VecDeque<Seg>,
-}
-
-impl TcbBuffers {
-    /// No storage yet: a passive open's TCB gets its buffers only when the handshake's
-    /// completion comes near ([`Tcb::attach_buffers`]), so that a SYN queue full of a
-    /// flood's handshakes holds a few hundred bytes each, as Linux's request socks do, not
-    /// two buffers each.
-    pub fn deferred() -> TcbBuffers {
-        TcbBuffers { send: Box::default(), recv: Box::default(), scoreboard: Default::default() }
-    }
-
-    fn is_deferred(&self) -> bool {
-        self.send.is_empty() && self.recv.is_empty()
-    }
-}
-
-impl Tcb {
-    /// Give up the TCB, keeping its buffers' storage for another.
-    pub fn into_buffers(mut self) -> TcbBuffers {
-        TcbBuffers { send: self.send_storage(), recv: self.recv_buf.into_storage(), scoreboard: self.sb.into_storage() }
-    }
-
-    /// The TCB was made without buffers ([`TcbBuffers::deferred`]) and `seg` is the one
-    /// that needs them: an ACK of our SYN-ACK (RFC 9293 §3.10.7.4: SND.UNA < SEG.ACK =<
-    /// SND.NXT), which completes the handshake and may carry data. Nothing else gets them — a
-    /// flood that hits a queued handshake's 4-tuple with SYNs or guessed ACKs does not turn
-    /// the SYN queue into buffer memory.
-    pub fn wants_buffers(&self, seg: &TcpRepr<'_>) -> bool {
-        self.buffers_deferred
-            && seg.flags.contains(TcpFlags::ACK)
-            && !seg.flags.intersects(TcpFlags::RST | TcpFlags::SYN)
-            && self.snd_una.lt(SeqNum(seg.ack))
-            && SeqNum(seg.ack).le(self.snd_nxt)
-    }
-
-    /// Give a TCB made without buffers its storage (sized as its settings say; other sizes
-    /// are replaced). Call before it is handed a segment that may carry data.
-    pub fn attach_buffers(&mut self, b: TcbBuffers) {
-        debug_assert!(self.buffers_deferred, "buffers attached twice");
-        let entries = self.cfg.scoreboard_entries();
-        let (send, recv) = if b.send.len() == self.cfg.send_buffer && b.recv.len() == self.cfg.recv_buffer {
-            (RingBuffer::from_storage(b.send), RingBuffer::from_storage(b.recv))
-        } else {
-            (RingBuffer::new(self.cfg.send_buffer), RingBuffer::new(self.cfg.recv_buffer))
-        };
-        self.send_buf = send;
-        self.recv_buf = recv;
-        self.sb = Scoreboard::with_storage(b.scoreboard, entries);
-        self.buffers_deferred = false;
-    }
-
-    /// In TIME-WAIT with nothing left to read, the buffers serve no purpose (nothing more
-    /// can be sent or received): hand their storage over, as Linux shrinks a socket to a
-    /// small time-wait one. Otherwise `None`. Thousands of connections a second each spend
-    /// 2·MSL here, which without this would hold their buffers all that time.
-    pub fn release_buffers(&mut self) -> Option<TcbBuffers> {
-        let idle = self.state == State::TimeWait && self.recv_buf.is_empty() && self.rx_external == 0;
-        if !idle || self.recv_buf.capacity() == 0 {
-            return None;
-        }
-        let send = self.send_storage();
-        self.send_buf = RingBuffer::new(0);
-        let recv = core::mem::replace(&mut self.recv_buf, RingBuffer::new(0));
-        let sb = core::mem::replace(&mut self.sb, Scoreboard::with_storage(Default::default(), 0));
-        Some(TcbBuffers { send, recv: recv.into_storage(), scoreboard: sb.into_storage() })
-    }
-
-    /// The send buffer's storage for the pool, if it is still the size a connection with
-    /// these settings opens with: a grown one would sit in the pool unused (connections open
-    /// at `send_buffer` and grow by themselves), so it is let go.
-    fn send_storage(&mut self) -> Box<[u8]> {
-        let send = core::mem::replace(&mut self.send_buf, RingBuffer::new(0)).into_storage();
-        if send.len() == self.cfg.send_buffer {
-            send
-        } else {
-            Box::default()
-        }
-    }
 }
 
 impl fmt::Debug for Tcb {
