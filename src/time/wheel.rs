@@ -316,7 +316,10 @@ impl<T> TimerWheel<T> {
                 let generation = self.entries[index as usize].generation;
                 return Some((TimerHandle { index, generation }, self.release(index)));
             }
-            if !self.step(target) {
+            // No tick has passed since the wheel last ran: nothing more can be due, since at
+            // rest every slot's start and the overflow bound lie after the current tick. (The
+            // common case of a busy-polling loop, which polls many times a tick.)
+            if self.tick == target || !self.step(target) {
                 return None;
             }
         }
