@@ -103,10 +103,11 @@ impl StackConfig {
 }
 
 /// Per-connection settings the stack accepts: buffers that hold at least one byte and at
-/// most 1 GiB (the send buffer's growth bound too) (RFC 7323 §2.3: a window scale of 14 covers 1 GiB), an MSS of at least 88
-/// bytes (a 128-byte MTU, the RFC 1191 floor used for ICMP too), and RTO bounds with
-/// 1 ms ≤ min ≤ max ≤ 1 hour (the timer wheel ticks in milliseconds; RFC 6298 §2.5 wants the
-/// maximum at least 60 s, but a test or a datacenter may choose less).
+/// most 1 GiB, growth bounds of at most 1 GiB (RFC 7323 §2.3: a window scale of 14 covers
+/// 1 GiB), an MSS of at least 88 bytes (a 128-byte MTU, the RFC 1191 floor used for ICMP
+/// too), and RTO bounds with 1 ms ≤ min ≤ max ≤ 1 hour (the timer wheel ticks in
+/// milliseconds; RFC 6298 §2.5 wants the maximum at least 60 s, but a test or a datacenter
+/// may choose less).
 pub(super) fn check_tcp_config(tcp: &TcpConfig) -> Result<(), StackError> {
     const MAX: usize = 1 << 30;
     let rto_ok = Duration::from_millis(1) <= tcp.min_rto
