@@ -72,9 +72,11 @@ impl<D: Device> Stack<D> {
         }
         self.release_acked_tx(idx);
         // Follow the connection's state.
+        // A connection goes on the ready queue only with something to report: a TCB event,
+        // or the end of a connection whose unread data has now been read.
         let (state, has_events, listener, opened) = {
             let c = self.conn(idx);
-            (c.tcb.state(), true, c.listener, c.opened)
+            (c.tcb.state(), c.tcb.has_events() || c.close_pending.is_some(), c.listener, c.opened)
         };
         if state != State::Closed && state != State::SynSent && state != State::SynReceived && !opened {
             self.conn_mut(idx).opened = true;

@@ -276,6 +276,11 @@ impl Tcb {
         self.last_icmp_error
     }
 
+    /// Whether [`Tcb::poll_event`] has something to hand out.
+    pub fn has_events(&self) -> bool {
+        self.events != 0
+    }
+
     /// The next thing that happened, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         for (bit, ev) in [
