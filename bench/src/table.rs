@@ -24,7 +24,16 @@ fn headline(r: &RunResult) -> (f64, String) {
     }
 }
 
+/// A run that moved nothing (no request answered, no connection made, no byte written) failed
+/// somewhere: its figure means nothing and divides nothing.
+fn moved_nothing(r: &RunResult) -> bool {
+    r.requests == 0 && r.connections == 0 && r.bytes_sent == 0
+}
+
 fn cell(r: &RunResult) -> String {
+    if moved_nothing(r) {
+        return "**no traffic** (see its log)".into();
+    }
     let (_, h) = headline(r);
     let mut s = h;
     if r.latency_us.count > 0 {
@@ -78,7 +87,7 @@ pub fn table(runs: &[RunResult], baseline: Option<&str>, ratio_of: &[String]) ->
         }
         for l in &ratios {
             let r = match (find(row, l), baseline.and_then(|b| find(row, b))) {
-                (Some(x), Some(b)) => {
+                (Some(x), Some(b)) if !moved_nothing(x) && !moved_nothing(b) => {
                     let (xv, _) = headline(x);
                     let (bv, _) = headline(b);
                     let mut t = if bv > 0.0 { format!("×{:.2} throughput", xv / bv) } else { "—".into() };
@@ -108,6 +117,7 @@ mod tests {
             req_bytes: 64,
             requests_per_sec: rps,
             connections_per_sec: rps,
+            requests: 1000,
             ..Default::default()
         };
         r.latency_us.count = 10;
@@ -133,5 +143,22 @@ mod tests {
             "{t}"
         );
         assert!(lines[3].contains("5.0k conn/s") && lines[3].contains("—"), "{t}");
+    }
+
+    /// A baseline that moved nothing (a stream whose writes never went) shows as such, with no
+    /// ratio against it (the demo once printed ×1,364,903,313 over a 0.00 Gbit/s baseline).
+    #[test]
+    fn a_run_that_moved_nothing_divides_nothing() {
+        let mut dead = run("kernel", "stream", 0.0, 0.0);
+        dead.requests = 0;
+        dead.latency_us.count = 0;
+        dead.gbit_per_sec = 1.8e-9;
+        let mut live = run("xtcp", "stream", 0.0, 0.0);
+        live.latency_us.count = 0;
+        live.gbit_per_sec = 2.5;
+        live.bytes_sent = 1 << 30;
+        let t = table(&[dead, live], Some("kernel"), &["xtcp".into()]);
+        let row = t.lines().nth(2).unwrap();
+        assert!(row.contains("**no traffic**") && row.contains("2.50 Gbit/s") && row.ends_with("| — |"), "{t}");
     }
 }
