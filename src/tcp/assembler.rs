@@ -122,6 +122,15 @@ impl Assembler {
         self.ranges.get(i).is_some_and(|r| r.start <= offset && end <= r.end)
     }
 
+    /// The first part of `[offset, offset + len)` held already: its intersection with the
+    /// first held range it overlaps (what RFC 2883 reports as duplicate), if any.
+    pub fn first_overlap(&self, offset: u32, len: u32) -> Option<(u32, u32)> {
+        let end = offset.saturating_add(len);
+        let i = self.ranges.partition_point(|r| r.end <= offset);
+        let r = self.ranges.get(i)?;
+        (r.start < end).then(|| (r.start.max(offset), r.end.min(end)))
+    }
+
     /// No bytes beyond RCV.NXT are held.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()

@@ -470,9 +470,15 @@ impl Tcb {
             self.rcv_nxt += payload.len();
             self.events |= EV_READABLE;
         } else {
-            if offset > 0 && self.sack_enabled && self.assembler.contains(offset as u32, payload.len() as u32) {
-                // RFC 2883 §4.1.3: out-of-order data held already.
-                self.dsack = Some((seq, seq + payload.len()));
+            // RFC 2883: report data received twice in a D-SACK block, the duplicate part only
+            // when the segment is partly new (§3, "the first SACK block ... the contiguous
+            // block of duplicate data"): a segment wholly held out of order already
+            // (§4.1.3), or one that also covers held data (as Linux's tcp_dsack_extend when
+            // its out-of-order queue is merged).
+            if self.sack_enabled && self.dsack.is_none() {
+                if let Some((l, r)) = self.assembler.first_overlap(offset as u32, payload.len() as u32) {
+                    self.dsack = Some((self.rcv_nxt + l, self.rcv_nxt + r));
+                }
             }
             if self.assembler.add(offset as u32, payload.len() as u32).is_err() {
                 // At the bound: drop, count, and let the ACK tell the peer what we have.

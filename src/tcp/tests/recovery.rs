@@ -609,3 +609,25 @@ fn timeout_behind_a_zero_window_gives_up_on_a_silent_peer() {
     assert_eq!(t.events(), vec![Event::Closed(CloseReason::TimedOut)]);
     assert!(now > 2_000);
 }
+
+/// RFC 2883 §3 as FreeBSD's rcv-data-segments suite checks it (and Linux does it): a segment
+/// that fills the hole and also covers part of a range held out of order reports the
+/// duplicate part, `200:275` here, in a D-SACK block before the SACK blocks still open.
+#[test]
+fn a_segment_partly_covering_held_data_reports_the_duplicate_part() {
+    let mut t = sack_conn(10);
+    let base = PEER_ISS + 1;
+    let data = |a: u32, b: u32| seg(F::ACK).seq(base + a).data(&vec![9u8; (b - a) as usize]);
+    t.input(data(0, 99));
+    for (a, b) in [(199, 299), (399, 499), (599, 699)] {
+        t.input(data(a, b));
+        t.outputs();
+    }
+    t.outputs();
+    t.input(data(99, 274));
+    let ack = t.outputs().pop().expect("an ACK");
+    assert_eq!(ack.ack, base + 299);
+    let blocks: Vec<(u32, u32)> = ack.options.sack.as_slice().iter().map(|&(l, r)| (l - base, r - base)).collect();
+    assert_eq!(blocks, [(199, 274), (599, 699), (399, 499)], "{ack:?}");
+    assert_eq!(t.tcb.stats().dsacks_out, 1);
+}
