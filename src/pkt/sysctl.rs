@@ -93,6 +93,11 @@ fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), Refused> {
             }
             cfg.initial_rto = rto;
         }
+        // RFC 1122 §4.2.3.2: under 0.5 s.
+        "net.inet.tcp.delacktime" => match int()? {
+            ms @ 1..=499 => cfg.delayed_ack = Duration::from_millis(ms),
+            v => return Err(line(format!("sysctl {name}={v} (1 to 499 ms)"))),
+        },
         "net.inet.tcp.rexmit_min" => {
             let rto = Duration::from_millis(int()?);
             if rto.is_zero() || rto > cfg.initial_rto {
@@ -157,6 +162,8 @@ mod tests {
         assert!(!c.tail_loss_probe);
         apply("sysctl -w net.inet.tcp.rexmit_initial=1000", &mut c).unwrap();
         assert_eq!(c.initial_rto, Duration::from_secs(1));
+        apply("sysctl -w net.inet.tcp.delacktime=100", &mut c).unwrap();
+        assert_eq!(c.delayed_ack, Duration::from_millis(100));
     }
 
     #[test]
