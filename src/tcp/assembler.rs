@@ -115,13 +115,6 @@ impl Assembler {
         self.ranges.iter().map(|r| (r.start, r.end))
     }
 
-    /// Whether `[offset, offset + len)` is held already, all of it (a duplicate: RFC 2883).
-    pub fn contains(&self, offset: u32, len: u32) -> bool {
-        let end = offset.saturating_add(len);
-        let i = self.ranges.partition_point(|r| r.end <= offset);
-        self.ranges.get(i).is_some_and(|r| r.start <= offset && end <= r.end)
-    }
-
     /// The first part of `[offset, offset + len)` held already: its intersection with the
     /// first held range it overlaps (what RFC 2883 reports as duplicate), if any.
     pub fn first_overlap(&self, offset: u32, len: u32) -> Option<(u32, u32)> {

@@ -72,7 +72,6 @@ impl Tcb {
             return None;
         }
         let send = self.send_storage();
-        self.send_buf = RingBuffer::new(0);
         let recv = core::mem::replace(&mut self.recv_buf, RingBuffer::new(0));
         let sb = core::mem::replace(&mut self.sb, Scoreboard::with_storage(Default::default(), 0));
         Some(TcbBuffers { send, recv: recv.into_storage(), scoreboard: sb.into_storage() })
