@@ -911,11 +911,17 @@ impl Device for AfXdpDevice {
     fn wait(&mut self, timeout: crate::time::Duration) {
         // Give the kernel every free frame first, or it has nowhere to put what arrives.
         self.refill();
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // ppoll(2), not poll(2): a timer due in 150 µs must not wait a whole millisecond
+        // (the stack's timers are finer than that, `StackConfig::timer_resolution`).
+        let micros = timeout.as_micros();
+        let ts = libc::timespec {
+            tv_sec: (micros / 1_000_000).min(i32::MAX as u128) as libc::time_t,
+            tv_nsec: ((micros % 1_000_000) * 1000) as libc::c_long,
+        };
         let mut pfd = libc::pollfd { fd: self.rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid, initialised pollfd that outlives the call; poll(2) only writes
-        // its `revents`.
-        let _ = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: one valid, initialised pollfd and a timespec that outlive the call; ppoll(2)
+        // only writes the pollfd's `revents`, and a null signal mask leaves the mask as it is.
+        let _ = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
     }
 
     fn flush(&mut self) {

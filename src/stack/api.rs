@@ -223,7 +223,7 @@ impl<D: Device> Stack<D> {
         let local = SocketAddrV4::new(local_ip, port);
         let iss = self.isn.isn(self.now, local, remote);
         let bufs = self.take_buffers(&tcp);
-        let tcb = Tcb::connect_in(tcp, local, remote, iss, self.now, Some(bufs));
+        let tcb = Tcb::connect_in(self.conn_tcp_config(&tcp), local, remote, iss, self.now, Some(bufs));
         let idx = self.alloc_slot()?;
         let key = FourTuple { local, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, None)));

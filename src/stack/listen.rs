@@ -69,6 +69,11 @@ impl<D: Device> Stack<D> {
         true
     }
 
+    /// A connection's settings from `tcp`: this stack's timers drive it, at their resolution.
+    pub(super) fn conn_tcp_config(&self, tcp: &TcpConfig) -> TcpConfig {
+        TcpConfig { timer_granularity: self.cfg.timer_resolution, ..tcp.clone() }
+    }
+
     /// The settings of what `lidx` accepts.
     fn listener_tcp_config(&self, lidx: u32) -> &TcpConfig {
         match &self.slots[lidx as usize].entry {
@@ -111,7 +116,7 @@ impl<D: Device> Stack<D> {
             return;
         };
         let iss = self.isn.isn(self.now, local, remote);
-        let cfg = self.listener_tcp_config(lidx).clone();
+        let cfg = self.conn_tcp_config(self.listener_tcp_config(lidx));
         // No buffers until the peer answers (input attaches them): a SYN queue full of a
         // flood's handshakes holds no buffer memory.
         let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(TcbBuffers::deferred()));
@@ -163,7 +168,7 @@ impl<D: Device> Stack<D> {
             self.counters.tcp_table_full += 1;
             return CookieOutcome::Taken;
         };
-        let cfg = self.listener_tcp_config(lidx).clone();
+        let cfg = self.conn_tcp_config(self.listener_tcp_config(lidx));
         let bufs = self.take_buffers(&cfg);
         let tcb = Tcb::from_cookie_in(cfg, local, remote, syn.iss, &syn.syn(seg), self.now, Some(bufs));
         self.add_handshake(lidx, idx, tcb);

@@ -84,6 +84,12 @@ pub struct TcpConfig {
     pub initial_window: usize,
     /// Keep-alive, `None` = off (RFC 1122 §4.2.3.6: off by default).
     pub keepalive: Option<Keepalive>,
+    /// How late after a deadline the caller may run `handle_timeout`: the resolution of
+    /// the timers that drive the connection. A paced sender (BBR) may run this far ahead of
+    /// its schedule, so that a late timer costs it no rate; beyond that its bursts are as
+    /// long as Linux's (`Tcb::pace_slack`). The stack sets it to its timer wheel's
+    /// resolution; a caller with finer timers lowers it and gets shorter queues.
+    pub timer_granularity: Duration,
     /// Most separate out-of-order ranges held; a segment that would make more is dropped
     /// (and counted). Bounds the bookkeeping an attacker can make us do.
     pub max_ooo_ranges: usize,
@@ -123,6 +129,7 @@ impl Default for TcpConfig {
             initial_window: 10,
             keepalive: None,
             max_ooo_ranges: 32,
+            timer_granularity: Duration::from_millis(1),
             challenge_ack_limit: 1000,
             congestion: Algorithm::Cubic,
             ecn: EcnMode::Passive,

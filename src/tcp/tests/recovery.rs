@@ -444,6 +444,67 @@ fn bbr_paces_the_initial_window_over_the_handshake_rtt() {
     assert_eq!(c.outputs().len(), 10);
 }
 
+/// A paced sender's bursts: no longer than Linux's (64 KiB, `tcp_tso_autosize`) when its
+/// timers are fine, a timer granularity's worth when they are coarse. A BBR sender over a
+/// 400 MB/s bottleneck with 30 µs of propagation delay, every segment acknowledged, but the
+/// ACKs read in batches every 250 µs (as a loop that polls its device in bursts does): each
+/// batch opens about 69 segments of cwnd at once. With 10 µs timers they leave in bursts of
+/// at most 45 (64 KiB) at the pacing rate; with 1 ms timers (a millisecond is 276 segments
+/// here) they all go at once, and queue at the bottleneck.
+#[test]
+fn paced_bursts_are_linuxs_64_kib_with_fine_timers_and_a_tick_with_coarse_ones() {
+    let longest_burst = |granularity: Duration| {
+        let rtt = Duration::from_micros(30);
+        let batch = Duration::from_micros(250);
+        let per_segment = Duration::from_nanos(1448 * 1_000_000_000 / 400_000_000);
+        let mut t = T::active(TcpConfig {
+            sack: true,
+            nagle: false,
+            window_scaling: true,
+            congestion: Algorithm::Bbr,
+            send_buffer: 8 << 20,
+            timer_granularity: granularity,
+            ..cfg()
+        });
+        t.output().expect("SYN");
+        t.now += rtt;
+        let opts = TcpOptions { mss: Some(1460), sack_permitted: true, window_scale: Some(9), ..Default::default() };
+        t.input(seg(F::SYN | F::ACK).seq(PEER_ISS).opts(opts));
+        t.expect(F::ACK, ISS + 1, PEER_ISS + 1);
+        t.tcb.send(&vec![9u8; 8 << 20]).unwrap();
+        let (mut link_free, mut acks) = (t.now, std::collections::VecDeque::new());
+        let (start, mut next_batch, mut longest) = (t.now, t.now + batch, 0);
+        while t.now < start + Duration::from_millis(10) {
+            let now = t.now;
+            let mut n = 0;
+            for o in std::iter::from_fn(|| t.output()).take(10_000) {
+                n += 1;
+                link_free = link_free.max(now) + per_segment;
+                acks.push_back((link_free + rtt, o.seq + o.payload.len() as u32));
+            }
+            if now > start + Duration::from_millis(3) {
+                longest = longest.max(n);
+            }
+            t.now = t.tcb.poll_timeout().map_or(next_batch, |d| d.min(next_batch));
+            if t.now >= next_batch {
+                next_batch += batch;
+                while let Some(&(_, ack)) = acks.front().filter(|a| a.0 <= t.now) {
+                    acks.pop_front();
+                    t.input(seg(F::ACK).ack(ack).win(65535));
+                }
+            }
+            t.run_timers();
+        }
+        let rate = crate::tcp::cc::CongestionControl::pacing_rate(t.tcb.congestion()).expect("BBR paces");
+        assert!((200_000_000..800_000_000).contains(&rate), "BBR found the bottleneck: {rate} B/s");
+        longest
+    };
+    let fine = longest_burst(Duration::from_micros(10));
+    let coarse = longest_burst(Duration::from_millis(1));
+    assert!((2..=46).contains(&fine), "longest burst with 10 µs timers: {fine} segments");
+    assert!(coarse >= 60, "longest burst with 1 ms timers: {coarse} segments");
+}
+
 /// BBR does not read loss as congestion: a recovery keeps the cwnd it had (packet
 /// conservation for a round, then the model's cwnd), and PRR does not run.
 #[test]
