@@ -111,8 +111,8 @@ fn lab(cc: xtcp::tcp::cc::Algorithm) -> ExitCode {
             max_steps: Some(50_000_000),
             all_options: true,
             cc: Some(cc),
-            // The stack's timer wheel ticks in milliseconds.
-            tick: Some(xtcp::time::Duration::from_millis(1)),
+            // The stack's timer wheel, at its default resolution.
+            tick: Some(xtcp::stack::StackConfig::new(std::net::Ipv4Addr::UNSPECIFIED, 24, [0; 16]).timer_resolution),
         };
         match run(seed, &clean, &ov) {
             Ok(o) => {

@@ -393,7 +393,7 @@ pub struct Client {
 impl Client {
     pub fn connect<D: Device>(
         stack: &mut Stack<D>,
-        remote: core::net::SocketAddrV4,
+        remote: impl Into<core::net::SocketAddr>,
         send_bytes: usize,
         recv_bytes: Option<usize>,
     ) -> Result<Client, StackError> {

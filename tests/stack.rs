@@ -1,7 +1,7 @@
 //! Two whole stacks over the in-memory link (io::mem): connect, accept, transfer, close through
 //! the public API, with and without faults; ARP, ICMP and resets; misuse of the API.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use xtcp::io::mem::{Faults, MemDevice, MemLink};
 use xtcp::io::Device;
 use xtcp::stack::{Handle, Stack, StackConfig, StackError, StackEvent, SynCookieMode};
@@ -693,9 +693,9 @@ fn extra_addresses_extend_the_ports_of_active_opens() {
     let dst = SocketAddrV4::new(IP_A, 80);
     let clients: Vec<_> = (0..9).map(|_| p.b.connect(dst).unwrap()).collect();
     assert_eq!(p.b.connect(dst), Err(StackError::PortsExhausted), "3 addresses × 3 ports");
-    let mut sources: Vec<Ipv4Addr> = clients.iter().map(|&h| *p.b.tcb(h).unwrap().local().ip()).collect();
+    let mut sources: Vec<IpAddr> = clients.iter().map(|&h| p.b.tcb(h).unwrap().local().ip()).collect();
     sources.dedup();
-    assert_eq!(sources, [IP_B, B2, B3], "the first address first, then the others in turn");
+    assert_eq!(sources, [IP_B, B2, B3].map(IpAddr::from), "the first address first, then the others in turn");
     let mut servers = Vec::new();
     p.run_until(Duration::from_secs(10), |p| {
         while let Ok(Some(s)) = p.a.accept(listener) {
@@ -708,17 +708,17 @@ fn extra_addresses_extend_the_ports_of_active_opens() {
         p.b.send(c, &[i as u8; 100]).unwrap();
     }
     p.run_until(Duration::from_secs(5), |p| servers.iter().all(|&s| p.a.tcb(s).unwrap().recv_available() == 100));
-    let mut seen: Vec<(Ipv4Addr, u8)> = servers
+    let mut seen: Vec<(IpAddr, u8)> = servers
         .iter()
         .map(|&s| {
             let mut buf = [0u8; 100];
             assert_eq!(p.a.recv(s, &mut buf).unwrap(), 100);
-            (*p.a.tcb(s).unwrap().remote().ip(), buf[0])
+            (p.a.tcb(s).unwrap().remote().ip(), buf[0])
         })
         .collect();
     seen.sort();
     assert_eq!(seen.len(), 9);
-    assert_eq!(seen.iter().filter(|(ip, _)| *ip == B3).count(), 3);
+    assert_eq!(seen.iter().filter(|(ip, _)| *ip == IpAddr::from(B3)).count(), 3);
     // A learned every source address of B by ARP, and a connection from an address that is
     // not B's own is refused with a typed error.
     assert_eq!(

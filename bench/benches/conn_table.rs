@@ -14,7 +14,10 @@ const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
 fn key(i: u32) -> FourTuple {
     let ip = Ipv4Addr::new(198, 18, 1, (i % 16) as u8);
-    FourTuple { local: SocketAddrV4::new(LOCAL, 80), remote: SocketAddrV4::new(ip, 1024 + (i / 16) as u16) }
+    FourTuple {
+        local: SocketAddrV4::new(LOCAL, 80).into(),
+        remote: SocketAddrV4::new(ip, 1024 + (i / 16) as u16).into(),
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -30,8 +33,10 @@ fn bench(c: &mut Criterion) {
             black_box(t.get(black_box(&key(i))))
         })
     });
-    let miss =
-        FourTuple { local: SocketAddrV4::new(LOCAL, 81), remote: SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 1), 9) };
+    let miss = FourTuple {
+        local: SocketAddrV4::new(LOCAL, 81).into(),
+        remote: SocketAddrV4::new(Ipv4Addr::new(198, 19, 0, 1), 9).into(),
+    };
     g.bench_function("lookup_miss", |b| b.iter(|| black_box(t.get(black_box(&miss)))));
     g.finish();
 }

@@ -23,7 +23,7 @@ pub mod steer;
 
 pub use steer::{steer, FlowSteering, SteerStats, SteeredDevice, SteeringConfig, SteeringError, HANDOFF_BIT};
 
-use core::net::SocketAddrV4;
+use core::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
@@ -132,7 +132,7 @@ pub struct CoreSnapshot {
 pub struct CoreReport {
     pub snapshot: CoreSnapshot,
     /// (local, remote) of the SYNs this core's stack handled: the flows it owned.
-    pub flows: Vec<(SocketAddrV4, SocketAddrV4)>,
+    pub flows: Vec<(SocketAddr, SocketAddr)>,
     /// Connections not yet in TIME-WAIT when the grace period ended.
     pub unfinished: usize,
 }

@@ -34,7 +34,7 @@
 //! Frames handed over are shown to the stack with [`Frame::index`] | [`HANDOFF_BIT`]; the
 //! wrapper recognises them in every [`Device`] call. Every other call goes to the inner device.
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -43,7 +43,9 @@ use crate::io::{Device, Frame};
 use crate::stack::Rss;
 use crate::time::Duration;
 use crate::wire::toeplitz::{Toeplitz4Tuple, MICROSOFT_KEY};
-use crate::wire::{EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, RxChecksum, TcpFlags, TcpPacket};
+use crate::wire::{
+    icmpv6, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, MacAddr, RxChecksum, TcpFlags, TcpPacket,
+};
 
 /// Set in [`Frame::index`] of a frame that another core handed over (backed by a hand-off
 /// buffer, not by the inner device's pool).
@@ -185,17 +187,18 @@ enum Dest {
 /// What the steering reads of a frame: the kind, and for TCP the flow and whether it opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FlowKind {
+    /// ARP or IPv6 neighbour discovery: every core keeps its own neighbour cache.
     Arp,
     /// TCP to `local` from `remote`; `syn`: a SYN without ACK (a new flow).
     Tcp {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         syn: bool,
     },
     /// An ICMP error about our segment from `local` to `remote`.
     IcmpAbout {
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
     },
     Other,
 }
@@ -208,6 +211,7 @@ fn flow_kind(bytes: &[u8]) -> FlowKind {
     match eth.ethertype() {
         EtherType::Arp => return FlowKind::Arp,
         EtherType::Ipv4 => {}
+        EtherType::Ipv6 => return flow_kind_v6(eth.payload()),
         _ => return FlowKind::Other,
     }
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return FlowKind::Other };
@@ -219,8 +223,8 @@ fn flow_kind(bytes: &[u8]) -> FlowKind {
             let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else { return FlowKind::Other };
             let f = tcp.flags();
             FlowKind::Tcp {
-                local: SocketAddrV4::new(ip.dst_addr(), tcp.dst_port()),
-                remote: SocketAddrV4::new(ip.src_addr(), tcp.src_port()),
+                local: SocketAddr::new(ip.dst_addr().into(), tcp.dst_port()),
+                remote: SocketAddr::new(ip.src_addr().into(), tcp.src_port()),
                 syn: f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::ACK),
             }
         }
@@ -248,8 +252,52 @@ fn icmp_error_about(icmp: &[u8]) -> Option<FlowKind> {
     let (src, dst) = (addr(12)?, addr(16)?);
     let ports = quoted.get(ihl..ihl + 4)?;
     Some(FlowKind::IcmpAbout {
-        local: SocketAddrV4::new(src, u16::from_be_bytes([ports[0], ports[1]])),
-        remote: SocketAddrV4::new(dst, u16::from_be_bytes([ports[2], ports[3]])),
+        local: SocketAddr::new(src.into(), u16::from_be_bytes([ports[0], ports[1]])),
+        remote: SocketAddr::new(dst.into(), u16::from_be_bytes([ports[2], ports[3]])),
+    })
+}
+
+/// The same for IPv6: TCP by its flow (after any extension headers), neighbour discovery to
+/// every core, ICMPv6 errors (RFC 4443: unreachable, packet too big, time exceeded) to the
+/// owner of the flow they quote.
+fn flow_kind_v6(packet: &[u8]) -> FlowKind {
+    let Ok(ip) = Ipv6Packet::new_checked(packet) else { return FlowKind::Other };
+    let Ok((proto, at)) = ip.upper_layer() else { return FlowKind::Other };
+    let upper = &ip.payload()[at..];
+    match proto {
+        IpProtocol::Tcp => {
+            let Ok(tcp) = TcpPacket::new_checked(upper) else { return FlowKind::Other };
+            let f = tcp.flags();
+            FlowKind::Tcp {
+                local: SocketAddr::new(ip.dst_addr().into(), tcp.dst_port()),
+                remote: SocketAddr::new(ip.src_addr().into(), tcp.src_port()),
+                syn: f.contains(TcpFlags::SYN) && !f.contains(TcpFlags::ACK),
+            }
+        }
+        IpProtocol::Icmpv6 => match upper.first() {
+            Some(&t) if icmpv6::is_ndp(t) => FlowKind::Arp,
+            Some(1..=3) => icmpv6_error_about(upper).unwrap_or(FlowKind::Other),
+            _ => FlowKind::Other,
+        },
+        _ => FlowKind::Other,
+    }
+}
+
+/// The flow an ICMPv6 error quotes: its invoking packet's IPv6 header and TCP ports.
+fn icmpv6_error_about(icmp: &[u8]) -> Option<FlowKind> {
+    let b = icmp.get(8..)?;
+    if b.first()? >> 4 != 6 || *b.get(6)? != 6 {
+        return None; // not IPv6, or not straight to TCP
+    }
+    let addr = |at: usize| -> Option<Ipv6Addr> {
+        let a: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+        Some(Ipv6Addr::from(a))
+    };
+    let (src, dst) = (addr(8)?, addr(24)?);
+    let ports = b.get(40..44)?;
+    Some(FlowKind::IcmpAbout {
+        local: SocketAddr::new(IpAddr::V6(src), u16::from_be_bytes([ports[0], ports[1]])),
+        remote: SocketAddr::new(IpAddr::V6(dst), u16::from_be_bytes([ports[2], ports[3]])),
     })
 }
 
@@ -281,7 +329,7 @@ impl FlowSteering {
 
     /// The core that owns the flow of a segment arriving from `remote` to `local`: the queue
     /// an RSS NIC with this key and table puts it on.
-    pub fn owner(&self, local: SocketAddrV4, remote: SocketAddrV4) -> usize {
+    pub fn owner(&self, local: impl Into<SocketAddr>, remote: impl Into<SocketAddr>) -> usize {
         self.rss.queue_of(local, remote) as usize
     }
 
@@ -344,7 +392,7 @@ pub struct SteeredDevice<D> {
     tx_tail: Vec<Frame>,
     buffer_size: usize,
     /// (local, remote) of each SYN given to this core's stack, up to `syn_log_cap`.
-    syn_log: Vec<(SocketAddrV4, SocketAddrV4)>,
+    syn_log: Vec<(SocketAddr, SocketAddr)>,
     syn_log_cap: usize,
     stats: SteerStats,
 }
@@ -361,7 +409,7 @@ impl<D: Device> SteeredDevice<D> {
     }
     /// (local, remote) of the SYNs this core's stack was given (the flows it handled), in
     /// order, up to the configured bound.
-    pub fn syn_log(&self) -> &[(SocketAddrV4, SocketAddrV4)] {
+    pub fn syn_log(&self) -> &[(SocketAddr, SocketAddr)] {
         &self.syn_log
     }
     /// Hand-off buffers free in the shared pool (all of them when no frame is in flight).
@@ -605,6 +653,7 @@ mod tests {
     use crate::wire::{
         ArpOperation, ArpRepr, EthernetRepr, FrameRepr, Icmpv4Repr, Ipv4Repr, L4Repr, NetRepr, TcpOptions, TcpRepr,
     };
+    use core::net::SocketAddrV4;
 
     const US: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -700,7 +749,7 @@ mod tests {
         assert_eq!(r.cores[1].frame(&got[0]), &bytes[..]);
         let st = r.cores[1].stats();
         assert_eq!((st.steered_in, st.own_tcp, st.foreign_tcp), (1, 1, 0));
-        assert_eq!(r.cores[1].syn_log(), &[(LOCAL, remote)]);
+        assert_eq!(r.cores[1].syn_log(), &[(LOCAL.into(), remote.into())]);
         assert_eq!(r.cores[1].handoff_buffers_free(), pool - 1);
         r.cores[1].recycle(got.into_iter().next().unwrap());
         assert_eq!(r.cores[1].handoff_buffers_free(), pool);

@@ -169,15 +169,21 @@ impl<D: Device> Stack<D> {
         Ok(self.handle(idx))
     }
 
-    /// Open a connection to `remote` (the SYN goes out on the next `poll`).
-    pub fn connect(&mut self, remote: SocketAddrV4) -> Result<Handle, StackError> {
+    /// Open a connection to `remote`, IPv4 or IPv6 (the SYN goes out on the next `poll`).
+    pub fn connect(&mut self, remote: impl Into<SocketAddr>) -> Result<Handle, StackError> {
         let tcp = self.cfg.tcp.clone();
         self.connect_with(remote, tcp)
     }
 
     /// Connect with per-connection settings (buffer sizes, Nagle, keep-alive, timeouts)
     /// instead of the stack's defaults.
-    pub fn connect_with(&mut self, remote: SocketAddrV4, tcp: TcpConfig) -> Result<Handle, StackError> {
+    pub fn connect_with(&mut self, remote: impl Into<SocketAddr>, tcp: TcpConfig) -> Result<Handle, StackError> {
+        let remote = remote.into();
+        if let SocketAddr::V6(r) = remote {
+            // IPv6: the source address for its scope (`ipv6_source_for`).
+            let local_ip = self.ipv6_source_for(*r.ip()).ok_or(StackError::InvalidAddress)?;
+            return self.connect_from(local_ip, remote, tcp);
+        }
         // The first address, then the others when it has no port left for this destination.
         let n = 1 + self.cfg.extra_ips.len();
         for i in 0..n {
@@ -190,22 +196,25 @@ impl<D: Device> Stack<D> {
         Err(StackError::PortsExhausted)
     }
 
-    /// Connect from one of the stack's addresses (`extra_ips`), with per-connection settings.
+    /// Connect from one of the stack's addresses (`extra_ips`, or an IPv6 one), with
+    /// per-connection settings.
     pub fn connect_from(
         &mut self,
-        local_ip: Ipv4Addr,
-        remote: SocketAddrV4,
+        local_ip: impl Into<IpAddr>,
+        remote: impl Into<SocketAddr>,
         tcp: TcpConfig,
     ) -> Result<Handle, StackError> {
+        let (local_ip, remote) = (local_ip.into(), remote.into());
         check_tcp_config(&tcp)?;
-        if !self.is_ours(local_ip) {
+        if !self.is_ours(local_ip) || local_ip.is_ipv4() != remote.is_ipv4() {
             return Err(StackError::InvalidAddress);
         }
-        let ip = *remote.ip();
+        let ip = remote.ip();
         if self.is_ours(ip) {
             return Err(StackError::ConnectToSelf);
         }
-        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || remote.port() == 0 {
+        let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if ip.is_unspecified() || broadcast || ip.is_multicast() || remote.port() == 0 {
             return Err(StackError::InvalidAddress);
         }
         if self.free.is_empty() {
@@ -215,15 +224,15 @@ impl<D: Device> Stack<D> {
         let listen_ports = &self.listen_ports;
         let port = self
             .ports
-            .allocate(SocketAddrV4::new(local_ip, 0), remote, self.cfg.rss.as_ref(), |p| {
+            .allocate(SocketAddr::new(local_ip, 0), remote, self.cfg.rss.as_ref(), |p| {
                 listen_ports.contains_key(&p)
-                    || table.contains(&FourTuple { local: SocketAddrV4::new(local_ip, p), remote })
+                    || table.contains(&FourTuple { local: SocketAddr::new(local_ip, p), remote })
             })
             .ok_or(StackError::PortsExhausted)?;
-        let local = SocketAddrV4::new(local_ip, port);
+        let local = SocketAddr::new(local_ip, port);
         let iss = self.isn.isn(self.now, local, remote);
         let bufs = self.take_buffers(&tcp);
-        let tcb = Tcb::connect_in(self.conn_tcp_config(&tcp), local, remote, iss, self.now, Some(bufs));
+        let tcb = Tcb::connect_in(self.conn_tcp_config(&tcp, remote), local, remote, iss, self.now, Some(bufs));
         let idx = self.alloc_slot()?;
         let key = FourTuple { local, remote };
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, None)));
@@ -369,7 +378,7 @@ impl<D: Device> Stack<D> {
             return Err(StackError::SendQueueBusy);
         }
         let mss = c.tcb.send_mss();
-        let offset = ETH_LEN + IP_LEN + c.tcb.data_header_len();
+        let offset = ETH_LEN + output::ip_header_len(c.key.remote.ip()) + c.tcb.data_header_len();
         if (c.tx_end - c.tx_acked) as usize >= c.tcb.send_buffer_size() {
             c.tcb.note_send_full();
             return Err(StackError::Tcp(TcpError::WouldBlock));

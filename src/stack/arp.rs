@@ -1,11 +1,13 @@
-//! The neighbour cache for IPv4 over Ethernet (RFC 826; RFC 1122 §2.3.2.1 on flooding and
-//! expiry): bounded, with expiry and refresh, and a bounded queue of frames waiting for a
-//! resolution.
+//! The neighbour cache, one for both families: IPv4 over Ethernet (RFC 826; RFC 1122
+//! §2.3.2.1 on flooding and expiry) and IPv6 neighbour discovery (RFC 4861 §7.3: learned from
+//! solicitations and advertisements). Bounded, with expiry and refresh, and a bounded queue of
+//! frames waiting for a resolution. What is left of RFC 4861's reachability states: an entry
+//! is REACHABLE until it expires, and a new solicitation starts from INCOMPLETE.
 
 use crate::io::Frame;
 use crate::time::{Duration, Instant};
 use crate::wire::MacAddr;
-use core::net::Ipv4Addr;
+use core::net::IpAddr;
 use std::collections::{HashMap, VecDeque};
 
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +22,7 @@ struct Entry {
 /// A frame built but waiting for the next hop's MAC address.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    pub next_hop: Ipv4Addr,
+    pub next_hop: IpAddr,
     pub frame: Frame,
     pub since: Instant,
 }
@@ -28,18 +30,18 @@ pub(crate) struct Pending {
 /// Neighbour cache plus the queue of frames waiting on it.
 #[derive(Debug)]
 pub(crate) struct ArpCache {
-    entries: HashMap<Ipv4Addr, Entry, ahash::RandomState>,
+    entries: HashMap<IpAddr, Entry, ahash::RandomState>,
     /// Entries never sent to, oldest first (some may since have been used or gone): the
     /// first to make room, in O(1), so a flood of requests from invented neighbours (RFC 826
     /// has us learn every sender that asks for us) only ever evicts its own kind.
-    unused: VecDeque<Ipv4Addr>,
+    unused: VecDeque<IpAddr>,
     capacity: usize,
     ttl: Duration,
     pub pending: VecDeque<Pending>,
     pending_capacity: usize,
     /// Last request sent per address being resolved (RFC 1122 §2.3.2.1: at most one per
     /// second per destination).
-    requested: Vec<(Ipv4Addr, Instant)>,
+    requested: Vec<(IpAddr, Instant)>,
     /// When the stack next looks for waiting frames to ask again for.
     pub retry_pass_at: Instant,
 }
@@ -59,7 +61,8 @@ impl ArpCache {
     }
 
     /// The MAC address for a frame going out to `ip`, if known and fresh; marks the entry used.
-    pub fn lookup(&mut self, ip: Ipv4Addr, now: Instant) -> Option<MacAddr> {
+    pub fn lookup(&mut self, ip: impl Into<IpAddr>, now: Instant) -> Option<MacAddr> {
+        let ip = ip.into();
         let e = self.entries.get_mut(&ip).filter(|e| e.expires > now)?;
         e.used = Some(now);
         Some(e.mac)
@@ -73,7 +76,8 @@ impl ArpCache {
     /// Learn or refresh a mapping. When full, room is made by the oldest entry never sent to,
     /// else an expired one, else the one sent to longest ago: neighbours with live
     /// connections stay.
-    pub fn insert(&mut self, ip: Ipv4Addr, mac: MacAddr, now: Instant) {
+    pub fn insert(&mut self, ip: impl Into<IpAddr>, mac: MacAddr, now: Instant) {
+        let ip = ip.into();
         let expires = now + self.ttl;
         if let Some(e) = self.entries.get_mut(&ip) {
             e.mac = mac;
@@ -106,14 +110,16 @@ impl ArpCache {
     }
 
     /// Only refresh a mapping we already have (RFC 826 "merge" for requests not for us).
-    pub fn refresh(&mut self, ip: Ipv4Addr, mac: MacAddr, now: Instant) {
+    pub fn refresh(&mut self, ip: impl Into<IpAddr>, mac: MacAddr, now: Instant) {
+        let ip = ip.into();
         if self.entries.contains_key(&ip) {
             self.insert(ip, mac, now);
         }
     }
 
     /// Whether a request for `ip` should go out now (none sent in the last second).
-    pub fn should_request(&mut self, ip: Ipv4Addr, now: Instant) -> bool {
+    pub fn should_request(&mut self, ip: impl Into<IpAddr>, now: Instant) -> bool {
+        let ip = ip.into();
         match self.requested.iter_mut().find(|(r, _)| *r == ip) {
             Some((_, at)) if now.saturating_duration_since(*at) < Duration::from_secs(1) => false,
             Some((_, at)) => {
@@ -131,7 +137,8 @@ impl ArpCache {
     }
 
     /// Queue a frame for `next_hop`; gives it back if the queue is full.
-    pub fn enqueue(&mut self, next_hop: Ipv4Addr, frame: Frame, now: Instant) -> Result<(), Frame> {
+    pub fn enqueue(&mut self, next_hop: impl Into<IpAddr>, frame: Frame, now: Instant) -> Result<(), Frame> {
+        let next_hop = next_hop.into();
         if self.pending.len() >= self.pending_capacity {
             return Err(frame);
         }
@@ -140,7 +147,7 @@ impl ArpCache {
     }
 
     /// Addresses with frames waiting, to ask again for.
-    pub fn pending_hops(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    pub fn pending_hops(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.pending.iter().map(|p| p.next_hop)
     }
 }
@@ -148,6 +155,7 @@ impl ArpCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::net::Ipv4Addr;
 
     const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);

@@ -4,7 +4,7 @@ use super::Rss;
 use super::StackError;
 use crate::tcp::TcpConfig;
 use crate::time::Duration;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// When listeners use SYN cookies (Linux's `net.ipv4.tcp_syncookies` 0, 1, 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,6 +29,17 @@ pub struct StackConfig {
     pub extra_ips: Vec<Ipv4Addr>,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
+    /// IPv6 addresses of the interface (RFC 4291), beside the IPv4 ones: the stack answers
+    /// neighbour solicitations for them (RFC 4861 §7.2.4), accepts connections to them, and
+    /// active opens to IPv6 destinations take the first as their source. With any, the
+    /// stack also has the link-local address its MAC gives (fe80::/64 with the modified
+    /// EUI-64 interface identifier, RFC 4291 §2.5.1 and appendix A; every IPv6 interface has
+    /// one, §2.8). Empty (the default): no IPv6 at all, as before.
+    pub ipv6: Vec<Ipv6Addr>,
+    /// The on-link prefix of the IPv6 addresses (64 by default, RFC 4291 §2.5.1).
+    pub ipv6_prefix_len: u8,
+    /// The router for IPv6 destinations off the prefix.
+    pub ipv6_gateway: Option<Ipv6Addr>,
     /// Defaults for every connection.
     pub tcp: TcpConfig,
     /// Connections plus listeners.
@@ -84,6 +95,9 @@ impl StackConfig {
             extra_ips: Vec::new(),
             prefix_len,
             gateway: None,
+            ipv6: Vec::new(),
+            ipv6_prefix_len: 64,
+            ipv6_gateway: None,
             tcp: TcpConfig { send_buffer: 64 * 1024, recv_buffer: 64 * 1024, ..TcpConfig::default() },
             max_sockets: 1024,
             ephemeral_ports: (32768, 60999),

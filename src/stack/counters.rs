@@ -68,10 +68,25 @@ pub struct Counters {
     pub arp_replies_in: u64,
     pub arp_requests_out: u64,
     pub arp_replies_out: u64,
-    /// Frames dropped while waiting for an ARP reply (queue full or never resolved).
+    /// Frames dropped while waiting for an ARP reply or a neighbour advertisement (queue
+    /// full or never resolved).
     pub arp_queue_drops: u64,
 
+    // IPv6 neighbour discovery (RFC 4861).
+    pub ndp_solicits_in: u64,
+    pub ndp_adverts_in: u64,
+    pub ndp_solicits_out: u64,
+    pub ndp_adverts_out: u64,
+    /// Router solicitations and advertisements, and redirects: not acted on (addresses and
+    /// routes are configured).
+    pub ndp_ignored: u64,
+    /// Neighbour discovery messages that fail RFC 4861's validity checks (§7.1: hop limit
+    /// other than 255, a multicast target, an unspecified source with a link-layer option),
+    /// dropped.
+    pub ndp_invalid: u64,
+
     // ICMP.
+    /// Echo requests to us, ICMPv4 and ICMPv6 (RFC 4443 §4.1).
     pub icmp_echo_in: u64,
     pub icmp_echo_out: u64,
     /// Destination-unreachable and time-exceeded messages about one of our connections
@@ -131,5 +146,6 @@ impl Counters {
             + self.drop_unsupported
             + self.drop_not_for_us
             + self.drop_udp
+            + self.ndp_invalid
     }
 }

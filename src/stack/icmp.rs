@@ -43,8 +43,8 @@ impl<D: Device> Stack<D> {
                 // quoted sequence number must be one in flight (RFC 5927 §4.1). RFC 792 quotes
                 // 8 bytes of the datagram: ports and sequence number.
                 if self.is_ours(header.src) && header.protocol == IpProtocol::Tcp && data.len() >= 8 {
-                    let local = SocketAddrV4::new(header.src, u16::from_be_bytes([data[0], data[1]]));
-                    let remote = SocketAddrV4::new(header.dst, u16::from_be_bytes([data[2], data[3]]));
+                    let local = SocketAddr::new(header.src.into(), u16::from_be_bytes([data[0], data[1]]));
+                    let remote = SocketAddr::new(header.dst.into(), u16::from_be_bytes([data[2], data[3]]));
                     let seq = SeqNum(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
                     match self.table.get(&FourTuple { local, remote }) {
                         Some(idx) if self.conn(idx).tcb.icmp_quote_acceptable(seq) => {

@@ -69,21 +69,75 @@ impl<D: Device> Stack<D> {
                 return Some(f);
             }
         };
-        if parsed.eth.dst != self.mac && !parsed.eth.dst.is_broadcast() {
+        // Ours, broadcast, or (with IPv6) IPv6 multicast (RFC 2464 §7: 33:33 and the group's
+        // low 32 bits), whose group the IP layer checks.
+        let dst_mac = parsed.eth.dst;
+        if dst_mac != self.mac
+            && !dst_mac.is_broadcast()
+            && !(self.link_local.is_some() && is_ipv6_multicast_mac(dst_mac))
+        {
             self.counters.drop_not_for_us += 1;
             return Some(f);
         }
         let eth_src = parsed.eth.src;
-        match parsed.net {
-            NetRepr::Arp(a) => self.process_arp(a, eth_src),
-            NetRepr::Ipv4 { ip, .. } if !self.is_ours(ip.dst) => self.counters.drop_not_for_us += 1,
+        let (seg, local, remote, ce) = match parsed.net {
+            NetRepr::Arp(a) => {
+                self.process_arp(a, eth_src);
+                return Some(f);
+            }
+            NetRepr::Ipv4 { ip, .. } if !self.is_ours(ip.dst) => {
+                self.counters.drop_not_for_us += 1;
+                return Some(f);
+            }
             NetRepr::Ipv4 { ip, l4: L4Repr::Tcp(seg) } => {
+                let remote = SocketAddr::new(ip.src.into(), seg.src_port);
+                let local = SocketAddr::new(ip.dst.into(), seg.dst_port);
+                (seg, local, remote, ip.dscp_ecn & ECN_MASK == ECN_CE)
+            }
+            NetRepr::Ipv4 { ip, l4: L4Repr::Icmp(icmp) } => {
+                // Copied out of the device's frame, which the handling must not borrow.
+                let mut copy = [0u8; 1500];
+                if let Some(icmp) = copy_icmpv4(icmp, &mut copy) {
+                    self.process_icmp(ip, icmp, eth_src);
+                }
+                return Some(f);
+            }
+            NetRepr::Ipv4 { l4: L4Repr::Udp(_), .. } => {
+                self.counters.drop_udp += 1;
+                return Some(f);
+            }
+            NetRepr::Ipv6 { .. } if self.link_local.is_none() => {
+                // No IPv6 configured: as before, not ours.
+                self.counters.drop_not_for_us += 1;
+                return Some(f);
+            }
+            NetRepr::Ipv6 { ip, l4: L6Repr::Ndp(n) } => {
+                self.process_ndp(ip, n, eth_src);
+                return Some(f);
+            }
+            NetRepr::Ipv6 { ip, .. } if !self.is_ours(ip.dst) => {
+                self.counters.drop_not_for_us += 1;
+                return Some(f);
+            }
+            NetRepr::Ipv6 { ip, l4: L6Repr::Tcp(seg) } => {
+                let remote = SocketAddr::new(ip.src.into(), seg.src_port);
+                let local = SocketAddr::new(ip.dst.into(), seg.dst_port);
+                (seg, local, remote, ip.traffic_class & ECN_MASK == ECN_CE)
+            }
+            NetRepr::Ipv6 { ip, l4: L6Repr::Icmp(icmp) } => {
+                let mut copy = [0u8; 1500];
+                if let Some(icmp) = copy_icmpv6(icmp, &mut copy) {
+                    self.process_icmpv6(ip, icmp, eth_src);
+                }
+                return Some(f);
+            }
+        };
+        {
+            {
                 self.counters.tcp_segs_in += 1;
                 if seg.flags.contains(wire::TcpFlags::RST) {
                     self.counters.tcp_rsts_in += 1;
                 }
-                let remote = SocketAddrV4::new(ip.src, seg.src_port);
-                let local = SocketAddrV4::new(ip.dst, seg.dst_port);
                 let key = FourTuple { local, remote };
                 // The fast path: the connection takes the payload where it lies.
                 if let Some(idx) = self.table.get(&key) {
@@ -98,7 +152,6 @@ impl<D: Device> Stack<D> {
                         && self.rx_frames_held < self.cfg.max_rx_frames_held
                         && c.rx_frames < self.cfg.max_rx_frames_per_conn;
                     let before = c.tcb.recv_buffered();
-                    let ce = ip.dscp_ecn & ECN_MASK == ECN_CE;
                     self.counters.ecn_ce_in += u64::from(ce);
                     let lent = c.tcb.on_segment_with(self.now, remote, &seg, RxInfo { ce, may_lend });
                     let copied = c.tcb.recv_buffered().saturating_sub(before);
@@ -136,31 +189,65 @@ impl<D: Device> Stack<D> {
                 let header = TcpRepr { payload: &[], ..seg };
                 self.process_tcp_no_conn(local, remote, header, rst, &f, payload);
             }
-            NetRepr::Ipv4 { ip, l4: L4Repr::Icmp(icmp) } => {
-                // Copy what an echo reply needs out of the device's frame.
-                let mut copy = [0u8; 1500];
-                let icmp = match icmp {
-                    Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
-                        let n = data.len().min(copy.len());
-                        copy[..n].copy_from_slice(&data[..n]);
-                        Icmpv4Repr::EchoRequest { ident, seq_no, data: &copy[..n] }
-                    }
-                    Icmpv4Repr::DstUnreachable { reason, next_hop_mtu, header, data } => {
-                        let n = data.len().min(copy.len());
-                        copy[..n].copy_from_slice(&data[..n]);
-                        Icmpv4Repr::DstUnreachable { reason, next_hop_mtu, header, data: &copy[..n] }
-                    }
-                    Icmpv4Repr::TimeExceeded { reason, header, data } => {
-                        let n = data.len().min(copy.len());
-                        copy[..n].copy_from_slice(&data[..n]);
-                        Icmpv4Repr::TimeExceeded { reason, header, data: &copy[..n] }
-                    }
-                    Icmpv4Repr::EchoReply { .. } => return Some(f),
-                };
-                self.process_icmp(ip, icmp, eth_src);
-            }
-            NetRepr::Ipv4 { l4: L4Repr::Udp(_), .. } => self.counters.drop_udp += 1,
         }
         Some(f)
     }
+}
+
+/// An ICMPv4 message with its data copied into `copy` (cut to its size); `None` for what the
+/// stack does not handle (echo replies).
+fn copy_icmpv4<'b>(icmp: Icmpv4Repr<'_>, copy: &'b mut [u8; 1500]) -> Option<Icmpv4Repr<'b>> {
+    let mut put = |data: &[u8]| {
+        let n = data.len().min(copy.len());
+        copy[..n].copy_from_slice(&data[..n]);
+        n
+    };
+    Some(match icmp {
+        Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
+            let n = put(data);
+            Icmpv4Repr::EchoRequest { ident, seq_no, data: &copy[..n] }
+        }
+        Icmpv4Repr::DstUnreachable { reason, next_hop_mtu, header, data } => {
+            let n = put(data);
+            Icmpv4Repr::DstUnreachable { reason, next_hop_mtu, header, data: &copy[..n] }
+        }
+        Icmpv4Repr::TimeExceeded { reason, header, data } => {
+            let n = put(data);
+            Icmpv4Repr::TimeExceeded { reason, header, data: &copy[..n] }
+        }
+        Icmpv4Repr::EchoReply { .. } => return None,
+    })
+}
+
+/// The same for ICMPv6 (RFC 4443): echo requests and the errors that may name a connection.
+fn copy_icmpv6<'b>(icmp: Icmpv6Repr<'_>, copy: &'b mut [u8; 1500]) -> Option<Icmpv6Repr<'b>> {
+    let mut put = |data: &[u8]| {
+        let n = data.len().min(copy.len());
+        copy[..n].copy_from_slice(&data[..n]);
+        n
+    };
+    Some(match icmp {
+        Icmpv6Repr::EchoRequest { ident, seq_no, data } => {
+            let n = put(data);
+            Icmpv6Repr::EchoRequest { ident, seq_no, data: &copy[..n] }
+        }
+        Icmpv6Repr::DstUnreachable { code, invoking } => {
+            let n = put(invoking);
+            Icmpv6Repr::DstUnreachable { code, invoking: &copy[..n] }
+        }
+        Icmpv6Repr::PacketTooBig { mtu, invoking } => {
+            let n = put(invoking);
+            Icmpv6Repr::PacketTooBig { mtu, invoking: &copy[..n] }
+        }
+        Icmpv6Repr::TimeExceeded { code, invoking } => {
+            let n = put(invoking);
+            Icmpv6Repr::TimeExceeded { code, invoking: &copy[..n] }
+        }
+        Icmpv6Repr::EchoReply { .. } | Icmpv6Repr::ParamProblem { .. } => return None,
+    })
+}
+
+/// An IPv6 multicast MAC address (RFC 2464 §7).
+fn is_ipv6_multicast_mac(mac: MacAddr) -> bool {
+    mac.0[0] == 0x33 && mac.0[1] == 0x33
 }

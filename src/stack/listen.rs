@@ -6,8 +6,8 @@ impl<D: Device> Stack<D> {
     /// A segment that matched no connection; `payload` is where its payload lies in `frame`.
     pub(super) fn process_tcp_no_conn(
         &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: TcpRepr<'static>,
         rst: Option<TcpRepr<'static>>,
         frame: &Frame,
@@ -36,7 +36,7 @@ impl<D: Device> Stack<D> {
         self.counters.tcp_no_socket += 1;
         if let Some(rst) = rst {
             if self.reset_allowed() {
-                self.send_segment(*local.ip(), remote, &rst);
+                self.send_segment(local.ip(), remote, &rst);
                 self.counters.tcp_rsts_out += 1;
             } else {
                 self.counters.tcp_rsts_rate_limited += 1;
@@ -69,9 +69,12 @@ impl<D: Device> Stack<D> {
         true
     }
 
-    /// A connection's settings from `tcp`: this stack's timers drive it, at their resolution.
-    pub(super) fn conn_tcp_config(&self, tcp: &TcpConfig) -> TcpConfig {
-        TcpConfig { timer_granularity: self.cfg.timer_resolution, ..tcp.clone() }
+    /// A connection's settings from `tcp`: this stack's timers drive it, at their resolution;
+    /// over IPv6 its MSS is 20 bytes less (`mss` is for IPv4's 20-byte header: RFC 8200's
+    /// is 40, so MTU − 60).
+    pub(super) fn conn_tcp_config(&self, tcp: &TcpConfig, remote: SocketAddr) -> TcpConfig {
+        let mss = if remote.is_ipv6() { tcp.mss.saturating_sub(20).max(88) } else { tcp.mss };
+        TcpConfig { timer_granularity: self.cfg.timer_resolution, mss, ..tcp.clone() }
     }
 
     /// The settings of what `lidx` accepts.
@@ -82,7 +85,7 @@ impl<D: Device> Stack<D> {
         }
     }
 
-    pub(super) fn accept_syn(&mut self, lidx: u32, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpRepr<'_>) {
+    pub(super) fn accept_syn(&mut self, lidx: u32, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) {
         let Entry::Listener(l) = &self.slots[lidx as usize].entry else { return };
         // Linux drops a SYN when the accept queue is full, cookies or not: the peer retries
         // (tcp_conn_request).
@@ -103,7 +106,7 @@ impl<D: Device> Stack<D> {
             if let Entry::Listener(l) = &mut self.slots[lidx as usize].entry {
                 l.cookies_sent_at = Some(self.now);
             }
-            self.send_segment(*local.ip(), remote, &syn_ack);
+            self.send_segment(local.ip(), remote, &syn_ack);
             self.counters.tcp_syn_cookies_sent += 1;
             return;
         }
@@ -116,7 +119,7 @@ impl<D: Device> Stack<D> {
             return;
         };
         let iss = self.isn.isn(self.now, local, remote);
-        let cfg = self.conn_tcp_config(self.listener_tcp_config(lidx));
+        let cfg = self.conn_tcp_config(self.listener_tcp_config(lidx), remote);
         // No buffers until the peer answers (input attaches them): a SYN queue full of a
         // flood's handshakes holds no buffer memory.
         let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(TcbBuffers::deferred()));
@@ -143,8 +146,8 @@ impl<D: Device> Stack<D> {
     fn accept_cookie(
         &mut self,
         lidx: u32,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &TcpRepr<'_>,
         frame: &Frame,
         payload: (usize, usize),
@@ -168,7 +171,7 @@ impl<D: Device> Stack<D> {
             self.counters.tcp_table_full += 1;
             return CookieOutcome::Taken;
         };
-        let cfg = self.conn_tcp_config(self.listener_tcp_config(lidx));
+        let cfg = self.conn_tcp_config(self.listener_tcp_config(lidx), remote);
         let bufs = self.take_buffers(&cfg);
         let tcb = Tcb::from_cookie_in(cfg, local, remote, syn.iss, &syn.syn(seg), self.now, Some(bufs));
         self.add_handshake(lidx, idx, tcb);

@@ -24,6 +24,7 @@ mod counters;
 mod icmp;
 mod input;
 mod listen;
+mod ndp;
 mod neigh;
 mod output;
 pub mod pair;
@@ -46,21 +47,21 @@ use crate::tcp::{
 };
 use crate::time::{Duration, Instant, TimerHandle, TimerWheel};
 use crate::wire::{
-    self, ArpOperation, ArpRepr, DstUnreachable, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr,
-    L4Repr, MacAddr, NetRepr, TcpRepr,
+    self, ArpOperation, ArpRepr, DstUnreachable, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, Icmpv6Repr,
+    IpProtocol, Ipv4Repr, Ipv6Repr, L4Repr, L6Repr, MacAddr, NetRepr, TcpRepr,
 };
 use arp::ArpCache;
 use core::fmt;
 use core::marker::PhantomData;
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use pool::BufferPool;
 use ports::PortAllocator;
 use std::collections::{HashMap, VecDeque};
 
 const ETH_LEN: usize = wire::ethernet::HEADER_LEN;
-const IP_LEN: usize = wire::ipv4::HEADER_LEN;
-/// Headroom before a TCP payload: Ethernet, IPv4 and the largest TCP header.
-const HEADROOM: usize = ETH_LEN + IP_LEN + wire::tcp::MAX_HEADER_LEN;
+/// Headroom before a TCP payload: Ethernet, the larger IP header (IPv6's) and the largest
+/// TCP header.
+const HEADROOM: usize = ETH_LEN + wire::ipv6::HEADER_LEN + wire::tcp::MAX_HEADER_LEN;
 /// ECN codepoints of the IP header's two low TOS bits (RFC 3168 §5).
 const ECN_MASK: u8 = 0b11;
 const ECN_ECT0: u8 = 0b10;
@@ -297,6 +298,8 @@ pub struct Stack<D: Device> {
     dev: D,
     cfg: StackConfig,
     mac: MacAddr,
+    /// The IPv6 link-local address (from the MAC), when IPv6 is configured.
+    link_local: Option<Ipv6Addr>,
     now: Instant,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -344,8 +347,10 @@ impl<D: Device> Stack<D> {
         let isn = IsnGenerator::new(cfg.secret);
         let mut port_key = cfg.secret;
         port_key[0] ^= 0x5a; // a different key for ports than for ISNs
+        let link_local = (!cfg.ipv6.is_empty()).then(|| link_local_from(mac));
         let mut s = Stack {
             mac,
+            link_local,
             now,
             slots: (0..n).map(|_| Slot { gen: 0, entry: Entry::Free }).collect(),
             free: (0..n as u32).rev().collect(),
@@ -372,6 +377,12 @@ impl<D: Device> Stack<D> {
         for ip in s.addresses().collect::<Vec<_>>() {
             s.send_arp_from(ip, ArpOperation::Request, MacAddr::BROADCAST, MacAddr::UNSPECIFIED, ip);
         }
+        // RFC 4861 §7.2.6: an unsolicited advertisement of each IPv6 address, as the
+        // gratuitous ARP above does for IPv4, so that a neighbour that cached an old
+        // mapping learns this one.
+        for ip in s.ipv6_addresses().collect::<Vec<_>>() {
+            s.send_unsolicited_na(ip);
+        }
         s
     }
 
@@ -391,15 +402,23 @@ impl<D: Device> Stack<D> {
         self.cfg.ip
     }
 
-    /// Every address of the stack, the first address first.
+    /// Every IPv4 address of the stack, the first address first.
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         core::iter::once(self.cfg.ip).chain(self.cfg.extra_ips.iter().copied())
     }
 
-    /// Is `ip` one of the stack's addresses?
+    /// Every IPv6 address of the stack: the configured ones, then the link-local one.
+    pub fn ipv6_addresses(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.cfg.ipv6.iter().copied().chain(self.link_local)
+    }
+
+    /// Is `ip` one of the stack's (unicast) addresses?
     #[inline]
-    fn is_ours(&self, ip: Ipv4Addr) -> bool {
-        ip == self.cfg.ip || self.cfg.extra_ips.contains(&ip)
+    fn is_ours(&self, ip: impl Into<IpAddr>) -> bool {
+        match ip.into() {
+            IpAddr::V4(ip) => ip == self.cfg.ip || self.cfg.extra_ips.contains(&ip),
+            IpAddr::V6(ip) => self.link_local == Some(ip) || self.cfg.ipv6.contains(&ip),
+        }
     }
     /// Whether a `poll` now would have something to do besides receiving: application calls
     /// left connections with output pending, or frames wait for a TX ring with room.
@@ -416,4 +435,12 @@ impl<D: Device> Stack<D> {
     pub fn connection_count(&self) -> usize {
         self.table.len()
     }
+}
+
+/// The link-local address of an interface with `mac` (RFC 4291 §2.5.1 and appendix A): fe80::/64
+/// and the modified EUI-64 identifier, the MAC with ff:fe in its middle and the
+/// universal/local bit inverted.
+pub fn link_local_from(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
 }

@@ -1,5 +1,5 @@
-//! ARP on the stack: answering and learning, resolving next hops, frames waiting for a
-//! resolution.
+//! The neighbour layer: ARP answered and learned (IPv6's neighbour discovery is in `ndp`),
+//! next hops resolved for both families, frames waiting for a resolution.
 
 use super::*;
 
@@ -31,24 +31,40 @@ impl<D: Device> Stack<D> {
         }
     }
 
-    /// The next hop for `dst`: itself when on-link, else the gateway.
-    pub(super) fn next_hop(&self, dst: Ipv4Addr) -> Ipv4Addr {
-        let mask = if self.cfg.prefix_len == 0 { 0 } else { u32::MAX << (32 - self.cfg.prefix_len.min(32)) };
-        let on_link = (u32::from(dst) & mask) == (u32::from(self.cfg.ip) & mask);
-        match (on_link, self.cfg.gateway) {
-            (false, Some(gw)) => gw,
-            _ => dst,
+    /// The next hop for `dst`: itself when on-link, else the gateway. IPv6: link-local
+    /// destinations and those on the prefix of the first address are on-link (RFC 4861 §5.2,
+    /// with the prefix configured rather than advertised).
+    pub(super) fn next_hop(&self, dst: IpAddr) -> IpAddr {
+        match dst {
+            IpAddr::V4(dst) => {
+                let mask = if self.cfg.prefix_len == 0 { 0 } else { u32::MAX << (32 - self.cfg.prefix_len.min(32)) };
+                let on_link = (u32::from(dst) & mask) == (u32::from(self.cfg.ip) & mask);
+                match (on_link, self.cfg.gateway) {
+                    (false, Some(gw)) => gw.into(),
+                    _ => dst.into(),
+                }
+            }
+            IpAddr::V6(dst) => {
+                let bits = u32::from(self.cfg.ipv6_prefix_len.min(128));
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                let on_link = dst.is_unicast_link_local()
+                    || self.cfg.ipv6.first().is_none_or(|a| u128::from(*a) & mask == u128::from(dst) & mask);
+                match (on_link, self.cfg.ipv6_gateway) {
+                    (false, Some(gw)) => gw.into(),
+                    _ => dst.into(),
+                }
+            }
         }
     }
 
-    /// Fill in the Ethernet header of a frame holding an IPv4 packet and queue it, or park it
-    /// until ARP resolves the next hop.
-    pub(super) fn send_ipv4_frame(&mut self, dst: Ipv4Addr, frame: Frame) {
+    /// Fill in the Ethernet header of a frame holding an IP packet for `dst` and queue it, or
+    /// park it until ARP or neighbour discovery resolves the next hop.
+    pub(super) fn send_ip_frame(&mut self, dst: IpAddr, frame: Frame) {
         let hop = self.next_hop(dst);
         let now = self.now;
         match self.arp.lookup(hop, now) {
             Some(mac) => {
-                self.write_eth(&frame, mac);
+                self.write_eth(&frame, mac, ether_type_of(hop));
                 self.tx.push(frame);
                 if self.tx.len() >= self.cfg.rx_burst {
                     self.transmit();
@@ -60,24 +76,33 @@ impl<D: Device> Stack<D> {
                     self.dev.recycle(frame);
                 }
                 if self.arp.should_request(hop, now) {
-                    self.send_arp(ArpOperation::Request, MacAddr::BROADCAST, MacAddr::UNSPECIFIED, hop);
+                    self.solicit(hop);
                 }
             }
         }
     }
 
-    pub(super) fn write_eth(&mut self, frame: &Frame, dst: MacAddr) {
-        let eth = EthernetRepr { src: self.mac, dst, ethertype: EtherType::Ipv4 };
+    /// Ask for `hop`'s link-layer address: an ARP request, or a neighbour solicitation.
+    pub(super) fn solicit(&mut self, hop: IpAddr) {
+        match hop {
+            IpAddr::V4(hop) => self.send_arp(ArpOperation::Request, MacAddr::BROADCAST, MacAddr::UNSPECIFIED, hop),
+            IpAddr::V6(hop) => self.send_ns(hop),
+        }
+    }
+
+    pub(super) fn write_eth(&mut self, frame: &Frame, dst: MacAddr, ethertype: EtherType) {
+        let eth = EthernetRepr { src: self.mac, dst, ethertype };
         let off = frame.offset as usize;
         let _ = eth.emit(&mut self.dev.buffer_mut(frame)[off..]);
     }
 
-    pub(super) fn flush_arp_pending(&mut self, ip: Ipv4Addr, mac: MacAddr) {
+    pub(super) fn flush_arp_pending(&mut self, ip: impl Into<IpAddr>, mac: MacAddr) {
+        let ip = ip.into();
         let mut i = 0;
         while i < self.arp.pending.len() {
             if self.arp.pending[i].next_hop == ip {
                 let p = self.arp.pending.remove(i).expect("index checked");
-                self.write_eth(&p.frame, mac);
+                self.write_eth(&p.frame, mac, ether_type_of(ip));
                 self.tx.push(p.frame);
             } else {
                 i += 1;
@@ -101,12 +126,12 @@ impl<D: Device> Stack<D> {
             return;
         }
         self.arp.retry_pass_at = now + Duration::from_millis(100);
-        let mut hops: Vec<Ipv4Addr> = self.arp.pending_hops().collect();
+        let mut hops: Vec<IpAddr> = self.arp.pending_hops().collect();
         hops.sort_unstable();
         hops.dedup();
         for hop in hops {
             if self.arp.should_request(hop, now) {
-                self.send_arp(ArpOperation::Request, MacAddr::BROADCAST, MacAddr::UNSPECIFIED, hop);
+                self.solicit(hop);
             }
         }
     }
@@ -133,5 +158,13 @@ impl<D: Device> Stack<D> {
                 ArpOperation::Reply => self.counters.arp_replies_out += 1,
             }
         }
+    }
+}
+
+/// The Ethernet type of a frame whose next hop is `hop`.
+fn ether_type_of(hop: IpAddr) -> EtherType {
+    match hop {
+        IpAddr::V4(_) => EtherType::Ipv4,
+        IpAddr::V6(_) => EtherType::Ipv6,
     }
 }

@@ -3,12 +3,72 @@
 
 use super::*;
 
-/// The IPv4 header of a TCP segment we send: DF set (RFC 1191 path MTU discovery), TTL 64.
-fn tcp_ip_header(src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize, ect: bool) -> Ipv4Repr {
-    // RFC 3168 §6.1.2: ECT(0) on what the TCB marked ECN-capable (new data on an ECN
-    // connection); Not-ECT on everything else.
-    let dscp_ecn = if ect { ECN_ECT0 } else { 0 };
-    Ipv4Repr { src, dst, protocol: IpProtocol::Tcp, payload_len, ttl: 64, ident: 0, dont_frag: true, dscp_ecn }
+/// The IP header of a TCP segment we send.
+#[derive(Clone, Copy)]
+pub(super) enum TcpIpHeader {
+    V4(Ipv4Repr),
+    V6(Ipv6Repr),
+}
+
+impl TcpIpHeader {
+    /// IPv4: DF set (RFC 1191 path MTU discovery), TTL 64. IPv6: hop limit 64, as Linux's
+    /// default; no flow label (RFC 6437 allows 0). Both: ECT(0) on what the TCB marked
+    /// ECN-capable (RFC 3168 §6.1.2: new data on an ECN connection), Not-ECT on everything
+    /// else; the ECN field is the low two bits of the TOS / traffic class (RFC 3168 §5).
+    pub(super) fn new(src: IpAddr, dst: IpAddr, payload_len: usize, ect: bool) -> TcpIpHeader {
+        let ecn = if ect { ECN_ECT0 } else { 0 };
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => TcpIpHeader::V4(Ipv4Repr {
+                src,
+                dst,
+                protocol: IpProtocol::Tcp,
+                payload_len,
+                ttl: 64,
+                ident: 0,
+                dont_frag: true,
+                dscp_ecn: ecn,
+            }),
+            (src, dst) => TcpIpHeader::V6(Ipv6Repr {
+                src: to_v6(src),
+                dst: to_v6(dst),
+                next_header: IpProtocol::Tcp,
+                payload_len,
+                hop_limit: 64,
+                traffic_class: ecn,
+                flow_label: 0,
+            }),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            TcpIpHeader::V4(_) => wire::ipv4::HEADER_LEN,
+            TcpIpHeader::V6(_) => wire::ipv6::HEADER_LEN,
+        }
+    }
+
+    pub(super) fn emit(&self, buf: &mut [u8]) -> wire::Result<usize> {
+        match self {
+            TcpIpHeader::V4(ip) => ip.emit(buf),
+            TcpIpHeader::V6(ip) => ip.emit(buf),
+        }
+    }
+}
+
+/// An address as IPv6 (an IPv4 one as IPv4-mapped, RFC 4291 §2.5.5.2).
+fn to_v6(a: IpAddr) -> Ipv6Addr {
+    match a {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+/// Bytes of IP header before a TCP segment between these addresses.
+pub(super) fn ip_header_len(remote: IpAddr) -> usize {
+    match remote {
+        IpAddr::V4(_) => wire::ipv4::HEADER_LEN,
+        IpAddr::V6(_) => wire::ipv6::HEADER_LEN,
+    }
 }
 
 impl<D: Device> Stack<D> {
@@ -56,19 +116,19 @@ impl<D: Device> Stack<D> {
             self.counters.tcp_segs_out += 1;
             // Headers go right before the payload the TCB wrote at HEADROOM.
             let tcp_len = header.header_len();
-            let start = HEADROOM - tcp_len - IP_LEN - ETH_LEN;
-            let local_ip = *self.conn(idx).key.local.ip();
+            let local_ip = self.conn(idx).key.local.ip();
+            let ipr = TcpIpHeader::new(local_ip, remote.ip(), tcp_len + payload_len, ect);
+            let start = HEADROOM - tcp_len - ipr.len() - ETH_LEN;
             let buf = self.dev.buffer_mut(&frame);
             let seg_bytes = &mut buf[HEADROOM - tcp_len..HEADROOM + payload_len];
-            if header.emit_header_over(seg_bytes, local_ip, *remote.ip()).is_err() {
+            if header.emit_header_over(seg_bytes, local_ip, remote.ip()).is_err() {
                 self.dev.recycle(frame);
                 continue;
             }
-            let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + payload_len, ect);
             let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
             frame.offset = start as u32;
-            frame.len = (ETH_LEN + IP_LEN + tcp_len + payload_len) as u32;
-            self.send_ipv4_frame(*remote.ip(), frame);
+            frame.len = (ETH_LEN + ipr.len() + tcp_len + payload_len) as u32;
+            self.send_ip_frame(remote.ip(), frame);
         }
         self.release_acked_tx(idx);
         // Follow the connection's state.
@@ -124,16 +184,20 @@ impl<D: Device> Stack<D> {
     /// next hop is known. Returns false when any of that fails (the caller copies).
     pub(super) fn send_in_place(&mut self, idx: u32, header: &TcpRepr<'_>, off: usize, len: usize, ect: bool) -> bool {
         let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return false };
-        let (local_ip, remote) = (*c.key.local.ip(), c.key.remote);
+        let (local_ip, remote) = (c.key.local.ip(), c.key.remote);
         let at = c.tx_acked + off as u64;
         let i = c.txq.partition_point(|ch| ch.start < at);
         let Some(chunk) = c.txq.get(i).filter(|ch| ch.start == at) else { return false };
         let (index, pay_off) = (chunk.frame.index, chunk.frame.offset as usize);
         let tcp_len = header.header_len();
-        if chunk.frame.len as usize != len || pay_off < ETH_LEN + IP_LEN + tcp_len || self.dev.in_flight(&chunk.frame) {
+        let ipr = TcpIpHeader::new(local_ip, remote.ip(), tcp_len + len, ect);
+        if chunk.frame.len as usize != len
+            || pay_off < ETH_LEN + ipr.len() + tcp_len
+            || self.dev.in_flight(&chunk.frame)
+        {
             return false;
         }
-        let hop = self.next_hop(*remote.ip());
+        let hop = self.next_hop(remote.ip());
         let Some(mac) = self.arp.lookup(hop, self.now) else { return false };
         // Earlier segments queued for the burst go first: keep the connection's order.
         if !self.tx.is_empty() {
@@ -143,15 +207,15 @@ impl<D: Device> Stack<D> {
                 return false;
             }
         }
-        let start = pay_off - tcp_len - IP_LEN - ETH_LEN;
-        let whole = Frame { index, offset: start as u32, len: (ETH_LEN + IP_LEN + tcp_len + len) as u32 };
+        let start = pay_off - tcp_len - ipr.len() - ETH_LEN;
+        let whole = Frame { index, offset: start as u32, len: (ETH_LEN + ipr.len() + tcp_len + len) as u32 };
         let buf = self.dev.buffer_mut(&whole);
-        if header.emit_header_over(&mut buf[pay_off - tcp_len..pay_off + len], local_ip, *remote.ip()).is_err() {
+        if header.emit_header_over(&mut buf[pay_off - tcp_len..pay_off + len], local_ip, remote.ip()).is_err() {
             return false;
         }
-        let ipr = tcp_ip_header(local_ip, *remote.ip(), tcp_len + len, ect);
         let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
-        self.write_eth(&whole, mac);
+        let ethertype = if remote.is_ipv4() { EtherType::Ipv4 } else { EtherType::Ipv6 };
+        self.write_eth(&whole, mac, ethertype);
         if !self.dev.tx_kept(&whole) {
             return false;
         }
@@ -226,23 +290,23 @@ impl<D: Device> Stack<D> {
     }
 
     /// Send a segment that belongs to no connection (a reset).
-    pub(super) fn send_segment(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4, seg: &TcpRepr<'_>) {
+    pub(super) fn send_segment(&mut self, local_ip: IpAddr, remote: SocketAddr, seg: &TcpRepr<'_>) {
         let Some(mut frame) = self.dev.alloc_tx() else {
             self.counters.tx_pool_empty += 1;
             return;
         };
-        let ipr = tcp_ip_header(local_ip, *remote.ip(), seg.buffer_len(), false);
+        let ipr = TcpIpHeader::new(local_ip, remote.ip(), seg.buffer_len(), false);
         let buf = self.dev.buffer_mut(&frame);
         if ipr.emit(&mut buf[ETH_LEN..]).is_err()
-            || seg.emit(&mut buf[ETH_LEN + IP_LEN..], local_ip, *remote.ip()).is_err()
+            || seg.emit(&mut buf[ETH_LEN + ipr.len()..], local_ip, remote.ip()).is_err()
         {
             self.dev.recycle(frame);
             return;
         }
         frame.offset = 0;
-        frame.len = (ETH_LEN + IP_LEN + seg.buffer_len()) as u32;
+        frame.len = (ETH_LEN + ipr.len() + seg.buffer_len()) as u32;
         self.counters.tcp_segs_out += 1;
-        self.send_ipv4_frame(*remote.ip(), frame);
+        self.send_ip_frame(remote.ip(), frame);
     }
 
     /// Write a whole frame into a TX frame and queue it.

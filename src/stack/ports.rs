@@ -6,7 +6,7 @@
 
 use crate::tcp::IsnGenerator;
 use crate::wire::toeplitz::Toeplitz4Tuple;
-use core::net::SocketAddrV4;
+use core::net::SocketAddr;
 
 /// RSS as the NIC does it: Toeplitz hash of the received packet's 4-tuple, then the
 /// indirection table (default: entry i = i mod queues).
@@ -22,8 +22,9 @@ pub struct Rss {
 
 impl Rss {
     /// The queue a packet from `remote` to `local` lands on.
-    pub fn queue_of(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u16 {
-        let h = self.hasher.hash(*remote.ip(), *local.ip(), remote.port(), local.port());
+    pub fn queue_of(&self, local: impl Into<SocketAddr>, remote: impl Into<SocketAddr>) -> u16 {
+        let (local, remote): (SocketAddr, SocketAddr) = (local.into(), remote.into());
+        let h = self.hasher.hash_ip(remote.ip(), local.ip(), remote.port(), local.port());
         ((h & (self.table_size - 1)) % self.queues as u32) as u16
     }
 }
@@ -47,20 +48,20 @@ impl PortAllocator {
     /// port of the range is taken for this destination.
     pub fn allocate(
         &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         rss: Option<&Rss>,
         taken: impl Fn(u16) -> bool,
     ) -> Option<u16> {
         // F(local, remote, secret): the port part of `local` is left out (it is what we pick).
-        let offset = self.key.hash(SocketAddrV4::new(*local.ip(), 0), remote, 1) as u32;
+        let offset = self.key.hash(SocketAddr::new(local.ip(), 0), remote, 1) as u32;
         for i in 0..self.count {
             let port = self.first + (offset.wrapping_add(self.next).wrapping_add(i) % self.count) as u16;
             if taken(port) {
                 continue;
             }
             if let Some(r) = rss {
-                if r.queue_of(SocketAddrV4::new(*local.ip(), port), remote) != r.queue {
+                if r.queue_of(SocketAddr::new(local.ip(), port), remote) != r.queue {
                     continue;
                 }
             }
@@ -77,8 +78,8 @@ mod tests {
     use crate::wire::toeplitz::MICROSOFT_KEY;
     use core::net::Ipv4Addr;
 
-    const L: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 0);
-    const R: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+    const L: SocketAddr = SocketAddr::new(core::net::IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 0);
+    const R: SocketAddr = SocketAddr::new(core::net::IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)), 80);
 
     #[test]
     fn skips_taken_ports_and_exhausts() {
@@ -98,7 +99,7 @@ mod tests {
         let mut p = PortAllocator::new((32768, 60999), IsnGenerator::new([3; 16]));
         for _ in 0..50 {
             let port = p.allocate(L, R, Some(&rss), |_| false).unwrap();
-            assert_eq!(rss.queue_of(SocketAddrV4::new(*L.ip(), port), R), 2);
+            assert_eq!(rss.queue_of(SocketAddr::new(L.ip(), port), R), 2);
         }
     }
 }

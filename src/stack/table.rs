@@ -2,14 +2,14 @@
 //! up front (it never grows), keyed with a per-process random key (ahash's `RandomState`), so
 //! that a remote peer choosing addresses and ports cannot aim its connections at one bucket.
 
-use core::net::SocketAddrV4;
+use core::net::SocketAddr;
 use std::collections::HashMap;
 
 /// A connection's key: the local address (one of the stack's) and port, and the remote's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FourTuple {
-    pub local: SocketAddrV4,
-    pub remote: SocketAddrV4,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
 }
 
 /// 4-tuple → slot index, bounded.
@@ -70,8 +70,8 @@ mod tests {
     fn bounded_and_exact() {
         let mut t = ConnTable::with_capacity(2);
         let k = |p| FourTuple {
-            local: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), p),
-            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80),
+            local: SocketAddr::new(Ipv4Addr::new(198, 18, 0, 1).into(), p),
+            remote: SocketAddr::new(Ipv4Addr::new(198, 18, 0, 2).into(), 80),
         };
         assert!(t.insert(k(1), 10));
         assert!(t.insert(k(2), 20));

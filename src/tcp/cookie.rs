@@ -19,12 +19,13 @@
 //! No clock is read here: the caller passes `now`, as everywhere in `tcp/`.
 
 use super::config::{EcnMode, TcpConfig};
+use super::isn::write_addr;
 use super::tcb::Tcb;
 use super::SeqNum;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr, Timestamp};
 use core::hash::Hasher;
-use core::net::SocketAddrV4;
+use core::net::SocketAddr;
 use siphasher::sip::SipHasher24;
 
 /// The MSS values a cookie can carry (Linux's `msstab`): the largest not above the peer's.
@@ -110,12 +111,10 @@ impl SynCookies {
         SynCookies { key }
     }
 
-    fn hash(&self, local: SocketAddrV4, remote: SocketAddrV4, count: Option<u32>) -> u32 {
+    fn hash(&self, local: SocketAddr, remote: SocketAddr, count: Option<u32>) -> u32 {
         let mut h = SipHasher24::new_with_key(&self.key);
-        h.write(&local.ip().octets());
-        h.write(&local.port().to_be_bytes());
-        h.write(&remote.ip().octets());
-        h.write(&remote.port().to_be_bytes());
+        write_addr(&mut h, local);
+        write_addr(&mut h, remote);
         if let Some(c) = count {
             h.write_u32(c);
         }
@@ -127,7 +126,7 @@ impl SynCookies {
     }
 
     /// RFC 4987 §3.6: the ISN for a SYN-ACK answering `syn` (Linux's secure_tcp_syn_cookie).
-    fn make(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, seq: u32, mss_index: u32) -> SeqNum {
+    fn make(&self, now: Instant, local: SocketAddr, remote: SocketAddr, seq: u32, mss_index: u32) -> SeqNum {
         let count = Self::count(now);
         let data = self.hash(local, remote, Some(count)).wrapping_add(mss_index) & DATA_MASK;
         SeqNum(self.hash(local, remote, None).wrapping_add(seq).wrapping_add(count << COUNT_SHIFT).wrapping_add(data))
@@ -140,10 +139,11 @@ impl SynCookies {
         &self,
         cfg: &TcpConfig,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         syn: &TcpRepr<'_>,
     ) -> TcpRepr<'static> {
+        let (local, remote): (SocketAddr, SocketAddr) = (local.into(), remote.into());
         let peer_mss = syn.options.mss.unwrap_or(super::tcb::DEFAULT_MSS);
         // The largest entry not above the peer's MSS (536 when it is below them all).
         let mss_index = MSS_TABLE.iter().rposition(|&m| m <= peer_mss).unwrap_or(0) as u32;
@@ -195,10 +195,11 @@ impl SynCookies {
     pub fn check(
         &self,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         ack: &TcpRepr<'_>,
     ) -> Option<CookieSyn> {
+        let (local, remote): (SocketAddr, SocketAddr) = (local.into(), remote.into());
         let seq = ack.seq.wrapping_sub(1);
         let cookie = ack.ack.wrapping_sub(1);
         let count = Self::count(now);
@@ -239,7 +240,7 @@ impl SynCookies {
 mod tests {
     use super::*;
     use crate::time::Duration;
-    use core::net::Ipv4Addr;
+    use core::net::{Ipv4Addr, SocketAddrV4};
     use proptest::prelude::*;
 
     const L: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);

@@ -9,7 +9,7 @@
 use super::SeqNum;
 use crate::time::Instant;
 use core::hash::Hasher;
-use core::net::SocketAddrV4;
+use core::net::{IpAddr, SocketAddr};
 use siphasher::sip::SipHasher24;
 
 /// The keyed ISN generator.
@@ -24,24 +24,34 @@ impl core::fmt::Debug for IsnGenerator {
     }
 }
 
+/// An address and port into a keyed hash: 4 or 16 address bytes, then the port (an IPv4
+/// tuple hashes as it always did).
+pub(crate) fn write_addr(h: &mut impl Hasher, a: SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(ip) => h.write(&ip.octets()),
+        IpAddr::V6(ip) => h.write(&ip.octets()),
+    }
+    h.write(&a.port().to_be_bytes());
+}
+
 impl IsnGenerator {
     pub fn new(secret: [u8; 16]) -> IsnGenerator {
         IsnGenerator { key: secret }
     }
 
     /// The keyed hash of a 4-tuple, also the base of SYN cookies and timestamp offsets.
-    pub fn hash(&self, local: SocketAddrV4, remote: SocketAddrV4, salt: u8) -> u64 {
+    pub fn hash(&self, local: impl Into<SocketAddr>, remote: impl Into<SocketAddr>, salt: u8) -> u64 {
+        let (local, remote): (SocketAddr, SocketAddr) = (local.into(), remote.into());
         let mut h = SipHasher24::new_with_key(&self.key);
-        h.write(&local.ip().octets());
-        h.write(&local.port().to_be_bytes());
-        h.write(&remote.ip().octets());
-        h.write(&remote.port().to_be_bytes());
+        write_addr(&mut h, local);
+        write_addr(&mut h, remote);
         h.write_u8(salt);
         h.finish()
     }
 
     /// RFC 6528 §3: the ISN for a connection opened at `now`.
-    pub fn isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> SeqNum {
+    pub fn isn(&self, now: Instant, local: impl Into<SocketAddr>, remote: impl Into<SocketAddr>) -> SeqNum {
+        let (local, remote): (SocketAddr, SocketAddr) = (local.into(), remote.into());
         // M: a 4 µs timer (RFC 6528 §3, after RFC 793 §3.3). Wraps every ~4.77 hours.
         let m = (now.as_micros() / 4) as u32;
         SeqNum(m.wrapping_add(self.hash(local, remote, 0) as u32))
@@ -51,7 +61,7 @@ impl IsnGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::net::Ipv4Addr;
+    use core::net::{Ipv4Addr, SocketAddrV4};
 
     const L: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
     const R: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40000);

@@ -25,8 +25,9 @@ pub const DEFAULT_INITIAL_RTO: Duration = Duration::from_secs(1);
 pub const DEFAULT_MIN_RTO: Duration = Duration::from_millis(200);
 /// Linux's upper bound (`TCP_RTO_MAX`); RFC 6298 §2.5 allows any maximum of at least 60 s.
 pub const DEFAULT_MAX_RTO: Duration = Duration::from_secs(120);
-/// RFC 6298 §2: the clock granularity G. The timer wheel ticks in milliseconds, so an RTO
-/// closer to SRTT than one tick could fire before the ACK had any chance to arrive.
+/// RFC 6298 §2: the clock granularity G, 1 ms as Linux's (its retransmission timer runs on
+/// jiffies). The stack's wheel is finer (`StackConfig::timer_resolution`), but an RTO closer
+/// to SRTT than this would fire on the jitter of any busy host.
 pub const CLOCK_GRANULARITY: Duration = Duration::from_millis(1);
 
 /// Estimates SRTT and RTTVAR from samples and computes the retransmission timeout (RFC 6298).

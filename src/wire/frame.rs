@@ -1,11 +1,14 @@
-//! A whole received frame, parsed top to bottom: Ethernet II, then ARP or IPv4, then ICMPv4,
-//! TCP or UDP. This is the single entry point for untrusted bytes; the stack's input path and
+//! A whole received frame, parsed top to bottom: Ethernet II, then ARP, IPv4 (then ICMPv4, TCP
+//! or UDP) or IPv6 (then TCP, ICMPv6 or neighbour discovery). This is the single entry point for untrusted bytes; the stack's input path and
 //! the whole-frame fuzz target both go through it.
 
 use super::arp::{ArpPacket, ArpRepr};
 use super::ethernet::{self, EtherType, EthernetFrame, EthernetRepr};
 use super::icmpv4::{Icmpv4Packet, Icmpv4Repr};
+use super::icmpv6::{self, Icmpv6Packet, Icmpv6Repr};
 use super::ipv4::{self, IpProtocol, Ipv4Packet, Ipv4Repr};
+use super::ipv6::{self, Ipv6Packet, Ipv6Repr};
+use super::ndp::NdpRepr;
 use super::tcp::{TcpPacket, TcpRepr};
 use super::udp::{UdpPacket, UdpRepr};
 use super::{Error, Result, RxChecksum};
@@ -18,11 +21,21 @@ pub enum L4Repr<'a> {
     Icmp(Icmpv4Repr<'a>),
 }
 
+/// The upper layer of an IPv6 packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L6Repr<'a> {
+    Tcp(TcpRepr<'a>),
+    Icmp(Icmpv6Repr<'a>),
+    /// Neighbour discovery (RFC 4861 §4: ICMPv6 types 133–137), its checksum verified.
+    Ndp(NdpRepr),
+}
+
 /// What an Ethernet frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetRepr<'a> {
     Arp(ArpRepr),
     Ipv4 { ip: Ipv4Repr, l4: L4Repr<'a> },
+    Ipv6 { ip: Ipv6Repr, l4: L6Repr<'a> },
 }
 
 /// A parsed frame. Payloads borrow the frame's bytes.
@@ -57,7 +70,32 @@ impl<'a> FrameRepr<'a> {
                 };
                 NetRepr::Ipv4 { ip, l4 }
             }
-            EtherType::Ipv6 | EtherType::Unknown(_) => return Err(Error::Unsupported),
+            EtherType::Ipv6 => {
+                let p = Ipv6Packet::new_checked(payload)?;
+                let (ip, at) = Ipv6Repr::parse(&p)?;
+                let start = ipv6::HEADER_LEN + at;
+                let l4_bytes = &payload[start..start + ip.payload_len];
+                let l4 = match ip.next_header {
+                    IpProtocol::Tcp => {
+                        L6Repr::Tcp(TcpRepr::parse(&TcpPacket::new_checked(l4_bytes)?, ip.src, ip.dst, rx)?)
+                    }
+                    IpProtocol::Icmpv6 => {
+                        let msg = Icmpv6Packet::new_checked(l4_bytes)?;
+                        if icmpv6::is_ndp(msg.msg_type()) {
+                            // RFC 4861 §7.1: the checksum is verified like any ICMPv6 one.
+                            if rx.verify_l4() && !msg.verify_checksum(ip.src, ip.dst) {
+                                return Err(Error::BadChecksum);
+                            }
+                            L6Repr::Ndp(NdpRepr::parse(l4_bytes)?)
+                        } else {
+                            L6Repr::Icmp(Icmpv6Repr::parse(&msg, ip.src, ip.dst, rx)?)
+                        }
+                    }
+                    _ => return Err(Error::Unsupported),
+                };
+                NetRepr::Ipv6 { ip, l4 }
+            }
+            EtherType::Unknown(_) => return Err(Error::Unsupported),
         };
         Ok(FrameRepr { eth, net })
     }
@@ -68,10 +106,11 @@ impl<'a> FrameRepr<'a> {
             + match &self.net {
                 NetRepr::Arp(a) => a.buffer_len(),
                 NetRepr::Ipv4 { l4, .. } => ipv4::HEADER_LEN + l4_len(l4),
+                NetRepr::Ipv6 { l4, .. } => ipv6::HEADER_LEN + l6_len(l4),
             }
     }
 
-    /// Write the whole frame. The IPv4 header's `payload_len` is taken from the transport
+    /// Write the whole frame. The IP header's `payload_len` is taken from the transport
     /// layer, so a caller need not keep the two in step.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         let len = self.buffer_len();
@@ -94,8 +133,26 @@ impl<'a> FrameRepr<'a> {
                     L4Repr::Icmp(i) => i.emit(seg)?,
                 };
             }
+            NetRepr::Ipv6 { ip, l4 } => {
+                let ip = Ipv6Repr { payload_len: l6_len(l4), ..*ip };
+                ip.emit(rest)?;
+                let seg = &mut rest[ipv6::HEADER_LEN..];
+                match l4 {
+                    L6Repr::Tcp(t) => t.emit(seg, ip.src, ip.dst)?,
+                    L6Repr::Icmp(i) => i.emit(seg, ip.src, ip.dst)?,
+                    L6Repr::Ndp(n) => n.emit(seg, ip.src, ip.dst)?,
+                };
+            }
         }
         Ok(len)
+    }
+}
+
+fn l6_len(l4: &L6Repr<'_>) -> usize {
+    match l4 {
+        L6Repr::Tcp(t) => t.buffer_len(),
+        L6Repr::Icmp(i) => i.buffer_len(),
+        L6Repr::Ndp(n) => n.buffer_len(),
     }
 }
 
@@ -111,58 +168,14 @@ fn l4_len(l4: &L4Repr<'_>) -> usize {
 impl core::fmt::Display for FrameRepr<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         use super::arp::ArpOperation;
-        use super::tcp::TcpFlags;
+
         match &self.net {
             NetRepr::Arp(a) => match a.operation {
                 ArpOperation::Request => write!(f, "ARP request who-has {} tell {}", a.target_ip, a.source_ip),
                 ArpOperation::Reply => write!(f, "ARP reply {} is-at {}", a.source_ip, a.source_mac),
             },
             NetRepr::Ipv4 { ip, l4 } => match l4 {
-                L4Repr::Tcp(t) => {
-                    write!(f, "IP {}.{} > {}.{}: Flags [", ip.src, t.src_port, ip.dst, t.dst_port)?;
-                    for (flag, c) in [
-                        (TcpFlags::SYN, 'S'),
-                        (TcpFlags::FIN, 'F'),
-                        (TcpFlags::PSH, 'P'),
-                        (TcpFlags::RST, 'R'),
-                        (TcpFlags::URG, 'U'),
-                        (TcpFlags::ECE, 'E'),
-                        (TcpFlags::CWR, 'W'),
-                        (TcpFlags::ACK, '.'),
-                    ] {
-                        if t.flags.contains(flag) {
-                            write!(f, "{c}")?;
-                        }
-                    }
-                    write!(f, "], seq {}", t.seq)?;
-                    if t.flags.contains(TcpFlags::ACK) {
-                        write!(f, ", ack {}", t.ack)?;
-                    }
-                    write!(f, ", win {}", t.window)?;
-                    let o = &t.options;
-                    let mut opts = Vec::new();
-                    if let Some(m) = o.mss {
-                        opts.push(format!("mss {m}"));
-                    }
-                    if o.sack_permitted {
-                        opts.push("sackOK".into());
-                    }
-                    if let Some(ts) = o.timestamp {
-                        opts.push(format!("TS val {} ecr {}", ts.tsval, ts.tsecr));
-                    }
-                    if let Some(ws) = o.window_scale {
-                        opts.push(format!("wscale {ws}"));
-                    }
-                    if !o.sack.is_empty() {
-                        let blocks: Vec<String> =
-                            o.sack.as_slice().iter().map(|(l, r)| format!("{{{l}:{r}}}")).collect();
-                        opts.push(format!("sack {} {}", o.sack.len(), blocks.join("")));
-                    }
-                    if !opts.is_empty() {
-                        write!(f, ", options [{}]", opts.join(","))?;
-                    }
-                    write!(f, ", length {}", t.payload.len())
-                }
+                L4Repr::Tcp(t) => write_tcp(f, "IP", ip.src.into(), ip.dst.into(), t),
                 L4Repr::Udp(u) => {
                     write!(
                         f,
@@ -196,6 +209,100 @@ impl core::fmt::Display for FrameRepr<'_> {
                     }
                 }
             },
+            NetRepr::Ipv6 { ip, l4 } => match l4 {
+                L6Repr::Tcp(t) => write_tcp(f, "IP6", ip.src.into(), ip.dst.into(), t),
+                L6Repr::Icmp(i) => match i {
+                    Icmpv6Repr::EchoRequest { ident, seq_no, data } => {
+                        write!(
+                            f,
+                            "IP6 {} > {}: ICMP6, echo request, id {ident}, seq {seq_no}, length {}",
+                            ip.src,
+                            ip.dst,
+                            data.len() + 8
+                        )
+                    }
+                    Icmpv6Repr::EchoReply { ident, seq_no, data } => {
+                        write!(
+                            f,
+                            "IP6 {} > {}: ICMP6, echo reply, id {ident}, seq {seq_no}, length {}",
+                            ip.src,
+                            ip.dst,
+                            data.len() + 8
+                        )
+                    }
+                    Icmpv6Repr::PacketTooBig { mtu, .. } => {
+                        write!(f, "IP6 {} > {}: ICMP6, packet too big, mtu {mtu}", ip.src, ip.dst)
+                    }
+                    other => write!(f, "IP6 {} > {}: ICMP6, {other:?}", ip.src, ip.dst),
+                },
+                L6Repr::Ndp(n) => match n {
+                    NdpRepr::NeighborSolicit { target, .. } => {
+                        write!(f, "IP6 {} > {}: ICMP6, neighbor solicitation, who has {target}", ip.src, ip.dst)
+                    }
+                    NdpRepr::NeighborAdvert { target, .. } => {
+                        write!(f, "IP6 {} > {}: ICMP6, neighbor advertisement, tgt is {target}", ip.src, ip.dst)
+                    }
+                    NdpRepr::RouterSolicit { .. } => {
+                        write!(f, "IP6 {} > {}: ICMP6, router solicitation", ip.src, ip.dst)
+                    }
+                    NdpRepr::RouterAdvert { .. } => {
+                        write!(f, "IP6 {} > {}: ICMP6, router advertisement", ip.src, ip.dst)
+                    }
+                },
+            },
         }
     }
+}
+
+/// A TCP segment's line (`family` is tcpdump's "IP" or "IP6").
+fn write_tcp(
+    f: &mut core::fmt::Formatter<'_>,
+    family: &str,
+    src: core::net::IpAddr,
+    dst: core::net::IpAddr,
+    t: &TcpRepr<'_>,
+) -> core::fmt::Result {
+    use super::tcp::TcpFlags;
+    write!(f, "{family} {src}.{} > {dst}.{}: Flags [", t.src_port, t.dst_port)?;
+    for (flag, c) in [
+        (TcpFlags::SYN, 'S'),
+        (TcpFlags::FIN, 'F'),
+        (TcpFlags::PSH, 'P'),
+        (TcpFlags::RST, 'R'),
+        (TcpFlags::URG, 'U'),
+        (TcpFlags::ECE, 'E'),
+        (TcpFlags::CWR, 'W'),
+        (TcpFlags::ACK, '.'),
+    ] {
+        if t.flags.contains(flag) {
+            write!(f, "{c}")?;
+        }
+    }
+    write!(f, "], seq {}", t.seq)?;
+    if t.flags.contains(TcpFlags::ACK) {
+        write!(f, ", ack {}", t.ack)?;
+    }
+    write!(f, ", win {}", t.window)?;
+    let o = &t.options;
+    let mut opts = Vec::new();
+    if let Some(m) = o.mss {
+        opts.push(format!("mss {m}"));
+    }
+    if o.sack_permitted {
+        opts.push("sackOK".into());
+    }
+    if let Some(ts) = o.timestamp {
+        opts.push(format!("TS val {} ecr {}", ts.tsval, ts.tsecr));
+    }
+    if let Some(ws) = o.window_scale {
+        opts.push(format!("wscale {ws}"));
+    }
+    if !o.sack.is_empty() {
+        let blocks: Vec<String> = o.sack.as_slice().iter().map(|(l, r)| format!("{{{l}:{r}}}")).collect();
+        opts.push(format!("sack {} {}", o.sack.len(), blocks.join("")));
+    }
+    if !opts.is_empty() {
+        write!(f, ", options [{}]", opts.join(","))?;
+    }
+    write!(f, ", length {}", t.payload.len())
 }

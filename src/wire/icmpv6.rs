@@ -37,6 +37,13 @@ const TYPE_PARAM_PROBLEM: u8 = 4;
 const TYPE_ECHO_REQUEST: u8 = 128;
 const TYPE_ECHO_REPLY: u8 = 129;
 
+/// Whether an ICMPv6 message type is neighbour discovery's (RFC 4861 §4: router
+/// solicitation and advertisement, neighbour solicitation and advertisement, redirect),
+/// which [`crate::wire::NdpRepr`] parses.
+pub fn is_ndp(msg_type: u8) -> bool {
+    (133..=137).contains(&msg_type)
+}
+
 /// A view of an ICMPv6 message.
 #[derive(Debug, Clone)]
 pub struct Icmpv6Packet<T: AsRef<[u8]>> {

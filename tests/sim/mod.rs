@@ -201,8 +201,9 @@ pub struct Overrides {
     pub bandwidth: Option<u64>,
     /// Both sides' congestion control, if not drawn from the seed.
     pub cc: Option<Algorithm>,
-    /// Timers fire at the next multiple of this, as the stack's timer wheel (1 ms) makes
-    /// them; `None`: exactly at their deadline.
+    /// Timers fire at the next multiple of this, as the stack's timer wheel (10 µs by
+    /// default) makes them; `None`: exactly at their deadline. Either way the connections
+    /// are told (`TcpConfig::timer_granularity`: this, or the stack's default).
     pub tick: Option<Duration>,
 }
 
@@ -243,6 +244,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
     let mk_cfg = |rb: usize, sb: usize, rng: &mut ChaCha8Rng, side: u64| TcpConfig {
         mss,
         congestion: ov.cc.unwrap_or_else(|| draw_cc(seed, side)),
+        timer_granularity: ov.tick.unwrap_or(xtcp::time::Duration::from_micros(10)),
         recv_buffer: rb,
         send_buffer: sb.max(1),
         nagle: all || rng.random_bool(0.5),

@@ -13,7 +13,8 @@
 //!
 //! Left out, as not needed on the paths xtcp runs over today: the long-term bandwidth
 //! estimate for token-bucket policers (`lt_bw`). The connection paces what it sends at
-//! [`Bbr::pacing_rate`] in bursts of about a millisecond (the timer wheel's tick).
+//! [`Bbr::pacing_rate`] in bursts as long as Linux's (about a millisecond, at most 64 KiB),
+//! woken by its pacing timer.
 
 use super::{initial_window, AckSample, CongestionControl, Phase};
 use crate::time::{Duration, Instant};

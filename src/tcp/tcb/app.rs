@@ -26,7 +26,7 @@ impl Tcb {
     pub fn on_segment_lending(
         &mut self,
         now: Instant,
-        from: SocketAddrV4,
+        from: SocketAddr,
         seg: &TcpRepr<'_>,
         may_lend: bool,
     ) -> Option<(usize, usize)> {

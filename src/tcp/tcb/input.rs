@@ -15,7 +15,7 @@ pub struct RxInfo {
 impl Tcb {
     /// Process one segment from `from` (RFC 9293 §3.10.7). Segments that the RFC says to
     /// drop are dropped here (and counted); replies are queued for `poll_transmit`.
-    pub fn on_segment(&mut self, now: Instant, from: SocketAddrV4, seg: &TcpRepr<'_>) {
+    pub fn on_segment(&mut self, now: Instant, from: impl Into<SocketAddr>, seg: &TcpRepr<'_>) {
         self.on_segment_with(now, from, seg, RxInfo::default());
     }
 
@@ -24,10 +24,11 @@ impl Tcb {
     pub fn on_segment_with(
         &mut self,
         now: Instant,
-        from: SocketAddrV4,
+        from: impl Into<SocketAddr>,
         seg: &TcpRepr<'_>,
         info: RxInfo,
     ) -> Option<(usize, usize)> {
+        let from = from.into();
         self.rx_lend = info.may_lend;
         self.rx_lent = None;
         self.rx_ce = info.ce;
@@ -37,7 +38,7 @@ impl Tcb {
         self.rx_lent.take()
     }
 
-    fn segment_arrives(&mut self, now: Instant, from: SocketAddrV4, seg: &TcpRepr<'_>) {
+    fn segment_arrives(&mut self, now: Instant, from: SocketAddr, seg: &TcpRepr<'_>) {
         self.stats.segs_in += 1;
         match self.state {
             State::Closed => {}
@@ -48,7 +49,7 @@ impl Tcb {
     }
 
     /// §3.10.7.2: LISTEN.
-    fn on_segment_listen(&mut self, now: Instant, from: SocketAddrV4, seg: &TcpRepr<'_>) {
+    fn on_segment_listen(&mut self, now: Instant, from: SocketAddr, seg: &TcpRepr<'_>) {
         let f = seg.flags;
         if f.contains(TcpFlags::RST) {
             return; // "An incoming RST segment could not be valid ... ignore it."
@@ -99,8 +100,8 @@ impl Tcb {
     /// listen queue does this instead of keeping one TCB per listener in LISTEN).
     pub fn from_syn(
         cfg: TcpConfig,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         iss: SeqNum,
         seg: &TcpRepr<'_>,
         now: Instant,
@@ -111,14 +112,14 @@ impl Tcb {
     /// `from_syn` with buffers that were used before (see [`Tcb::connect_in`]).
     pub fn from_syn_in(
         cfg: TcpConfig,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         iss: SeqNum,
         seg: &TcpRepr<'_>,
         now: Instant,
         bufs: Option<TcbBuffers>,
     ) -> Tcb {
-        let mut t = Tcb::new(cfg, local, remote, State::Listen, now, bufs);
+        let mut t = Tcb::new(cfg, local.into(), remote.into(), State::Listen, now, bufs);
         t.passive = true;
         t.stats.segs_in = 1;
         t.accept_syn(now, iss, seg);
@@ -131,8 +132,8 @@ impl Tcb {
     /// caller then hands it the ACK that carried the cookie, which completes the handshake.
     pub fn from_cookie_in(
         cfg: TcpConfig,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         iss: SeqNum,
         syn: &TcpRepr<'_>,
         now: Instant,

@@ -23,7 +23,7 @@ use super::SeqNum;
 use crate::time::{Duration, Instant};
 use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr, Timestamp};
 use core::fmt;
-use core::net::SocketAddrV4;
+use core::net::SocketAddr;
 
 mod app;
 mod buffers;
@@ -269,8 +269,8 @@ pub(crate) struct CwndUse {
 pub struct Tcb {
     cfg: TcpConfig,
     state: State,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     /// Opened from LISTEN (a reset in SYN-RECEIVED returns there, §3.10.7.4).
     passive: bool,
     isn: Option<IsnGenerator>,
@@ -454,8 +454,8 @@ impl fmt::Debug for Tcb {
 impl Tcb {
     fn new(
         cfg: TcpConfig,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         state: State,
         now: Instant,
         bufs: Option<TcbBuffers>,
@@ -575,7 +575,13 @@ impl Tcb {
     }
 
     /// Active open (§3.10.1): SYN-SENT; the SYN goes out on the next `poll_transmit`.
-    pub fn connect(cfg: TcpConfig, local: SocketAddrV4, remote: SocketAddrV4, iss: SeqNum, now: Instant) -> Tcb {
+    pub fn connect(
+        cfg: TcpConfig,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
+        iss: SeqNum,
+        now: Instant,
+    ) -> Tcb {
         Tcb::connect_in(cfg, local, remote, iss, now, None)
     }
 
@@ -583,13 +589,13 @@ impl Tcb {
     /// says (others are replaced): no allocation and no zeroing per connection.
     pub fn connect_in(
         cfg: TcpConfig,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         iss: SeqNum,
         now: Instant,
         bufs: Option<TcbBuffers>,
     ) -> Tcb {
-        let mut t = Tcb::new(cfg, local, remote, State::SynSent, now, bufs);
+        let mut t = Tcb::new(cfg, local.into(), remote.into(), State::SynSent, now, bufs);
         t.iss = iss;
         t.snd_una = iss;
         t.snd_nxt = iss;
@@ -601,8 +607,13 @@ impl Tcb {
 
     /// Passive open (§3.10.1): LISTEN on `local`. ISNs for the connections it accepts come
     /// from `isn` (RFC 6528).
-    pub fn listen(cfg: TcpConfig, local: SocketAddrV4, isn: IsnGenerator, now: Instant) -> Tcb {
-        let unspecified = SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0);
+    pub fn listen(cfg: TcpConfig, local: impl Into<SocketAddr>, isn: IsnGenerator, now: Instant) -> Tcb {
+        let local = local.into();
+        let unspecified: core::net::IpAddr = match local {
+            SocketAddr::V4(_) => core::net::Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => core::net::Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let unspecified = SocketAddr::new(unspecified, 0);
         let mut t = Tcb::new(cfg, local, unspecified, State::Listen, now, None);
         t.passive = true;
         t.isn = Some(isn);
@@ -612,10 +623,10 @@ impl Tcb {
     pub fn state(&self) -> State {
         self.state
     }
-    pub fn local(&self) -> SocketAddrV4 {
+    pub fn local(&self) -> SocketAddr {
         self.local
     }
-    pub fn remote(&self) -> SocketAddrV4 {
+    pub fn remote(&self) -> SocketAddr {
         self.remote
     }
     pub fn stats(&self) -> &TcbStats {

@@ -247,7 +247,7 @@ mod listen {
         assert_eq!(t.tcb.state(), State::Listen);
         t.input(seg(F::SYN).seq(PEER_ISS).ack(0).opts(TcpOptions { mss: Some(1400), ..Default::default() }));
         assert_eq!(t.tcb.state(), State::SynReceived);
-        assert_eq!(t.tcb.remote(), REMOTE);
+        assert_eq!(t.tcb.remote(), REMOTE.into());
         let sa = t.output().unwrap();
         assert_eq!((sa.flags, sa.ack), (F::SYN | F::ACK, PEER_ISS + 1));
         assert_eq!(sa.options.mss, Some(1460));
