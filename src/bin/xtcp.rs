@@ -83,9 +83,12 @@ struct NetArgs {
     /// The interface to run on (its frames for our address go to xtcp, the rest to the kernel).
     #[arg(long)]
     iface: String,
-    /// Our address and prefix, e.g. 198.18.1.1/24.
-    #[arg(long, value_parser = parse_cidr)]
-    ip: (std::net::Ipv4Addr, u8),
+    /// Our address and prefix, e.g. 198.18.1.1/24 or 2001:2::1/64; given again, more
+    /// addresses (dual stack: one IPv4 address is needed, IPv6 ones are optional; the first
+    /// IPv6 address's prefix is the on-link one). With an IPv6 address the stack also has
+    /// the link-local address its MAC gives.
+    #[arg(long, value_parser = parse_cidr, required = true)]
+    ip: Vec<(std::net::IpAddr, u8)>,
     /// Next hop for destinations off the subnet.
     #[arg(long)]
     gateway: Option<std::net::Ipv4Addr>,
@@ -200,14 +203,28 @@ enum XdpMode {
     Skb,
 }
 
-fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
-    let (a, p) = s.split_once('/').ok_or("expected ADDR/PREFIX, e.g. 198.18.1.1/24")?;
-    let addr = a.parse().map_err(|e| format!("{a}: {e}"))?;
+fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (a, p) = s.split_once('/').ok_or("expected ADDR/PREFIX, e.g. 198.18.1.1/24 or 2001:2::1/64")?;
+    let addr: std::net::IpAddr = a.parse().map_err(|e| format!("{a}: {e}"))?;
     let prefix: u8 = p.parse().map_err(|e| format!("{p}: {e}"))?;
-    if prefix > 32 {
-        return Err(format!("prefix {prefix} is over 32"));
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(format!("prefix {prefix} is over {max}"));
     }
     Ok((addr, prefix))
+}
+
+impl NetArgs {
+    /// The first IPv4 address and its prefix (the stack's primary address).
+    fn ipv4(&self) -> Result<(std::net::Ipv4Addr, u8), String> {
+        self.ip
+            .iter()
+            .find_map(|&(a, p)| match a {
+                std::net::IpAddr::V4(v4) => Some((v4, p)),
+                _ => None,
+            })
+            .ok_or_else(|| "--ip: one IPv4 address is needed (IPv6-only stacks are not supported yet)".to_string())
+    }
 }
 
 #[cfg(feature = "afxdp")]
@@ -251,7 +268,7 @@ mod net {
         net: NetArgs,
         /// The server, ADDR:PORT.
         #[arg(long)]
-        connect: SocketAddrV4,
+        connect: std::net::SocketAddr,
         /// Bytes to send (a repeating a..z pattern), then shut down writing.
         #[arg(long, default_value_t = 0)]
         send_bytes: usize,
@@ -284,7 +301,8 @@ mod net {
     }
 
     fn afxdp_config(net: &NetArgs) -> AfXdpConfig {
-        let mut cfg = AfXdpConfig::new(&net.iface, &[net.ip.0]);
+        let addrs: Vec<std::net::IpAddr> = net.ip.iter().map(|&(a, _)| a).collect();
+        let mut cfg = AfXdpConfig::new(&net.iface, &addrs);
         cfg.xdp_mode = match net.xdp_mode {
             XdpMode::Native => XdpModeRequest::Auto,
             XdpMode::Skb => XdpModeRequest::Generic,
@@ -298,6 +316,7 @@ mod net {
         }
         let cfg = afxdp_config(net);
         let dev = AfXdpDevice::open(&cfg, 0).map_err(|e| explain(&net.iface, e))?;
+        steer_link_local(&dev, net)?;
         eprintln!(
             "xtcp: {} queue 0: XDP {:?} mode, socket bound in {:?} mode{}",
             net.iface,
@@ -322,12 +341,35 @@ mod net {
         }
     }
 
+    /// With IPv6, the XDP program steers the link-local address (from the interface's MAC,
+    /// known once the device is open) too.
+    fn steer_link_local(dev: &AfXdpDevice, net: &NetArgs) -> Result<(), String> {
+        if net.ip.iter().any(|(a, _)| a.is_ipv6()) {
+            let ll = xtcp::stack::link_local_from(xtcp::io::Device::mac(dev));
+            dev.program().add_addr(ll).map_err(|e| format!("steering {ll}: {e}"))?;
+        }
+        Ok(())
+    }
+
     fn stack_config(net: &NetArgs) -> Result<StackConfig, String> {
         // The secret keys ISNs (RFC 6528), SYN cookies and port choice (RFC 6056): from the
         // OS's entropy, or no start at all (an all-zero secret makes them all guessable).
         let secret =
             xtcp::stack::os_secret().map_err(|e| format!("no entropy from the OS for the stack's secret: {e}"))?;
-        let mut cfg = StackConfig::new(net.ip.0, net.ip.1, secret);
+        let (ip, prefix) = net.ipv4()?;
+        let mut cfg = StackConfig::new(ip, prefix, secret);
+        for &(a, p) in &net.ip {
+            match a {
+                std::net::IpAddr::V4(v4) if v4 != ip => cfg.extra_ips.push(v4),
+                std::net::IpAddr::V4(_) => {}
+                std::net::IpAddr::V6(v6) => {
+                    if cfg.ipv6.is_empty() {
+                        cfg.ipv6_prefix_len = p;
+                    }
+                    cfg.ipv6.push(v6);
+                }
+            }
+        }
         cfg.gateway = net.gateway;
         cfg.max_sockets = 65536;
         cfg.syn_cookies = match net.syn_cookies {
@@ -376,7 +418,9 @@ mod net {
         let mut stack = Stack::new(dev, stack_config(&a.net)?, clock.now());
         let mut server = Server::listen(&mut stack, kind, a.port, a.backlog)
             .map_err(|e| format!("listen on port {}: {e}", a.port))?;
-        eprintln!("xtcp: serving {:?} on {}:{}", kind, a.net.ip.0, a.port);
+        let addrs: Vec<String> =
+            stack.addresses().map(|a| a.to_string()).chain(stack.ipv6_addresses().map(|a| format!("[{a}]"))).collect();
+        eprintln!("xtcp: serving {:?} on {} port {}", kind, addrs.join(", "), a.port);
         let mut last = clock.now();
         while !stop.load(Ordering::Relaxed) {
             let next = turn(&mut stack, &clock, |st, h, e| server.on_event(st, h, e));
@@ -510,6 +554,9 @@ mod net {
             }
             let devs =
                 AfXdpDevice::open_queues(&afxdp_config(&a.net), cores as u32).map_err(|e| explain(&a.net.iface, e))?;
+            if let Some(d) = devs.first() {
+                super::steer_link_local(d, &a.net)?;
+            }
             for d in &devs {
                 eprintln!(
                     "xtcp: {} queue {}: XDP {:?} mode, socket bound in {:?} mode",
@@ -527,7 +574,7 @@ mod net {
                 stats_interval: a.net.stats.then_some(std::time::Duration::from_secs(1)),
             };
             let (port, backlog) = (a.port, a.backlog);
-            let ip = a.net.ip.0;
+            let ip = a.net.ipv4()?.0;
             let reports = runtime::run(
                 devs,
                 &stack_config(&a.net)?,

@@ -56,7 +56,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -161,8 +161,9 @@ pub enum BindModeRequest {
 pub struct AfXdpConfig {
     /// The interface, in the calling thread's network namespace.
     pub ifname: String,
-    /// The stack's IPv4 addresses: what the XDP program steers to the sockets.
-    pub addrs: Vec<Ipv4Addr>,
+    /// The stack's addresses, IPv4 and IPv6: what the XDP program steers to the sockets
+    /// (for IPv6 also the neighbour solicitations for them).
+    pub addrs: Vec<IpAddr>,
     /// Frames in each socket's UMEM.
     pub frame_count: u32,
     /// Bytes per frame: a power of two, at least 2048.
@@ -181,10 +182,10 @@ pub struct AfXdpConfig {
 impl AfXdpConfig {
     /// Defaults: 4096 frames of 2048 bytes, rings of 2048, batches of 64, native-then-generic
     /// XDP, zero-copy-then-copy bind, checksums verified.
-    pub fn new(ifname: impl Into<String>, addrs: &[Ipv4Addr]) -> AfXdpConfig {
+    pub fn new<A: Into<IpAddr> + Copy>(ifname: impl Into<String>, addrs: &[A]) -> AfXdpConfig {
         AfXdpConfig {
             ifname: ifname.into(),
-            addrs: addrs.to_vec(),
+            addrs: addrs.iter().map(|&a| a.into()).collect(),
             frame_count: 4096,
             frame_size: 2048,
             ring_size: 2048,
@@ -230,6 +231,7 @@ pub struct XdpProgram {
     mode: XdpMode,
     xsks: MapHandle,
     addrs: MapHandle,
+    addrs6: MapHandle,
     counters: MapHandle,
     link: OwnedFd,
 }
@@ -237,8 +239,13 @@ pub struct XdpProgram {
 impl XdpProgram {
     /// Load the program, fill in `addrs` and attach it to `ifname` (in the calling thread's
     /// network namespace).
-    pub fn attach(ifname: &str, addrs: &[Ipv4Addr], mode: XdpModeRequest) -> Result<XdpProgram, Error> {
-        if addrs.len() > MAX_ADDRS {
+    pub fn attach<A: Into<IpAddr> + Copy>(
+        ifname: &str,
+        addrs: &[A],
+        mode: XdpModeRequest,
+    ) -> Result<XdpProgram, Error> {
+        let v6 = addrs.iter().filter(|&&a| a.into().is_ipv6()).count();
+        if addrs.len() - v6 > MAX_ADDRS || v6 > MAX_ADDRS {
             return Err(Error::other("too many addresses", format!("at most {MAX_ADDRS}")));
         }
         let ifindex = ifindex(ifname)?;
@@ -251,10 +258,15 @@ impl XdpProgram {
         };
         let xsks = handle(&skel.maps.xsks_map, "xsks_map")?;
         let addr_map = handle(&skel.maps.local_addrs, "local_addrs")?;
+        let addr6_map = handle(&skel.maps.local_addrs6, "local_addrs6")?;
         let counters = handle(&skel.maps.counters, "counters")?;
-        for a in addrs {
-            addr_map
-                .update(&a.octets(), &[1u8], MapFlags::ANY)
+        for &a in addrs {
+            let a: IpAddr = a.into();
+            let (map, key) = match a {
+                IpAddr::V4(v4) => (&addr_map, v4.octets().to_vec()),
+                IpAddr::V6(v6) => (&addr6_map, v6.octets().to_vec()),
+            };
+            map.update(&key, &[1u8], MapFlags::ANY)
                 .map_err(|e| Error::bpf(format!("adding {a} to the address map"), e))?;
         }
         let prog_fd = skel.progs.xtcp_xdp.as_fd().as_raw_fd();
@@ -277,7 +289,16 @@ impl XdpProgram {
         // The link holds the program, the program holds its maps, and we hold the maps'
         // handles: the skeleton (and `storage`) can go now.
         drop(skel);
-        Ok(XdpProgram { ifname: ifname.to_owned(), ifindex, mode, xsks, addrs: addr_map, counters, link })
+        Ok(XdpProgram {
+            ifname: ifname.to_owned(),
+            ifindex,
+            mode,
+            xsks,
+            addrs: addr_map,
+            addrs6: addr6_map,
+            counters,
+            link,
+        })
     }
 
     /// Native or generic: what the kernel accepted.
@@ -293,14 +314,25 @@ impl XdpProgram {
         self.ifindex
     }
 
+    fn addr_map(&self, addr: IpAddr) -> (&MapHandle, Vec<u8>) {
+        match addr {
+            IpAddr::V4(a) => (&self.addrs, a.octets().to_vec()),
+            IpAddr::V6(a) => (&self.addrs6, a.octets().to_vec()),
+        }
+    }
+
     /// Steer frames for `addr` to the sockets too.
-    pub fn add_addr(&self, addr: Ipv4Addr) -> Result<(), Error> {
-        self.addrs.update(&addr.octets(), &[1u8], MapFlags::ANY).map_err(|e| Error::bpf(format!("adding {addr}"), e))
+    pub fn add_addr(&self, addr: impl Into<IpAddr>) -> Result<(), Error> {
+        let addr = addr.into();
+        let (map, key) = self.addr_map(addr);
+        map.update(&key, &[1u8], MapFlags::ANY).map_err(|e| Error::bpf(format!("adding {addr}"), e))
     }
 
     /// Stop steering frames for `addr`.
-    pub fn remove_addr(&self, addr: Ipv4Addr) -> Result<(), Error> {
-        self.addrs.delete(&addr.octets()).map_err(|e| Error::bpf(format!("removing {addr}"), e))
+    pub fn remove_addr(&self, addr: impl Into<IpAddr>) -> Result<(), Error> {
+        let addr = addr.into();
+        let (map, key) = self.addr_map(addr);
+        map.delete(&key).map_err(|e| Error::bpf(format!("removing {addr}"), e))
     }
 
     /// The per-CPU counters, summed.

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,9 @@ pub const XTCP_MAC: &str = "02:00:c6:12:00:01";
 pub const KERNEL_MAC: &str = "02:00:c6:12:00:02";
 pub const XTCP_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The same two ends over IPv6, from RFC 5180's benchmarking range.
+pub const XTCP_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+pub const KERNEL_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 
 /// True when the test can run (root, and `tools` on the PATH). Otherwise: under CI=true,
 /// fail; else say so loudly and skip.
@@ -116,6 +119,13 @@ impl Lab {
         run("ip", &["-n", &lab.xns, "link", "set", XDEV, "address", XTCP_MAC]);
         run("ip", &["-n", &lab.kns, "link", "set", KDEV, "address", KERNEL_MAC]);
         run("ip", &["-n", &lab.kns, "addr", "add", &format!("{KERNEL_IP}/24"), "dev", KDEV]);
+        // IPv6 on the kernel's end (no duplicate address detection: the address is usable at
+        // once); none on xtcp's, whose kernel would otherwise own the link-local address that
+        // the interface's MAC gives, the one xtcp's stack takes (its XDP program sees the
+        // frames first either way).
+        run("ip", &["-n", &lab.kns, "addr", "add", &format!("{KERNEL_IP6}/64"), "dev", KDEV, "nodad"]);
+        let off = format!("echo 1 > /proc/sys/net/ipv6/conf/{XDEV}/disable_ipv6");
+        run("ip", &["netns", "exec", &lab.xns, "sh", "-c", &off]);
         // The kernel fills in every checksum, which xtcp verifies (AFXDP-NOTES.md). Before the
         // link goes up: a feature change resets a veth link.
         run("ip", &["netns", "exec", &lab.kns, "ethtool", "-K", KDEV, "tx", "off"]);
@@ -218,7 +228,7 @@ impl Xtcp {
         let mut child = Command::new("ip")
             .args(["netns", "exec", xns, env!("CARGO_BIN_EXE_xtcp")])
             .args(args)
-            .args(["--iface", XDEV, "--ip", &format!("{XTCP_IP}/24"), "--stats"])
+            .args(["--iface", XDEV, "--ip", &format!("{XTCP_IP}/24"), "--ip", &format!("{XTCP_IP6}/64"), "--stats"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

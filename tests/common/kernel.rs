@@ -1,0 +1,287 @@
+//! The kernel's side of the interop tests (tests/interop.rs, tests/interop_ipv6.rs): the
+//! lab's helpers that drive `xtcp` and kernel sockets, deterministic data and its hashes, and
+//! the kernel servers. Included by those two (`#[path]`), not by every user of `common`.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use xtcp::apps::client_pattern;
+
+use crate::common::{in_netns, netns_exists, run, Ended, Lab, Xtcp, KDEV, STUCK, XDEV};
+
+/// Bytes per read/write call on the kernel side (a multiple of 8, see `Prng`).
+pub const CHUNK: usize = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// The lab: two namespaces, one veth, and the guards.
+
+/// Print past the harness's capture (progress of long tests, figures worth seeing).
+pub fn say(msg: impl AsRef<str>) {
+    let _ = writeln!(std::io::stderr(), "interop: {}", msg.as_ref());
+}
+
+impl Lab {
+    /// Run `f` on a thread inside the kernel's namespace and return what it returns (or its panic).
+    pub fn kernel<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        in_netns(&self.kns, f).join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    pub fn kernel_ifindex(&self) -> i32 {
+        let line = run("ip", &["-n", &self.kns, "-o", "link", "show", KDEV]);
+        line.split(':').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("ifindex in {line:?}"))
+    }
+
+    pub fn xdp_attached(&self) -> bool {
+        run("ip", &["-n", &self.xns, "-d", "link", "show", XDEV]).contains("xdp")
+    }
+
+    /// `xtcp serve --app APP --port PORT --stats`, once it is listening.
+    pub fn serve(&self, app: &str, port: u16) -> Xtcp {
+        let port = port.to_string();
+        let mut x = Xtcp::spawn(&self.xns, &["serve", "--app", app, "--port", &port]);
+        x.wait_for_stderr("xtcp: serving");
+        assert!(self.xdp_attached(), "xtcp is serving but no XDP program is on {XDEV}");
+        x
+    }
+
+    /// `xtcp client --connect ADDR ARGS… --stats`, run to its end.
+    pub fn client(&self, connect: impl Into<SocketAddr>, args: &[&str]) -> Ended {
+        let connect = connect.into().to_string();
+        let mut all = vec!["client", "--connect", &connect];
+        all.extend_from_slice(args);
+        let ended = Xtcp::spawn(&self.xns, &all).wait();
+        assert!(!self.xdp_attached(), "the XDP program outlived the xtcp client");
+        ended
+    }
+
+    /// Remove everything and check that nothing is left: no namespace, no veth, no XDP program.
+    pub fn finish(self) {
+        let names = [self.xns.clone(), self.kns.clone()];
+        drop(self);
+        for ns in &names {
+            assert!(!netns_exists(ns), "namespace {ns} left behind");
+        }
+        let host = run("ip", &["-o", "link"]);
+        assert!(!host.contains("xdp"), "an XDP program in the host namespace:\n{host}");
+        assert!(
+            !host.contains(&format!("{XDEV}@")) && !host.contains(&format!("{KDEV}@")),
+            "a test veth in the host namespace:\n{host}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The xtcp process and what it prints.
+
+// ---------------------------------------------------------------------------------------------
+// Data: deterministic streams and their hashes.
+
+/// SplitMix64: a deterministic byte stream that, unlike a short repeating pattern, makes any
+/// misplaced segment change the hash.
+pub struct Prng(pub u64);
+
+impl Prng {
+    /// Fill `buf`; every call but the last of a stream must be a multiple of 8 bytes long.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of the first `n` bytes of what `xtcp client` sends.
+pub fn client_pattern_sha(n: usize) -> String {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = 0;
+    while off < n {
+        let k = (n - off).min(CHUNK);
+        for (i, b) in buf[..k].iter_mut().enumerate() {
+            *b = client_pattern(off + i);
+        }
+        h.update(&buf[..k]);
+        off += k;
+    }
+    hex(&h.finalize())
+}
+
+/// SHA-256 of `n` bytes of the PRNG stream from `seed`.
+pub fn prng_sha(seed: u64, n: usize) -> String {
+    let mut h = Sha256::new();
+    let mut p = Prng(seed);
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(CHUNK);
+        p.fill(&mut buf[..k]);
+        h.update(&buf[..k]);
+        left -= k;
+    }
+    hex(&h.finalize())
+}
+
+/// RFC 864's chargen byte at `pos` (what `xtcp serve --app chargen` sends).
+pub fn chargen_byte(pos: u64) -> u8 {
+    let (line, col) = (pos / 74, pos % 74);
+    match col {
+        72 => b'\r',
+        73 => b'\n',
+        _ => b' ' + ((line + col) % 95) as u8,
+    }
+}
+
+pub fn watchdog(s: &TcpStream) {
+    s.set_read_timeout(Some(STUCK)).unwrap();
+    s.set_write_timeout(Some(STUCK)).unwrap();
+}
+
+/// Write `n` bytes of the PRNG stream from `seed`, then shut down writing.
+pub fn write_prng(mut s: TcpStream, seed: u64, n: usize) {
+    let mut p = Prng(seed);
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(CHUNK);
+        p.fill(&mut buf[..k]);
+        s.write_all(&buf[..k]).unwrap_or_else(|e| panic!("writing, {left} of {n} bytes to go: {e}"));
+        left -= k;
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown(SHUT_WR)");
+}
+
+/// Read to EOF: (bytes, SHA-256).
+pub fn read_to_eof(s: &mut TcpStream) -> (usize, String) {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut n = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (n, hex(&h.finalize())),
+            Ok(k) => {
+                h.update(&buf[..k]);
+                n += k;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading after {n} bytes: {e}"),
+        }
+    }
+}
+
+/// From a thread in the kernel's namespace: connect to `to`, stream `n` PRNG bytes while
+/// another thread reads what comes back, shut down writing, read to EOF. (bytes back, SHA-256).
+pub fn kernel_send_and_receive(to: impl Into<SocketAddr>, seed: u64, n: usize) -> (usize, String) {
+    let to = to.into();
+    let mut s = TcpStream::connect(to).unwrap_or_else(|e| panic!("connect to {to}: {e}"));
+    watchdog(&s);
+    let w = s.try_clone().unwrap();
+    // Writing and reading at once: neither side can stall the other on full buffers.
+    let writer = thread::spawn(move || write_prng(w, seed, n));
+    let got = read_to_eof(&mut s);
+    writer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    got
+}
+
+/// A line of the kernel's `/proc/net/snmp` for the calling thread's namespace, e.g. ("Tcp", "RetransSegs").
+pub fn kernel_snmp(proto: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("/proc/thread-self/net/snmp");
+    let prefix = format!("{proto}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let (head, vals) = (lines.next().expect("header"), lines.next().expect("values"));
+    let i = head.split_whitespace().position(|w| w == name).unwrap_or_else(|| panic!("no {proto} {name}"));
+    vals.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// What a kernel server does with each connection.
+#[derive(Clone, Copy, Debug)]
+pub enum KernelApp {
+    /// Write back what is read as it comes; shut down writing at EOF.
+    Echo,
+    /// Read everything to EOF first, then write it all back: every reply byte follows the
+    /// client's FIN.
+    CollectThenReply,
+    /// Write `n` PRNG bytes from `seed`, shut down writing, read to EOF.
+    Source { seed: u64, n: usize },
+    /// Read to EOF, then shut down writing: nothing goes back.
+    Sink,
+}
+
+/// A kernel server on `port` of every address (IPv6's wildcard, which takes IPv4 too:
+/// `bindv6only` is 0) for `conns` connections, one after the other. Returns
+/// once it listens; joining gives the bytes received on each connection and their SHA-256.
+pub fn kernel_server(lab: &Lab, port: u16, conns: usize, app: KernelApp) -> thread::JoinHandle<Vec<(usize, String)>> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let h = in_netns(&lab.kns, move || {
+        let l = TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).expect("bind");
+        l.set_nonblocking(true).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..conns {
+            let deadline = Instant::now() + STUCK;
+            let mut s = loop {
+                match l.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        assert!(Instant::now() < deadline, "kernel server: no connection came");
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            };
+            s.set_nonblocking(false).unwrap();
+            watchdog(&s);
+            let received = match app {
+                KernelApp::Echo => {
+                    let mut buf = vec![0u8; CHUNK];
+                    let (mut n, mut h) = (0, Sha256::new());
+                    loop {
+                        let k = s.read(&mut buf).expect("kernel echo: read");
+                        if k == 0 {
+                            break;
+                        }
+                        s.write_all(&buf[..k]).expect("kernel echo: write");
+                        h.update(&buf[..k]);
+                        n += k;
+                    }
+                    s.shutdown(Shutdown::Write).expect("shutdown");
+                    (n, hex(&h.finalize()))
+                }
+                KernelApp::CollectThenReply => {
+                    let mut all = Vec::new();
+                    s.read_to_end(&mut all).expect("kernel collect: read");
+                    s.write_all(&all).expect("kernel collect: write after the client's FIN");
+                    s.shutdown(Shutdown::Write).expect("shutdown");
+                    (all.len(), hex(&Sha256::digest(&all)))
+                }
+                KernelApp::Source { seed, n } => {
+                    write_prng(s.try_clone().unwrap(), seed, n);
+                    read_to_eof(&mut s)
+                }
+                KernelApp::Sink => {
+                    let got = read_to_eof(&mut s);
+                    s.shutdown(Shutdown::Write).expect("shutdown");
+                    got
+                }
+            };
+            got.push(received);
+        }
+        got
+    });
+    if ready_rx.recv().is_err() {
+        std::panic::resume_unwind(h.join().unwrap_err());
+    }
+    h
+}

@@ -1,0 +1,199 @@
+//! Interop with the Linux kernel over IPv6 (issue 13): the `xtcp` binary on AF_XDP, dual-stack
+//! (198.18.0.1/24 and 2001:2::1/64, plus the link-local address its MAC gives), at one end of a
+//! veth pair; the kernel at the other with 198.18.0.2/24 and 2001:2::2/64. The lab, the
+//! guards and the kernel's helpers are tests/interop.rs's (tests/common): see there for how each
+//! side is driven and the rules kept. Addresses from RFC 5180's 2001:2::/48 only.
+//!
+//! What is shown: echo both ways with SHA-256 (1 B, 1 MB, 256 MB to xtcp; 1 MB and 64 MB from
+//! it), neighbour discovery both ways and `ping -6` to the global and the link-local address,
+//! a reset for a closed port, 1,000 short connections, and one xtcp server answering an IPv4
+//! and an IPv6 client at once.
+#![cfg(all(feature = "afxdp", feature = "cli"))]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream};
+use std::process::Command;
+use std::time::Instant;
+
+mod common;
+#[path = "common/kernel.rs"]
+mod kernel;
+
+use common::{may_run, run, Lab, KDEV, KERNEL_IP6, XTCP_IP, XTCP_IP6, XTCP_MAC};
+use kernel::*;
+
+const ECHO_PORT: u16 = 7;
+const KERNEL_PORT: u16 = 9000;
+const CLOSED_PORT: u16 = 4444;
+const MB: usize = 1 << 20;
+const TOOLS: &[&str] = &["ip", "ethtool", "ping", "ss", "tc"];
+
+fn v6(ip: std::net::Ipv6Addr, port: u16) -> SocketAddr {
+    SocketAddrV6::new(ip, port, 0, 0).into()
+}
+
+/// xtcp's link-local address: fe80:: and the modified EUI-64 of its MAC (RFC 4291 App. A).
+fn xtcp_link_local() -> String {
+    let m: Vec<u8> = XTCP_MAC.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+    let ll = xtcp::stack::link_local_from(xtcp::wire::MacAddr([m[0], m[1], m[2], m[3], m[4], m[5]]));
+    ll.to_string()
+}
+
+/// Kernel client → `xtcp serve --app echo` over IPv6: 1 B, 1 MB and 256 MB, the echo's
+/// SHA-256 equal to what was sent; the kernel refused nothing of xtcp's.
+#[test]
+fn interop_ipv6_echo_server_kernel_client() {
+    if !may_run("interop_ipv6_echo_server_kernel_client", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xin6");
+    let server = lab.serve("echo", ECHO_PORT);
+    let sizes = [1, MB, 256 * MB];
+    for (i, &n) in sizes.iter().enumerate() {
+        let seed = 2000 + i as u64;
+        let started = Instant::now();
+        let (got, sha) = lab.kernel(move || kernel_send_and_receive(v6(XTCP_IP6, ECHO_PORT), seed, n));
+        say(format!("IPv6: kernel → xtcp echo → kernel: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+        assert_eq!(got, n, "echoed bytes for a {n}-byte transfer");
+        assert_eq!(sha, prng_sha(seed, n), "SHA-256 of the echo of {n} bytes");
+    }
+    // TCP's counters are the same for both families (/proc/net/snmp); IPv6's own in snmp6.
+    let (csum, inerr) = lab.kernel(|| (kernel_snmp("Tcp", "InCsumErrors"), kernel_snmp6("Ip6InHdrErrors")));
+    assert_eq!((csum, inerr), (0, 0), "the kernel refused IPv6 packets from xtcp");
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    let total: u64 = sizes.iter().map(|&n| n as u64).sum();
+    assert_eq!((end.stat("accepted"), end.stat("closed")), (3, 3));
+    assert_eq!((end.stat("bytes_in"), end.stat("bytes_out")), (total, total));
+    assert_eq!((end.stat("drop_bad_checksum"), end.stat("tcp_resets"), end.stat("ndp_invalid")), (0, 0, 0));
+    lab.finish();
+}
+
+/// `xtcp client` → a kernel echo server over IPv6 (1 MB, 64 MB): xtcp resolves the kernel by
+/// neighbour solicitation, and its hash of the echo is that of what it sent.
+#[test]
+fn interop_ipv6_xtcp_client_kernel_echo_server() {
+    if !may_run("interop_ipv6_xtcp_client_kernel_echo_server", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xin6");
+    let sizes = [MB, 64 * MB];
+    let server = kernel_server(&lab, KERNEL_PORT, sizes.len(), KernelApp::Echo);
+    for &n in &sizes {
+        let started = Instant::now();
+        let end = lab.client(v6(KERNEL_IP6, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
+        say(format!("IPv6: xtcp client → kernel echo → xtcp: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+        end.assert_success("xtcp client");
+        let (sha, received, sent) = end.client_result();
+        assert_eq!((received, sent), (n, n));
+        assert_eq!(sha, client_pattern_sha(n), "SHA-256 of the echo of {n} bytes");
+        assert_eq!(end.line_stat("drops"), 0, "xtcp dropped frames from the kernel:\n{}", end.stderr);
+    }
+    let echoed = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let want: Vec<_> = sizes.iter().map(|&n| (n, client_pattern_sha(n))).collect();
+    assert_eq!(echoed, want, "what the kernel received (and echoed) per connection");
+    // The kernel learned xtcp's MAC from its solicitation (RFC 4861 §7.2.3).
+    let neigh = run("ip", &["-n", &lab.kns, "-6", "neigh", "show", &XTCP_IP6.to_string(), "dev", KDEV]);
+    say(format!("kernel's entry after xtcp's solicitation: {}", neigh.trim()));
+    assert!(neigh.contains(XTCP_MAC), "the kernel did not learn xtcp's MAC: {neigh}");
+    lab.finish();
+}
+
+/// `ping -6` from the kernel to xtcp's global and link-local addresses, each after the
+/// kernel's neighbour entries were flushed: the kernel solicits, xtcp advertises, the echo
+/// requests are answered.
+#[test]
+fn interop_ipv6_ping_and_neighbour_discovery() {
+    if !may_run("interop_ipv6_ping_and_neighbour_discovery", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xin6");
+    let server = lab.serve("echo", ECHO_PORT);
+    let ll = xtcp_link_local();
+    for target in [XTCP_IP6.to_string(), format!("{ll}%{KDEV}")] {
+        run("ip", &["-n", &lab.kns, "-6", "neigh", "flush", "dev", KDEV]);
+        let ping = Command::new("ip")
+            .args(["netns", "exec", &lab.kns, "ping", "-6", "-n", "-c", "3", "-W", "5", &target])
+            .output()
+            .expect("ping -6");
+        let text = String::from_utf8_lossy(&ping.stdout).into_owned();
+        say(text.trim());
+        assert!(ping.status.success() && text.contains("3 received"), "ping -6 {target}: not 3 replies:\n{text}");
+    }
+    let neigh = run("ip", &["-n", &lab.kns, "-6", "neigh", "show", "dev", KDEV]);
+    say(format!("kernel's IPv6 neighbours: {}", neigh.trim()));
+    assert!(neigh.contains(&ll) && neigh.contains(XTCP_MAC), "xtcp's link-local entry missing: {neigh}");
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    assert!(end.stat("ndp_solicits_in") >= 2 && end.stat("ndp_adverts_out") >= 2, "{}", end.stderr);
+    assert!(end.stat("icmp_echo_in") >= 6 && end.stat("icmp_echo_out") >= 6, "{}", end.stderr);
+    assert_eq!(end.stat("ndp_invalid"), 0);
+    lab.finish();
+}
+
+/// A closed IPv6 port answers with a reset (ECONNREFUSED at the kernel), and 1,000 short
+/// connections over IPv6 each carry a request and its echo.
+#[test]
+fn interop_ipv6_closed_port_and_short_connections() {
+    if !may_run("interop_ipv6_closed_port_and_short_connections", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xin6");
+    let server = lab.serve("echo", ECHO_PORT);
+    let refused = lab.kernel(|| TcpStream::connect(v6(XTCP_IP6, CLOSED_PORT)).map(|_| ()).map_err(|e| e.kind()));
+    assert_eq!(refused, Err(ErrorKind::ConnectionRefused));
+    const CONNS: usize = 1000;
+    let started = Instant::now();
+    let done = lab.kernel(|| {
+        for i in 0..CONNS {
+            let mut s = TcpStream::connect(v6(XTCP_IP6, ECHO_PORT)).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            watchdog(&s);
+            let req = format!("request {i} over IPv6\n");
+            s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("connection {i}: write: {e}"));
+            let mut reply = vec![0u8; req.len()];
+            s.read_exact(&mut reply).unwrap_or_else(|e| panic!("connection {i}: reading the reply: {e}"));
+            assert_eq!(reply, req.as_bytes(), "connection {i}: reply");
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap_or_else(|e| panic!("connection {i}: waiting for xtcp's FIN: {e}"));
+            assert!(rest.is_empty(), "connection {i}: more than the reply");
+        }
+        CONNS
+    });
+    say(format!("IPv6: {done} short connections in {:.3} s", started.elapsed().as_secs_f64()));
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    assert_eq!((end.stat("accepted"), end.stat("closed")), (CONNS as u64, CONNS as u64));
+    assert_eq!((end.stat("tcp_no_socket"), end.stat("tcp_rsts_out")), (1, 1), "one reset, for the closed port");
+    lab.finish();
+}
+
+/// One `xtcp serve` answers an IPv4 and an IPv6 kernel client at the same time (16 MB each
+/// through the echo).
+#[test]
+fn interop_dual_stack_server_answers_both_families_at_once() {
+    if !may_run("interop_dual_stack_server_answers_both_families_at_once", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xin6");
+    let server = lab.serve("echo", ECHO_PORT);
+    let n = 16 * MB;
+    let v4 = common::in_netns(&lab.kns, move || kernel_send_and_receive(SocketAddrV4::new(XTCP_IP, ECHO_PORT), 31, n));
+    let v6 = common::in_netns(&lab.kns, move || kernel_send_and_receive(v6(XTCP_IP6, ECHO_PORT), 32, n));
+    for (h, seed) in [(v4, 31), (v6, 32)] {
+        let got = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        assert_eq!(got, (n, prng_sha(seed, n)), "the echo for seed {seed}");
+    }
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    assert_eq!((end.stat("accepted"), end.stat("closed")), (2, 2));
+    lab.finish();
+}
+
+/// A counter of the kernel's `/proc/net/snmp6` in the calling thread's namespace.
+fn kernel_snmp6(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp6").expect("/proc/thread-self/net/snmp6");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().expect("a number")))
+        .unwrap_or_else(|| panic!("no {name} in snmp6"))
+}
