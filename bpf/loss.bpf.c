@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
 // Loss injection for the interop tests (tests/interop.rs): tc (clsact) programs that drop a
-// configured share of IPv4 TCP segments, at random (bpf_get_prandom_u32), and count what they
+// configured share of TCP segments (IPv4, and IPv6 with TCP right after the fixed header), at random (bpf_get_prandom_u32), and count what they
 // saw and dropped. The kernel has no netem here (AFXDP-NOTES.md).
 //
 // Two programs, because a drop must look like loss on the wire to both ends:
@@ -17,8 +17,9 @@
 //    retransmissions and 4222 out-of-order segments, like SHOT on the receiver's ingress (745
 //    and 9657). tests/interop.rs asserts that the kernel retransmits under this program.
 //
-// Only IPv4 TCP is dropped: ARP and ICMP pass (and are not counted), so that a lost ARP reply
-// does not stall a test for the length of an ARP retry; everything TCP sends — SYNs, FINs,
+// Only TCP is dropped: ARP, ICMP and ICMPv6 (neighbour discovery) pass (and are not counted),
+// so that a lost ARP reply or neighbour advertisement does not stall a test for the length of
+// a retry; everything TCP sends — SYNs, FINs,
 // data, pure ACKs — is fair game.
 //
 // Configuration: `rate` holds, at index 0 (ingress) and 1 (egress), the drop threshold: a
@@ -32,6 +33,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -60,18 +62,26 @@ static __always_inline void bump(__u32 slot)
 		*v += 1; // per-CPU slot: no other CPU writes it
 }
 
-// True when this frame is an IPv4 TCP segment that the dice say to drop.
+// True when this frame is a TCP segment that the dice say to drop.
 static __always_inline int lose(struct __sk_buff *skb, __u32 dir)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
 
-	if ((void *)(ip + 1) > data_end)
+	if ((void *)(eth + 1) > data_end)
 		return 0;
-	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != IPPROTO_TCP)
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
+			return 0;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
+			return 0;
+	} else {
 		return 0;
+	}
 	bump(2 * dir);
 	__u32 *threshold = bpf_map_lookup_elem(&rate, &dir);
 	if (!threshold || bpf_get_prandom_u32() >= *threshold)

@@ -75,13 +75,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-use xtcp::io::tcloss::TcLoss;
 
 mod common;
 #[path = "common/kernel.rs"]
 mod kernel;
 
-use common::{in_netns, may_run, netns_exists, run, Lab, KDEV, KERNEL_IP, STUCK, XTCP_IP, XTCP_MAC};
+use common::{may_run, netns_exists, run, Lab, KDEV, KERNEL_IP, STUCK, XTCP_IP, XTCP_MAC};
 use kernel::*;
 const ECHO_PORT: u16 = 7;
 const DISCARD_PORT: u16 = 9;
@@ -92,69 +91,6 @@ const CLOSED_PORT: u16 = 4444;
 const MB: usize = 1 << 20;
 /// What the interop tests run besides the xtcp binary.
 const TOOLS: &[&str] = &["ip", "ethtool", "ping", "ss", "tc"];
-
-// ---------------------------------------------------------------------------------------------
-// Loss injection (see the module docs).
-
-/// Frames seen and dropped by the loss programs on kv0.
-#[derive(Debug, Clone, Copy)]
-struct LossCounts {
-    /// To the kernel (kv0 ingress).
-    to_kernel: (u64, u64),
-    /// To xtcp (kv0 egress).
-    to_xtcp: (u64, u64),
-}
-
-/// `bpf/loss.bpf.c` (`xtcp::io::tcloss`) on kv0's ingress and egress. Dropped: detached,
-/// clsact removed (from a thread in the kernel's namespace).
-struct Loss {
-    kns: String,
-    inner: Option<TcLoss>,
-}
-
-impl Loss {
-    /// Drop `share` (0..1) of TCP segments in each direction.
-    fn attach(lab: &Lab, share: f64) -> Loss {
-        let ifindex = lab.kernel_ifindex();
-        // A failure half-way leaves filters on kv0; the lab's guard removes them with the namespace.
-        let inner = lab.kernel(move || TcLoss::attach(ifindex, share, share).unwrap_or_else(|e| panic!("{KDEV}: {e}")));
-        let loss = Loss { kns: lab.kns.clone(), inner: Some(inner) };
-        for dir in ["ingress", "egress"] {
-            let f = run("tc", &["-n", &loss.kns, "filter", "show", "dev", KDEV, dir]);
-            assert!(f.contains("direct-action"), "no BPF filter on {KDEV} {dir}:\n{f}");
-        }
-        loss
-    }
-
-    fn counts(&self) -> LossCounts {
-        let (i, e) = self.inner.as_ref().map(TcLoss::counts).unwrap_or_default();
-        LossCounts { to_kernel: (i.seen, i.dropped), to_xtcp: (e.seen, e.dropped) }
-    }
-
-    fn detach(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            // tc works per namespace: detach from a thread in the kernel's.
-            let _ = in_netns(&self.kns, move || drop(inner)).join();
-        }
-    }
-
-    /// Detach and check that nothing of it is left on kv0.
-    fn remove(mut self) {
-        self.detach();
-        for dir in ["ingress", "egress"] {
-            let f = run("tc", &["-n", &self.kns, "filter", "show", "dev", KDEV, dir]);
-            assert!(f.trim().is_empty(), "a tc filter left on {KDEV} {dir}:\n{f}");
-        }
-        let q = run("tc", &["-n", &self.kns, "qdisc", "show", "dev", KDEV]);
-        assert!(!q.contains("clsact"), "the clsact qdisc is left on {KDEV}:\n{q}");
-    }
-}
-
-impl Drop for Loss {
-    fn drop(&mut self) {
-        self.detach();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The tests.

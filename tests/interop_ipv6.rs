@@ -197,3 +197,46 @@ fn kernel_snmp6(name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().expect("a number")))
         .unwrap_or_else(|| panic!("no {name} in snmp6"))
 }
+
+/// Transfers over IPv6 under 1 % random loss of TCP segments both ways (bpf/loss.bpf.c, as in
+/// tests/interop.rs): a 1 MB echo from a kernel client, 16 MB from `xtcp client` into a kernel
+/// sink. Both hashes hold, frames were dropped both ways, both senders retransmitted.
+#[test]
+fn interop_ipv6_loss_1_percent() {
+    if !may_run("interop_ipv6_loss_1_percent", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xin6");
+    let loss = Loss::attach(&lab, 0.01);
+    let retrans_before = lab.kernel(|| kernel_snmp("Tcp", "RetransSegs"));
+    let server = lab.serve("echo", ECHO_PORT);
+    let started = Instant::now();
+    let (got, sha) = lab.kernel(move || kernel_send_and_receive(v6(XTCP_IP6, ECHO_PORT), 41, MB));
+    say(format!("IPv6, 1% loss: kernel → xtcp echo → kernel: {MB} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+    assert_eq!((got, sha), (MB, prng_sha(41, MB)), "the echo under loss");
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    let server_retrans = end.stat("tcp_retransmits");
+
+    let n = 16 * MB;
+    let sink = kernel_server(&lab, KERNEL_PORT, 1, KernelApp::Sink);
+    let started = Instant::now();
+    let end = lab.client(v6(KERNEL_IP6, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
+    say(format!("IPv6, 1% loss: xtcp client → kernel sink: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+    end.assert_success("xtcp client under loss");
+    let client_retrans = end.line_stat("retrans");
+    let kernel = sink.join().unwrap_or_else(|p| std::panic::resume_unwind(p)).remove(0);
+    assert_eq!(kernel, (n, client_pattern_sha(n)), "what the kernel received under loss");
+
+    let kernel_retrans = lab.kernel(|| kernel_snmp("Tcp", "RetransSegs")) - retrans_before;
+    let c = loss.counts();
+    say(format!(
+        "IPv6, 1% loss: dropped {} of {} TCP frames to the kernel, {} of {} to xtcp; retransmitted: kernel {kernel_retrans}, \
+         xtcp server {server_retrans}, xtcp client {client_retrans}",
+        c.to_kernel.1, c.to_kernel.0, c.to_xtcp.1, c.to_xtcp.0
+    ));
+    assert!(c.to_kernel.1 > 0 && c.to_xtcp.1 > 0, "no IPv6 frame was dropped one way: {c:?}");
+    assert!(kernel_retrans > 0 && client_retrans > 0, "a sender repaired nothing under loss");
+    loss.remove();
+    lab.finish();
+}

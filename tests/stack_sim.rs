@@ -3,7 +3,10 @@
 //! API by applications whose behaviour each seed draws: copying or zero-copy sends, reads
 //! that copy or read in place, readers that hold frames for a while, buffer sizes, MSS, the
 //! bounds on held frames. Where `tests/simulation.rs` exercises the TCB alone, this runs the
-//! whole path of a frame: parse, table, TCB, zero-copy queues, ARP, timers, frame pools.
+//! whole path of a frame: parse, table, TCB, zero-copy queues, ARP, timers, frame pools. A
+//! quarter of the seeds (drawn from a hash of the seed, so that the others replay as they
+//! always did) run the connection over IPv6: neighbour discovery instead of ARP, the IPv6
+//! header (with no checksum of its own, so a corrupted address is caught by TCP's).
 //!
 //! Checks on every run: every byte delivered once and in order both ways, both connections
 //! end in a normal close, every frame is back in its pool (nothing leaked by the zero-copy
@@ -13,7 +16,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use xtcp::io::mem::{Faults, MemDevice};
 use xtcp::stack::pair::StackPair;
 use xtcp::stack::{Handle, Stack, StackConfig, StackError, StackEvent};
@@ -22,6 +25,8 @@ use xtcp::time::{Duration, Instant};
 
 const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const IP6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+const IP6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 const FRAMES: usize = 4096;
 const SEEDS: u64 = 300;
 /// Seeds outside CI's range that once failed, run every time: 7340312 stalled a connection
@@ -227,19 +232,36 @@ fn tcp(rng: &mut ChaCha8Rng) -> TcpConfig {
     }
 }
 
+/// Whether a seed runs over IPv6: a quarter of them, from their own hash (splitmix64's
+/// finaliser), not from the run's generator.
+fn over_ipv6(seed: u64) -> bool {
+    let mut x = seed ^ 0x6a09_e667_f3bc_c908;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) % 4 == 0
+}
+
 /// One run; Err describes the first thing that went wrong.
 fn run(seed: u64) -> Result<String, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let trace = std::env::var("SIM_TRACE").is_ok();
     let f = faults(&mut rng);
-    let (ca, cb) = (config(&mut rng, IP_A), config(&mut rng, IP_B));
-    let summary = format!("{f:?} zero_copy_rx {}/{}", ca.zero_copy_rx, cb.zero_copy_rx);
+    let (mut ca, mut cb) = (config(&mut rng, IP_A), config(&mut rng, IP_B));
+    let v6 = over_ipv6(seed);
+    let dst: SocketAddr = if v6 {
+        ca.ipv6 = vec![IP6_A];
+        cb.ipv6 = vec![IP6_B];
+        SocketAddrV6::new(IP6_A, 80, 0, 0).into()
+    } else {
+        SocketAddrV4::new(IP_A, 80).into()
+    };
+    let summary = format!("{f:?} zero_copy_rx {}/{} ipv6 {v6}", ca.zero_copy_rx, cb.zero_copy_rx);
     if trace {
         eprintln!("{summary}");
     }
     let mut p = StackPair::new(seed, f, ca, cb, FRAMES);
     p.a.listen_with(80, 4, tcp(&mut rng)).map_err(|e| e.to_string())?;
-    let client = p.b.connect_with(SocketAddrV4::new(IP_A, 80), tcp(&mut rng)).map_err(|e| e.to_string())?;
+    let client = p.b.connect_with(dst, tcp(&mut rng)).map_err(|e| e.to_string())?;
     let mut events = Vec::new();
     let mut server = None;
     let mut b = App::new(&mut rng, client, 1, 300_000);

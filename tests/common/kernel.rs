@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use xtcp::apps::client_pattern;
 
 use crate::common::{in_netns, netns_exists, run, Ended, Lab, Xtcp, KDEV, STUCK, XDEV};
+use xtcp::io::tcloss::TcLoss;
 
 /// Bytes per read/write call on the kernel side (a multiple of 8, see `Prng`).
 pub const CHUNK: usize = 64 * 1024;
@@ -284,4 +285,67 @@ pub fn kernel_server(lab: &Lab, port: u16, conns: usize, app: KernelApp) -> thre
         std::panic::resume_unwind(h.join().unwrap_err());
     }
     h
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss injection (see tests/interop.rs's module docs).
+
+/// Frames seen and dropped by the loss programs on kv0.
+#[derive(Debug, Clone, Copy)]
+pub struct LossCounts {
+    /// To the kernel (kv0 ingress).
+    pub to_kernel: (u64, u64),
+    /// To xtcp (kv0 egress).
+    pub to_xtcp: (u64, u64),
+}
+
+/// `bpf/loss.bpf.c` (`xtcp::io::tcloss`) on kv0's ingress and egress. Dropped: detached,
+/// clsact removed (from a thread in the kernel's namespace).
+pub struct Loss {
+    kns: String,
+    inner: Option<TcLoss>,
+}
+
+impl Loss {
+    /// Drop `share` (0..1) of TCP segments in each direction.
+    pub fn attach(lab: &Lab, share: f64) -> Loss {
+        let ifindex = lab.kernel_ifindex();
+        // A failure half-way leaves filters on kv0; the lab's guard removes them with the namespace.
+        let inner = lab.kernel(move || TcLoss::attach(ifindex, share, share).unwrap_or_else(|e| panic!("{KDEV}: {e}")));
+        let loss = Loss { kns: lab.kns.clone(), inner: Some(inner) };
+        for dir in ["ingress", "egress"] {
+            let f = run("tc", &["-n", &loss.kns, "filter", "show", "dev", KDEV, dir]);
+            assert!(f.contains("direct-action"), "no BPF filter on {KDEV} {dir}:\n{f}");
+        }
+        loss
+    }
+
+    pub fn counts(&self) -> LossCounts {
+        let (i, e) = self.inner.as_ref().map(TcLoss::counts).unwrap_or_default();
+        LossCounts { to_kernel: (i.seen, i.dropped), to_xtcp: (e.seen, e.dropped) }
+    }
+
+    pub fn detach(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            // tc works per namespace: detach from a thread in the kernel's.
+            let _ = in_netns(&self.kns, move || drop(inner)).join();
+        }
+    }
+
+    /// Detach and check that nothing of it is left on kv0.
+    pub fn remove(mut self) {
+        self.detach();
+        for dir in ["ingress", "egress"] {
+            let f = run("tc", &["-n", &self.kns, "filter", "show", "dev", KDEV, dir]);
+            assert!(f.trim().is_empty(), "a tc filter left on {KDEV} {dir}:\n{f}");
+        }
+        let q = run("tc", &["-n", &self.kns, "qdisc", "show", "dev", KDEV]);
+        assert!(!q.contains("clsact"), "the clsact qdisc is left on {KDEV}:\n{q}");
+    }
+}
+
+impl Drop for Loss {
+    fn drop(&mut self) {
+        self.detach();
+    }
 }
