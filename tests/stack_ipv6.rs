@@ -302,3 +302,37 @@ fn packet_too_big_lowers_the_mss_of_the_connection_it_quotes() {
     assert!(after < before, "{before} → {after}");
     assert_eq!(after, 1280 - 60 - 12, "RFC 8201: the path MTU less IPv6 and TCP headers and timestamps");
 }
+
+/// A connection that lives longer than a neighbour entry (60 s): the sender's entry is kept
+/// fresh by the progress of its data (RFC 4861 §7.3.1), and the receiver, which only sends
+/// ACKs, goes on using its expired (stale) entry while it asks again (§7.3.2). No frame
+/// waits for a resolution after the first; over IPv4 and IPv6 alike.
+#[test]
+fn neighbour_entries_outlive_their_lifetime_under_a_live_connection() {
+    for dst in [SocketAddrV4::new(IP_A, 80).into(), SocketAddr::from(SocketAddrV6::new(V6_A, 80, 0, 0))] {
+        let mut p = pair(Faults::default(), 69);
+        let listener = p.a.listen(80, 16).unwrap();
+        let client = p.b.connect(dst).unwrap();
+        p.run_until(Duration::from_secs(5), |p| p.has('b', client, StackEvent::Connected));
+        p.run_until(Duration::from_secs(5), |p| p.has('a', listener, StackEvent::Accepted));
+        let server = p.a.accept(listener).unwrap().unwrap();
+        let queued = (p.a.counters().neigh_queued, p.b.counters().neigh_queued);
+        let mut buf = [0u8; 2048];
+        // 1 KB a second for 200 s.
+        for _ in 0..200 {
+            p.b.send(client, &[7u8; 1024]).unwrap();
+            let until = p.now + Duration::from_secs(1);
+            p.run_until(Duration::from_secs(2), |p| {
+                while matches!(p.a.recv(server, &mut buf), Ok(n) if n > 0) {}
+                p.now >= until
+            });
+        }
+        let (a, b) = (p.a.counters(), p.b.counters());
+        assert_eq!((a.neigh_queued, b.neigh_queued), queued, "{dst}: a frame waited for a resolution");
+        // The sender never asked again; the receiver did, about once a lifetime.
+        let asked = |c: &xtcp::stack::Counters| c.arp_requests_out + c.ndp_solicits_out;
+        assert!(asked(b) <= 2 + u64::from(dst.is_ipv6()), "{dst}: the sender asked again: {b:?}");
+        assert!((2..=6).contains(&asked(a)), "{dst}: the receiver's solicitations: {a:?}");
+        assert_eq!(p.b.tcb(client).unwrap().stats().retransmits, 0);
+    }
+}

@@ -68,6 +68,17 @@ impl ArpCache {
         Some(e.mac)
     }
 
+    /// The mapping for `ip` that has expired but is not yet a lifetime past it (RFC 4861
+    /// §7.3.2's STALE): still used to send, while a new solicitation refreshes it (DELAY and
+    /// PROBE, done with a broadcast or multicast solicitation). Frames need not wait for an
+    /// answer from a neighbour that almost certainly has not moved.
+    pub fn stale(&mut self, ip: impl Into<IpAddr>, now: Instant) -> Option<MacAddr> {
+        let ttl = self.ttl;
+        let e = self.entries.get_mut(&ip.into()).filter(|e| e.expires <= now && now < e.expires + ttl)?;
+        e.used = Some(now);
+        Some(e.mac)
+    }
+
     /// Neighbours cached.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -106,6 +117,14 @@ impl ArpCache {
         let victim = self.entries.iter().min_by_key(|(_, e)| (e.expires > now, e.used)).map(|(ip, _)| *ip);
         if let Some(ip) = victim {
             self.entries.remove(&ip);
+        }
+    }
+
+    /// Upper-layer reachability confirmation (RFC 4861 §7.3.1; RFC 1122 §2.3.2.1 allows the
+    /// same for ARP): the mapping we have for `ip`, fresh or not, is good for another lifetime.
+    pub fn confirm(&mut self, ip: impl Into<IpAddr>, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&ip.into()) {
+            e.expires = now + self.ttl;
         }
     }
 

@@ -71,6 +71,9 @@ pub struct Counters {
     /// Frames dropped while waiting for an ARP reply or a neighbour advertisement (queue
     /// full or never resolved).
     pub arp_queue_drops: u64,
+    /// Frames that had to wait for a resolution (the first ones to a neighbour, or to one
+    /// forgotten): an entry that merely expired is still used while it is asked for again.
+    pub neigh_queued: u64,
 
     // IPv6 neighbour discovery (RFC 4861).
     pub ndp_solicits_in: u64,

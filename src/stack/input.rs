@@ -153,7 +153,17 @@ impl<D: Device> Stack<D> {
                         && c.rx_frames < self.cfg.max_rx_frames_per_conn;
                     let before = c.tcb.recv_buffered();
                     self.counters.ecn_ce_in += u64::from(ce);
+                    let una = c.tcb.snd_una();
                     let lent = c.tcb.on_segment_with(self.now, remote, &seg, RxInfo { ce, may_lend });
+                    // RFC 4861 §7.3.1: an acknowledgment of new data confirms that the peer
+                    // (the next hop) is reachable; the neighbour entry stays fresh for as long
+                    // as the connection makes progress, instead of expiring under it. At most
+                    // once per quarter of the entry's lifetime per connection.
+                    let confirm = c.tcb.snd_una() != una
+                        && self.now.saturating_duration_since(c.confirmed_at) >= self.cfg.arp_ttl / 4;
+                    if confirm {
+                        c.confirmed_at = self.now;
+                    }
                     let copied = c.tcb.recv_buffered().saturating_sub(before);
                     if copied > 0 {
                         match c.rxq.back_mut() {
@@ -165,7 +175,7 @@ impl<D: Device> Stack<D> {
                         c.dirty = true;
                         self.dirty.push(idx);
                     }
-                    if let Some((off, len)) = lent {
+                    let kept = lent.map(|(off, len)| {
                         // The payload's place in the frame (a subslice of `bytes`).
                         let at = seg.payload.as_ptr() as usize - bytes.as_ptr() as usize + off;
                         c.rxq.push_back(RxChunk::InFrame(Frame {
@@ -174,6 +184,12 @@ impl<D: Device> Stack<D> {
                             len: len as u32,
                         }));
                         c.rx_frames += 1;
+                    });
+                    if confirm {
+                        let hop = self.next_hop(remote.ip());
+                        self.arp.confirm(hop, self.now);
+                    }
+                    if kept.is_some() {
                         self.rx_frames_held += 1;
                         self.counters.tcp_rx_in_place += 1;
                         return None;

@@ -223,6 +223,8 @@ struct Conn {
     tx_end: u64,
     /// Ended normally with data unread: `Closed` is reported once it is read (or on close).
     close_pending: Option<CloseReason>,
+    /// When this connection's progress last confirmed its neighbour (RFC 4861 §7.3.1).
+    confirmed_at: Instant,
 }
 
 /// In-order received bytes of a connection.
@@ -261,6 +263,7 @@ impl Conn {
             tx_acked: 0,
             tx_end: 0,
             close_pending: None,
+            confirmed_at: Instant::ZERO,
         }
     }
 }

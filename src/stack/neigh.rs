@@ -62,7 +62,17 @@ impl<D: Device> Stack<D> {
     pub(super) fn send_ip_frame(&mut self, dst: IpAddr, frame: Frame) {
         let hop = self.next_hop(dst);
         let now = self.now;
-        match self.arp.lookup(hop, now) {
+        let mac = match self.arp.lookup(hop, now) {
+            Some(mac) => Some(mac),
+            None => {
+                let stale = self.arp.stale(hop, now);
+                if stale.is_some() && self.arp.should_request(hop, now) {
+                    self.solicit(hop);
+                }
+                stale
+            }
+        };
+        match mac {
             Some(mac) => {
                 self.write_eth(&frame, mac, ether_type_of(hop));
                 self.tx.push(frame);
@@ -71,6 +81,7 @@ impl<D: Device> Stack<D> {
                 }
             }
             None => {
+                self.counters.neigh_queued += 1;
                 if let Err(frame) = self.arp.enqueue(hop, frame, now) {
                     self.counters.arp_queue_drops += 1;
                     self.dev.recycle(frame);
