@@ -86,11 +86,13 @@ fn tcp_over_ipv6_resolves_by_neighbour_discovery_and_moves_data_both_ways() {
         p.has('a', server, StackEvent::Closed(CloseReason::Normal))
             && p.has('b', client, StackEvent::Closed(CloseReason::Normal))
     });
-    // B solicited A (RFC 4861 §7.2.2) and learned it from the answer; A learned B from the
-    // solicitation (§7.2.3) and needed none of its own. No ARP beyond the start-up
-    // announcements, nothing dropped.
+    // Each probed its two addresses at start (RFC 4862 §5.4.2: the global and the link-local
+    // one); then B solicited A (RFC 4861 §7.2.2) and learned it from the answer; A learned B
+    // from the solicitation (§7.2.3) and needed none of its own. No ARP beyond the start-up
+    // announcements, nothing dropped, no duplicate.
     let (a, b) = (p.a.counters(), p.b.counters());
-    assert_eq!((b.ndp_solicits_out, a.ndp_solicits_in, a.ndp_solicits_out), (1, 1, 0), "{a:?}");
+    assert_eq!((b.ndp_solicits_out, a.ndp_solicits_in, a.ndp_solicits_out), (2 + 1, 2 + 1, 2), "{a:?}");
+    assert_eq!((a.ipv6_duplicates, b.ipv6_duplicates), (0, 0));
     assert!(b.ndp_adverts_in >= 1);
     for c in [a, b] {
         assert_eq!((c.arp_requests_in, c.arp_requests_out), (1, 1), "only the gratuitous ARPs");
@@ -329,10 +331,53 @@ fn neighbour_entries_outlive_their_lifetime_under_a_live_connection() {
         }
         let (a, b) = (p.a.counters(), p.b.counters());
         assert_eq!((a.neigh_queued, b.neigh_queued), queued, "{dst}: a frame waited for a resolution");
-        // The sender never asked again; the receiver did, about once a lifetime.
-        let asked = |c: &xtcp::stack::Counters| c.arp_requests_out + c.ndp_solicits_out;
-        assert!(asked(b) <= 2 + u64::from(dst.is_ipv6()), "{dst}: the sender asked again: {b:?}");
-        assert!((2..=6).contains(&asked(a)), "{dst}: the receiver's solicitations: {a:?}");
+        // The sender never asked again; the receiver did, about once a lifetime. (Not counted:
+        // the gratuitous ARP and the two duplicate address detection probes of each stack.)
+        let asked = |c: &xtcp::stack::Counters| {
+            if dst.is_ipv6() {
+                c.ndp_solicits_out - 2
+            } else {
+                c.arp_requests_out - 1
+            }
+        };
+        assert!(asked(b) <= 1, "{dst}: the sender asked again: {b:?}");
+        assert!((1..=5).contains(&asked(a)), "{dst}: the receiver's solicitations: {a:?}");
         assert_eq!(p.b.tcb(client).unwrap().stats().retransmits, 0);
     }
+}
+
+/// Duplicate address detection (RFC 4862 §5.4, optimistic as RFC 4429): two stacks that
+/// start with the same IPv6 address each hear the other's probe (a different nonce, RFC 7527)
+/// within the first second and give the address up; a stack past that second defends its
+/// address against a probe with an advertisement to all nodes.
+#[test]
+fn duplicate_addresses_are_detected_and_ours_defended() {
+    let mut p = Pair::with(Faults::default(), 70, dual(IP_A, V6_A, 1), dual(IP_B, V6_A, 2));
+    p.run_until(Duration::from_millis(100), |p| {
+        p.a.counters().ipv6_duplicates > 0 && p.b.counters().ipv6_duplicates > 0
+    });
+    for st in [&p.a, &p.b] {
+        assert!(!st.ipv6_addresses().any(|a| a == V6_A), "a duplicate kept");
+        assert!(st.ipv6_addresses().any(|a| a.is_unicast_link_local()), "the link-local one is not a duplicate");
+    }
+    assert_eq!(p.b.connect(SocketAddrV6::new(V6_A, 80, 0, 0)), Err(StackError::InvalidAddress));
+
+    // Past the first second, a probe for A's address is answered, not given in to.
+    let mut p = pair(Faults::default(), 71);
+    p.run_until(Duration::from_secs(2), |p| p.now.as_micros() > 2_500_000);
+    let _ = from_a(&mut p);
+    let group = xtcp::wire::ndp::solicited_node(V6_A);
+    let options = NdpOptions { nonce: Some([9, 9, 9, 9, 9, 9]), ..NdpOptions::default() };
+    let probe = NdpRepr::NeighborSolicit { target: V6_A, options };
+    let mac = xtcp::wire::MacAddr([0x33, 0x33, 0xff, 0, 0, 1]);
+    raw_send_bytes(&mut p, &frame_from_r(Ipv6Addr::UNSPECIFIED, group, 255, mac, L6Repr::Ndp(probe)));
+    let got = from_a(&mut p);
+    assert_eq!(got.len(), 1, "one advertisement in defence");
+    let f = FrameRepr::parse(&got[0], RxChecksum::Verify).unwrap();
+    let NetRepr::Ipv6 { ip, l4: L6Repr::Ndp(NdpRepr::NeighborAdvert { solicited, target, .. }) } = f.net else {
+        panic!("expected an advertisement: {f}")
+    };
+    assert_eq!((ip.dst, target, solicited), ("ff02::1".parse().unwrap(), V6_A, false));
+    assert!(p.a.ipv6_addresses().any(|a| a == V6_A));
+    assert_eq!(p.a.counters().ipv6_duplicates, 0);
 }

@@ -87,6 +87,9 @@ pub struct Counters {
     /// other than 255, a multicast target, an unspecified source with a link-layer option),
     /// dropped.
     pub ndp_invalid: u64,
+    /// Another node probed for or advertised one of our IPv6 addresses (RFC 4862 §5.4): a
+    /// duplicate. In the first second, the address is given up.
+    pub ipv6_duplicates: u64,
 
     // ICMP.
     /// Echo requests to us, ICMPv4 and ICMPv6 (RFC 4443 §4.1).

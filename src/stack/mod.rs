@@ -59,6 +59,9 @@ use ports::PortAllocator;
 use std::collections::{HashMap, VecDeque};
 
 const ETH_LEN: usize = wire::ethernet::HEADER_LEN;
+/// How long duplicate address detection listens after start: RFC 4861's RetransTimer (1 s)
+/// for RFC 4862's one probe (DupAddrDetectTransmits = 1).
+const DAD_TIME: Duration = Duration::from_secs(1);
 /// Headroom before a TCP payload: Ethernet, the larger IP header (IPv6's) and the largest
 /// TCP header.
 const HEADROOM: usize = ETH_LEN + wire::ipv6::HEADER_LEN + wire::tcp::MAX_HEADER_LEN;
@@ -303,6 +306,12 @@ pub struct Stack<D: Device> {
     mac: MacAddr,
     /// The IPv6 link-local address (from the MAC), when IPv6 is configured.
     link_local: Option<Ipv6Addr>,
+    /// Duplicate address detection (RFC 4862 §5.4, optimistic as RFC 4429 §3: the addresses
+    /// are used at once): until this time a probe or an advertisement for one of our IPv6
+    /// addresses from another node makes it a duplicate, and it is given up.
+    dad_until: Instant,
+    /// The nonce of our probes (RFC 7527 §4), to tell them apart when the link loops them back.
+    dad_nonce: [u8; 6],
     now: Instant,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -351,9 +360,20 @@ impl<D: Device> Stack<D> {
         let mut port_key = cfg.secret;
         port_key[0] ^= 0x5a; // a different key for ports than for ISNs
         let link_local = (!cfg.ipv6.is_empty()).then(|| link_local_from(mac));
+        let dad_nonce = {
+            let h = isn.hash(
+                SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+                SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+                7,
+            );
+            let b = h.to_be_bytes();
+            [b[0], b[1], b[2], b[3], b[4], b[5]]
+        };
         let mut s = Stack {
             mac,
             link_local,
+            dad_until: now + DAD_TIME,
+            dad_nonce,
             now,
             slots: (0..n).map(|_| Slot { gen: 0, entry: Entry::Free }).collect(),
             free: (0..n as u32).rev().collect(),
@@ -380,10 +400,11 @@ impl<D: Device> Stack<D> {
         for ip in s.addresses().collect::<Vec<_>>() {
             s.send_arp_from(ip, ArpOperation::Request, MacAddr::BROADCAST, MacAddr::UNSPECIFIED, ip);
         }
-        // RFC 4861 §7.2.6: an unsolicited advertisement of each IPv6 address, as the
-        // gratuitous ARP above does for IPv4, so that a neighbour that cached an old
-        // mapping learns this one.
+        // RFC 4862 §5.4.2: a duplicate address detection probe for each IPv6 address, then
+        // (RFC 4861 §7.2.6) an unsolicited advertisement of it, as the gratuitous ARP above
+        // does for IPv4, so that a neighbour that cached an old mapping learns this one.
         for ip in s.ipv6_addresses().collect::<Vec<_>>() {
+            s.send_dad_probe(ip);
             s.send_unsolicited_na(ip);
         }
         s

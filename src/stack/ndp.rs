@@ -42,6 +42,15 @@ impl<D: Device> Stack<D> {
                     return; // for another host on the link
                 }
                 if dad {
+                    if options.nonce == Some(self.dad_nonce) {
+                        return; // our own probe, looped back (RFC 7527 §4.2)
+                    }
+                    if now < self.dad_until {
+                        // RFC 4862 §5.4.3: another node probes for the address while we do:
+                        // a duplicate.
+                        self.give_up_address(target);
+                        return;
+                    }
                     // Someone probes for one of our addresses: defend it (§7.2.4, RFC 4862
                     // §5.4.3) with an advertisement to all nodes.
                     self.send_na(target, ALL_NODES, multicast_mac(ALL_NODES), false);
@@ -66,6 +75,18 @@ impl<D: Device> Stack<D> {
                 // §7.2.5: the link-layer address it gives, or (RFC 4861 allows its absence on
                 // a solicited answer) the frame's source.
                 let mac = options.target_ll.unwrap_or(eth_src);
+                if self.is_ours(target) {
+                    // RFC 4862 §5.4.4: another node advertises one of our addresses. While
+                    // detecting, a duplicate: given up. After, only counted (the RFC asks for
+                    // a management error, not for the address to go).
+                    if mac != self.mac {
+                        self.counters.ipv6_duplicates += 1;
+                        if now < self.dad_until {
+                            self.give_up_address(target);
+                        }
+                    }
+                    return;
+                }
                 if solicited {
                     self.arp.insert(target, mac, now);
                     self.flush_arp_pending(target, mac);
@@ -78,13 +99,15 @@ impl<D: Device> Stack<D> {
         }
     }
 
-    /// Our source address towards `dst`: the link-local one for link-local destinations
-    /// (RFC 6724 §5 rule 2, scope), else the first configured one.
+    /// Our source address towards `dst`: the link-local one for link-local destinations,
+    /// else the first configured one (RFC 6724 §5 rule 2: a source of the destination's
+    /// scope; a link-local source does not reach beyond the link). `None`: no address of that
+    /// scope (none configured, or given up as a duplicate).
     pub(super) fn ipv6_source_for(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
         if dst.is_unicast_link_local() {
             self.link_local
         } else {
-            self.cfg.ipv6.first().copied().or(self.link_local)
+            self.cfg.ipv6.first().copied()
         }
     }
 
@@ -107,6 +130,29 @@ impl<D: Device> Stack<D> {
         let msg = NdpRepr::NeighborAdvert { router: false, solicited, override_: true, target, options };
         if self.emit_ndp(target, dst, dst_mac, msg) {
             self.counters.ndp_adverts_out += 1;
+        }
+    }
+
+    /// RFC 4862 §5.4.2: a probe for our `ip`: a solicitation from the unspecified address to
+    /// its solicited-node group, with our nonce (RFC 7527) and no link-layer address.
+    pub(super) fn send_dad_probe(&mut self, ip: Ipv6Addr) {
+        let group = solicited_node(ip);
+        let options = NdpOptions { nonce: Some(self.dad_nonce), ..NdpOptions::default() };
+        let msg = NdpRepr::NeighborSolicit { target: ip, options };
+        if self.emit_ndp(Ipv6Addr::UNSPECIFIED, group, multicast_mac(group), msg) {
+            self.counters.ndp_solicits_out += 1;
+        }
+    }
+
+    /// RFC 4862 §5.4.5: a duplicate is not used; the link-local one takes IPv6 down with it
+    /// (its interface identifier is the MAC's, which another node has too).
+    fn give_up_address(&mut self, ip: Ipv6Addr) {
+        self.counters.ipv6_duplicates += 1;
+        if self.link_local == Some(ip) {
+            self.link_local = None;
+            self.cfg.ipv6.clear();
+        } else {
+            self.cfg.ipv6.retain(|a| *a != ip);
         }
     }
 
