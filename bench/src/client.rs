@@ -22,7 +22,7 @@ use hdrhistogram::Histogram;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ pub enum Proto {
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    pub target: SocketAddrV4,
+    pub target: SocketAddr,
     pub workload: Workload,
     pub proto: Proto,
     pub conns: usize,
@@ -197,7 +197,7 @@ impl<N: Net> Run<'_, N> {
             self.next_src = (self.next_src + 1) % self.o.srcs.len();
             Some(self.o.srcs[self.next_src])
         };
-        match self.net.connect(self.o.target, src) {
+        match self.net.connect(self.o.target, src.map(Into::into)) {
             Ok(id) => {
                 if self.conns.len() <= id {
                     self.conns.resize_with(id + 1, || None);

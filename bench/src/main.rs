@@ -3,7 +3,7 @@
 //! figure times.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,6 +56,10 @@ struct StackArgs {
     /// --stack xtcp: our address and prefix, e.g. 198.18.3.2/24.
     #[arg(long)]
     ip: Option<String>,
+    /// --stack xtcp: an IPv6 address and prefix too (dual stack), e.g. 2001:2:0:3::2/64; the
+    /// stack also takes the link-local address its MAC gives.
+    #[arg(long)]
+    ip6: Option<String>,
     /// --stack xtcp: the most sockets (connections + listeners).
     #[arg(long, default_value_t = 65536)]
     max_sockets: usize,
@@ -80,10 +84,21 @@ impl StackArgs {
         let (addr, prefix) = ip.split_once('/').ok_or("--ip wants ADDR/PREFIX, e.g. 198.18.3.2/24")?;
         let ip: Ipv4Addr = addr.parse().map_err(|e| format!("--ip {addr}: {e}"))?;
         let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or(format!("--ip: bad prefix {prefix}"))?;
+        let (ipv6, ipv6_prefix) = match self.ip6.as_deref() {
+            None => (Vec::new(), 64),
+            Some(s) => {
+                let (a, p) = s.split_once('/').ok_or("--ip6 wants ADDR/PREFIX, e.g. 2001:2:0:3::2/64")?;
+                let a: std::net::Ipv6Addr = a.parse().map_err(|e| format!("--ip6 {a}: {e}"))?;
+                let p: u8 = p.parse().ok().filter(|p| *p <= 128).ok_or(format!("--ip6: bad prefix {p}"))?;
+                (vec![a], p)
+            }
+        };
         let net = XtcpNet::open(&XtcpOptions {
             iface,
             ip,
             prefix,
+            ipv6,
+            ipv6_prefix,
             max_sockets: self.max_sockets,
             time_wait: Duration::from_millis(self.time_wait_ms),
             tcp_buffer: self.tcp_buffer_kb.map(|k| k.max(1) * 1024),
@@ -100,8 +115,10 @@ enum Cmd {
     Server {
         #[command(flatten)]
         stack: StackArgs,
+        /// ADDR:PORT, either family; `[::]:PORT` takes both (the xtcp stack listens on every
+        /// address of its own).
         #[arg(long)]
-        listen: SocketAddrV4,
+        listen: SocketAddr,
         #[arg(long, value_enum, default_value_t = ModeArg::Framed)]
         mode: ModeArg,
         #[arg(long, default_value_t = 4096)]
@@ -264,9 +281,9 @@ struct OutArgs {
 struct ClientArgs {
     #[command(flatten)]
     stack: StackArgs,
-    /// The server, ADDR:PORT.
+    /// The server, ADDR:PORT or [IPv6]:PORT.
     #[arg(long)]
-    connect: SocketAddrV4,
+    connect: SocketAddr,
     #[arg(long, value_enum, default_value_t = WorkloadArg::Rr)]
     workload: WorkloadArg,
     /// Connections at once.
@@ -380,7 +397,7 @@ fn raise_nofile() {
     }
 }
 
-fn server(s: &StackArgs, listen: SocketAddrV4, mode: ModeArg, backlog: usize) -> Result<(), String> {
+fn server(s: &StackArgs, listen: SocketAddr, mode: ModeArg, backlog: usize) -> Result<(), String> {
     let stop = xtcp::io::shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
     let mode = match mode {
         ModeArg::Framed => ServerMode::Framed,
@@ -427,7 +444,10 @@ fn client(a: &ClientArgs) -> Result<(), String> {
     };
     let req_bytes = a.req_bytes.unwrap_or(if workload == Workload::Stream { 65536 } else { 64 });
     let proto = if a.http {
-        Proto::Http { path: a.http_path.clone(), host: a.connect.ip().to_string() }
+        Proto::Http {
+            path: a.http_path.clone(),
+            host: SocketAddr::new(a.connect.ip(), 0).to_string().trim_end_matches(":0").to_string(),
+        }
     } else if a.raw {
         Proto::Raw
     } else {

@@ -9,7 +9,7 @@
 //!   send (`Device::wait`).
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// What happened to a connection.
@@ -27,10 +27,11 @@ pub enum NetEvent {
 
 /// A non-blocking TCP stack seen from the bench.
 pub trait Net {
-    /// Start an active open from `src` (None: the stack's choice).
-    fn connect(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>) -> io::Result<usize>;
-    /// Listen on `addr`'s port (and address, for the kernel).
-    fn listen(&mut self, addr: SocketAddrV4, backlog: usize) -> io::Result<()>;
+    /// Start an active open from `src` (None: the stack's choice), IPv4 or IPv6.
+    fn connect(&mut self, dst: SocketAddr, src: Option<IpAddr>) -> io::Result<usize>;
+    /// Listen on `addr`'s port (and address, for the kernel; the unspecified IPv6 address
+    /// takes both families).
+    fn listen(&mut self, addr: SocketAddr, backlog: usize) -> io::Result<()>;
     /// Write what fits; `WouldBlock` when nothing does.
     fn send(&mut self, c: usize, data: &[u8]) -> io::Result<usize>;
     /// Read what is there; `Ok(0)` at the end of the stream, `WouldBlock` when nothing is.
@@ -135,13 +136,13 @@ mod kernel {
     }
 
     impl Net for KernelNet {
-        fn connect(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>) -> io::Result<usize> {
-            let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        fn connect(&mut self, dst: SocketAddr, src: Option<IpAddr>) -> io::Result<usize> {
+            let sock = Socket::new(Domain::for_address(dst), Type::STREAM, None)?;
             sock.set_nonblocking(true)?;
             if let Some(src) = src {
-                sock.bind(&SocketAddr::V4(SocketAddrV4::new(src, 0)).into())?;
+                sock.bind(&SocketAddr::new(src, 0).into())?;
             }
-            match sock.connect(&SocketAddr::V4(dst).into()) {
+            match sock.connect(&dst.into()) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc_einprogress()) || e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
@@ -150,11 +151,15 @@ mod kernel {
             self.add(s, true)
         }
 
-        fn listen(&mut self, addr: SocketAddrV4, backlog: usize) -> io::Result<()> {
-            let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        fn listen(&mut self, addr: SocketAddr, backlog: usize) -> io::Result<()> {
+            let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
             sock.set_reuse_address(true)?;
             sock.set_nonblocking(true)?;
-            sock.bind(&SocketAddr::V4(addr).into())?;
+            if addr.is_ipv6() {
+                // Both families on `[::]` (Linux's default, bindv6only 0, said explicitly).
+                sock.set_only_v6(false)?;
+            }
+            sock.bind(&addr.into())?;
             sock.listen(backlog.min(i32::MAX as usize) as i32)?;
             let mut l = TcpListener::from_std(std::net::TcpListener::from(sock));
             self.poll.registry().register(&mut l, LISTENER, Interest::READABLE)?;
@@ -270,6 +275,9 @@ mod xtcp_net {
         pub tcp_buffer: Option<usize>,
         /// Further addresses of the stack (the client's `--src`), on the same subnet.
         pub extra_ips: Vec<Ipv4Addr>,
+        /// IPv6 addresses of the stack (`--ip6`) and their prefix: dual stack.
+        pub ipv6: Vec<Ipv6Addr>,
+        pub ipv6_prefix: u8,
     }
 
     pub struct XtcpNet {
@@ -294,14 +302,25 @@ mod xtcp_net {
 
     impl XtcpNet {
         pub fn open(o: &XtcpOptions) -> Result<XtcpNet, String> {
-            let addrs: Vec<Ipv4Addr> = core::iter::once(o.ip).chain(o.extra_ips.iter().copied()).collect();
+            let addrs: Vec<IpAddr> = core::iter::once(o.ip)
+                .chain(o.extra_ips.iter().copied())
+                .map(IpAddr::from)
+                .chain(o.ipv6.iter().copied().map(IpAddr::from))
+                .collect();
             let dev = AfXdpDevice::open(&AfXdpConfig::new(o.iface.as_str(), &addrs), 0)
                 .map_err(|e| format!("AF_XDP on {}: {e} (needs root and the interface in this namespace)", o.iface))?;
+            if !o.ipv6.is_empty() {
+                // The link-local address, known once the device is: steered too.
+                let ll = xtcp::stack::link_local_from(xtcp::io::Device::mac(&dev));
+                dev.program().add_addr(ll).map_err(|e| format!("steering {ll}: {e}"))?;
+            }
             let mode = format!("XDP {:?}, socket {:?}", dev.program().mode(), dev.bind_mode());
             let secret = xtcp::stack::os_secret().map_err(|e| format!("no entropy from the OS: {e}"))?;
             let mut cfg = StackConfig::new(o.ip, o.prefix, secret);
             cfg.max_sockets = o.max_sockets;
             cfg.extra_ips = o.extra_ips.clone();
+            cfg.ipv6 = o.ipv6.clone();
+            cfg.ipv6_prefix_len = o.ipv6_prefix;
             // As the kernel clients' namespaces get (scripts/bench): every port but the
             // privileged ones, so connect/close cycles are not bounded by TIME-WAIT ports.
             cfg.ephemeral_ports = (1024, 65535);
@@ -329,7 +348,7 @@ mod xtcp_net {
     }
 
     impl Net for XtcpNet {
-        fn connect(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>) -> io::Result<usize> {
+        fn connect(&mut self, dst: SocketAddr, src: Option<IpAddr>) -> io::Result<usize> {
             let h = match src {
                 Some(s) => {
                     let tcp = self.stack.config().tcp.clone();
@@ -344,7 +363,7 @@ mod xtcp_net {
             Ok(id)
         }
 
-        fn listen(&mut self, addr: SocketAddrV4, backlog: usize) -> io::Result<()> {
+        fn listen(&mut self, addr: SocketAddr, backlog: usize) -> io::Result<()> {
             self.listener = Some(self.stack.listen(addr.port(), backlog).map_err(stack_err)?);
             Ok(())
         }

@@ -4,7 +4,7 @@
 use crate::net::{Net, NetEvent};
 use crate::proto::RequestReader;
 use std::io::ErrorKind;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -49,7 +49,7 @@ pub struct Server<N: Net> {
 }
 
 impl<N: Net> Server<N> {
-    pub fn new(mut net: N, listen: SocketAddrV4, backlog: usize, mode: ServerMode) -> std::io::Result<Server<N>> {
+    pub fn new(mut net: N, listen: SocketAddr, backlog: usize, mode: ServerMode) -> std::io::Result<Server<N>> {
         net.listen(listen, backlog)?;
         Ok(Server {
             net,
