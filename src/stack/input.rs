@@ -132,80 +132,76 @@ impl<D: Device> Stack<D> {
                 return Some(f);
             }
         };
-        {
-            {
-                self.counters.tcp_segs_in += 1;
-                if seg.flags.contains(wire::TcpFlags::RST) {
-                    self.counters.tcp_rsts_in += 1;
-                }
-                let key = FourTuple { local, remote };
-                // The fast path: the connection takes the payload where it lies.
-                if let Some(idx) = self.table.get(&key) {
-                    let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return Some(f) };
-                    if c.tcb.wants_buffers(&seg) {
-                        // A handshake of the SYN queue hears from its peer: the segment may
-                        // complete it and carry data, so the buffers come now.
-                        c.tcb.attach_buffers(self.pool.take(c.tcb.config()));
-                    }
-                    let may_lend = self.cfg.zero_copy_rx
-                        && !seg.payload.is_empty()
-                        && self.rx_frames_held < self.cfg.max_rx_frames_held
-                        && c.rx_frames < self.cfg.max_rx_frames_per_conn;
-                    let before = c.tcb.recv_buffered();
-                    self.counters.ecn_ce_in += u64::from(ce);
-                    let una = c.tcb.snd_una();
-                    let lent = c.tcb.on_segment_with(self.now, remote, &seg, RxInfo { ce, may_lend });
-                    // RFC 4861 §7.3.1: an acknowledgment of new data confirms that the peer
-                    // (the next hop) is reachable; the neighbour entry stays fresh for as long
-                    // as the connection makes progress, instead of expiring under it. At most
-                    // once per quarter of the entry's lifetime per connection.
-                    let confirm = c.tcb.snd_una() != una
-                        && self.now.saturating_duration_since(c.confirmed_at) >= self.cfg.arp_ttl / 4;
-                    if confirm {
-                        c.confirmed_at = self.now;
-                    }
-                    let copied = c.tcb.recv_buffered().saturating_sub(before);
-                    if copied > 0 {
-                        match c.rxq.back_mut() {
-                            Some(RxChunk::Buffered(n)) => *n += copied,
-                            _ => c.rxq.push_back(RxChunk::Buffered(copied)),
-                        }
-                    }
-                    if !c.dirty {
-                        c.dirty = true;
-                        self.dirty.push(idx);
-                    }
-                    let kept = lent.map(|(off, len)| {
-                        // The payload's place in the frame (a subslice of `bytes`).
-                        let at = seg.payload.as_ptr() as usize - bytes.as_ptr() as usize + off;
-                        c.rxq.push_back(RxChunk::InFrame(Frame {
-                            index: f.index,
-                            offset: f.offset + at as u32,
-                            len: len as u32,
-                        }));
-                        c.rx_frames += 1;
-                    });
-                    if confirm {
-                        let hop = self.next_hop(remote.ip());
-                        self.arp.confirm(hop, self.now);
-                    }
-                    if kept.is_some() {
-                        self.rx_frames_held += 1;
-                        self.counters.tcp_rx_in_place += 1;
-                        return None;
-                    }
-                    return Some(f);
-                }
-                // No connection: a SYN for a listener, a SYN cookie's ACK, or a reset. Only the
-                // cookie's ACK may want the payload, found again in the frame by its place, so
-                // the frame borrow ends here.
-                let rst = reset_for(&seg);
-                let at = seg.payload.as_ptr() as usize - bytes.as_ptr() as usize;
-                let payload = (at, seg.payload.len());
-                let header = TcpRepr { payload: &[], ..seg };
-                self.process_tcp_no_conn(local, remote, header, rst, &f, payload);
-            }
+        self.counters.tcp_segs_in += 1;
+        if seg.flags.contains(wire::TcpFlags::RST) {
+            self.counters.tcp_rsts_in += 1;
         }
+        let key = FourTuple { local, remote };
+        // The fast path: the connection takes the payload where it lies.
+        if let Some(idx) = self.table.get(&key) {
+            let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return Some(f) };
+            if c.tcb.wants_buffers(&seg) {
+                // A handshake of the SYN queue hears from its peer: the segment may
+                // complete it and carry data, so the buffers come now.
+                c.tcb.attach_buffers(self.pool.take(c.tcb.config()));
+            }
+            let may_lend = self.cfg.zero_copy_rx
+                && !seg.payload.is_empty()
+                && self.rx_frames_held < self.cfg.max_rx_frames_held
+                && c.rx_frames < self.cfg.max_rx_frames_per_conn;
+            let before = c.tcb.recv_buffered();
+            self.counters.ecn_ce_in += u64::from(ce);
+            let una = c.tcb.snd_una();
+            let lent = c.tcb.on_segment_with(self.now, remote, &seg, RxInfo { ce, may_lend });
+            // RFC 4861 §7.3.1: an acknowledgment of new data confirms that the peer
+            // (the next hop) is reachable; the neighbour entry stays fresh for as long
+            // as the connection makes progress, instead of expiring under it. At most
+            // once per quarter of the entry's lifetime per connection.
+            let confirm =
+                c.tcb.snd_una() != una && self.now.saturating_duration_since(c.confirmed_at) >= self.cfg.arp_ttl / 4;
+            if confirm {
+                c.confirmed_at = self.now;
+            }
+            let copied = c.tcb.recv_buffered().saturating_sub(before);
+            if copied > 0 {
+                match c.rxq.back_mut() {
+                    Some(RxChunk::Buffered(n)) => *n += copied,
+                    _ => c.rxq.push_back(RxChunk::Buffered(copied)),
+                }
+            }
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(idx);
+            }
+            let kept = lent.map(|(off, len)| {
+                // The payload's place in the frame (a subslice of `bytes`).
+                let at = seg.payload.as_ptr() as usize - bytes.as_ptr() as usize + off;
+                c.rxq.push_back(RxChunk::InFrame(Frame {
+                    index: f.index,
+                    offset: f.offset + at as u32,
+                    len: len as u32,
+                }));
+                c.rx_frames += 1;
+            });
+            if confirm {
+                let hop = self.next_hop(remote.ip());
+                self.arp.confirm(hop, self.now);
+            }
+            if kept.is_some() {
+                self.rx_frames_held += 1;
+                self.counters.tcp_rx_in_place += 1;
+                return None;
+            }
+            return Some(f);
+        }
+        // No connection: a SYN for a listener, a SYN cookie's ACK, or a reset. Only the
+        // cookie's ACK may want the payload, found again in the frame by its place, so
+        // the frame borrow ends here.
+        let rst = reset_for(&seg);
+        let at = seg.payload.as_ptr() as usize - bytes.as_ptr() as usize;
+        let payload = (at, seg.payload.len());
+        let header = TcpRepr { payload: &[], ..seg };
+        self.process_tcp_no_conn(local, remote, header, rst, &f, payload);
         Some(f)
     }
 }
