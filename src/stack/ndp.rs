@@ -80,9 +80,10 @@ impl<D: Device> Stack<D> {
                     // detecting, a duplicate: given up. After, only counted (the RFC asks for
                     // a management error, not for the address to go).
                     if mac != self.mac {
-                        self.counters.ipv6_duplicates += 1;
                         if now < self.dad_until {
                             self.give_up_address(target);
+                        } else {
+                            self.counters.ipv6_duplicates += 1;
                         }
                     }
                     return;
@@ -225,6 +226,7 @@ impl<D: Device> Stack<D> {
     /// RFC 4443 §2.4(f) and RFC 5927 §4.1, as for ICMPv4: the invoking packet (an IPv6 header
     /// and at least the TCP ports and sequence number) names a connection of ours and a
     /// sequence number in flight, or the error is ignored.
+    ///
     /// The invoking packet is cut short (RFC 4443 §2.4(c): as much as fits in the minimum
     /// MTU), so its header is read as far as it goes, not checked against its length; only a
     /// TCP header right after the IPv6 one is looked for (what our segments carry).
