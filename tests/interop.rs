@@ -68,19 +68,15 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddrV4, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
-
-use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+use std::time::Instant;
 
 mod common;
 #[path = "common/kernel.rs"]
 mod kernel;
 
-use common::{may_run, netns_exists, run, Lab, KDEV, KERNEL_IP, STUCK, XTCP_IP, XTCP_MAC};
+use common::{may_run, netns_exists, run, Lab, KDEV, KERNEL_IP, XTCP_IP, XTCP_MAC};
 use kernel::*;
 const ECHO_PORT: u16 = 7;
 const DISCARD_PORT: u16 = 9;
@@ -304,54 +300,11 @@ fn interop_half_close_both_ways() {
     if !may_run("interop_half_close_both_ways", TOOLS) {
         return;
     }
-    let lab = Lab::new("xint");
-    let server = lab.serve("echo", ECHO_PORT);
-    let kns = lab.kns.clone();
-    let n = 48 * 1024;
-    let (queued_at_fin, got, sha) = lab.kernel(move || {
-        let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
-        // Set before connect, so the window offered from the start is small (the kernel
-        // doubles it and keeps a floor).
-        socket::setsockopt(&fd, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
-        socket::connect(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(XTCP_IP, ECHO_PORT))).expect("connect");
-        let mut s = TcpStream::from(fd);
-        watchdog(&s);
-        let mut data = vec![0u8; n];
-        Prng(5).fill(&mut data);
-        s.write_all(&data).expect("write");
-        s.shutdown(Shutdown::Write).expect("shutdown");
-        let deadline = Instant::now() + STUCK;
-        let queued = loop {
-            let out = run(
-                "ip",
-                &["netns", "exec", &kns, "ss", "-tnH", "state", "fin-wait-2", "dst", &format!("{XTCP_IP}:{ECHO_PORT}")],
-            );
-            if let Some(q) = out.split_whitespace().next() {
-                break q.parse::<usize>().expect("Recv-Q");
-            }
-            assert!(Instant::now() < deadline, "xtcp never acknowledged our FIN");
-            thread::sleep(Duration::from_millis(5));
-        };
-        let (got, sha) = read_to_eof(&mut s);
-        (queued, got, sha)
-    });
-    say(format!("half-close: {queued_at_fin} of {n} echoed bytes were queued when xtcp acknowledged our FIN"));
-    assert_eq!(got, n);
-    assert_eq!(sha, prng_sha(5, n), "the echo after our half-close");
-    assert!(queued_at_fin < n, "all of the echo had arrived before the FIN: the test showed nothing");
-    let end = server.terminate();
-    end.assert_success("xtcp serve");
-    assert_eq!((end.stat("closed"), end.stat("tcp_resets")), (1, 0));
-
-    let n = 100_000;
-    let server = kernel_server(&lab, KERNEL_PORT, 1, KernelApp::CollectThenReply);
-    let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
-    end.assert_success("xtcp client");
-    let (sha, received, sent) = end.client_result();
-    assert_eq!((received, sent), (n, n));
-    assert_eq!(sha, client_pattern_sha(n), "what the xtcp client received after its FIN");
-    assert_eq!(server.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), vec![(n, client_pattern_sha(n))]);
-    lab.finish();
+    half_close_both_ways(
+        "xint",
+        SocketAddrV4::new(XTCP_IP, ECHO_PORT).into(),
+        SocketAddrV4::new(KERNEL_IP, KERNEL_PORT).into(),
+    );
 }
 
 /// A closed port answers with a reset both ways: the kernel's connect() to xtcp fails with

@@ -6,8 +6,8 @@
 //!
 //! What is shown: echo both ways with SHA-256 (1 B, 1 MB, 256 MB to xtcp; 1 MB and 64 MB from
 //! it), neighbour discovery both ways and `ping -6` to the global and the link-local address,
-//! a reset for a closed port, 1,000 short connections, and one xtcp server answering an IPv4
-//! and an IPv6 client at once.
+//! half-close both ways, a reset for a closed port, 1,000 short connections, one xtcp server
+//! answering an IPv4 and an IPv6 client at once, and 1 % loss both ways.
 #![cfg(all(feature = "afxdp", feature = "cli"))]
 
 use std::io::{ErrorKind, Read, Write};
@@ -129,6 +129,15 @@ fn interop_ipv6_ping_and_neighbour_discovery() {
     assert!(end.stat("icmp_echo_in") >= 6 && end.stat("icmp_echo_out") >= 6, "{}", end.stderr);
     assert_eq!(end.stat("ndp_invalid"), 0);
     lab.finish();
+}
+
+/// Half-close both ways over IPv6 (the shared test of tests/interop.rs).
+#[test]
+fn interop_ipv6_half_close_both_ways() {
+    if !may_run("interop_ipv6_half_close_both_ways", TOOLS) {
+        return;
+    }
+    half_close_both_ways("xin6", v6(XTCP_IP6, ECHO_PORT), v6(KERNEL_IP6, KERNEL_PORT));
 }
 
 /// A closed IPv6 port answers with a reset (ECONNREFUSED at the kernel), and 1,000 short

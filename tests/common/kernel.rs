@@ -287,6 +287,65 @@ pub fn kernel_server(lab: &Lab, port: u16, conns: usize, app: KernelApp) -> thre
     h
 }
 
+/// Half-close both ways, the data after each FIN checked: a kernel client that writes `n`
+/// bytes to xtcp's echo at `xtcp` with a small receive buffer, shuts down writing, and is
+/// shown (by `ss`, in FIN-WAIT-2) to have had part of the echo still coming after xtcp
+/// acknowledged its FIN; then `xtcp client` half-closing against a kernel server at `kernel`
+/// that replies only after reading to EOF.
+pub fn half_close_both_ways(prefix: &str, xtcp: SocketAddr, kernel: SocketAddr) {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let lab = Lab::new(prefix);
+    let server = lab.serve("echo", xtcp.port());
+    let kns = lab.kns.clone();
+    let n = 48 * 1024;
+    let (queued_at_fin, got, sha) = lab.kernel(move || {
+        let family = if xtcp.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+        // Set before connect, so the window offered from the start is small (the kernel
+        // doubles it and keeps a floor).
+        socket::setsockopt(&fd, sockopt::RcvBuf, &4096).expect("SO_RCVBUF");
+        socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(xtcp)).expect("connect");
+        let mut s = TcpStream::from(fd);
+        watchdog(&s);
+        let mut data = vec![0u8; n];
+        Prng(5).fill(&mut data);
+        s.write_all(&data).expect("write");
+        s.shutdown(Shutdown::Write).expect("shutdown");
+        let deadline = Instant::now() + STUCK;
+        let queued = loop {
+            let dst = xtcp.to_string();
+            let out = run("ip", &["netns", "exec", &kns, "ss", "-tnH", "state", "fin-wait-2", "dst", &dst]);
+            if let Some(q) = out.split_whitespace().next() {
+                break q.parse::<usize>().expect("Recv-Q");
+            }
+            assert!(Instant::now() < deadline, "xtcp never acknowledged our FIN");
+            thread::sleep(Duration::from_millis(5));
+        };
+        let (got, sha) = read_to_eof(&mut s);
+        (queued, got, sha)
+    });
+    say(format!(
+        "half-close to {xtcp}: {queued_at_fin} of {n} echoed bytes were queued when xtcp acknowledged our FIN"
+    ));
+    assert_eq!(got, n);
+    assert_eq!(sha, prng_sha(5, n), "the echo after our half-close");
+    assert!(queued_at_fin < n, "all of the echo had arrived before the FIN: the test showed nothing");
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    assert_eq!((end.stat("closed"), end.stat("tcp_resets")), (1, 0));
+
+    let n = 100_000;
+    let server = kernel_server(&lab, kernel.port(), 1, KernelApp::CollectThenReply);
+    let end = lab.client(kernel, &["--send-bytes", &n.to_string()]);
+    end.assert_success("xtcp client");
+    let (sha, received, sent) = end.client_result();
+    assert_eq!((received, sent), (n, n));
+    assert_eq!(sha, client_pattern_sha(n), "what the xtcp client received after its FIN");
+    assert_eq!(server.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), vec![(n, client_pattern_sha(n))]);
+    lab.finish();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loss injection (see tests/interop.rs's module docs).
 
