@@ -66,7 +66,7 @@
 //! only make each other slower).
 #![cfg(all(feature = "afxdp", feature = "cli"))]
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, SocketAddrV4, TcpStream};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -262,24 +262,7 @@ fn interop_thousand_short_connections() {
     let server = lab.serve("echo", ECHO_PORT);
     const CONNS: usize = 1000;
     let started = Instant::now();
-    let ports = lab.kernel(|| {
-        let mut ports = std::collections::HashSet::new();
-        for i in 0..CONNS {
-            let mut s = TcpStream::connect((XTCP_IP, ECHO_PORT)).unwrap_or_else(|e| panic!("connection {i}: {e}"));
-            watchdog(&s);
-            ports.insert(s.local_addr().unwrap().port());
-            let req = format!("request {i} from the kernel\n");
-            s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("connection {i}: write: {e}"));
-            let mut reply = vec![0u8; req.len()];
-            s.read_exact(&mut reply).unwrap_or_else(|e| panic!("connection {i}: reading the reply: {e}"));
-            assert_eq!(reply, req.as_bytes(), "connection {i}: reply");
-            s.shutdown(Shutdown::Write).unwrap();
-            let mut rest = Vec::new();
-            s.read_to_end(&mut rest).unwrap_or_else(|e| panic!("connection {i}: waiting for xtcp's FIN: {e}"));
-            assert!(rest.is_empty(), "connection {i}: more than the reply");
-        }
-        ports.len()
-    });
+    let ports = lab.kernel(|| kernel_short_connections(SocketAddrV4::new(XTCP_IP, ECHO_PORT).into(), CONNS));
     say(format!("{CONNS} short connections in {:.3} s", started.elapsed().as_secs_f64()));
     assert_eq!(ports, CONNS, "distinct client ports");
     let end = server.terminate();

@@ -10,8 +10,8 @@
 //! answering an IPv4 and an IPv6 client at once, and 1 % loss both ways.
 #![cfg(all(feature = "afxdp", feature = "cli"))]
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream};
 use std::process::Command;
 use std::time::Instant;
 
@@ -153,23 +153,9 @@ fn interop_ipv6_closed_port_and_short_connections() {
     assert_eq!(refused, Err(ErrorKind::ConnectionRefused));
     const CONNS: usize = 1000;
     let started = Instant::now();
-    let done = lab.kernel(|| {
-        for i in 0..CONNS {
-            let mut s = TcpStream::connect(v6(XTCP_IP6, ECHO_PORT)).unwrap_or_else(|e| panic!("connection {i}: {e}"));
-            watchdog(&s);
-            let req = format!("request {i} over IPv6\n");
-            s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("connection {i}: write: {e}"));
-            let mut reply = vec![0u8; req.len()];
-            s.read_exact(&mut reply).unwrap_or_else(|e| panic!("connection {i}: reading the reply: {e}"));
-            assert_eq!(reply, req.as_bytes(), "connection {i}: reply");
-            s.shutdown(Shutdown::Write).unwrap();
-            let mut rest = Vec::new();
-            s.read_to_end(&mut rest).unwrap_or_else(|e| panic!("connection {i}: waiting for xtcp's FIN: {e}"));
-            assert!(rest.is_empty(), "connection {i}: more than the reply");
-        }
-        CONNS
-    });
-    say(format!("IPv6: {done} short connections in {:.3} s", started.elapsed().as_secs_f64()));
+    let done = lab.kernel(|| kernel_short_connections(v6(XTCP_IP6, ECHO_PORT), CONNS));
+    say(format!("IPv6: {CONNS} short connections in {:.3} s", started.elapsed().as_secs_f64()));
+    assert_eq!(done, CONNS, "distinct client ports");
     let end = server.terminate();
     end.assert_success("xtcp serve");
     assert_eq!((end.stat("accepted"), end.stat("closed")), (CONNS as u64, CONNS as u64));

@@ -287,6 +287,28 @@ pub fn kernel_server(lab: &Lab, port: u16, conns: usize, app: KernelApp) -> thre
     h
 }
 
+/// From a thread in the kernel's namespace: `conns` sequential short connections to an echo
+/// at `to` (connect, one request, its reply, half-close, EOF, close), each checked. Returns
+/// how many distinct client ports they used.
+pub fn kernel_short_connections(to: SocketAddr, conns: usize) -> usize {
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..conns {
+        let mut s = TcpStream::connect(to).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        watchdog(&s);
+        ports.insert(s.local_addr().unwrap().port());
+        let req = format!("request {i} from the kernel\n");
+        s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("connection {i}: write: {e}"));
+        let mut reply = vec![0u8; req.len()];
+        s.read_exact(&mut reply).unwrap_or_else(|e| panic!("connection {i}: reading the reply: {e}"));
+        assert_eq!(reply, req.as_bytes(), "connection {i}: reply");
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap_or_else(|e| panic!("connection {i}: waiting for xtcp's FIN: {e}"));
+        assert!(rest.is_empty(), "connection {i}: more than the reply");
+    }
+    ports.len()
+}
+
 /// Half-close both ways, the data after each FIN checked: a kernel client that writes `n`
 /// bytes to xtcp's echo at `xtcp` with a small receive buffer, shuts down writing, and is
 /// shown (by `ss`, in FIN-WAIT-2) to have had part of the echo still coming after xtcp
