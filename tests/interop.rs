@@ -99,26 +99,9 @@ fn interop_echo_server_kernel_client() {
         return;
     }
     let lab = Lab::new("xint");
-    let server = lab.serve("echo", ECHO_PORT);
-    let sizes = [1, MB, 256 * MB];
-    for (i, &n) in sizes.iter().enumerate() {
-        let seed = 1000 + i as u64;
-        let started = Instant::now();
-        let (got, sha) = lab.kernel(move || kernel_send_and_receive(SocketAddrV4::new(XTCP_IP, ECHO_PORT), seed, n));
-        say(format!("kernel → xtcp echo → kernel: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
-        assert_eq!(got, n, "echoed bytes for a {n}-byte transfer");
-        assert_eq!(sha, prng_sha(seed, n), "SHA-256 of the echo of {n} bytes");
-    }
+    echo_server_kernel_client(&lab, SocketAddrV4::new(XTCP_IP, ECHO_PORT).into(), &[1, MB, 256 * MB], 1000);
     let (csum, inerr) = lab.kernel(|| (kernel_snmp("Tcp", "InCsumErrors"), kernel_snmp("Tcp", "InErrs")));
     assert_eq!((csum, inerr), (0, 0), "the kernel refused segments from xtcp (checksum errors, errors)");
-    let end = server.terminate();
-    end.assert_success("xtcp serve");
-    let total: u64 = sizes.iter().map(|&n| n as u64).sum();
-    assert_eq!((end.stat("accepted"), end.stat("closed")), (3, 3));
-    assert_eq!((end.stat("bytes_in"), end.stat("bytes_out")), (total, total));
-    assert_eq!(end.stat("drop_bad_checksum"), 0, "xtcp refused the kernel's checksums");
-    assert_eq!(end.stat("tcp_resets"), 0);
-    assert!(!lab.xdp_attached(), "the XDP program outlived xtcp serve");
     lab.finish();
 }
 
@@ -130,21 +113,7 @@ fn interop_xtcp_client_kernel_echo_server() {
         return;
     }
     let lab = Lab::new("xint");
-    let sizes = [1, MB, 256 * MB];
-    let server = kernel_server(&lab, KERNEL_PORT, sizes.len(), KernelApp::Echo);
-    for &n in &sizes {
-        let started = Instant::now();
-        let end = lab.client(SocketAddrV4::new(KERNEL_IP, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
-        say(format!("xtcp client → kernel echo → xtcp: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
-        end.assert_success("xtcp client");
-        let (sha, received, sent) = end.client_result();
-        assert_eq!((received, sent), (n, n));
-        assert_eq!(sha, client_pattern_sha(n), "SHA-256 of the echo of {n} bytes");
-        assert_eq!(end.line_stat("drops"), 0, "xtcp dropped frames from the kernel:\n{}", end.stderr);
-    }
-    let echoed = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-    let want: Vec<_> = sizes.iter().map(|&n| (n, client_pattern_sha(n))).collect();
-    assert_eq!(echoed, want, "what the kernel received (and echoed) per connection");
+    xtcp_client_kernel_echo_server(&lab, SocketAddrV4::new(KERNEL_IP, KERNEL_PORT).into(), &[1, MB, 256 * MB]);
     lab.finish();
 }
 

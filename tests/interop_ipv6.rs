@@ -47,25 +47,11 @@ fn interop_ipv6_echo_server_kernel_client() {
         return;
     }
     let lab = Lab::new("xin6");
-    let server = lab.serve("echo", ECHO_PORT);
-    let sizes = [1, MB, 256 * MB];
-    for (i, &n) in sizes.iter().enumerate() {
-        let seed = 2000 + i as u64;
-        let started = Instant::now();
-        let (got, sha) = lab.kernel(move || kernel_send_and_receive(v6(XTCP_IP6, ECHO_PORT), seed, n));
-        say(format!("IPv6: kernel → xtcp echo → kernel: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
-        assert_eq!(got, n, "echoed bytes for a {n}-byte transfer");
-        assert_eq!(sha, prng_sha(seed, n), "SHA-256 of the echo of {n} bytes");
-    }
+    let end = echo_server_kernel_client(&lab, v6(XTCP_IP6, ECHO_PORT), &[1, MB, 256 * MB], 2000);
     // TCP's counters are the same for both families (/proc/net/snmp); IPv6's own in snmp6.
     let (csum, inerr) = lab.kernel(|| (kernel_snmp("Tcp", "InCsumErrors"), kernel_snmp6("Ip6InHdrErrors")));
     assert_eq!((csum, inerr), (0, 0), "the kernel refused IPv6 packets from xtcp");
-    let end = server.terminate();
-    end.assert_success("xtcp serve");
-    let total: u64 = sizes.iter().map(|&n| n as u64).sum();
-    assert_eq!((end.stat("accepted"), end.stat("closed")), (3, 3));
-    assert_eq!((end.stat("bytes_in"), end.stat("bytes_out")), (total, total));
-    assert_eq!((end.stat("drop_bad_checksum"), end.stat("tcp_resets"), end.stat("ndp_invalid")), (0, 0, 0));
+    assert_eq!(end.stat("ndp_invalid"), 0);
     lab.finish();
 }
 
@@ -77,21 +63,7 @@ fn interop_ipv6_xtcp_client_kernel_echo_server() {
         return;
     }
     let lab = Lab::new("xin6");
-    let sizes = [MB, 64 * MB];
-    let server = kernel_server(&lab, KERNEL_PORT, sizes.len(), KernelApp::Echo);
-    for &n in &sizes {
-        let started = Instant::now();
-        let end = lab.client(v6(KERNEL_IP6, KERNEL_PORT), &["--send-bytes", &n.to_string()]);
-        say(format!("IPv6: xtcp client → kernel echo → xtcp: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
-        end.assert_success("xtcp client");
-        let (sha, received, sent) = end.client_result();
-        assert_eq!((received, sent), (n, n));
-        assert_eq!(sha, client_pattern_sha(n), "SHA-256 of the echo of {n} bytes");
-        assert_eq!(end.line_stat("drops"), 0, "xtcp dropped frames from the kernel:\n{}", end.stderr);
-    }
-    let echoed = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-    let want: Vec<_> = sizes.iter().map(|&n| (n, client_pattern_sha(n))).collect();
-    assert_eq!(echoed, want, "what the kernel received (and echoed) per connection");
+    xtcp_client_kernel_echo_server(&lab, v6(KERNEL_IP6, KERNEL_PORT), &[MB, 64 * MB]);
     // The kernel learned xtcp's MAC from its solicitation (RFC 4861 §7.2.3).
     let neigh = run("ip", &["-n", &lab.kns, "-6", "neigh", "show", &XTCP_IP6.to_string(), "dev", KDEV]);
     say(format!("kernel's entry after xtcp's solicitation: {}", neigh.trim()));

@@ -287,6 +287,52 @@ pub fn kernel_server(lab: &Lab, port: u16, conns: usize, app: KernelApp) -> thre
     h
 }
 
+/// Kernel client → `xtcp serve --app echo` at `to` (which the lab's xtcp serves): each of
+/// `sizes` streamed while the echo is read, half-closed, its SHA-256 checked; then xtcp's
+/// counters: every connection accepted and closed, every byte in and out, no checksum
+/// refused, no reset. Returns what `xtcp serve` printed, for the caller's own checks.
+pub fn echo_server_kernel_client(lab: &Lab, to: SocketAddr, sizes: &[usize], seed0: u64) -> Ended {
+    let server = lab.serve("echo", to.port());
+    for (i, &n) in sizes.iter().enumerate() {
+        let seed = seed0 + i as u64;
+        let started = Instant::now();
+        let (got, sha) = lab.kernel(move || kernel_send_and_receive(to, seed, n));
+        say(format!("kernel → xtcp echo {to} → kernel: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+        assert_eq!(got, n, "echoed bytes for a {n}-byte transfer");
+        assert_eq!(sha, prng_sha(seed, n), "SHA-256 of the echo of {n} bytes");
+    }
+    let end = server.terminate();
+    end.assert_success("xtcp serve");
+    let total: u64 = sizes.iter().map(|&n| n as u64).sum();
+    let conns = sizes.len() as u64;
+    assert_eq!((end.stat("accepted"), end.stat("closed")), (conns, conns));
+    assert_eq!((end.stat("bytes_in"), end.stat("bytes_out")), (total, total));
+    assert_eq!(end.stat("drop_bad_checksum"), 0, "xtcp refused the kernel's checksums");
+    assert_eq!(end.stat("tcp_resets"), 0);
+    assert!(!lab.xdp_attached(), "the XDP program outlived xtcp serve");
+    end
+}
+
+/// `xtcp client --send-bytes N` → a kernel echo server at `to`, for each of `sizes`: the
+/// client's SHA-256 of what came back equals that of the pattern it sent, and the kernel
+/// received (and echoed) exactly that.
+pub fn xtcp_client_kernel_echo_server(lab: &Lab, to: SocketAddr, sizes: &[usize]) {
+    let server = kernel_server(lab, to.port(), sizes.len(), KernelApp::Echo);
+    for &n in sizes {
+        let started = Instant::now();
+        let end = lab.client(to, &["--send-bytes", &n.to_string()]);
+        say(format!("xtcp client → kernel echo {to} → xtcp: {n} bytes in {:.3} s", started.elapsed().as_secs_f64()));
+        end.assert_success("xtcp client");
+        let (sha, received, sent) = end.client_result();
+        assert_eq!((received, sent), (n, n));
+        assert_eq!(sha, client_pattern_sha(n), "SHA-256 of the echo of {n} bytes");
+        assert_eq!(end.line_stat("drops"), 0, "xtcp dropped frames from the kernel:\n{}", end.stderr);
+    }
+    let echoed = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let want: Vec<_> = sizes.iter().map(|&n| (n, client_pattern_sha(n))).collect();
+    assert_eq!(echoed, want, "what the kernel received (and echoed) per connection");
+}
+
 /// From a thread in the kernel's namespace: `conns` sequential short connections to an echo
 /// at `to` (connect, one request, its reply, half-close, EOF, close), each checked. Returns
 /// how many distinct client ports they used.
