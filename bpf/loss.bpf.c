@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
-// Loss injection for the interop tests (tests/interop.rs): tc (clsact) programs that drop a
-// configured share of TCP segments (IPv4, and IPv6 with TCP right after the fixed header), at random (bpf_get_prandom_u32), and count what they
-// saw and dropped. The kernel has no netem here (AFXDP-NOTES.md).
+// Loss injection for the interop tests (tests/interop.rs, tests/interop_ipv6.rs): tc (clsact)
+// programs that drop a configured share of TCP segments (IPv4, and IPv6 with TCP right after
+// the fixed header), at random (bpf_get_prandom_u32), and count what they saw and dropped.
+// The kernel has no netem here (AFXDP-NOTES.md).
 //
 // Two programs, because a drop must look like loss on the wire to both ends:
 //  * loss_ingress, for the clsact *ingress* hook: TC_ACT_SHOT. On ingress the frame has been
@@ -19,8 +20,7 @@
 //
 // Only TCP is dropped: ARP, ICMP and ICMPv6 (neighbour discovery) pass (and are not counted),
 // so that a lost ARP reply or neighbour advertisement does not stall a test for the length of
-// a retry; everything TCP sends — SYNs, FINs,
-// data, pure ACKs — is fair game.
+// a retry; everything TCP sends — SYNs, FINs, data, pure ACKs — is fair game.
 //
 // Configuration: `rate` holds, at index 0 (ingress) and 1 (egress), the drop threshold: a
 // segment is dropped when bpf_get_prandom_u32() < threshold, so threshold = share * 2^32.

@@ -19,10 +19,9 @@
 //    multicast-listener traffic, unsolicited advertisements) stays with the kernel.
 //
 // Our addresses live in `local_addrs` and `local_addrs6`, filled by the loader
-// (src/io/afxdp.rs). If the queue a
-// frame of ours arrived on has no socket in `xsks_map`, bpf_redirect_map() falls back to
-// XDP_PASS and the frame is counted as `no_socket` (on veth, queue choice is the sender's:
-// bind a socket on every queue, see AFXDP-NOTES.md).
+// (src/io/afxdp.rs). If the queue a frame of ours arrived on has no socket in `xsks_map`,
+// bpf_redirect_map() falls back to XDP_PASS and the frame is counted as `no_socket` (on veth,
+// queue choice is the sender's: bind a socket on every queue, see AFXDP-NOTES.md).
 //
 // Counters are per CPU (no atomics on the fast path); user space sums them.
 //
