@@ -208,11 +208,10 @@ impl<D: Device> Stack<D> {
             | Icmpv6Repr::PacketTooBig { invoking, .. }
             | Icmpv6Repr::TimeExceeded { invoking, .. } => {
                 let err = match icmp {
-                    // RFC 8201 §4: a Packet Too Big lowers the path MTU, never below IPv6's
-                    // minimum link MTU (1280, RFC 8200 §5); the TCB takes it as IPv4's
-                    // fragmentation-needed (the MSS follows, less 20 more header bytes).
+                    // RFC 8201 §4: a Packet Too Big lowers the path MTU (the TCB keeps it at
+                    // IPv6's 1280 or more).
                     Icmpv6Repr::PacketTooBig { mtu, .. } => {
-                        IcmpError::FragmentationNeeded { mtu: (mtu.clamp(1280, u32::from(u16::MAX)) - 20) as u16 }
+                        IcmpError::FragmentationNeeded { mtu: mtu.min(u32::from(u16::MAX)) as u16 }
                     }
                     Icmpv6Repr::DstUnreachable { .. } => IcmpError::Unreachable,
                     _ => IcmpError::TimeExceeded,

@@ -120,18 +120,24 @@ pub fn client_pattern_sha(n: usize) -> String {
     hex(&h.finalize())
 }
 
-/// SHA-256 of `n` bytes of the PRNG stream from `seed`.
-pub fn prng_sha(seed: u64, n: usize) -> String {
-    let mut h = Sha256::new();
+/// The first `n` bytes of the PRNG stream from `seed`, handed to `f` a chunk at a time
+/// (with how many bytes are left after it).
+fn prng_chunks(seed: u64, n: usize, mut f: impl FnMut(&[u8], usize)) {
     let mut p = Prng(seed);
     let mut buf = vec![0u8; CHUNK];
     let mut left = n;
     while left > 0 {
         let k = left.min(CHUNK);
         p.fill(&mut buf[..k]);
-        h.update(&buf[..k]);
         left -= k;
+        f(&buf[..k], left);
     }
+}
+
+/// SHA-256 of `n` bytes of the PRNG stream from `seed`.
+pub fn prng_sha(seed: u64, n: usize) -> String {
+    let mut h = Sha256::new();
+    prng_chunks(seed, n, |c, _| h.update(c));
     hex(&h.finalize())
 }
 
@@ -152,15 +158,9 @@ pub fn watchdog(s: &TcpStream) {
 
 /// Write `n` bytes of the PRNG stream from `seed`, then shut down writing.
 pub fn write_prng(mut s: TcpStream, seed: u64, n: usize) {
-    let mut p = Prng(seed);
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = n;
-    while left > 0 {
-        let k = left.min(CHUNK);
-        p.fill(&mut buf[..k]);
-        s.write_all(&buf[..k]).unwrap_or_else(|e| panic!("writing, {left} of {n} bytes to go: {e}"));
-        left -= k;
-    }
+    prng_chunks(seed, n, |c, left| {
+        s.write_all(c).unwrap_or_else(|e| panic!("writing, {} of {n} bytes to go: {e}", left + c.len()))
+    });
     s.shutdown(Shutdown::Write).expect("shutdown(SHUT_WR)");
 }
 

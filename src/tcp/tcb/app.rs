@@ -251,7 +251,10 @@ impl Tcb {
         self.last_icmp_error = Some(err);
         if let IcmpError::FragmentationNeeded { mtu } = err {
             let options = if self.ts_enabled { TS_OPTION_LEN } else { 0 };
-            let mss = (mtu.max(128) as usize).saturating_sub(40 + options);
+            // The IP and TCP headers, and the smallest MTU believed: IPv4's 128 (RFC 1191's
+            // floor), IPv6's 1280 (RFC 8200 §5, which RFC 8201 §4 keeps the path MTU above).
+            let (headers, floor) = if self.remote.is_ipv6() { (60, 1280) } else { (40, 128) };
+            let mss = (mtu.max(floor) as usize).saturating_sub(headers + options);
             if mss < self.snd_mss {
                 self.snd_mss = mss;
                 self.cc.set_mss(mss);

@@ -111,7 +111,8 @@ pub enum Event {
 pub enum IcmpError {
     /// Destination unreachable: network, host, protocol or port (soft errors for TCP).
     Unreachable,
-    /// Fragmentation needed with DF set: the path's MTU (RFC 1191).
+    /// Fragmentation needed with DF set (RFC 1191), or IPv6's Packet Too Big (RFC 8201): the
+    /// path's MTU.
     FragmentationNeeded {
         mtu: u16,
     },
