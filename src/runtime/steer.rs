@@ -34,7 +34,7 @@
 //! Frames handed over are shown to the stack with [`Frame::index`] | [`HANDOFF_BIT`]; the
 //! wrapper recognises them in every [`Device`] call. Every other call goes to the inner device.
 
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -283,21 +283,12 @@ fn flow_kind_v6(packet: &[u8]) -> FlowKind {
     }
 }
 
-/// The flow an ICMPv6 error quotes: its invoking packet's IPv6 header and TCP ports.
+/// The flow an ICMPv6 error quotes (`wire::icmpv6::quoted_tcp` on its invoking packet).
 fn icmpv6_error_about(icmp: &[u8]) -> Option<FlowKind> {
-    let b = icmp.get(8..)?;
-    if b.first()? >> 4 != 6 || *b.get(6)? != 6 {
-        return None; // not IPv6, or not straight to TCP
-    }
-    let addr = |at: usize| -> Option<Ipv6Addr> {
-        let a: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
-        Some(Ipv6Addr::from(a))
-    };
-    let (src, dst) = (addr(8)?, addr(24)?);
-    let ports = b.get(40..44)?;
+    let q = icmpv6::quoted_tcp(icmp.get(8..)?)?;
     Some(FlowKind::IcmpAbout {
-        local: SocketAddr::new(IpAddr::V6(src), u16::from_be_bytes([ports[0], ports[1]])),
-        remote: SocketAddr::new(IpAddr::V6(dst), u16::from_be_bytes([ports[2], ports[3]])),
+        local: SocketAddr::new(q.src.into(), q.src_port),
+        remote: SocketAddr::new(q.dst.into(), q.dst_port),
     })
 }
 

@@ -225,29 +225,15 @@ impl<D: Device> Stack<D> {
     /// RFC 4443 §2.4(f) and RFC 5927 §4.1, as for ICMPv4: the invoking packet (an IPv6 header
     /// and at least the TCP ports and sequence number) names a connection of ours and a
     /// sequence number in flight, or the error is ignored.
-    ///
-    /// The invoking packet is cut short (RFC 4443 §2.4(c): as much as fits in the minimum
-    /// MTU), so its header is read as far as it goes, not checked against its length; only a
-    /// TCP header right after the IPv6 one is looked for (what our segments carry).
+    /// (`wire::icmpv6::quoted_tcp` reads the cut-short invoking packet.)
     fn icmpv6_error_to_conn(&mut self, invoking: &[u8], err: IcmpError) {
-        let addr = |at: usize| -> Option<Ipv6Addr> {
-            let a: [u8; 16] = invoking.get(at..at + 16)?.try_into().ok()?;
-            Some(Ipv6Addr::from(a))
-        };
-        let quoted = match (invoking.first().map(|b| b >> 4), invoking.get(6), addr(8), addr(24)) {
-            (Some(6), Some(&6), Some(src), Some(dst)) if invoking.len() >= wire::ipv6::HEADER_LEN + 8 => {
-                Some((src, dst))
-            }
-            _ => None,
-        };
-        let Some((src, dst)) = quoted.filter(|(src, _)| self.is_ours(*src)) else {
+        let Some(q) = wire::icmpv6::quoted_tcp(invoking).filter(|q| self.is_ours(q.src)) else {
             self.counters.icmp_errors_ignored += 1;
             return;
         };
-        let data = &invoking[wire::ipv6::HEADER_LEN..];
-        let local = SocketAddr::new(src.into(), u16::from_be_bytes([data[0], data[1]]));
-        let remote = SocketAddr::new(dst.into(), u16::from_be_bytes([data[2], data[3]]));
-        let seq = SeqNum(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
+        let local = SocketAddr::new(q.src.into(), q.src_port);
+        let remote = SocketAddr::new(q.dst.into(), q.dst_port);
+        let seq = SeqNum(q.seq);
         match self.table.get(&FourTuple { local, remote }) {
             Some(idx) if self.conn(idx).tcb.icmp_quote_acceptable(seq) => {
                 self.counters.icmp_errors_in += 1;

@@ -37,6 +37,38 @@ const TYPE_PARAM_PROBLEM: u8 = 4;
 const TYPE_ECHO_REQUEST: u8 = 128;
 const TYPE_ECHO_REPLY: u8 = 129;
 
+/// What an ICMPv6 error's invoking packet says of the TCP segment it quotes: the addresses,
+/// ports and sequence number of a segment *we* sent (source = ours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotedTcp {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+}
+
+/// The TCP segment an invoking packet (RFC 4443 §2.4(c): cut to fit the minimum MTU) quotes:
+/// its IPv6 header read as far as it goes, not checked against its length, and a TCP header
+/// right after it (what a stack without extension headers sends); `None` otherwise.
+pub fn quoted_tcp(invoking: &[u8]) -> Option<QuotedTcp> {
+    let addr = |at: usize| -> Option<Ipv6Addr> {
+        let a: [u8; 16] = invoking.get(at..at + 16)?.try_into().ok()?;
+        Some(Ipv6Addr::from(a))
+    };
+    if invoking.first()? >> 4 != 6 || *invoking.get(6)? != 6 {
+        return None; // not IPv6, or not straight to TCP
+    }
+    let t = invoking.get(super::ipv6::HEADER_LEN..super::ipv6::HEADER_LEN + 8)?;
+    Some(QuotedTcp {
+        src: addr(8)?,
+        dst: addr(24)?,
+        src_port: u16::from_be_bytes([t[0], t[1]]),
+        dst_port: u16::from_be_bytes([t[2], t[3]]),
+        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+    })
+}
+
 /// Whether an ICMPv6 message type is neighbour discovery's (RFC 4861 §4: router
 /// solicitation and advertisement, neighbour solicitation and advertisement, redirect),
 /// which [`crate::wire::NdpRepr`] parses.
@@ -195,6 +227,33 @@ impl<'a> Icmpv6Repr<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_quoted_tcp_segment_is_read_from_a_cut_short_invoking_packet() {
+        let (src, dst) = (Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2));
+        let ip = crate::wire::Ipv6Repr {
+            src,
+            dst,
+            next_header: crate::wire::IpProtocol::Tcp,
+            payload_len: 1400, // more than is quoted: the packet was cut
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        };
+        let mut b = vec![0u8; 48];
+        ip.emit(&mut b).unwrap();
+        b[40..48].copy_from_slice(&[0x9c, 0x40, 0x00, 0x50, 0xde, 0xad, 0xbe, 0xef]);
+        let q = quoted_tcp(&b).expect("a TCP segment");
+        assert_eq!((q.src, q.dst, q.src_port, q.dst_port, q.seq), (src, dst, 40000, 80, 0xdead_beef));
+        // Too short for the ports and sequence number; not straight to TCP; not IPv6.
+        assert_eq!(quoted_tcp(&b[..47]), None);
+        let mut ext = b.clone();
+        ext[6] = 0; // a hop-by-hop header first
+        assert_eq!(quoted_tcp(&ext), None);
+        let mut v4 = b.clone();
+        v4[0] = 0x45;
+        assert_eq!(quoted_tcp(&v4), None);
+    }
 
     const A: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
     const B: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
