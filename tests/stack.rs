@@ -411,9 +411,17 @@ fn icmp_frag_needed_reaches_the_connection() {
 // ---------------------------------------------------------------------- zero-copy
 
 /// B sends `n` pattern bytes with zero-copy send buffers; A reads them in place with
-/// `recv_chunks`/`consume`, at most `read_per_step` bytes a step (0: only after B is done).
-/// Returns what A read.
-fn zero_copy_stream(p: &mut Pair, client: Handle, server: Handle, n: usize, read_per_step: usize) -> Vec<u8> {
+/// `recv_chunks`/`consume`, at most `read_per_step` bytes a step (0: only after B is done),
+/// and nothing before `hold` has passed. Returns what A read.
+fn zero_copy_stream(
+    p: &mut Pair,
+    client: Handle,
+    server: Handle,
+    n: usize,
+    read_per_step: usize,
+    hold: Duration,
+) -> Vec<u8> {
+    let reads_from = p.now + hold;
     let mut sent = 0;
     let mut got = Vec::with_capacity(n);
     let mut max_held = 0;
@@ -432,7 +440,7 @@ fn zero_copy_stream(p: &mut Pair, client: Handle, server: Handle, n: usize, read
             sent += k;
         }
         max_held = max_held.max(p.a.frames_held().0);
-        if read_per_step > 0 || sent == n {
+        if (read_per_step > 0 || sent == n) && p.now >= reads_from {
             let limit = if read_per_step > 0 { read_per_step } else { usize::MAX };
             let mut take = 0;
             for chunk in p.a.recv_chunks(server).unwrap() {
@@ -456,7 +464,7 @@ fn zero_copy_receive_and_send_move_every_byte_in_place() {
     let mut p = Pair::new(Faults::default(), 7);
     let (client, server) = open(&mut p);
     let n = 500_000;
-    let got = zero_copy_stream(&mut p, client, server, n, 64 * 1024);
+    let got = zero_copy_stream(&mut p, client, server, n, 64 * 1024, Duration::ZERO);
     let bad = got.iter().enumerate().position(|(i, &b)| b != byte(1, i));
     assert_eq!(bad, None, "the stream arrived intact ({} bytes)", got.len());
     let (ca, cb) = (*p.a.counters(), *p.b.counters());
@@ -474,6 +482,30 @@ fn zero_copy_receive_and_send_move_every_byte_in_place() {
     p.run_until(Duration::from_secs(200), |p| p.a.connection_count() == 0 && p.b.connection_count() == 0);
     assert_eq!(p.a.device().free_frames(), 4096, "every frame back in A's pool");
     assert_eq!(p.b.device().free_frames(), 4096, "every frame back in B's pool");
+}
+
+#[test]
+fn zero_copy_send_stays_in_place_after_the_window_closes_and_reopens() {
+    // A reads nothing for 3 s: its window closes, B's persist timer probes it with one byte
+    // (RFC 9293 §3.8.6.1), and the window then opens at sizes of A's choosing. Every later
+    // segment must still be one of the application's frames, not straddle two and be copied
+    // (found by tests/interop.rs, where a kernel echo server's window closed at random).
+    let mut p = Pair::new(Faults::default(), 7);
+    let (client, server) = open(&mut p);
+    let n = 2_000_000;
+    let got = zero_copy_stream(&mut p, client, server, n, 48 * 1024, Duration::from_secs(3));
+    let bad = got.iter().enumerate().position(|(i, &b)| b != byte(1, i));
+    assert_eq!(bad, None, "the stream arrived intact ({} bytes)", got.len());
+    let cb = *p.b.counters();
+    let probes = p.b.tcb(client).unwrap().stats().window_probes;
+    assert!(probes > 0, "the window closed and B probed it");
+    let segs = n.div_ceil(p.b.tcb(client).unwrap().send_mss()) as u64;
+    assert!(
+        cb.tcp_tx_copied <= 2 * probes + 2,
+        "a probe costs a copy or two, then segments are frames again: {} copied, {} in place of ~{segs}, {probes} probes",
+        cb.tcp_tx_copied,
+        cb.tcp_tx_in_place
+    );
 }
 
 #[test]
@@ -544,7 +576,7 @@ fn zero_copy_send_survives_loss_and_reordering() {
         let mut p = Pair::new(faults, seed);
         let (client, server) = open(&mut p);
         let n = 200_000;
-        let got = zero_copy_stream(&mut p, client, server, n, 10_000);
+        let got = zero_copy_stream(&mut p, client, server, n, 10_000, Duration::ZERO);
         let bad = got.iter().enumerate().position(|(i, &b)| b != byte(1, i));
         assert_eq!(bad, None, "seed {seed}: stream intact");
         let cb = *p.b.counters();

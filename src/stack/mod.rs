@@ -269,6 +269,28 @@ impl Conn {
             confirmed_at: Instant::ZERO,
         }
     }
+
+    /// Zero-copy send: keep the TCB's next new segment from straddling two of the
+    /// application's full-sized frames. When the segment would start inside such a frame
+    /// (after a zero-window probe's byte or a window-limited runt), it ends where that frame
+    /// does, and the segments after it are whole frames again, sent in place. Frames smaller
+    /// than a segment are combined as usual (cutting at their ends would only make runts).
+    fn bound_next_new_segment(&mut self) {
+        if !self.tcb.external_send() {
+            return;
+        }
+        let mut limit = usize::MAX;
+        if let Some(off) = self.tcb.next_new_offset() {
+            let at = self.tx_acked + off as u64;
+            let i = self.txq.partition_point(|ch| ch.start + u64::from(ch.frame.len) <= at);
+            if let Some(ch) = self.txq.get(i) {
+                if ch.start < at && ch.frame.len as usize >= self.tcb.send_mss() {
+                    limit = (ch.start + u64::from(ch.frame.len) - at) as usize;
+                }
+            }
+        }
+        self.tcb.limit_next_new(limit);
+    }
 }
 
 #[derive(Debug)]

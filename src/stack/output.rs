@@ -93,6 +93,7 @@ impl<D: Device> Stack<D> {
             };
             let buf = self.dev.buffer_mut(&frame);
             let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { unreachable!() };
+            c.bound_next_new_segment();
             let Some(seg) = c.tcb.poll_transmit(now, &mut buf[HEADROOM..]) else {
                 self.dev.recycle(frame);
                 break;

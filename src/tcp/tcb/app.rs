@@ -110,6 +110,24 @@ impl Tcb {
     pub fn take_tx_range(&mut self) -> Option<(usize, usize)> {
         self.tx_ext_out.take()
     }
+
+    /// Where the next new segment would start: its offset from the first unacknowledged
+    /// byte of data. `None` before the connection is synchronized (the SYN is not data).
+    pub fn next_new_offset(&self) -> Option<usize> {
+        self.state.is_synchronized().then(|| self.snd_nxt.since(self.snd_una) as usize)
+    }
+
+    /// In external-send mode: end the next new segment after at most `len` bytes, where one
+    /// of the caller's frames ends, even if that is short of the MSS; it goes at once, as
+    /// Linux sends an skb that is not the last without waiting for Nagle or a full segment
+    /// (`tcp_write_xmit`). After a runt — a zero-window probe's byte, or what a small window
+    /// took — that is what puts segments back on the caller's frame boundaries, so that each
+    /// is one frame again and goes without a copy. `usize::MAX`: no limit. Holds until set
+    /// again; the owner sets it before each `poll_transmit`.
+    pub fn limit_next_new(&mut self, len: usize) {
+        self.tx_ext_new_limit = if self.tx_external { len.max(1) } else { usize::MAX };
+    }
+
     /// Turn Nagle's algorithm off (TCP_NODELAY) or on.
     pub fn set_nagle(&mut self, on: bool) {
         self.cfg.nagle = on;

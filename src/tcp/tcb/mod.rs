@@ -335,6 +335,9 @@ pub struct Tcb {
     /// The payload the segment last returned by `poll_transmit` carries (offset from the
     /// first unacknowledged byte, length), in external mode.
     tx_ext_out: Option<(usize, usize)>,
+    /// External mode: the next new segment ends here at the latest (bytes from SND.NXT), where
+    /// one of the caller's frames ends (`Tcb::limit_next_new`).
+    tx_ext_new_limit: usize,
     /// The application called close() (not just shutdown): FIN-WAIT-2 may time out.
     app_closed: bool,
     send_was_full: bool,
@@ -491,6 +494,7 @@ impl Tcb {
             tx_ext_len: 0,
             tx_ext_released: 0,
             tx_ext_out: None,
+            tx_ext_new_limit: usize::MAX,
             rcv_wscale: 0,
             syn_window: 0,
             state,

@@ -312,21 +312,26 @@ impl Tcb {
         // The peer's window bounds sequence space; cwnd bounds what is in flight (RFC 6675
         // `pipe`), a segment at a time as in Linux: while pipe < cwnd one more may go.
         let rwnd_room = (self.snd_wnd as usize).saturating_sub(self.flight_size());
-        let len = unsent.min(rwnd_room).min(self.snd_mss).min(room);
+        let limit = self.tx_ext_new_limit;
+        let len = unsent.min(rwnd_room).min(self.snd_mss).min(room).min(limit);
         let everything = len == unsent;
+        // The end of one of the caller's frames (external mode, `limit_next_new`).
+        let frame_end = len == limit;
         // Cut short by the peer's window: a probe or F-RTO's new data must not go as a
         // runt either (Linux's tcp_snd_wnd_test: the segment goes whole or waits), or its
         // remainder travels as a second runt and a partial ACK of it counts as less than
         // a segment delivered.
-        let whole = len == unsent.min(self.snd_mss);
+        let whole = len == unsent.min(self.snd_mss).min(limit);
         // RFC 1122 §4.2.3.4: send when (1) a full segment can go, (2) all queued data can go
         // and either nothing is unacknowledged or Nagle is off, or (3) at least half the
         // largest window the peer offered can go. A tail loss probe and F-RTO's new data
-        // ignore Nagle (RFC 8985 §7.3, RFC 5682 §3.1 step 2b).
+        // ignore Nagle (RFC 8985 §7.3, RFC 5682 §3.1 step 2b); so does a segment that ends
+        // where one of the caller's frames does (Linux: only the last skb waits).
         let send_data = len > 0
             && (((probe || self.frto_send_new) && whole)
                 || self.sws_override
                 || len == self.snd_mss
+                || frame_end
                 || (everything && (!self.cfg.nagle || self.snd_una == self.snd_nxt || fin_pending))
                 || (len as u32) >= self.max_snd_wnd / 2);
         let with_fin = fin_pending && everything && (len > 0 || unsent == 0);
