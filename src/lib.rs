@@ -16,6 +16,9 @@
 //!
 //! * [`stack`]: one core's stack; [`runtime`]: one pinned run-to-completion loop per core, with
 //!   software steering of flows to their owner core over bounded lock-free rings.
+//!
+//! * `tokio` (feature `tokio`): tokio's `AsyncRead`/`AsyncWrite` on one core's stack, so code
+//!   written for tokio's sockets runs on xtcp.
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
@@ -26,4 +29,6 @@ pub mod runtime;
 pub mod stack;
 pub mod tcp;
 pub mod time;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod wire;

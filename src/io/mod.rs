@@ -18,6 +18,9 @@
 pub mod afxdp;
 pub mod mem;
 pub mod pcap;
+#[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
+pub mod reactor;
 pub mod shutdown;
 /// Random loss on a kernel interface (tc BPF), for the interop tests and the loss benchmark.
 #[cfg(feature = "afxdp")]
