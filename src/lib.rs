@@ -12,7 +12,8 @@
 //!
 //! * [`tcp`]: the sans-IO TCP state machine; [`time`]: the clock type and timer wheel.
 //!
-//! * [`pkt`]: packetdrill scripts run against a TCB in virtual time (`xtcp-pkt`).
+//! * `pkt` (feature `pkt`, in `cli`): packetdrill scripts run against a TCB in virtual time
+//!   (`xtcp-pkt`). `apps` (feature `apps`, in `cli`): the CLI's ready-made applications.
 //!
 //! * [`stack`]: one core's stack; [`runtime`]: one pinned run-to-completion loop per core, with
 //!   software steering of flows to their owner core over bounded lock-free rings.
@@ -22,8 +23,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+#[cfg(feature = "apps")]
 pub mod apps;
 pub mod io;
+#[cfg(feature = "pkt")]
 pub mod pkt;
 pub mod runtime;
 pub mod stack;

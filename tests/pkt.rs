@@ -1,3 +1,4 @@
+#![cfg(feature = "pkt")]
 //! Conformance: every packetdrill script in tests/pkt/ (not tests/pkt/known-failures/, which
 //! holds scripts that expect RFC behaviour the TCB does not have yet) must pass under the
 //! default profile. A failure lists each failing script with its first mismatch.

@@ -760,3 +760,77 @@ fn extra_addresses_extend_the_ports_of_active_opens() {
     assert_eq!(p.b.connect(SocketAddrV4::new(B2, 80)), Err(StackError::ConnectToSelf));
     assert_eq!(p.a.counters().drops(), 0);
 }
+
+// ---------------------------------------------------------------------- wakers
+
+/// A waker that counts its wakes.
+struct Count(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Count {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn counting_waker() -> (std::sync::Arc<Count>, std::task::Waker) {
+    let c = std::sync::Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+    (c.clone(), std::task::Waker::from(c))
+}
+
+fn wakes(c: &Count) -> usize {
+    c.0.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn registered_wakers_are_woken_once_per_registration_by_their_sockets_events() {
+    let mut p = Pair::new(Faults::default(), 5);
+    // A listener's waker: woken when a connection is ready to accept.
+    let listener = p.a.listen(80, 16).unwrap();
+    let (accepts, w) = counting_waker();
+    p.a.register_recv_waker(listener, &w).unwrap();
+    let client = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
+    p.run_until(Duration::from_secs(5), |p| p.has('a', listener, StackEvent::Accepted));
+    assert_eq!(wakes(&accepts), 1, "the listener's waker, once");
+    let server = p.a.accept(listener).unwrap().unwrap();
+
+    // A reader's waker: woken by data, then not again until registered again.
+    let (reads, w) = counting_waker();
+    p.a.register_recv_waker(server, &w).unwrap();
+    p.a.register_recv_waker(server, &w).unwrap(); // the same waker twice: still one
+    p.b.send(client, b"first").unwrap();
+    p.run_until(Duration::from_secs(1), |p| p.a.tcb(server).unwrap().recv_available() == 5);
+    assert_eq!(wakes(&reads), 1, "woken by the data");
+    p.b.send(client, b"second").unwrap();
+    p.run_until(Duration::from_secs(1), |p| p.a.tcb(server).unwrap().recv_available() == 11);
+    assert_eq!(wakes(&reads), 1, "not woken again without registering again");
+    p.a.register_recv_waker(server, &w).unwrap();
+    p.b.shutdown(client).unwrap();
+    p.run_until(Duration::from_secs(1), |p| p.has('a', server, StackEvent::PeerClosed));
+    assert_eq!(wakes(&reads), 2, "woken by the peer's FIN");
+
+    // A writer's waker, in its own slot: woken when a full send buffer drains.
+    let (writes, w) = counting_waker();
+    let data = vec![7u8; 1 << 20];
+    let mut sent = 0;
+    while let Ok(k) = p.a.send(server, &data[sent..]) {
+        sent += k;
+    }
+    p.a.register_send_waker(server, &w).unwrap();
+    let (reads2, r) = counting_waker();
+    p.a.register_recv_waker(server, &r).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    p.run_until(Duration::from_secs(5), |p| {
+        while let Ok(k) = p.b.recv(client, &mut buf) {
+            if k == 0 {
+                break;
+            }
+        }
+        wakes(&writes) > 0
+    });
+    assert_eq!(wakes(&writes), 1, "woken once room opened");
+    assert!(wakes(&reads2) <= 1, "the reader's slot is separate and woken at most once");
+    // A stale handle is refused.
+    p.a.abort(server).unwrap();
+    p.run_until(Duration::from_secs(1), |p| p.a.connection_count() == 0);
+    assert_eq!(p.a.register_recv_waker(server, &w), Err(StackError::InvalidHandle));
+}

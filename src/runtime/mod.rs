@@ -27,6 +27,7 @@ use core::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
+#[cfg(feature = "apps")]
 use crate::apps::Server;
 use crate::io::Device;
 use crate::stack::{Counters, Handle, Stack, StackConfig, StackEvent};
@@ -47,6 +48,7 @@ pub trait CoreApp<D: Device> {
     fn accepted(&self) -> u64;
 }
 
+#[cfg(feature = "apps")]
 impl<D: Device> CoreApp<D> for Server {
     fn on_event(&mut self, stack: &mut Stack<D>, h: Handle, ev: StackEvent) {
         Server::on_event(self, stack, h, ev)

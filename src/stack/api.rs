@@ -164,6 +164,7 @@ impl<D: Device> Stack<D> {
             ready: false,
             tcp,
             cookies_sent_at: None,
+            waker: None,
         });
         self.listen_ports.insert(port, idx);
         Ok(self.handle(idx))
@@ -487,6 +488,39 @@ impl<D: Device> Stack<D> {
     pub fn tcb(&self, h: Handle) -> Result<&Tcb, StackError> {
         let idx = self.conn_idx(h)?;
         Ok(&self.conn(idx).tcb)
+    }
+
+    /// Wake `waker` when `h` next raises an event: for a connection, any of
+    /// [`StackEvent`]'s (data, room to write, the peer's FIN, its end); for a listener, a
+    /// connection to accept. Once: register again after each wake (a registration replaces
+    /// the previous one). As smoltcp's `register_recv_waker`, for tasks that wait on one
+    /// socket while the loop that polls the stack runs elsewhere on the same thread. The
+    /// events still queue: the loop keeps draining [`Stack::poll_event`], which also frees
+    /// closed sockets. A wake may be for an event the task was not waiting for (a write
+    /// becoming possible, say): it checks, and registers again.
+    pub fn register_recv_waker(&mut self, h: Handle, waker: &Waker) -> Result<(), StackError> {
+        self.register_waker(h, 0, waker)
+    }
+
+    /// As [`Stack::register_recv_waker`], in a second slot, for the task that writes (so that
+    /// a reader and a writer of one connection can both wait). On a listener, the same slot as
+    /// the reader's.
+    pub fn register_send_waker(&mut self, h: Handle, waker: &Waker) -> Result<(), StackError> {
+        self.register_waker(h, 1, waker)
+    }
+
+    fn register_waker(&mut self, h: Handle, slot: usize, waker: &Waker) -> Result<(), StackError> {
+        let idx = self.check(h)?;
+        let keep = |w: &mut Option<Waker>| match w {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *w = Some(waker.clone()),
+        };
+        match &mut self.slots[idx as usize].entry {
+            Entry::Listener(l) => keep(&mut l.waker),
+            Entry::Conn(c) => keep(&mut c.wakers.get_or_insert_with(Default::default)[slot]),
+            Entry::Free => return Err(StackError::InvalidHandle),
+        }
+        Ok(())
     }
 
     /// The next event, if any. A `Closed` event is the last for its handle.

@@ -205,6 +205,9 @@ impl<D: Device> Stack<D> {
             return;
         }
         l.accept_queue.push_back(idx);
+        if let Some(w) = l.waker.take() {
+            w.wake();
+        }
         if !l.ready {
             l.ready = true;
             self.ready.push_back(lidx);

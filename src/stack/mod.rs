@@ -54,6 +54,7 @@ use arp::ArpCache;
 use core::fmt;
 use core::marker::PhantomData;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::task::Waker;
 use pool::BufferPool;
 use ports::PortAllocator;
 use std::collections::{HashMap, VecDeque};
@@ -228,6 +229,20 @@ struct Conn {
     close_pending: Option<CloseReason>,
     /// When this connection's progress last confirmed its neighbour (RFC 4861 §7.3.1).
     confirmed_at: Instant,
+    /// Tasks waiting on this connection (`Stack::register_recv_waker`/`register_send_waker`):
+    /// boxed, so connections nobody waits on in this way pay one word.
+    wakers: Option<Box<[Option<Waker>; 2]>>,
+}
+
+impl Conn {
+    /// The connection raised an event: wake whoever waits on it (once each).
+    fn wake(&mut self) {
+        if let Some(w) = self.wakers.as_mut() {
+            for w in w.iter_mut().filter_map(Option::take) {
+                w.wake();
+            }
+        }
+    }
 }
 
 /// In-order received bytes of a connection.
@@ -267,6 +282,7 @@ impl Conn {
             tx_end: 0,
             close_pending: None,
             confirmed_at: Instant::ZERO,
+            wakers: None,
         }
     }
 
@@ -306,6 +322,8 @@ struct Listener {
     /// When it last answered a SYN with a cookie (ACKs are checked for cookies for two
     /// minutes after).
     cookies_sent_at: Option<Instant>,
+    /// The task waiting for a connection to accept (`Stack::register_recv_waker`).
+    waker: Option<Waker>,
 }
 
 #[derive(Debug)]

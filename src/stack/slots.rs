@@ -125,6 +125,7 @@ impl<D: Device> Stack<D> {
     /// waited for unread data to be read).
     pub(super) fn mark_ready_always(&mut self, idx: u32) {
         if let Entry::Conn(c) = &mut self.slots[idx as usize].entry {
+            c.wake();
             if c.listener.is_none() {
                 c.ready = true;
                 self.ready.push_back(idx);
@@ -134,6 +135,9 @@ impl<D: Device> Stack<D> {
 
     pub(super) fn mark_ready(&mut self, idx: u32) {
         if let Entry::Conn(c) = &mut self.slots[idx as usize].entry {
+            // Wakers are woken on every event, queued or not: a task that waits with one
+            // need not have drained the queue since the last.
+            c.wake();
             if !c.ready && c.listener.is_none() {
                 c.ready = true;
                 self.ready.push_back(idx);
