@@ -470,6 +470,7 @@ impl<D: Device> Stack<D> {
         Ok(())
     }
 
+    /// SO_KEEPALIVE with its timings (RFC 1122 §4.2.3.6), or off with `None`.
     pub fn set_keepalive(&mut self, h: Handle, ka: Option<Keepalive>) -> Result<(), StackError> {
         let idx = self.conn_idx(h)?;
         let now = self.now;

@@ -102,9 +102,15 @@ impl fmt::Debug for Handle {
 pub enum StackEvent {
     /// An active open completed.
     Connected,
-    /// A listener has a connection waiting in `accept`.
+    /// A listener has a connection waiting in `accept` (raised when one joins the accept
+    /// queue; accept until `None`).
     Accepted,
+    /// New in-order data can be read. Edge-triggered: raised by each arrival that adds
+    /// readable bytes (arrivals before the event is polled coalesce into one), not again for
+    /// bytes already reported, so read until `WouldBlock`.
     Readable,
+    /// Room opened in the send buffer after a send was refused for want of it (`WouldBlock`).
+    /// Edge-triggered: once per refusal; a sender that never filled the buffer is not told.
     Writable,
     /// The peer closed its side; reading returns the rest, then end of stream.
     PeerClosed,
@@ -450,18 +456,23 @@ impl<D: Device> Stack<D> {
         s
     }
 
+    /// The stack's counters (as `netstat -s`): every frame in and out, every drop by reason.
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
+    /// The configuration the stack was made with.
     pub fn config(&self) -> &StackConfig {
         &self.cfg
     }
+    /// The device (for its statistics, or its descriptor: the AF_XDP device is `AsFd`).
     pub fn device(&self) -> &D {
         &self.dev
     }
+    /// The device, mutably (tests put hand-made frames on it).
     pub fn device_mut(&mut self) -> &mut D {
         &mut self.dev
     }
+    /// The first IPv4 address (the one [`StackConfig::new`] was given).
     pub fn ip(&self) -> Ipv4Addr {
         self.cfg.ip
     }

@@ -7,15 +7,21 @@ use crate::time::{Duration, Instant};
 use crate::wire::MacAddr;
 use core::net::SocketAddrV4;
 
+/// Stack `a`'s MAC address.
 pub const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+/// Stack `b`'s MAC address.
 pub const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
 
 /// Stacks `a` and `b` on the two ends of one [`MemLink`].
 #[derive(Debug)]
 pub struct StackPair {
+    /// The wire between them (its clock, faults and statistics).
     pub link: MemLink,
+    /// The stack on device 0.
     pub a: Stack<MemDevice>,
+    /// The stack on device 1.
     pub b: Stack<MemDevice>,
+    /// The virtual time both were last polled at.
     pub now: Instant,
 }
 
