@@ -37,11 +37,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (ip, port): (std::net::Ipv4Addr, u16) = (ip.parse()?, port.parse()?);
             let dev = AfXdpDevice::open(&AfXdpConfig::new(iface.as_str(), &[ip]), 0)?;
             let clock = Clock::new();
-            let net = xtcp::tokio::Net::new(Stack::new(dev, StackConfig::new(ip, 24, os_secret()?), clock.now()), clock);
+            let net =
+                xtcp::tokio::Net::new(Stack::new(dev, StackConfig::new(ip, 24, os_secret()?), clock.now()), clock);
             let busy = rest.iter().any(|a| a == "--busy");
             local.block_on(&rt, async move {
                 let driver = net.clone();
-                spawn_local(async move { if busy { driver.run_busy().await } else { driver.run().await.unwrap() } });
+                spawn_local(async move {
+                    if busy {
+                        driver.run_busy().await
+                    } else {
+                        driver.run().await.unwrap()
+                    }
+                });
                 let listener = net.listen(port, 1024)?;
                 eprintln!("hyper_server: xtcp on {ip}:{port}{}", if busy { ", busy-polling" } else { "" });
                 loop {

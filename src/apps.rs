@@ -16,11 +16,16 @@ use std::collections::HashMap;
 /// Which service a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppKind {
+    /// Echo (RFC 862): every byte received is sent back.
     Echo,
+    /// Discard (RFC 863): every byte received is thrown away.
     Discard,
+    /// Character generator (RFC 864): a repeating pattern of characters sent until the peer
+    /// closes; what it sends is thrown away.
     Chargen,
     /// HTTP/1.1 keep-alive, every request answered with 200 and a body of this many bytes.
     Http {
+        /// Length of every response body, in bytes.
         body_bytes: usize,
     },
     /// sockperf's server side for TCP (`sockperf ping-pong --tcp`, `sockperf throughput --tcp`):
@@ -96,10 +101,15 @@ struct ConnState {
 /// Counters a server keeps.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ServerStats {
+    /// Connections accepted.
     pub accepted: u64,
+    /// Connections that ended (`StackEvent::Closed`).
     pub closed: u64,
+    /// Bytes read from connections.
     pub bytes_in: u64,
+    /// Bytes written to connections (taken by the stack's send buffers).
     pub bytes_out: u64,
+    /// HTTP requests answered, and sockperf messages consumed.
     pub requests: u64,
 }
 
@@ -110,6 +120,7 @@ pub struct Server {
     listener: Handle,
     conns: HashMap<Handle, ConnState>,
     scratch: Vec<u8>,
+    /// What the server has counted so far.
     pub stats: ServerStats,
 }
 
@@ -125,6 +136,7 @@ impl Server {
         Ok(Server { kind, listener, conns: HashMap::new(), scratch: vec![0u8; CHUNK], stats: ServerStats::default() })
     }
 
+    /// The listening socket's handle.
     pub fn listener(&self) -> Handle {
         self.listener
     }
@@ -367,7 +379,7 @@ fn pattern_at(table: &[u8], offset: usize, len: usize) -> &[u8] {
     &table[start..start + len]
 }
 
-/// The pattern from offset 0, `len + PATTERN_PERIOD` bytes (for [`pattern_at`]).
+/// The pattern from offset 0, `len + PATTERN_PERIOD` bytes (for `pattern_at`).
 pub fn pattern_table(len: usize) -> Vec<u8> {
     (0..len + PATTERN_PERIOD).map(client_pattern).collect()
 }
@@ -376,14 +388,19 @@ pub fn pattern_table(len: usize) -> Vec<u8> {
 /// `recv_bytes` have come), and hash what it received.
 #[derive(Debug)]
 pub struct Client {
+    /// The connection's handle.
     pub handle: Handle,
     send_bytes: usize,
     recv_limit: Option<usize>,
+    /// Bytes the stack has taken to send.
     pub sent: usize,
+    /// Bytes received (and hashed).
     pub received: usize,
     hasher: Sha256,
     shut: bool,
+    /// The handshake completed (`StackEvent::Connected` was seen).
     pub connected: bool,
+    /// How the connection ended, once it has.
     pub finished: Option<CloseReason>,
     scratch: Vec<u8>,
     pattern: Vec<u8>,
@@ -391,6 +408,8 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connect to `remote` (the stack picks the local address and port), to send `send_bytes` and
+    /// then read until the peer closes or `recv_bytes` have come.
     pub fn connect<D: Device>(
         stack: &mut Stack<D>,
         remote: impl Into<core::net::SocketAddr>,

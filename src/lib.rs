@@ -21,6 +21,7 @@
 //! * `tokio` (feature `tokio`): tokio's `AsyncRead`/`AsyncWrite` on one core's stack, so code
 //!   written for tokio's sockets runs on xtcp.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
 #[cfg(feature = "apps")]

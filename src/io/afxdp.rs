@@ -133,7 +133,9 @@ pub enum XdpModeRequest {
     /// Native, and generic if the driver refuses native.
     #[default]
     Auto,
+    /// Native only: opening fails if the driver refuses.
     Native,
+    /// Generic only.
     Generic,
 }
 
@@ -152,7 +154,9 @@ pub enum BindModeRequest {
     /// Zero-copy, and copy mode if the driver refuses.
     #[default]
     Auto,
+    /// Zero-copy only: opening fails if the driver refuses.
     ZeroCopy,
+    /// Copy mode only.
     Copy,
 }
 
@@ -172,7 +176,9 @@ pub struct AfXdpConfig {
     pub ring_size: u32,
     /// Most frames moved per ring operation (the size of the device's descriptor scratch).
     pub batch: usize,
+    /// Which XDP mode to attach the program in.
     pub xdp_mode: XdpModeRequest,
+    /// Which bind mode to ask the kernel for.
     pub bind_mode: BindModeRequest,
     /// Tell the stack to skip L4 checksum checks ([`RxChecksum::TrustL4`]). Only for a peer
     /// known to leave them partial; the lab turns offload off instead, so the default verifies.
@@ -306,10 +312,12 @@ impl XdpProgram {
         self.mode
     }
 
+    /// The interface's name.
     pub fn ifname(&self) -> &str {
         &self.ifname
     }
 
+    /// The interface's index.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }
@@ -445,7 +453,9 @@ enum FrameState {
 /// The device's own counters (the kernel's are in [`AfXdpDevice::socket_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceStats {
+    /// Frames taken from the RX ring.
     pub rx_frames: u64,
+    /// Frames put on the TX ring (`tx_kept` sends included).
     pub tx_frames: u64,
     /// `sendto` kicks (copy mode needs one per 32 frames sent).
     pub tx_kicks: u64,
@@ -469,11 +479,18 @@ pub struct DeviceStats {
 /// The kernel's counters for one socket (`XDP_STATISTICS`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SocketStats {
+    /// Frames dropped for reasons other than those below (`rx_dropped`).
     pub rx_dropped: u64,
+    /// RX frames dropped because of an invalid descriptor (`rx_invalid_descs`).
     pub rx_invalid_descs: u64,
+    /// TX frames dropped because of an invalid descriptor (`tx_invalid_descs`).
     pub tx_invalid_descs: u64,
+    /// Frames dropped because the RX ring was full (`rx_ring_full`).
     pub rx_ring_full: u64,
+    /// Times the kernel found no frame in the fill ring to receive into
+    /// (`rx_fill_ring_empty_descs`).
     pub rx_fill_ring_empty_descs: u64,
+    /// Times the kernel found the TX ring empty when woken to send (`tx_ring_empty_descs`).
     pub tx_ring_empty_descs: u64,
 }
 
@@ -603,6 +620,7 @@ impl AfXdpDevice {
         Ok(dev)
     }
 
+    /// The interface queue this socket is bound to.
     pub fn queue(&self) -> u32 {
         self.queue
     }
@@ -627,6 +645,7 @@ impl AfXdpDevice {
         self.program.counters()
     }
 
+    /// The device's own counters so far.
     pub fn stats(&self) -> DeviceStats {
         self.stats
     }

@@ -19,13 +19,19 @@ use std::rc::Rc;
 /// Impairments of the wire, per direction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faults {
+    /// Probability that a frame is dropped.
     pub loss: f64,
+    /// Probability that a frame arrives twice.
     pub duplicate: f64,
     /// Probability that a frame is held back by `reorder_delay` (and so overtaken).
     pub reorder: f64,
+    /// How much later a reordered frame arrives.
     pub reorder_delay: Duration,
+    /// Probability that one byte of a frame is flipped (ARP frames excepted).
     pub corrupt: f64,
+    /// One-way delay of every frame.
     pub delay: Duration,
+    /// Extra delay, drawn uniformly from zero to this, per frame.
     pub jitter: Duration,
     /// Frames in flight per direction before the wire drops (a queue bound).
     pub capacity: usize,
@@ -53,12 +59,21 @@ impl Default for Faults {
 /// What happened on the wire (both directions).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WireStats {
+    /// Frames sent onto the wire (before any fault).
     pub sent: u64,
+    /// Frames the receiving device took off the wire when they were due (including those then
+    /// dropped for want of a free frame, counted in `overflowed` too).
     pub delivered: u64,
+    /// Frames dropped by `loss`.
     pub lost: u64,
+    /// Frames sent twice by `duplicate`.
     pub duplicated: u64,
+    /// Frames with a byte flipped by `corrupt`.
     pub corrupted: u64,
+    /// Frames dropped because the direction held `capacity` frames, or the receiving device had no
+    /// free frame.
     pub overflowed: u64,
+    /// ECN-capable IPv4 frames marked Congestion Experienced by `ce_mark`.
     pub ce_marked: u64,
 }
 
@@ -101,6 +116,7 @@ impl<T> Default for DelayQueue<T> {
 }
 
 impl<T> DelayQueue<T> {
+    /// Put `item` in, due at `at`.
     pub fn push(&mut self, at: Instant, item: T) {
         self.order += 1;
         self.heap.push(Due { at, order: self.order, item });
@@ -117,9 +133,11 @@ impl<T> DelayQueue<T> {
     pub fn next_at(&self) -> Option<Instant> {
         self.heap.peek().map(|d| d.at)
     }
+    /// Items in the queue, due or not.
     pub fn len(&self) -> usize {
         self.heap.len()
     }
+    /// Whether the queue holds no item.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -242,10 +260,12 @@ impl MemLink {
         (link, a, b)
     }
 
+    /// Set the wire's clock: frames due at or before `now` can be received.
     pub fn set_now(&self, now: Instant) {
         self.wire.borrow_mut().now = now;
     }
 
+    /// The wire's clock.
     pub fn now(&self) -> Instant {
         self.wire.borrow().now
     }
@@ -261,11 +281,13 @@ impl MemLink {
         w.queues.iter().filter_map(|q| q.next_at()).min()
     }
 
+    /// Frames on the wire, both directions.
     pub fn in_flight(&self) -> usize {
         let w = self.wire.borrow();
         w.queues.iter().map(|q| q.len()).sum()
     }
 
+    /// What happened on the wire so far.
     pub fn stats(&self) -> WireStats {
         self.wire.borrow().stats
     }

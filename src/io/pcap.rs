@@ -41,10 +41,12 @@ impl<W: Write> PcapWriter<W> {
         self.out.write_all(frame)
     }
 
+    /// Flush the underlying stream.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
+    /// Unwrap the writer, returning the stream.
     pub fn into_inner(self) -> W {
         self.out
     }
@@ -63,10 +65,13 @@ pub struct PcapReader<R: Read> {
 pub struct PcapRecord {
     /// Timestamp in microseconds.
     pub micros: u64,
+    /// The frame's bytes, as captured.
     pub data: Vec<u8>,
 }
 
 impl<R: Read> PcapReader<R> {
+    /// Read the global header: either byte order, µs or ns timestamps; an error if the stream is
+    /// not a pcap file or its link type is not Ethernet.
     pub fn new(mut input: R) -> io::Result<Self> {
         let mut h = [0u8; 24];
         input.read_exact(&mut h)?;
@@ -137,10 +142,12 @@ impl<D: super::Device, W: Write> PcapTap<D, W> {
         Ok(PcapTap { inner, out: Some(PcapWriter::new(out)?), clock, write_errors: 0 })
     }
 
+    /// The wrapped device.
     pub fn inner(&self) -> &D {
         &self.inner
     }
 
+    /// The wrapped device, mutably.
     pub fn inner_mut(&mut self) -> &mut D {
         &mut self.inner
     }

@@ -8,7 +8,7 @@
 //!
 //! The programs attach to an interface of the network namespace of the *calling thread*
 //! (tc works over netlink, per namespace): attach, change rates, read counters and detach from
-//! a thread in that namespace. Dropping a [`TcLoss`] detaches it (and removes the clsact
+//! a thread in that namespace. Dropping a [`TcLoss`](crate::io::tcloss::TcLoss) detaches it (and removes the clsact
 //! qdisc) if the dropping thread is in that namespace; elsewhere the same ifindex names
 //! another interface, so nothing is touched (deleting the namespace removes the programs).
 
@@ -27,7 +27,9 @@ const LOSS_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/loss.bpf.o"));
 /// TCP frames seen and dropped in one direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Seen {
+    /// IPv4 TCP frames the program saw.
     pub seen: u64,
+    /// Of those, frames it dropped.
     pub dropped: u64,
 }
 

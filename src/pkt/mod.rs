@@ -76,6 +76,7 @@ impl Profile {
 /// How to run scripts.
 #[derive(Debug, Clone, Default)]
 pub struct RunConfig {
+    /// Whose tunables the scripts assume (Linux's by default).
     pub profile: Profile,
     /// Ignore option order and advertised windows; skip (and report) unsupported lines
     /// instead of failing on them.
@@ -91,6 +92,7 @@ pub struct RunConfig {
 pub struct Failure {
     /// 1-based; 0 when the failure is about the file as a whole.
     pub line: usize,
+    /// What went wrong: the first mismatch, or why the script could not run.
     pub message: String,
 }
 
@@ -107,7 +109,9 @@ impl fmt::Display for Failure {
 /// The verdict on one script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every event happened as the script said.
     Pass,
+    /// The script failed: the first mismatch or error.
     Fail(Failure),
     /// Lenient mode met something the whole script depends on and xtcp does not do (IPv6,
     /// UDP sockets).
@@ -117,6 +121,7 @@ pub enum Outcome {
 /// What running one script produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// The verdict.
     pub outcome: Outcome,
     /// Lines skipped in lenient mode, with the reason.
     pub skipped: Vec<(usize, String)>,

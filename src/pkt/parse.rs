@@ -18,7 +18,9 @@ use core::fmt;
 /// A whole script: option lines (`--tolerance_usecs=10000`) then events.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Script {
+    /// The `--name[=value]` lines, in order.
     pub options: Vec<ScriptOption>,
+    /// The events, in script order.
     pub events: Vec<Event>,
 }
 
@@ -26,16 +28,22 @@ pub struct Script {
 /// there too).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptOption {
+    /// Line of the script it is on (from 1).
     pub line: usize,
+    /// The option's name, without the leading `--`.
     pub name: String,
+    /// What follows `=`, if anything.
     pub value: Option<String>,
 }
 
 /// One event: when, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// Line of the script the event starts on (from 1).
     pub line: usize,
+    /// When it happens.
     pub time: Time,
+    /// What it does.
     pub action: Action,
 }
 
@@ -54,15 +62,20 @@ pub enum TimeKind {
 /// the call starts at `start` and returns at `end`; packets: any time in the range).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Time {
+    /// How the time is written.
     pub kind: TimeKind,
+    /// The time, or the start of the range, in microseconds.
     pub start: u64,
+    /// The end of a `start...end` range, in microseconds.
     pub end: Option<u64>,
 }
 
 /// What an event does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// A TCP packet line, inbound or outbound.
     Packet(Packet),
+    /// A system call and the result it must return.
     Syscall(Syscall),
     /// A backtick shell command (`` `sysctl -q net.ipv4.tcp_sack=0` ``).
     Command(String),
@@ -70,6 +83,7 @@ pub enum Action {
     Code(String),
     /// A packet line in a form xtcp does not run; `what` says which.
     Unsupported {
+        /// The form, for the error message.
         what: String,
     },
 }
@@ -86,14 +100,23 @@ pub enum Direction {
 /// TCP control bits as written (`.` is ACK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Flags {
+    /// `F`: FIN.
     pub fin: bool,
+    /// `S`: SYN.
     pub syn: bool,
+    /// `R`: RST.
     pub rst: bool,
+    /// `P`: PSH.
     pub psh: bool,
+    /// `.`: ACK.
     pub ack: bool,
+    /// `U`: URG.
     pub urg: bool,
+    /// `E`: ECE (ECN-Echo).
     pub ece: bool,
+    /// `W`: CWR (Congestion Window Reduced).
     pub cwr: bool,
+    /// `A`: AE, the bit that was NS (Accurate ECN).
     pub ae: bool,
 }
 
@@ -144,14 +167,24 @@ impl fmt::Display for Flags {
 /// One TCP option as a script writes it (and as the interpreter lists what the stack sent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TcpOpt {
+    /// `eol`: End of Option List.
     Eol,
+    /// `nop`: No-Operation.
     Nop,
+    /// `mss N`: Maximum Segment Size, in bytes.
     Mss(u16),
+    /// `wscale N`: Window Scale shift count.
     WScale(u8),
+    /// `sackOK`: SACK-Permitted.
     SackOk,
+    /// `sack L:R ...`: SACK blocks, `(left, right)` each, in the script's relative sequence
+    /// numbers.
     Sack(Vec<(u32, u32)>),
+    /// `TS val V ecr E`: Timestamps.
     Ts {
+        /// TSval.
         val: u32,
+        /// TSecr.
         ecr: u32,
     },
     /// An option kind the interpreter has no name for (only ever in what the stack sent).
@@ -199,28 +232,37 @@ impl fmt::Display for TcpOpt {
 /// an outbound one, what the stack must have set (`Ect01`: either ECT codepoint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpEcn {
+    /// `[noecn]`: Not-ECT.
     NotEct,
+    /// `[ect0]`: ECT(0).
     Ect0,
+    /// `[ect1]`: ECT(1).
     Ect1,
+    /// `[ect01]`: ECT(0) or ECT(1), either accepted.
     Ect01,
+    /// `[ce]`: Congestion Experienced.
     Ce,
 }
 
 /// A TCP packet line: `< P. 1:1001(1000) ack 1 win 257 <nop,nop,TS val 2 ecr 1>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
+    /// `<` or `>`.
     pub dir: Direction,
     /// `None`: not written (outbound: not checked; inbound: Not-ECT).
     pub ecn: Option<IpEcn>,
+    /// The control bits.
     pub flags: Flags,
     /// Relative sequence number of the first byte (SYN and FIN count as bytes).
     pub seq: u32,
     /// Payload bytes (`(len)`; `end` = `seq + len` is checked while parsing).
     pub len: u32,
+    /// `ack N`: the relative acknowledgment number; `None` when not written.
     pub ack: Option<u32>,
     /// `None`: not written, so not checked on an outbound packet (packetdrill's rule);
     /// inbound packets must give it.
     pub win: Option<u16>,
+    /// `urg N`: the urgent pointer; `None` when not written.
     pub urg: Option<u16>,
     /// `None` is `<...>`: options not checked. `Some(vec![])`: no options at all.
     pub options: Option<Vec<TcpOpt>>,
@@ -230,9 +272,13 @@ pub struct Packet {
 /// (Operation now in progress)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Syscall {
+    /// The call's name (`socket`, `accept`, `write`…).
     pub name: String,
+    /// Its arguments.
     pub args: Vec<Expr>,
+    /// The result it must return.
     pub ret: Expr,
+    /// The errno it must set (`EINPROGRESS`), when the result is an error.
     pub errno: Option<String>,
     /// The parenthesised text after the result; a comment for the reader.
     pub note: Option<String>,
@@ -243,9 +289,11 @@ pub struct Syscall {
 pub enum Expr {
     /// `...`: whatever the interpreter chooses (buffers, addresses).
     Ellipsis,
+    /// An integer literal.
     Int(i64),
     /// A named constant: `SOCK_STREAM`, `O_NONBLOCK`, `ECONNREFUSED`.
     Sym(String),
+    /// A string literal, without its quotes.
     Str(String),
     /// `A|B|C`.
     Or(Vec<Expr>),
@@ -312,7 +360,9 @@ impl fmt::Display for Expr {
 /// A malformed script: where, and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// Line of the script the error was found on (from 1).
     pub line: usize,
+    /// What was wrong.
     pub message: String,
 }
 

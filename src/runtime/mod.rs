@@ -1,9 +1,9 @@
 //! The multi-core runtime: one run-to-completion loop per core, each on a thread pinned to its
 //! own CPU (core_affinity), each owning one [`Stack`] over one device (one AF_XDP socket per
-//! (core, queue)). Nothing is shared between the loops but the [`steer`] hand-off rings and
+//! (core, queue)). Nothing is shared between the loops but the [`steer`](mod@steer) hand-off rings and
 //! buffer pool, which are bounded and lock-free (DESIGN.md, "The path of one frame").
 //!
-//! * **Steering** ([`steer`]): the owner core of a flow is the RSS (Toeplitz) hash of its
+//! * **Steering** ([`steer`](mod@steer)): the owner core of a flow is the RSS (Toeplitz) hash of its
 //!   4-tuple; frames that arrive on another core's queue are handed to the owner, and each
 //!   core's active opens pick ports that hash back to it.
 //! * **Modes**: busy-poll (spin on the rings: lowest latency, a full CPU per core) or blocking
@@ -97,9 +97,17 @@ pub enum RuntimeError {
     /// No device given.
     NoCores,
     /// The application could not start on a core (e.g. the port is taken).
-    App { core: usize, error: String },
+    App {
+        /// The core (device index) it failed on.
+        core: usize,
+        /// What the application reported.
+        error: String,
+    },
     /// A core's thread panicked.
-    Panicked { core: usize },
+    Panicked {
+        /// The core (device index) whose thread panicked.
+        core: usize,
+    },
 }
 
 impl core::fmt::Display for RuntimeError {
@@ -117,21 +125,26 @@ impl std::error::Error for RuntimeError {}
 /// One core's figures at a moment.
 #[derive(Debug, Clone, Copy)]
 pub struct CoreSnapshot {
+    /// The core's index: that of its device and queue.
     pub core: usize,
     /// The CPU the core's thread is pinned to, if pinning was asked for and worked.
     pub cpu: Option<usize>,
+    /// The core's stack counters.
     pub counters: Counters,
+    /// The core's flow-steering counters.
     pub steer: SteerStats,
     /// Connections the application holds (TIME-WAIT included).
     pub connections: usize,
     /// Of those, the ones not yet in TIME-WAIT.
     pub unfinished: usize,
+    /// Connections the application accepted so far ([`CoreApp::accepted`]).
     pub accepted: u64,
 }
 
 /// What a core did, at its end.
 #[derive(Debug, Clone)]
 pub struct CoreReport {
+    /// The core's figures after its last turn.
     pub snapshot: CoreSnapshot,
     /// (local, remote) of the SYNs this core's stack handled: the flows it owned.
     pub flows: Vec<(SocketAddr, SocketAddr)>,

@@ -299,6 +299,8 @@ pub struct FlowSteering {
 }
 
 impl FlowSteering {
+    /// The steering function for `cores` cores: the Toeplitz hash with `cfg.rss_key` and an
+    /// indirection table of `cfg.table_size` entries (a power of two), entry i = i mod `cores`.
     pub fn new(cores: usize, cfg: &SteeringConfig) -> Result<FlowSteering, SteeringError> {
         if cores == 0 {
             return Err(SteeringError::NoCores);
@@ -314,6 +316,7 @@ impl FlowSteering {
         Ok(FlowSteering { rss: Rss { hasher, queues, queue: 0, table_size: cfg.table_size } })
     }
 
+    /// Cores flows are spread over.
     pub fn cores(&self) -> usize {
         self.rss.queues as usize
     }
@@ -389,12 +392,15 @@ pub struct SteeredDevice<D> {
 }
 
 impl<D: Device> SteeredDevice<D> {
+    /// This device's core (its queue).
     pub fn core(&self) -> usize {
         self.core
     }
+    /// The flow → core function every core's device shares.
     pub fn steering(&self) -> &FlowSteering {
         &self.steering
     }
+    /// This core's steering counters so far.
     pub fn stats(&self) -> SteerStats {
         self.stats
     }
@@ -407,9 +413,11 @@ impl<D: Device> SteeredDevice<D> {
     pub fn handoff_buffers_free(&self) -> usize {
         self.shared.pool.len()
     }
+    /// The wrapped device.
     pub fn inner(&self) -> &D {
         &self.inner
     }
+    /// The wrapped device, mutably.
     pub fn inner_mut(&mut self) -> &mut D {
         &mut self.inner
     }

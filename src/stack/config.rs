@@ -21,13 +21,17 @@ pub enum SynCookieMode {
 /// Configuration of one core's stack.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
+    /// The interface's first IPv4 address: the source of active opens unless another is asked for.
     pub ip: Ipv4Addr,
     /// Further addresses of the interface, on the same subnet: the stack answers ARP for
     /// them, accepts connections to them, and active opens use them as sources when the
     /// first address has no port left for a destination (or on request, `connect_from`) —
     /// so one stack can hold more connections to one server than one address's ports allow.
     pub extra_ips: Vec<Ipv4Addr>,
+    /// Length of the IPv4 subnet's prefix, in bits: destinations inside it are on-link.
     pub prefix_len: u8,
+    /// The router for IPv4 destinations off the subnet; `None`: every destination is resolved as
+    /// if it were on-link.
     pub gateway: Option<Ipv4Addr>,
     /// IPv6 addresses of the interface (RFC 4291), beside the IPv4 ones: the stack answers
     /// neighbour solicitations for them (RFC 4861 §7.2.4), accepts connections to them, and
@@ -46,6 +50,7 @@ pub struct StackConfig {
     pub max_sockets: usize,
     /// Ephemeral ports for active opens (Linux: 32768–60999).
     pub ephemeral_ports: (u16, u16),
+    /// Most neighbours the cache (ARP and IPv6 neighbour discovery together) holds.
     pub arp_cache_size: usize,
     /// How long a learned mapping is trusted (RFC 1122 §2.3.2.1 asks for a timeout).
     pub arp_ttl: Duration,
@@ -66,7 +71,7 @@ pub struct StackConfig {
     /// The wheel's cost is per timer fired and per cascade, not per tick.
     pub timer_resolution: Duration,
     /// Zero-copy receive: in-order payload stays in the frame it arrived in until the
-    /// application consumes it ([`Stack::recv_chunks`], or `recv` copying straight from the
+    /// application consumes it ([`Stack::recv_chunks`](crate::stack::Stack::recv_chunks), or `recv` copying straight from the
     /// frame). Off: every payload is copied into the connection's buffer on arrival.
     pub zero_copy_rx: bool,
     /// Received frames all connections together may hold (a share of the device's pool, so
@@ -74,7 +79,7 @@ pub struct StackConfig {
     pub max_rx_frames_held: usize,
     /// Received frames one connection may hold; past it, its payload is copied.
     pub max_rx_frames_per_conn: usize,
-    /// Frames all connections together may hold for zero-copy send ([`Stack::send_buf`]):
+    /// Frames all connections together may hold for zero-copy send ([`Stack::send_buf`](crate::stack::Stack::send_buf)):
     /// queued or unacknowledged.
     pub max_tx_frames_held: usize,
     /// When a listener answers SYNs with SYN cookies (RFC 4987 §3.6) instead of queueing
@@ -89,6 +94,8 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
+    /// A configuration with `ip` on a subnet of `prefix_len` bits, `secret` for ISNs and ports,
+    /// and the defaults for the rest (no gateway, no IPv6, 64 KiB buffers, 1024 sockets).
     pub fn new(ip: Ipv4Addr, prefix_len: u8, secret: [u8; 16]) -> StackConfig {
         StackConfig {
             ip,

@@ -12,7 +12,9 @@ use core::net::SocketAddr;
 /// indirection table (default: entry i = i mod queues).
 #[derive(Debug, Clone)]
 pub struct Rss {
+    /// The NIC's Toeplitz hash, with its key.
     pub hasher: Toeplitz4Tuple,
+    /// Receive queues the NIC spreads flows over.
     pub queues: u16,
     /// The queue this core serves.
     pub queue: u16,

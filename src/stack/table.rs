@@ -8,7 +8,9 @@ use std::collections::HashMap;
 /// A connection's key: the local address (one of the stack's) and port, and the remote's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FourTuple {
+    /// Our address and port.
     pub local: SocketAddr,
+    /// The peer's address and port.
     pub remote: SocketAddr,
 }
 
@@ -20,15 +22,18 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
+    /// An empty table that holds at most `capacity` entries, allocated now.
     pub fn with_capacity(capacity: usize) -> ConnTable {
         ConnTable { map: HashMap::with_capacity_and_hasher(capacity, ahash::RandomState::new()), capacity }
     }
 
+    /// The slot of the connection `key` names, if any.
     #[inline]
     pub fn get(&self, key: &FourTuple) -> Option<u32> {
         self.map.get(key).copied()
     }
 
+    /// Whether `key` has an entry.
     #[inline]
     pub fn contains(&self, key: &FourTuple) -> bool {
         self.map.contains_key(key)
@@ -43,6 +48,7 @@ impl ConnTable {
         true
     }
 
+    /// Remove `key`'s entry, returning its slot.
     pub fn remove(&mut self, key: &FourTuple) -> Option<u32> {
         self.map.remove(key)
     }
@@ -52,10 +58,12 @@ impl ConnTable {
         self.map.iter().map(|(k, &v)| (k, v))
     }
 
+    /// Entries in use.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether the table has no entry.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -13,6 +13,7 @@ pub struct RingBuffer {
 }
 
 impl RingBuffer {
+    /// A ring of `capacity` bytes, allocated and zeroed now.
     pub fn new(capacity: usize) -> RingBuffer {
         RingBuffer { storage: vec![0u8; capacity].into_boxed_slice(), head: 0, len: 0 }
     }
@@ -25,12 +26,15 @@ impl RingBuffer {
     pub fn into_storage(self) -> Box<[u8]> {
         self.storage
     }
+    /// Most bytes the ring holds.
     pub fn capacity(&self) -> usize {
         self.storage.len()
     }
+    /// Bytes held.
     pub fn len(&self) -> usize {
         self.len
     }
+    /// Whether no byte is held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

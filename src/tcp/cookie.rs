@@ -50,10 +50,16 @@ pub struct CookieSyn {
     pub irs: SeqNum,
     /// Our ISN (the cookie).
     pub iss: SeqNum,
+    /// The peer's MSS, rounded down to the largest value of [`MSS_TABLE`] not above it (536 when
+    /// below them all).
     pub mss: u16,
     /// The peer's window scale, when both sides scale.
     pub window_scale: Option<u8>,
+    /// SACK was agreed: the peer's SYN carried SACK-Permitted (RFC 2018 §2) and we allowed it
+    /// (remembered only with timestamps).
     pub sack: bool,
+    /// ECN was agreed: the peer's SYN asked for it with ECE and CWR (RFC 3168 §6.1.1) and we
+    /// allowed it (remembered only with timestamps).
     pub ecn: bool,
     /// Timestamps are on (the ACK carried one).
     pub timestamps: bool,

@@ -35,6 +35,7 @@ pub(crate) fn write_addr(h: &mut impl Hasher, a: SocketAddr) {
 }
 
 impl IsnGenerator {
+    /// A generator keyed with `secret` (at least 128 bits, RFC 6528 §3), which the caller draws.
     pub fn new(secret: [u8; 16]) -> IsnGenerator {
         IsnGenerator { key: secret }
     }

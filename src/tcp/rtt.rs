@@ -151,6 +151,7 @@ pub struct WindowedMin {
 }
 
 impl WindowedMin {
+    /// An empty filter over a window of `window`.
     pub fn new(window: Duration) -> WindowedMin {
         WindowedMin { window, s: [(crate::time::Instant::ZERO, Duration::ZERO); 3], empty: true }
     }

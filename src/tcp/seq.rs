@@ -17,14 +17,17 @@ impl SeqNum {
     pub fn lt(self, other: SeqNum) -> bool {
         (self.0.wrapping_sub(other.0) as i32) < 0
     }
+    /// `self <= other` in sequence space.
     #[inline]
     pub fn le(self, other: SeqNum) -> bool {
         !other.lt(self)
     }
+    /// `self > other` in sequence space.
     #[inline]
     pub fn gt(self, other: SeqNum) -> bool {
         other.lt(self)
     }
+    /// `self >= other` in sequence space.
     #[inline]
     pub fn ge(self, other: SeqNum) -> bool {
         !self.lt(other)

@@ -27,6 +27,7 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// A clock whose origin is now.
     pub fn new() -> Clock {
         Clock { origin: std::time::Instant::now() }
     }
@@ -54,22 +55,28 @@ pub struct Instant {
 }
 
 impl Instant {
+    /// The origin.
     pub const ZERO: Instant = Instant { micros: 0 };
     /// Later than any deadline the stack sets.
     pub const FAR_FUTURE: Instant = Instant { micros: u64::MAX };
 
+    /// `micros` microseconds after the origin.
     pub const fn from_micros(micros: u64) -> Instant {
         Instant { micros }
     }
+    /// `millis` milliseconds after the origin.
     pub const fn from_millis(millis: u64) -> Instant {
         Instant { micros: millis * 1000 }
     }
+    /// `secs` seconds after the origin.
     pub const fn from_secs(secs: u64) -> Instant {
         Instant { micros: secs * 1_000_000 }
     }
+    /// Microseconds since the origin.
     pub const fn as_micros(self) -> u64 {
         self.micros
     }
+    /// Whole milliseconds since the origin (rounded down).
     pub const fn as_millis(self) -> u64 {
         self.micros / 1000
     }

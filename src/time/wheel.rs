@@ -189,6 +189,7 @@ impl<T> TimerWheel<T> {
         }
     }
 
+    /// Most timers the wheel holds at once.
     pub fn capacity(&self) -> usize {
         self.capacity as usize
     }
@@ -198,10 +199,13 @@ impl<T> TimerWheel<T> {
         self.len as usize
     }
 
+    /// Whether no timer is scheduled.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The length of one tick: a deadline is rounded up to a tick, so a timer fires at most this
+    /// long after it (given an `advance` then).
     pub fn resolution(&self) -> Duration {
         Duration::from_micros(self.resolution)
     }

@@ -28,7 +28,9 @@ const PTYPE_IPV4: u16 = 0x0800;
 /// The ARP operation (RFC 826 `ar$op`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ArpOperation {
+    /// Operation 1: request ("who has `target_ip`?").
     Request,
+    /// Operation 2: reply ("`source_ip` is at `source_mac`").
     Reply,
 }
 
@@ -49,14 +51,18 @@ pub struct ArpPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> ArpPacket<T> {
+    /// Wrap a buffer without checking it. Accessors may panic if it is shorter than 28 bytes.
     pub fn new_unchecked(buffer: T) -> Self {
         ArpPacket { buffer }
     }
+    /// Wrap untrusted bytes: checks the buffer holds 28 bytes, after which no accessor panics.
+    /// The hardware and protocol types and lengths are left to [`ArpRepr::parse`].
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
+    /// Check that the buffer holds at least the 28 bytes of the Ethernet/IPv4 layout.
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < PACKET_LEN {
             Err(Error::Truncated)
@@ -64,30 +70,39 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
             Ok(())
         }
     }
+    /// The hardware type field (`ar$hrd`; 1 is Ethernet).
     pub fn hardware_type(&self) -> u16 {
         be16(self.buffer.as_ref(), field::HTYPE)
     }
+    /// The protocol type field (`ar$pro`; 0x0800 is IPv4).
     pub fn protocol_type(&self) -> u16 {
         be16(self.buffer.as_ref(), field::PTYPE)
     }
+    /// The hardware address length field (`ar$hln`), in bytes.
     pub fn hardware_len(&self) -> u8 {
         self.buffer.as_ref()[field::HLEN]
     }
+    /// The protocol address length field (`ar$pln`), in bytes.
     pub fn protocol_len(&self) -> u8 {
         self.buffer.as_ref()[field::PLEN]
     }
+    /// The operation field (`ar$op`; 1 request, 2 reply).
     pub fn operation(&self) -> u16 {
         be16(self.buffer.as_ref(), field::OPER)
     }
+    /// The sender hardware address (`ar$sha`).
     pub fn source_hardware_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::SHA])
     }
+    /// The sender protocol address (`ar$spa`).
     pub fn source_protocol_addr(&self) -> Ipv4Addr {
         ipv4_at(self.buffer.as_ref(), field::SPA.start)
     }
+    /// The target hardware address (`ar$tha`).
     pub fn target_hardware_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::THA])
     }
+    /// The target protocol address (`ar$tpa`).
     pub fn target_protocol_addr(&self) -> Ipv4Addr {
         ipv4_at(self.buffer.as_ref(), field::TPA.start)
     }
@@ -100,14 +115,21 @@ pub(crate) fn ipv4_at(b: &[u8], at: usize) -> Ipv4Addr {
 /// The meaning of an Ethernet/IPv4 ARP packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArpRepr {
+    /// Request or reply.
     pub operation: ArpOperation,
+    /// Sender hardware address (`ar$sha`).
     pub source_mac: MacAddr,
+    /// Sender IPv4 address (`ar$spa`).
     pub source_ip: Ipv4Addr,
+    /// Target hardware address (`ar$tha`); zero in a request.
     pub target_mac: MacAddr,
+    /// Target IPv4 address (`ar$tpa`).
     pub target_ip: Ipv4Addr,
 }
 
 impl ArpRepr {
+    /// Read a packet: Ethernet/IPv4 only ([`Error::Unsupported`] otherwise, and for operations other
+    /// than request and reply), with 6- and 4-byte address lengths ([`Error::Malformed`] otherwise).
     pub fn parse<T: AsRef<[u8]>>(p: &ArpPacket<T>) -> Result<ArpRepr> {
         p.check_len()?;
         if p.hardware_type() != HTYPE_ETHERNET || p.protocol_type() != PTYPE_IPV4 {
@@ -130,10 +152,12 @@ impl ArpRepr {
         })
     }
 
+    /// Length of the packet on the wire: always [`PACKET_LEN`] (28 bytes).
     pub const fn buffer_len(&self) -> usize {
         PACKET_LEN
     }
 
+    /// Write the 28-byte Ethernet/IPv4 packet into the front of `buf`.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         if buf.len() < PACKET_LEN {
             return Err(Error::BufferTooSmall);

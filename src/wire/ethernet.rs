@@ -11,17 +11,22 @@ use core::fmt;
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
+    /// The broadcast address, ff:ff:ff:ff:ff:ff.
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+    /// The all-zeros address, 00:00:00:00:00:00.
     pub const UNSPECIFIED: MacAddr = MacAddr([0; 6]);
 
+    /// Copy an address from the first 6 bytes of `b`. Panics if `b` is shorter than 6 bytes.
     pub fn from_bytes(b: &[u8]) -> MacAddr {
         let mut a = [0u8; 6];
         a.copy_from_slice(&b[..6]);
         MacAddr(a)
     }
+    /// The address's 6 bytes, in transmission order.
     pub fn as_bytes(&self) -> &[u8; 6] {
         &self.0
     }
+    /// Whether this is the broadcast address ff:ff:ff:ff:ff:ff.
     pub fn is_broadcast(&self) -> bool {
         *self == Self::BROADCAST
     }
@@ -29,6 +34,7 @@ impl MacAddr {
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 0x01 != 0
     }
+    /// Whether the I/G bit is clear: an individual (unicast) address.
     pub fn is_unicast(&self) -> bool {
         !self.is_multicast()
     }
@@ -69,9 +75,13 @@ impl core::str::FromStr for MacAddr {
 /// The EtherType field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EtherType {
+    /// 0x0800: IPv4.
     Ipv4,
+    /// 0x0806: ARP.
     Arp,
+    /// 0x86dd: IPv6.
     Ipv6,
+    /// Any other value, carried as read (including 802.1Q tags and 802.3 length fields).
     Unknown(u16),
 }
 
@@ -127,6 +137,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         Ok(f)
     }
 
+    /// Check that the buffer holds at least the 14-byte header.
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error::Truncated)
@@ -135,33 +146,42 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         }
     }
 
+    /// Unwrap the view, returning the buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
+    /// The destination MAC address (bytes 0..6).
     pub fn dst_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::DST])
     }
+    /// The source MAC address (bytes 6..12).
     pub fn src_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::SRC])
     }
+    /// The EtherType (bytes 12..14).
     pub fn ethertype(&self) -> EtherType {
         be16(self.buffer.as_ref(), field::ETHERTYPE).into()
     }
+    /// The bytes after the 14-byte header.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[field::PAYLOAD..]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
+    /// Set the destination MAC address.
     pub fn set_dst_addr(&mut self, a: MacAddr) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&a.0)
     }
+    /// Set the source MAC address.
     pub fn set_src_addr(&mut self, a: MacAddr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a.0)
     }
+    /// Set the EtherType.
     pub fn set_ethertype(&mut self, t: EtherType) {
         put16(self.buffer.as_mut(), field::ETHERTYPE, t.into())
     }
+    /// The bytes after the 14-byte header, mutably.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::PAYLOAD..]
     }
@@ -170,17 +190,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 /// The meaning of an Ethernet II header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EthernetRepr {
+    /// The source MAC address.
     pub src: MacAddr,
+    /// The destination MAC address.
     pub dst: MacAddr,
+    /// The EtherType of the payload.
     pub ethertype: EtherType,
 }
 
 impl EthernetRepr {
+    /// Read the header of a frame; fails only if the frame is shorter than the header.
     pub fn parse<T: AsRef<[u8]>>(frame: &EthernetFrame<T>) -> Result<EthernetRepr> {
         frame.check_len()?;
         Ok(EthernetRepr { src: frame.src_addr(), dst: frame.dst_addr(), ethertype: frame.ethertype() })
     }
 
+    /// Length of the header on the wire: always [`HEADER_LEN`] (14 bytes).
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

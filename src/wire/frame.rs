@@ -16,15 +16,20 @@ use super::{Error, Result, RxChecksum};
 /// The transport layer of an IPv4 packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4Repr<'a> {
+    /// Protocol 6: a TCP segment.
     Tcp(TcpRepr<'a>),
+    /// Protocol 17: a UDP datagram.
     Udp(UdpRepr<'a>),
+    /// Protocol 1: an ICMPv4 message of a type the stack handles.
     Icmp(Icmpv4Repr<'a>),
 }
 
 /// The upper layer of an IPv6 packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L6Repr<'a> {
+    /// Next Header 6: a TCP segment.
     Tcp(TcpRepr<'a>),
+    /// Next Header 58: an ICMPv6 message other than neighbour discovery.
     Icmp(Icmpv6Repr<'a>),
     /// Neighbour discovery (RFC 4861 §4: ICMPv6 types 133–137), its checksum verified.
     Ndp(NdpRepr),
@@ -33,15 +38,30 @@ pub enum L6Repr<'a> {
 /// What an Ethernet frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetRepr<'a> {
+    /// EtherType 0x0806: an ARP packet.
     Arp(ArpRepr),
-    Ipv4 { ip: Ipv4Repr, l4: L4Repr<'a> },
-    Ipv6 { ip: Ipv6Repr, l4: L6Repr<'a> },
+    /// EtherType 0x0800: an IPv4 packet.
+    Ipv4 {
+        /// The IPv4 header.
+        ip: Ipv4Repr,
+        /// What the packet carries.
+        l4: L4Repr<'a>,
+    },
+    /// EtherType 0x86dd: an IPv6 packet.
+    Ipv6 {
+        /// The IPv6 header.
+        ip: Ipv6Repr,
+        /// What the packet carries.
+        l4: L6Repr<'a>,
+    },
 }
 
 /// A parsed frame. Payloads borrow the frame's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameRepr<'a> {
+    /// The Ethernet II header.
     pub eth: EthernetRepr,
+    /// What the frame carries.
     pub net: NetRepr<'a>,
 }
 

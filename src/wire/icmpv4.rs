@@ -29,12 +29,17 @@ const TYPE_TIME_EXCEEDED: u8 = 11;
 /// Destination-unreachable codes (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DstUnreachable {
+    /// Code 0: net unreachable.
     NetUnreachable,
+    /// Code 1: host unreachable.
     HostUnreachable,
+    /// Code 2: protocol unreachable.
     ProtoUnreachable,
+    /// Code 3: port unreachable.
     PortUnreachable,
     /// Fragmentation needed and DF set; carries the next-hop MTU (RFC 1191).
     FragRequired,
+    /// Code 5: source route failed.
     SrcRouteFailed,
     /// Codes 6..=15 (administratively prohibited and the like) and anything newer.
     Other(u8),
@@ -71,8 +76,11 @@ impl From<DstUnreachable> for u8 {
 /// Time-exceeded codes (RFC 792).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimeExceeded {
+    /// Code 0: time to live exceeded in transit.
     TtlExpired,
+    /// Code 1: fragment reassembly time exceeded.
     FragReassembly,
+    /// Any other code, carried as read.
     Other(u8),
 }
 
@@ -103,14 +111,18 @@ pub struct Icmpv4Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
+    /// Wrap a buffer without checking it. Accessors may panic if it is shorter than the 8-byte
+    /// header.
     pub fn new_unchecked(buffer: T) -> Self {
         Icmpv4Packet { buffer }
     }
+    /// Wrap untrusted bytes: after this succeeds, no accessor panics.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
+    /// Check that the buffer holds at least the 8-byte header.
     pub fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error::Truncated)
@@ -118,18 +130,23 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
             Ok(())
         }
     }
+    /// The type field (byte 0).
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
+    /// The code field (byte 1).
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
+    /// The checksum field as it is on the wire.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
+    /// The identifier of an echo request or reply (bytes 4..6).
     pub fn echo_ident(&self) -> u16 {
         be16(self.buffer.as_ref(), field::REST)
     }
+    /// The sequence number of an echo request or reply (bytes 6..8).
     pub fn echo_seq_no(&self) -> u16 {
         be16(self.buffer.as_ref(), field::REST + 2)
     }
@@ -137,9 +154,11 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     pub fn next_hop_mtu(&self) -> u16 {
         be16(self.buffer.as_ref(), field::REST + 2)
     }
+    /// The bytes after the 8-byte header: echo data, or the quoted datagram of an error.
     pub fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::DATA..]
     }
+    /// Whether the checksum over the whole message (header and data) is correct.
     pub fn verify_checksum(&self) -> bool {
         checksum::sum(self.buffer.as_ref()) == 0xffff
     }
@@ -148,17 +167,27 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 /// The meaning of the ICMPv4 messages the stack handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Icmpv4Repr<'a> {
+    /// Type 8: echo request.
     EchoRequest {
+        /// Identifier, echoed in the reply.
         ident: u16,
+        /// Sequence number, echoed in the reply.
         seq_no: u16,
+        /// Data, echoed in the reply.
         data: &'a [u8],
     },
+    /// Type 0: echo reply.
     EchoReply {
+        /// Identifier of the request this answers.
         ident: u16,
+        /// Sequence number of the request this answers.
         seq_no: u16,
+        /// Data of the request this answers.
         data: &'a [u8],
     },
+    /// Type 3: destination unreachable.
     DstUnreachable {
+        /// Why the destination is unreachable (the code).
         reason: DstUnreachable,
         /// Meaningful for [`DstUnreachable::FragRequired`]; zero otherwise.
         next_hop_mtu: u16,
@@ -167,9 +196,13 @@ pub enum Icmpv4Repr<'a> {
         /// The quoted start of that datagram's payload (at least the ports of TCP/UDP).
         data: &'a [u8],
     },
+    /// Type 11: time exceeded.
     TimeExceeded {
+        /// Which time ran out (the code).
         reason: TimeExceeded,
+        /// The quoted header of the datagram that caused the error.
         header: Ipv4Repr,
+        /// The quoted start of that datagram's payload (at least the ports of TCP/UDP).
         data: &'a [u8],
     },
 }
@@ -202,6 +235,8 @@ impl<'a> Icmpv4Repr<'a> {
         }
     }
 
+    /// Length of the whole message on the wire: the 8-byte header, then the data (echo), or a
+    /// 20-byte quoted IPv4 header and the quoted payload (errors).
     pub fn buffer_len(&self) -> usize {
         match self {
             Icmpv4Repr::EchoRequest { data, .. } | Icmpv4Repr::EchoReply { data, .. } => HEADER_LEN + data.len(),

@@ -1,6 +1,7 @@
 //! ICMPv6 (RFC 4443): echo request/reply and the four error messages (destination
 //! unreachable, packet too big, time exceeded, parameter problem). Neighbour discovery
-//! (RFC 4861, types 133–137) is recognised as [`Error::Unsupported`] until its module exists.
+//! (RFC 4861, types 133–137) is not parsed here: `Icmpv6Repr::parse` refuses it as
+//! [`Error::Unsupported`] and the frame parser hands it to [`super::ndp`].
 //!
 //! * The checksum covers the IPv6 pseudo-header (RFC 4443 §2.3, RFC 8200 §8.1), so parsing
 //!   and emitting take the addresses.
@@ -41,10 +42,15 @@ const TYPE_ECHO_REPLY: u8 = 129;
 /// ports and sequence number of a segment *we* sent (source = ours).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotedTcp {
+    /// Source address of the quoted packet (ours).
     pub src: Ipv6Addr,
+    /// Destination address of the quoted packet (the peer's).
     pub dst: Ipv6Addr,
+    /// TCP source port of the quoted segment (ours).
     pub src_port: u16,
+    /// TCP destination port of the quoted segment (the peer's).
     pub dst_port: u16,
+    /// Sequence number of the quoted segment.
     pub seq: u32,
 }
 
@@ -83,6 +89,8 @@ pub struct Icmpv6Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
+    /// Wrap a buffer without checking it. Accessors may panic if it is shorter than the 8-byte
+    /// header.
     pub fn new_unchecked(buffer: T) -> Self {
         Icmpv6Packet { buffer }
     }
@@ -94,12 +102,15 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         }
         Ok(p)
     }
+    /// The type field (byte 0).
     pub fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
+    /// The code field (byte 1).
     pub fn msg_code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
+    /// The checksum field as it is on the wire.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -108,6 +119,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([b[4], b[5], b[6], b[7]])
     }
+    /// The message body after the 8-byte header: echo data, or the invoking packet of an error.
     pub fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::DATA..]
     }
@@ -122,36 +134,54 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 /// The meaning of the ICMPv6 messages handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Icmpv6Repr<'a> {
+    /// Type 128: echo request (RFC 4443 §4.1).
     EchoRequest {
+        /// Identifier, echoed in the reply.
         ident: u16,
+        /// Sequence number, echoed in the reply.
         seq_no: u16,
+        /// Data, echoed in the reply.
         data: &'a [u8],
     },
+    /// Type 129: echo reply (RFC 4443 §4.2).
     EchoReply {
+        /// Identifier of the request this answers.
         ident: u16,
+        /// Sequence number of the request this answers.
         seq_no: u16,
+        /// Data of the request this answers.
         data: &'a [u8],
     },
     /// §3.1: codes 0–6 (no route, administratively prohibited, beyond scope, address
     /// unreachable, port unreachable, source policy, reject route).
     DstUnreachable {
+        /// The code (0–6 above; others are carried as read).
         code: u8,
+        /// As much of the invoking packet as was quoted, from its IPv6 header on.
         invoking: &'a [u8],
     },
     /// §3.2: the MTU of the next link (RFC 8201 lowers the path MTU with it).
     PacketTooBig {
+        /// The MTU of the next-hop link, in bytes.
         mtu: u32,
+        /// As much of the invoking packet as was quoted, from its IPv6 header on.
         invoking: &'a [u8],
     },
     /// §3.3: hop limit exceeded (0) or fragment reassembly time exceeded (1).
     TimeExceeded {
+        /// The code: 0 hop limit exceeded, 1 fragment reassembly time exceeded.
         code: u8,
+        /// As much of the invoking packet as was quoted, from its IPv6 header on.
         invoking: &'a [u8],
     },
     /// §3.4: the offset in the invoking packet where the problem was found.
     ParamProblem {
+        /// The code: 0 erroneous header field, 1 unrecognised Next Header, 2 unrecognised IPv6
+        /// option; others are carried as read.
         code: u8,
+        /// Byte offset in the invoking packet where the problem was found.
         pointer: u32,
+        /// As much of the invoking packet as was quoted, from its IPv6 header on.
         invoking: &'a [u8],
     },
 }
@@ -198,6 +228,7 @@ impl<'a> Icmpv6Repr<'a> {
         }
     }
 
+    /// Length of the whole message on the wire: the 8-byte header and the body.
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN + self.parts().3.len()
     }
@@ -309,7 +340,7 @@ mod tests {
         assert!(Icmpv6Repr::parse(&p, A, B, RxChecksum::TrustL4).is_ok());
         let nd = [135u8, 0, 0, 0, 0, 0, 0, 0];
         let p = Icmpv6Packet::new_checked(&nd[..]).unwrap();
-        assert_eq!(Icmpv6Repr::parse(&p, A, B, RxChecksum::TrustL4), Err(Error::Unsupported), "NDP: not yet");
+        assert_eq!(Icmpv6Repr::parse(&p, A, B, RxChecksum::TrustL4), Err(Error::Unsupported), "NDP: wire::ndp's");
         let echo_code_1 = [128u8, 1, 0, 0, 0, 0, 0, 0];
         let p = Icmpv6Packet::new_checked(&echo_code_1[..]).unwrap();
         assert_eq!(Icmpv6Repr::parse(&p, A, B, RxChecksum::TrustL4), Err(Error::Malformed));

@@ -35,11 +35,15 @@ const OFFSET_MASK: u16 = 0x1fff;
 /// The IPv4 protocol field, and IPv6's Next Header (the same numbers, IANA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IpProtocol {
+    /// 1: ICMP (RFC 792).
     Icmp,
+    /// 6: TCP (RFC 9293).
     Tcp,
+    /// 17: UDP (RFC 768).
     Udp,
     /// ICMPv6 (RFC 4443), over IPv6 only.
     Icmpv6,
+    /// Any other protocol number, carried as read.
     Unknown(u8),
 }
 
@@ -74,6 +78,8 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// Wrap a buffer without checking it. Accessors may panic if it is shorter than the header or
+    /// its lengths point past the end.
     pub fn new_unchecked(buffer: T) -> Self {
         Ipv4Packet { buffer }
     }
@@ -87,6 +93,8 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(p)
     }
 
+    /// The checks of [`Self::new_checked`]: a 20-byte header, version 4, a header length of at least
+    /// 5 words within `total_len`, and `total_len` within the buffer.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -106,9 +114,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(())
     }
 
+    /// Unwrap the view, returning the buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
+    /// The version field (4 for a valid packet).
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
@@ -116,18 +126,23 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn header_len(&self) -> usize {
         ((self.buffer.as_ref()[field::VER_IHL] & 0x0f) as usize) * 4
     }
+    /// The DSCP/ECN byte (the old TOS byte).
     pub fn dscp_ecn(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN]
     }
+    /// The total length field: header and payload, in bytes.
     pub fn total_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
+    /// The identification field.
     pub fn ident(&self) -> u16 {
         be16(self.buffer.as_ref(), field::IDENT)
     }
+    /// The DF (Don't Fragment) flag.
     pub fn dont_frag(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_DF != 0
     }
+    /// The MF (More Fragments) flag.
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & FLAG_MF != 0
     }
@@ -135,21 +150,27 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn frag_offset(&self) -> u16 {
         (be16(self.buffer.as_ref(), field::FLG_OFF) & OFFSET_MASK) << 3
     }
+    /// Whether this is a fragment: MF set or a non-zero fragment offset (RFC 791 §3.2).
     pub fn is_fragment(&self) -> bool {
         self.more_frags() || self.frag_offset() != 0
     }
+    /// The time-to-live field.
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
+    /// The protocol field.
     pub fn protocol(&self) -> IpProtocol {
         self.buffer.as_ref()[field::PROTOCOL].into()
     }
+    /// The header checksum field as it is on the wire.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
+    /// The source address.
     pub fn src_addr(&self) -> Ipv4Addr {
         ipv4_at(self.buffer.as_ref(), field::SRC)
     }
+    /// The destination address.
     pub fn dst_addr(&self) -> Ipv4Addr {
         ipv4_at(self.buffer.as_ref(), field::DST)
     }
@@ -164,6 +185,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// The payload, mutably: after the options, up to `total_len`.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (start, end) = (self.header_len(), self.total_len() as usize);
         &mut self.buffer.as_mut()[start..end]
@@ -192,13 +214,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 /// The meaning of an IPv4 header (options are not kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Repr {
+    /// Source address.
     pub src: Ipv4Addr,
+    /// Destination address.
     pub dst: Ipv4Addr,
+    /// Protocol of the payload.
     pub protocol: IpProtocol,
     /// Length of what follows the header.
     pub payload_len: usize,
+    /// Time to live (hops).
     pub ttl: u8,
+    /// The identification field.
     pub ident: u16,
+    /// The DF (Don't Fragment) flag.
     pub dont_frag: bool,
     /// DSCP (6 bits) and ECN (2 bits), the old TOS byte.
     pub dscp_ecn: u8,
@@ -255,6 +283,7 @@ impl Ipv4Repr {
         Ok((repr, &bytes[p.header_len()..]))
     }
 
+    /// Length of the header on the wire: always [`HEADER_LEN`] (20 bytes; options are not emitted).
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

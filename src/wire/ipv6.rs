@@ -54,6 +54,8 @@ pub struct Ipv6Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
+    /// Wrap a buffer without checking it. Accessors may panic if it is shorter than the fixed header
+    /// or its payload length points past the end.
     pub fn new_unchecked(buffer: T) -> Self {
         Ipv6Packet { buffer }
     }
@@ -67,6 +69,8 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         Ok(p)
     }
 
+    /// The checks of [`Self::new_checked`]: the 40-byte fixed header, version 6, and the payload
+    /// length within the buffer.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -81,9 +85,11 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         Ok(())
     }
 
+    /// Unwrap the view, returning the buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
+    /// The version field (6 for a valid packet).
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_TC_FLOW] >> 4
     }
@@ -105,12 +111,15 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NEXT_HEADER]
     }
+    /// The hop limit field.
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
+    /// The source address.
     pub fn src_addr(&self) -> Ipv6Addr {
         ipv6_at(self.buffer.as_ref(), field::SRC)
     }
+    /// The destination address.
     pub fn dst_addr(&self) -> Ipv6Addr {
         ipv6_at(self.buffer.as_ref(), field::DST)
     }
@@ -175,15 +184,19 @@ fn jumbo_option(mut opts: &[u8]) -> bool {
 /// The meaning of an IPv6 header: the fixed fields, and what the extension-header walk found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv6Repr {
+    /// Source address.
     pub src: Ipv6Addr,
+    /// Destination address.
     pub dst: Ipv6Addr,
     /// The upper-layer protocol, after any extension headers.
     pub next_header: IpProtocol,
     /// Length of the upper-layer packet (after any extension headers).
     pub payload_len: usize,
+    /// Hop limit (hops).
     pub hop_limit: u8,
     /// DSCP and ECN.
     pub traffic_class: u8,
+    /// The 20-bit Flow Label (§6, RFC 6437); 0 when unset.
     pub flow_label: u32,
 }
 
@@ -208,6 +221,8 @@ impl Ipv6Repr {
         Ok((repr, at))
     }
 
+    /// Length of the header on the wire: always [`HEADER_LEN`] (40 bytes; no extension headers are
+    /// emitted).
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

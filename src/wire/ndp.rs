@@ -35,6 +35,7 @@ pub const MAX_OPTIONS: usize = 16;
 /// Prefix Information (§4.6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrefixInfo {
+    /// Number of leading bits of `prefix` that are valid (0–128).
     pub prefix_len: u8,
     /// L: the prefix is on-link.
     pub on_link: bool,
@@ -42,16 +43,22 @@ pub struct PrefixInfo {
     pub autonomous: bool,
     /// Seconds; `u32::MAX` is infinity.
     pub valid_lifetime: u32,
+    /// Seconds the addresses made from the prefix stay preferred; `u32::MAX` is infinity.
     pub preferred_lifetime: u32,
+    /// The prefix; bits past `prefix_len` are ignored.
     pub prefix: Ipv6Addr,
 }
 
 /// The options a host acts on (the first of each kind; §4.6 allows the rest to be ignored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NdpOptions {
+    /// Source link-layer address option (§4.6.1): the sender's MAC address.
     pub source_ll: Option<MacAddr>,
+    /// Target link-layer address option (§4.6.1): the target's MAC address.
     pub target_ll: Option<MacAddr>,
+    /// MTU option (§4.6.4): the link's MTU, in bytes.
     pub mtu: Option<u32>,
+    /// Prefix information option (§4.6.2).
     pub prefix: Option<PrefixInfo>,
     /// RFC 7527 §4: a DAD probe's nonce (six bytes, the option's shortest and Linux's form;
     /// longer nonces are skipped as unknown). A probe that comes back with our own nonce is
@@ -153,28 +160,44 @@ impl NdpOptions {
 /// A Neighbour Discovery message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NdpRepr {
+    /// Type 133: router solicitation (§4.1).
     RouterSolicit {
+        /// Its options (a source link-layer address, if any).
         options: NdpOptions,
     },
+    /// Type 134: router advertisement (§4.2).
     RouterAdvert {
+        /// Cur Hop Limit: the hop limit hosts should use; 0 is unspecified.
         hop_limit: u8,
         /// M (managed) and O (other configuration) flags, as the byte carries them.
         flags: u8,
         /// Seconds; 0: not a default router.
         router_lifetime: u16,
+        /// Reachable Time, in milliseconds; 0 is unspecified.
         reachable_time_ms: u32,
+        /// Retrans Timer, in milliseconds; 0 is unspecified.
         retrans_time_ms: u32,
+        /// Its options (source link-layer address, MTU, prefix information).
         options: NdpOptions,
     },
+    /// Type 135: neighbour solicitation (§4.3).
     NeighborSolicit {
+        /// The address being resolved or checked for duplicates; never multicast.
         target: Ipv6Addr,
+        /// Its options (source link-layer address, DAD nonce).
         options: NdpOptions,
     },
+    /// Type 136: neighbour advertisement (§4.4).
     NeighborAdvert {
+        /// R: the sender is a router.
         router: bool,
+        /// S: sent in answer to a solicitation.
         solicited: bool,
+        /// O: the advertisement should override a cached link-layer address.
         override_: bool,
+        /// The address the advertisement is about.
         target: Ipv6Addr,
+        /// Its options (target link-layer address).
         options: NdpOptions,
     },
 }

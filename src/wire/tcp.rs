@@ -48,14 +48,23 @@ bitflags::bitflags! {
     /// The control bits (RFC 9293 §3.1; NS is RFC 3540, CWR/ECE RFC 3168).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     pub struct TcpFlags: u16 {
+        /// FIN: the sender has no more data (RFC 9293 §3.1).
         const FIN = 0x001;
+        /// SYN: synchronise sequence numbers (RFC 9293 §3.1).
         const SYN = 0x002;
+        /// RST: reset the connection (RFC 9293 §3.1).
         const RST = 0x004;
+        /// PSH: push function (RFC 9293 §3.1).
         const PSH = 0x008;
+        /// ACK: the acknowledgment number is significant (RFC 9293 §3.1).
         const ACK = 0x010;
+        /// URG: the urgent pointer is significant (RFC 9293 §3.1).
         const URG = 0x020;
+        /// ECE: ECN-Echo (RFC 3168).
         const ECE = 0x040;
+        /// CWR: Congestion Window Reduced (RFC 3168).
         const CWR = 0x080;
+        /// NS: ECN-nonce concealment protection (RFC 3540; historic).
         const NS  = 0x100;
     }
 }
@@ -67,6 +76,8 @@ pub struct TcpPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> TcpPacket<T> {
+    /// Wrap a buffer without checking it. Accessors may panic if it is shorter than the header or
+    /// its data offset points past the end.
     pub fn new_unchecked(buffer: T) -> Self {
         TcpPacket { buffer }
     }
@@ -79,6 +90,8 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         Ok(p)
     }
 
+    /// Check that the buffer holds the fixed header and that the data offset is at least 5 words
+    /// and within the buffer.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -94,18 +107,23 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         Ok(())
     }
 
+    /// Unwrap the view, returning the buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
+    /// The source port.
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
+    /// The destination port.
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
+    /// The sequence number (raw, not relative to the ISN).
     pub fn seq_number(&self) -> u32 {
         be32(self.buffer.as_ref(), field::SEQ)
     }
+    /// The acknowledgment number (raw; meaningful only when ACK is set).
     pub fn ack_number(&self) -> u32 {
         be32(self.buffer.as_ref(), field::ACK)
     }
@@ -113,15 +131,19 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn header_len(&self) -> usize {
         ((self.buffer.as_ref()[field::OFF_FLAGS] >> 4) as usize) * 4
     }
+    /// The control bits (the low 9 bits of the data offset/flags word; reserved bits dropped).
     pub fn flags(&self) -> TcpFlags {
         TcpFlags::from_bits_truncate(be16(self.buffer.as_ref(), field::OFF_FLAGS) & 0x01ff)
     }
+    /// The raw 16-bit window field, not yet scaled.
     pub fn window_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::WINDOW)
     }
+    /// The checksum field as it is on the wire.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
+    /// The urgent pointer field.
     pub fn urgent_at(&self) -> u16 {
         be16(self.buffer.as_ref(), field::URGENT)
     }
@@ -129,6 +151,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[field::OPTIONS..self.header_len()]
     }
+    /// The bytes after the header (data offset × 4 onwards).
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
@@ -145,14 +168,27 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 /// One TCP option as it appears on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpOption<'a> {
+    /// Kind 0: End of Option List; parsing stops here (RFC 9293 §3.2).
     EndOfList,
+    /// Kind 1: No-Operation, one byte of padding (RFC 9293 §3.2).
     NoOperation,
+    /// Kind 2: Maximum Segment Size, in bytes (RFC 9293 §3.7.1).
     MaxSegmentSize(u16),
+    /// Kind 3: Window Scale shift count (RFC 7323 §2.2).
     WindowScale(u8),
+    /// Kind 4: SACK-Permitted, sent on a SYN (RFC 2018 §2).
     SackPermitted,
+    /// Kind 5: SACK blocks (RFC 2018 §3).
     Sack(SackBlocks),
+    /// Kind 8: Timestamps (RFC 7323 §3.2).
     Timestamp(Timestamp),
-    Unknown { kind: u8, data: &'a [u8] },
+    /// An option of a kind not listed above, skipped by its length.
+    Unknown {
+        /// The option's kind byte.
+        kind: u8,
+        /// The option's value: the bytes after kind and length.
+        data: &'a [u8],
+    },
 }
 
 impl<'a> TcpOption<'a> {
@@ -196,7 +232,9 @@ impl<'a> TcpOption<'a> {
 /// The Timestamps option (RFC 7323 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Timestamp {
+    /// TSval: the sender's timestamp clock when the segment was sent.
     pub tsval: u32,
+    /// TSecr: the TSval echoed back from the peer (meaningful when ACK is set).
     pub tsecr: u32,
 }
 
@@ -209,6 +247,7 @@ pub struct SackBlocks {
 }
 
 impl SackBlocks {
+    /// Most blocks one header can carry (4, in 34 of the 40 option bytes).
     pub const MAX: usize = 4;
 
     /// Add a block; a fifth is ignored (it could not be sent or received).
@@ -218,12 +257,15 @@ impl SackBlocks {
             self.len += 1;
         }
     }
+    /// Number of blocks in use.
     pub fn len(&self) -> usize {
         self.len as usize
     }
+    /// Whether no block is in use.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// The blocks in use, each `(left, right)`, in the order they were pushed.
     pub fn as_slice(&self) -> &[(u32, u32)] {
         &self.blocks[..self.len as usize]
     }
@@ -250,10 +292,15 @@ impl core::hash::Hash for SackBlocks {
 /// The options the stack understands, gathered from (or to be written into) one header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TcpOptions {
+    /// Maximum Segment Size option, in bytes (RFC 9293 §3.7.1); sent on SYNs.
     pub mss: Option<u16>,
+    /// Window Scale shift count (RFC 7323 §2.2); sent on SYNs.
     pub window_scale: Option<u8>,
+    /// SACK-Permitted option present (RFC 2018 §2).
     pub sack_permitted: bool,
+    /// SACK blocks (RFC 2018 §3); empty when there is no SACK option.
     pub sack: SackBlocks,
+    /// Timestamps option (RFC 7323 §3.2).
     pub timestamp: Option<Timestamp>,
 }
 
@@ -369,16 +416,23 @@ impl TcpOptions {
 /// modular arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpRepr<'a> {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// Sequence number of the first byte (or of the SYN/FIN).
     pub seq: u32,
     /// Meaningful when `flags` has ACK.
     pub ack: u32,
+    /// The control bits.
     pub flags: TcpFlags,
     /// The raw 16-bit window field (unscaled).
     pub window: u16,
+    /// Urgent pointer (meaningful when URG is set).
     pub urgent: u16,
+    /// The options the stack understands.
     pub options: TcpOptions,
+    /// The segment's data.
     pub payload: &'a [u8],
 }
 

@@ -27,6 +27,8 @@ pub struct UdpPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> UdpPacket<T> {
+    /// Wrap a buffer without checking it. Accessors may panic if it is shorter than the header or
+    /// its length field points past the end.
     pub fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
     }
@@ -37,6 +39,8 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         p.check_len()?;
         Ok(p)
     }
+    /// Check that the buffer holds the 8-byte header and that the length field is at least 8 and
+    /// within the buffer.
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
@@ -51,24 +55,32 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         }
         Ok(())
     }
+    /// The source port (0 if unused).
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
+    /// The destination port.
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
+    /// The length field: header and payload, in bytes (trailing padding excluded).
     pub fn len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
+    /// Whether the datagram carries no payload (the length field is 8).
     pub fn is_empty(&self) -> bool {
         self.len() as usize == HEADER_LEN
     }
+    /// The checksum field as it is on the wire (0: none sent).
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
+    /// The payload: after the header, up to the length field.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.len() as usize]
     }
+    /// Whether the checksum over the pseudo-header of `src` → `dst` and the datagram is correct; a
+    /// zero checksum (none sent) counts as correct.
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         if self.checksum() == 0 {
             return true;
@@ -82,12 +94,17 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 /// The meaning of a UDP datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpRepr<'a> {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// The datagram's data.
     pub payload: &'a [u8],
 }
 
 impl<'a> UdpRepr<'a> {
+    /// Parse a checked datagram that arrived from `src` to `dst`. `Verify` checks the checksum
+    /// (unless it is zero).
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         p: &UdpPacket<&'a T>,
         src: Ipv4Addr,
@@ -102,10 +119,13 @@ impl<'a> UdpRepr<'a> {
         Ok(UdpRepr { src_port: p.src_port(), dst_port: p.dst_port(), payload: &buf[HEADER_LEN..p.len() as usize] })
     }
 
+    /// Length of the datagram on the wire: the 8-byte header and the payload.
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN + self.payload.len()
     }
 
+    /// Write the whole datagram into the front of `buf`, with its checksum over the pseudo-header
+    /// of `src` → `dst` (a computed zero sent as 0xffff).
     pub fn emit(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<usize> {
         let len = self.buffer_len();
         if buf.len() < len {

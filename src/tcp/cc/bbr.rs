@@ -41,11 +41,16 @@ const FULL_BW_ROUNDS: u32 = 3;
 const EXTRA_ACKED_WINDOW_ROUNDS: u32 = 5;
 const EXTRA_ACKED_MAX: Duration = Duration::from_millis(100);
 
+/// BBR's state machine (module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// STARTUP: pacing and cwnd gain 2/ln 2, until the bandwidth stops growing by 25 % for 3 rounds.
     Startup,
+    /// DRAIN: pacing gain 1/(2/ln 2), until what is in flight is down to the estimated BDP.
     Drain,
+    /// PROBE_BW: the steady state, pacing gain cycling 1.25, 0.75, then six rounds at 1.
     ProbeBw,
+    /// PROBE_RTT: cwnd held at 4 segments for 200 ms when min_rtt has not been refreshed for 10 s.
     ProbeRtt,
 }
 
@@ -90,6 +95,8 @@ impl MaxFilter {
     }
 }
 
+/// BBR v1 (module docs): a model of the path's bottleneck bandwidth and propagation RTT,
+/// updated on every ACK, sets the pacing rate and cwnd.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bbr {
     smss: usize,
@@ -131,6 +138,8 @@ pub struct Bbr {
 }
 
 impl Bbr {
+    /// A controller for a sender with MSS `mss`, starting in STARTUP with an initial window of
+    /// `iw_segments` segments (bounded as [`initial_window`] says).
     pub fn new(mss: usize, iw_segments: usize) -> Bbr {
         let smss = mss.max(1);
         let cwnd = initial_window(smss, iw_segments);
@@ -171,6 +180,7 @@ impl Bbr {
         b
     }
 
+    /// The state BBR is in.
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -178,6 +188,7 @@ impl Bbr {
     pub fn bandwidth(&self) -> u64 {
         self.bw.get()
     }
+    /// Whether STARTUP found the pipe full: the bandwidth grew less than 25 % for 3 rounds in a row.
     pub fn full_bw_reached(&self) -> bool {
         self.full_bw_reached
     }

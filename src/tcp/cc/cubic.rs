@@ -15,6 +15,8 @@ const C: f64 = 0.4;
 /// with β = 0.5 on average.
 const ALPHA: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
 
+/// CUBIC (RFC 9438) state of one connection: cwnd and ssthresh in bytes, the window function's
+/// epoch, the Reno-friendly estimate, and HyStart++ for the initial slow start.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Cubic {
     smss: usize,
@@ -42,6 +44,8 @@ pub struct Cubic {
 }
 
 impl Cubic {
+    /// A controller for a sender with MSS `mss`, starting in slow start with an initial window of
+    /// `iw_segments` segments (bounded as [`initial_window`] says).
     pub fn new(mss: usize, iw_segments: usize) -> Cubic {
         let smss = mss.max(1);
         Cubic {

@@ -15,6 +15,7 @@ const MIN_RTT_THRESH: Duration = Duration::from_millis(4);
 const MAX_RTT_THRESH: Duration = Duration::from_millis(16);
 const MIN_RTT_DIVISOR: u32 = 8;
 const N_RTT_SAMPLE: u32 = 8;
+/// RFC 9406 §4.3: in Conservative Slow Start cwnd grows by a quarter of what is acknowledged.
 pub const CSS_GROWTH_DIVISOR: usize = 4;
 const CSS_ROUNDS: u32 = 5;
 
@@ -29,6 +30,8 @@ pub enum Growth {
     Exit,
 }
 
+/// HyStart++ (RFC 9406) state of one connection's initial slow start: each round's minimum RTT
+/// and, once a delay increase was seen, Conservative Slow Start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HyStart {
     last_round_min_rtt: Option<Duration>,

@@ -82,6 +82,7 @@ impl core::str::FromStr for Algorithm {
 /// What one ACK that delivered data tells the controller.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AckSample {
+    /// When the ACK was processed.
     pub now: Instant,
     /// Bytes newly delivered: cumulatively acknowledged or selectively acknowledged for the
     /// first time (RFC 6937's DeliveredData).
@@ -93,6 +94,7 @@ pub struct AckSample {
     pub min_rtt: Option<Duration>,
     /// SND.UNA after the ACK and SND.NXT: rounds are counted by them (RFC 9406 §4.2).
     pub snd_una: SeqNum,
+    /// SND.NXT when the ACK was processed.
     pub snd_nxt: SeqNum,
     /// The sender was limited by cwnd in the last round (RFC 7661 §4.3: a window that was not
     /// used is not validated, so it must not grow).
@@ -105,6 +107,7 @@ pub struct AckSample {
     pub lost: usize,
     /// RFC 6675's pipe after the ACK, and before it.
     pub in_flight: usize,
+    /// RFC 6675's pipe before the ACK, in bytes.
     pub prior_in_flight: usize,
     /// The sender's phase after the ACK.
     pub phase: Phase,
@@ -113,6 +116,7 @@ pub struct AckSample {
 /// The sender's loss-recovery phase, as a controller sees it (Linux's ca_state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
+    /// Nothing known lost, no reduction under way.
     #[default]
     Open,
     /// Reducing for an ECN echo (RFC 3168 §6.1.2).
@@ -170,12 +174,17 @@ pub trait CongestionControl {
 /// dynamic dispatch on the data path).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Controller {
+    /// CUBIC (RFC 9438) with HyStart++.
     Cubic(Cubic),
+    /// Reno (RFC 5681).
     Reno(Reno),
+    /// BBR v1.
     Bbr(Bbr),
 }
 
 impl Controller {
+    /// A controller running `alg` for a sender with MSS `mss`, starting from an initial window of
+    /// `iw_segments` segments (bounded as [`initial_window`] says).
     pub fn new(alg: Algorithm, mss: usize, iw_segments: usize) -> Controller {
         match alg {
             Algorithm::Cubic => Controller::Cubic(Cubic::new(mss, iw_segments)),
@@ -184,6 +193,7 @@ impl Controller {
         }
     }
 
+    /// Which algorithm this controller runs.
     pub fn algorithm(&self) -> Algorithm {
         match self {
             Controller::Cubic(_) => Algorithm::Cubic,

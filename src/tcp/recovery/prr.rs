@@ -41,9 +41,11 @@ impl Prr {
         self.out = self.out.saturating_add(n - from_owed);
     }
 
+    /// prr_delivered (RFC 6937): bytes delivered to the receiver since the reduction began.
     pub fn delivered(&self) -> usize {
         self.delivered
     }
+    /// prr_out (RFC 6937): bytes sent since the reduction began, less what was owed.
     pub fn out(&self) -> usize {
         self.out
     }

@@ -24,6 +24,8 @@ const PTO_SLACK: Duration = Duration::from_millis(2);
 /// RFC 8985 §7.2: the PTO before any RTT sample.
 const PTO_NO_RTT: Duration = Duration::from_secs(1);
 
+/// RACK's state for one connection (RFC 8985): the most recently sent delivered segment,
+/// its RTT, the minimum RTT, and the reordering window's adaptation.
 #[derive(Clone, Debug)]
 pub struct Rack {
     /// RACK.xmit_ts and RACK.end_seq: the most recently sent segment delivered so far.
@@ -64,12 +66,17 @@ impl Rack {
     pub fn rtt(&self) -> Duration {
         self.rtt
     }
+    /// The minimum RTT over the filter's window (300 s; RACK.min_RTT), once there is a sample.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt.get()
     }
+    /// RACK.reordering_seen (RFC 8985 §6.2 step 3): reordering or a DSACK has been seen on this
+    /// connection; from then on the reordering window is never zero.
     pub fn reordering_seen(&self) -> bool {
         self.reordering_seen
     }
+    /// RACK.reo_wnd_mult (RFC 8985 §6.2 step 4): the reordering window in units of min_RTT/4; grown
+    /// by DSACKs once per round, back to 1 after 16 recoveries without one.
     pub fn reo_wnd_mult(&self) -> u32 {
         self.reo_wnd_mult
     }

@@ -28,7 +28,10 @@ pub struct TxRate {
 pub struct RateState {
     /// Bytes delivered (cumulatively or selectively acknowledged) so far.
     pub delivered: u64,
+    /// When `delivered` last grew (the last ACK that delivered data, or the start of a send phase).
     pub delivered_time: Instant,
+    /// Send time of the first segment of the current send phase (reset from the newest delivered
+    /// segment's send time on each ACK, and to now when sending starts from idle).
     pub first_sent: Instant,
     /// Non-zero while application-limited: the `delivered` count at which it ends.
     app_limited_until: u64,
@@ -43,6 +46,7 @@ pub struct RateSample {
     pub interval: Option<Duration>,
     /// The snapshot's `delivered` (BBR counts rounds by it).
     pub prior_delivered: u64,
+    /// The snapshot was taken while application-limited: the sample may understate the path's rate.
     pub app_limited: bool,
 }
 

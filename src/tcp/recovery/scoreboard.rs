@@ -33,7 +33,9 @@ const RESERVE: usize = 2;
 /// One run of sent sequence space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seg {
+    /// First sequence number of the run.
     pub start: SeqNum,
+    /// One past the last sequence number of the run.
     pub end: SeqNum,
     /// When it was (re)sent last.
     pub xmit: Instant,
@@ -43,15 +45,19 @@ pub struct Seg {
 }
 
 impl Seg {
+    /// Sequence space the run covers, in bytes (a FIN counts as one).
     pub fn len(&self) -> usize {
         self.end.since(self.start) as usize
     }
+    /// Whether the run covers no sequence space.
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
+    /// Selectively acknowledged by the peer (SACKED).
     pub fn sacked(&self) -> bool {
         self.flags & SACKED != 0
     }
+    /// Deemed lost (LOST), by RACK, duplicate ACKs or a timeout.
     pub fn lost(&self) -> bool {
         self.flags & LOST != 0
     }
@@ -59,6 +65,7 @@ impl Seg {
     pub fn retrans(&self) -> bool {
         self.flags & RETRANS != 0
     }
+    /// Retransmitted at least once (EVER_RETRANS): Karn's algorithm takes no RTT sample from it.
     pub fn ever_retransmitted(&self) -> bool {
         self.flags & EVER_RETRANS != 0
     }
@@ -192,6 +199,7 @@ impl Scoreboard {
         self.segs
     }
 
+    /// Most entries the scoreboard holds.
     pub fn capacity(&self) -> usize {
         self.cap
     }
@@ -202,18 +210,23 @@ impl Scoreboard {
             self.cap = cap;
         }
     }
+    /// Entries in use.
     pub fn len(&self) -> usize {
         self.segs.len()
     }
+    /// Whether nothing is outstanding (no entry in use).
     pub fn is_empty(&self) -> bool {
         self.segs.is_empty()
     }
+    /// Bytes selectively acknowledged (SACKED entries).
     pub fn sacked_bytes(&self) -> usize {
         self.sacked
     }
+    /// Bytes deemed lost (LOST entries, never SACKED ones).
     pub fn lost_bytes(&self) -> usize {
         self.lost
     }
+    /// Bytes retransmitted whose retransmission is still in flight (RETRANS entries).
     pub fn retrans_bytes(&self) -> usize {
         self.retrans
     }

@@ -8,8 +8,11 @@ use super::*;
 /// receive rings and the scoreboard's entries.
 #[derive(Debug)]
 pub struct TcbBuffers {
+    /// The send ring's storage (empty while deferred).
     pub send: Box<[u8]>,
+    /// The receive ring's storage (empty while deferred).
     pub recv: Box<[u8]>,
+    /// The scoreboard's entries (cleared before reuse).
     pub scoreboard: std::collections::VecDeque<Seg>,
 }
 

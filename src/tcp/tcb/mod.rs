@@ -38,16 +38,30 @@ pub use input::{reset_for, RxInfo};
 /// The connection states of RFC 9293 §3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
+    /// No connection: before an open, or after the connection ended.
     Closed,
+    /// Waiting for a connection request (a SYN) on the local address.
     Listen,
+    /// Our SYN sent (active open); waiting for the peer's SYN and its ACK of ours.
     SynSent,
+    /// The peer's SYN received and our SYN-ACK sent; waiting for the ACK of our SYN.
     SynReceived,
+    /// The handshake completed: data flows both ways.
     Established,
+    /// The application shut down writing (our FIN goes out after the queued data); waiting for
+    /// the FIN's ACK or the peer's FIN.
     FinWait1,
+    /// Our FIN acknowledged; waiting for the peer's FIN.
     FinWait2,
+    /// The peer's FIN received; waiting for the application to close.
     CloseWait,
+    /// Both sides sent FIN at the same time; waiting for the ACK of ours.
     Closing,
+    /// The peer's FIN received, then the application shut down writing too; waiting for the ACK
+    /// of our FIN.
     LastAck,
+    /// Both FINs acknowledged; held for `TcpConfig::time_wait` so that late segments of this
+    /// connection die out before the four-tuple is reused.
     TimeWait,
 }
 
@@ -114,8 +128,10 @@ pub enum IcmpError {
     /// Fragmentation needed with DF set (RFC 1191), or IPv6's Packet Too Big (RFC 8201): the
     /// path's MTU.
     FragmentationNeeded {
+        /// The MTU the error reports (the next-hop MTU, or the Packet Too Big MTU), in bytes.
         mtu: u16,
     },
+    /// Time exceeded (the TTL or hop limit ran out, or reassembly timed out): a soft error.
     TimeExceeded,
 }
 
@@ -148,14 +164,20 @@ impl std::error::Error for TcpError {}
 /// Counters of one connection (the stack sums them per core).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcbStats {
+    /// Segments handed to the TCB (`on_segment`), acceptable or not.
     pub segs_in: u64,
+    /// Segments `poll_transmit` handed out, of every kind (data, ACKs, SYNs, resets, probes).
     pub segs_out: u64,
+    /// Payload bytes accepted into the receive window, in order or out of order (copied into the
+    /// receive buffer or lent in the caller's frame).
     pub bytes_in: u64,
+    /// Payload bytes sent for the first time (retransmissions and window probes not included).
     pub bytes_out: u64,
     /// Segments sent again, for whatever reason.
     pub retransmits: u64,
     /// Of those, sent during fast recovery (RFC 6675, RFC 6582).
     pub fast_retransmits: u64,
+    /// Retransmission timer expiries, the SYN's and SYN-ACK's included.
     pub rto_expirations: u64,
     /// Fast recoveries entered (a loss found by RACK or by duplicate ACKs).
     pub recoveries: u64,
@@ -164,6 +186,7 @@ pub struct TcbStats {
     pub lost_retransmits: u64,
     /// RFC 8985 §7 tail loss probes sent, and those that repaired a loss.
     pub tlp_probes: u64,
+    /// Tail loss probes that repaired a loss (RFC 8985 §7.4.2), answered with a window reduction.
     pub tlp_repairs: u64,
     /// RFC 6675 rescue retransmissions.
     pub rescue_retransmits: u64,
@@ -174,24 +197,37 @@ pub struct TcbStats {
     pub reorder_timeouts: u64,
     /// DSACK blocks received (RFC 2883) and sent.
     pub dsacks_in: u64,
+    /// DSACK blocks sent (RFC 2883 §4).
     pub dsacks_out: u64,
     /// Reductions undone as spurious: by DSACK, by timestamps (RFC 3522), and timeouts found
     /// spurious by F-RTO (RFC 5682).
     pub undos: u64,
+    /// Of the undos, retransmission timeouts found spurious by F-RTO (RFC 5682 §3.1).
     pub spurious_rtos: u64,
     /// ECN (RFC 3168): CE-marked segments received, and window reductions for an echo.
     pub ecn_ce_in: u64,
+    /// Window reductions made for an ECN echo (RFC 3168 §6.1.2; at most one per window).
     pub ecn_reductions: u64,
+    /// Duplicate ACKs received (RFC 5681 §2; one carrying SACK blocks counts even if the window
+    /// changed).
     pub dup_acks_in: u64,
+    /// Data segments received beyond RCV.NXT (out of order), each answered with an ACK at once.
     pub out_of_order_in: u64,
     /// Segments outside the window, or failing PAWS: answered with an ACK and dropped.
     pub unacceptable_in: u64,
     /// Out-of-order segments dropped because `max_ooo_ranges` was reached.
     pub ooo_limit_drops: u64,
+    /// Challenge ACKs sent: answers to a reset that is in the window but not at RCV.NXT
+    /// (RFC 5961 §3.2) and to a SYN in a synchronised state (§4.2).
     pub challenge_acks: u64,
+    /// Challenge ACKs not sent because `TcpConfig::challenge_ack_limit` a second was reached
+    /// (RFC 5961 §7).
     pub challenge_acks_suppressed: u64,
+    /// Zero-window probes sent (RFC 9293 §3.8.6.1).
     pub window_probes: u64,
+    /// Keep-alive probes sent (RFC 1122 §4.2.3.6).
     pub keepalive_probes: u64,
+    /// Resets sent: answers to segments this TCB refuses, and aborts.
     pub rsts_out: u64,
     /// Times the send buffer grew (`TcpConfig::send_buffer_max`).
     pub send_buffer_grown: u64,
@@ -625,18 +661,23 @@ impl Tcb {
         t
     }
 
+    /// The connection state (RFC 9293 §3.3.2).
     pub fn state(&self) -> State {
         self.state
     }
+    /// The local address and port.
     pub fn local(&self) -> SocketAddr {
         self.local
     }
+    /// The peer's address and port (the unspecified address and port 0 on a listener).
     pub fn remote(&self) -> SocketAddr {
         self.remote
     }
+    /// This connection's counters.
     pub fn stats(&self) -> &TcbStats {
         &self.stats
     }
+    /// The configuration the TCB was made with.
     pub fn config(&self) -> &TcpConfig {
         &self.cfg
     }
@@ -644,9 +685,11 @@ impl Tcb {
     pub fn send_mss(&self) -> usize {
         self.snd_mss
     }
+    /// The congestion window, in bytes.
     pub fn cwnd(&self) -> usize {
         self.cc.cwnd()
     }
+    /// The slow-start threshold, in bytes (`usize::MAX` until the first congestion event).
     pub fn ssthresh(&self) -> usize {
         self.cc.ssthresh()
     }
@@ -685,9 +728,12 @@ impl Tcb {
     pub fn last_tx_ect(&self) -> bool {
         self.ecn.last_ect
     }
+    /// The current retransmission timeout (RFC 6298 §2), doubled for each expiry since the last
+    /// new sample (§5.5), at most `TcpConfig::max_rto`.
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
     }
+    /// The smoothed round-trip time (RFC 6298 §2), once a sample was taken.
     pub fn srtt(&self) -> Option<Duration> {
         self.rtt.srtt()
     }
