@@ -13,13 +13,17 @@ use super::symbols::*;
 use crate::tcp::{reset_for, CloseReason, Event, Keepalive, RxInfo, SeqNum, State, Tcb, TcpConfig};
 use crate::time::{Duration, Instant};
 use crate::wire::{RxChecksum, TcpFlags, TcpOption, TcpPacket, TcpRepr};
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::collections::{BTreeMap, VecDeque};
 
 /// The stack's address (packetdrill's local address, in this project's benchmarking range).
 pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The script's peer.
 pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The stack's address under `--ip_version=ipv6` (RFC 5180's benchmarking range).
+pub const LOCAL_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+/// The script's peer under `--ip_version=ipv6`.
+pub const REMOTE_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 /// Port for `bind(fd, ..., ...)` and `connect(fd, ..., ...)` when the script does not name
 /// one (packetdrill's `--bind_port` and `--connect_port` default).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -134,6 +138,8 @@ pub type NetError = String;
 pub struct Kernel {
     pub now: Instant,
     base: TcpConfig,
+    /// The stack's address and the script's peer's: IPv4 unless `--ip_version=ipv6`.
+    ips: (IpAddr, IpAddr),
     pub conns: Vec<Option<Conn>>,
     pub sockets: BTreeMap<i32, Socket>,
     /// Segments sent and not yet consumed by the script, oldest first.
@@ -149,6 +155,7 @@ impl Kernel {
         Kernel {
             now: Instant::ZERO,
             base,
+            ips: (LOCAL_IP.into(), REMOTE_IP.into()),
             conns: Vec::new(),
             sockets: BTreeMap::new(),
             out: VecDeque::new(),
@@ -164,6 +171,18 @@ impl Kernel {
     }
     pub fn base_mut(&mut self) -> &mut TcpConfig {
         &mut self.base
+    }
+
+    /// Run over IPv6 (`--ip_version=ipv6`): the stack at [`LOCAL_IP6`], the peer at
+    /// [`REMOTE_IP6`], the MSS 20 bytes smaller for IPv6's larger header (RFC 8200 §5: 1500
+    /// − 40 − 20), as the stack's own connections over IPv6 have it.
+    pub fn use_ipv6(&mut self) {
+        self.ips = (LOCAL_IP6.into(), REMOTE_IP6.into());
+    }
+
+    /// (the stack's address, the peer's address).
+    pub fn ips(&self) -> (IpAddr, IpAddr) {
+        self.ips
     }
 
     fn note(&mut self, s: String) {
@@ -211,6 +230,8 @@ impl Kernel {
         }
         if let Some(m) = opts.maxseg {
             cfg.mss = m;
+        } else if self.ips.0.is_ipv6() {
+            cfg.mss = cfg.mss.saturating_sub(20).max(88); // as stack::listen's conn_tcp_config
         }
         cfg.keepalive = keepalive_of(opts);
         cfg
@@ -243,14 +264,15 @@ impl Kernel {
                 return Ok(());
             }
         };
-        let seg = match TcpRepr::parse(&pkt, REMOTE_IP, LOCAL_IP, RxChecksum::Verify) {
+        let (local_ip, remote_ip) = self.ips;
+        let seg = match TcpRepr::parse(&pkt, remote_ip, local_ip, RxChecksum::Verify) {
             Ok(s) => s,
             Err(e) => {
                 self.note(format!("the wire layer dropped the inbound segment: {e}"));
                 return Ok(());
             }
         };
-        let from = SocketAddrV4::new(REMOTE_IP, remote_port);
+        let from = SocketAddr::new(remote_ip, remote_port);
         if let Some(id) = self.lookup(local_port, remote_port) {
             let now = self.now;
             if let Some(c) = self.conn_mut(id) {
@@ -272,7 +294,7 @@ impl Kernel {
 
     /// RFC 9293 §3.10.7.2, for a listener that keeps an accept queue instead of a TCB in
     /// LISTEN: a SYN makes a child in SYN-RECEIVED (`Tcb::from_syn`).
-    fn listener_input(&mut self, lfd: i32, from: SocketAddrV4, seg: &TcpRepr<'_>) {
+    fn listener_input(&mut self, lfd: i32, from: SocketAddr, seg: &TcpRepr<'_>) {
         let f = seg.flags;
         if f.contains(TcpFlags::RST) {
             return; // "An incoming RST segment could not be valid ... ignore it."
@@ -297,7 +319,7 @@ impl Kernel {
             return;
         }
         let cfg = self.config_for(&sock.opts);
-        let local = SocketAddrV4::new(LOCAL_IP, seg.dst_port);
+        let local = SocketAddr::new(self.ips.0, seg.dst_port);
         let tcb = Tcb::from_syn(cfg, local, from, SeqNum(LIVE_ISN), seg, self.now);
         let id = self.add_conn(Kernel::new_conn(tcb, None, Some(lfd)));
         if let Some(Socket { kind: SockKind::Listening { queue, .. }, .. }) = self.sockets.get_mut(&lfd) {
@@ -306,7 +328,7 @@ impl Kernel {
     }
 
     fn queue_out(&mut self, local_port: u16, remote_port: u16, r: &TcpRepr<'_>) {
-        let seg = out_seg(self.now, local_port, remote_port, r);
+        let seg = out_seg(self.now, self.ips, local_port, remote_port, r);
         self.out.push_back(seg);
     }
 
@@ -326,7 +348,8 @@ impl Kernel {
                         "the stack produced more than {MAX_SEGMENTS_PER_FLUSH} segments at one instant (runaway output)"
                     ));
                 }
-                let mut seg = out_seg(now, c.tcb.local().port(), c.tcb.remote().port(), &r);
+                let ips = (c.tcb.local().ip(), c.tcb.remote().ip());
+                let mut seg = out_seg(now, ips, c.tcb.local().port(), c.tcb.remote().port(), &r);
                 seg.ect = c.tcb.last_tx_ect();
                 produced.push(seg);
             }
@@ -522,8 +545,8 @@ impl Kernel {
         let nonblocking = s.nonblocking;
         let tcb = Tcb::connect(
             cfg,
-            SocketAddrV4::new(LOCAL_IP, local_port),
-            SocketAddrV4::new(REMOTE_IP, remote_port),
+            SocketAddr::new(self.ips.0, local_port),
+            SocketAddr::new(self.ips.1, remote_port),
             SeqNum(LIVE_ISN),
             self.now,
         );
@@ -845,10 +868,10 @@ fn flags_of(f: TcpFlags) -> Flags {
 
 /// A segment as it leaves the stack: emitted to bytes through the wire layer, so the options
 /// are listed in the order (and with the padding) they have on the wire.
-fn out_seg(time: Instant, local_port: u16, remote_port: u16, r: &TcpRepr<'_>) -> OutSeg {
+fn out_seg(time: Instant, ips: (IpAddr, IpAddr), local_port: u16, remote_port: u16, r: &TcpRepr<'_>) -> OutSeg {
     let mut bytes = vec![0u8; r.buffer_len()];
     let mut options = Vec::new();
-    if r.emit(&mut bytes, LOCAL_IP, REMOTE_IP).is_ok() {
+    if r.emit(&mut bytes, ips.0, ips.1).is_ok() {
         if let Ok(p) = TcpPacket::new_checked(&bytes[..]) {
             let mut rest = p.options();
             while !rest.is_empty() {

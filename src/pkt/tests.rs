@@ -328,6 +328,9 @@ fn our_sequence_space_maps_both_ways_across_the_wrap() {
     assert_eq!((f.local_to_script(42), f.local_to_live(42)), (42, 42));
 }
 
+/// The interpreter's IPv4 addresses: (the stack's, the peer's).
+const V4: (core::net::IpAddr, core::net::IpAddr) = (core::net::IpAddr::V4(LOCAL_IP), core::net::IpAddr::V4(REMOTE_IP));
+
 fn parsed(bytes: &[u8]) -> TcpRepr<'_> {
     let p = TcpPacket::new_checked(bytes).unwrap();
     TcpRepr::parse(&p, REMOTE_IP, LOCAL_IP, RxChecksum::Verify).expect("checksum and options are valid")
@@ -339,7 +342,7 @@ fn inbound_segments_map_ack_sack_and_ecr_to_live_values() {
     f.ts_map.insert(700, 123_456);
     f.ts_first = Some((700, 123_456));
     let p = packet("0 < P. 11:21(10) ack 101 win 257 <nop,nop,TS val 9 ecr 700,nop,nop,sack 201:301>");
-    let b = inbound_bytes(&f, &p).unwrap();
+    let b = inbound_bytes(&f, &p, V4).unwrap();
     let r = parsed(&b);
     assert_eq!((r.src_port, r.dst_port), (40000, 8080));
     assert_eq!(r.seq, 11, "the peer's sequence numbers are used as written");
@@ -354,7 +357,7 @@ fn inbound_segments_map_ack_sack_and_ecr_to_live_values() {
 
     // Without the ACK flag the ack field and ecr are not ours to map (packetdrill's rule).
     let p = packet("0 < S 0:0(0) ack 77 win 1 <TS val 1 ecr 700,nop,nop>");
-    let r2b = inbound_bytes(&f, &p).unwrap();
+    let r2b = inbound_bytes(&f, &p, V4).unwrap();
     let r2 = parsed(&r2b);
     assert_eq!((r2.ack, r2.options.timestamp.unwrap().tsecr), (77, 700));
 }
@@ -362,13 +365,16 @@ fn inbound_segments_map_ack_sack_and_ecr_to_live_values() {
 #[test]
 fn inbound_segment_errors() {
     let f = flow();
-    let e = inbound_bytes(&f, &packet("0 < . 1:1(0) ack 1 win 1 <nop,nop,TS val 1 ecr 555>")).unwrap_err();
+    let e = inbound_bytes(&f, &packet("0 < . 1:1(0) ack 1 win 1 <nop,nop,TS val 1 ecr 555>"), V4).unwrap_err();
     assert!(e.contains("unable to infer the live TS ecr for script ecr 555"), "{e}");
-    let e = inbound_bytes(&f, &packet("0 < S 0:0(0) win 1 <mss 1460,wscale 7>")).unwrap_err();
+    let e = inbound_bytes(&f, &packet("0 < S 0:0(0) win 1 <mss 1460,wscale 7>"), V4).unwrap_err();
     assert!(e.contains("not padded to a multiple of 4 bytes (7 bytes)"), "{e}");
-    let e =
-        inbound_bytes(&f, &packet("0 < . 1:1(0) win 1 <sack 1:2 3:4 5:6 7:8,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop>"))
-            .unwrap_err();
+    let e = inbound_bytes(
+        &f,
+        &packet("0 < . 1:1(0) win 1 <sack 1:2 3:4 5:6 7:8,nop,nop,nop,nop,nop,nop,nop,nop,nop,nop>"),
+        V4,
+    )
+    .unwrap_err();
     assert!(e.contains("at most 40"), "{e}");
 }
 
@@ -640,16 +646,52 @@ fn unsupported_features_fail_or_are_skipped_in_lenient_mode() {
     assert_eq!(r.summary(), "PASS (2 lines skipped)");
     // Things the rest of the script depends on skip the whole script in lenient mode.
     let v6 = "0 socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP) = 3\n";
-    assert_eq!(failure(v6, 1), "unsupported: IPv6 sockets");
-    assert_eq!(run_lenient(v6).outcome, Outcome::Skipped("line 1: unsupported: IPv6 sockets".into()));
+    assert_eq!(failure(v6, 1), "unsupported: IPv6 sockets without --ip_version=ipv6");
     assert_eq!(
-        run_lenient("--ip_version=ipv6\n0 close(3) = 0\n").summary(),
-        "SKIP line 1: unsupported: IPv6 (`--ip_version` other than ipv4)"
+        run_lenient(v6).outcome,
+        Outcome::Skipped("line 1: unsupported: IPv6 sockets without --ip_version=ipv6".into())
+    );
+    assert_eq!(
+        run_lenient("--ip_version=ipv4-mapped-ipv6\n0 close(3) = 0\n").summary(),
+        "SKIP line 1: unsupported: IPv4-mapped IPv6 (`--ip_version=ipv4-mapped-ipv6`)"
+    );
+    assert_eq!(
+        failure("--ip_version=ipv6\n0 socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = 3\n", 2),
+        "unsupported: IPv4 sockets in an IPv6 script"
     );
     assert_eq!(failure("0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n", 1), "unsupported: UDP sockets");
     assert_eq!(failure("0 < udp (100)\n", 1), "unsupported: UDP packets (run with --lenient to skip it)");
     assert!(failure(&with_passive("+0 setsockopt(4, IPPROTO_TCP, TCP_CONGESTION, \"reno\", 4) = 0\n"), 8)
         .starts_with("unsupported: setsockopt TCP_CONGESTION"));
+}
+
+#[test]
+fn ipv6_scripts_run_over_ipv6_with_its_mss_and_pseudo_header() {
+    // `--ip_version=ipv6`: the stack at 2001:2::1, the peer at 2001:2::2; the MSS is 20
+    // bytes smaller (1500 − 40 − 20) and every inbound checksum covers RFC 8200 §8.1's
+    // pseudo-header (a segment with an IPv4 one is dropped, and the script would fail).
+    let src = "--ip_version=ipv6
+0    socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP) = 3
++0   bind(3, {sa_family=AF_INET6, sin6_port=htons(8080), sin6_addr=...}, ...) = 0
++0   listen(3, 1) = 0
++0   < S 0:0(0) win 65535 <mss 1440>
++0   > S. 0:0(0) ack 1 win 65535 <mss 1440>
++.1  < . 1:1(0) ack 1 win 65535
++0   accept(3, ..., ...) = 4
++0   < P. 1:101(100) ack 1 win 65535
++0   write(4, ..., 2000) = 2000
++0   > . 1:1441(1440) ack 101 win 65535
++.1  < . 101:101(0) ack 1441 win 65535
++0   > P. 1441:2001(560) ack 101 win 65535
+";
+    let r = run(src);
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary());
+    // The same script without the option is an IPv4 script with IPv6 sockets: refused.
+    assert!(failure(&src.replacen("--ip_version=ipv6\n", "", 1), 1).contains("IPv6 sockets without"));
+    // Nagle held the runt until the full segment was acknowledged. With IPv4's MSS the
+    // segments would be cut at 1460: the IPv6 MSS is in force.
+    let wrong = src.replace("1:1441(1440)", "1:1461(1460)").replace("1441:2001(560)", "1461:2001(540)");
+    assert!(run(&wrong).outcome != Outcome::Pass);
 }
 
 #[test]

@@ -286,7 +286,11 @@ impl Interp<'_> {
             "strict_segments" => self.strict_segments = true,
             "ip_version" => match value {
                 Some("ipv4") => {}
-                _ => return self.unsupported_script("IPv6 (`--ip_version` other than ipv4)"),
+                // Before any socket (packetdrill reads it from the command line or the top of
+                // the script): every connection is then over IPv6.
+                Some("ipv6") if self.k.sockets.is_empty() => self.k.use_ipv6(),
+                Some("ipv6") => return self.fail("--ip_version=ipv6 after a socket was made"),
+                _ => return self.unsupported_script("IPv4-mapped IPv6 (`--ip_version=ipv4-mapped-ipv6`)"),
             },
             // Address and device settings are fixed by the interpreter; these change nothing
             // a script can observe here.
@@ -457,7 +461,8 @@ impl Interp<'_> {
                 return true;
             }
             if let Some(seg) = self.k.out.pop_front() {
-                self.trace(|| format!("    ignored a segment of another connection: {}", live_line(&seg)));
+                let ips = self.k.ips();
+                self.trace(|| format!("    ignored a segment of another connection: {}", live_line(&seg, ips)));
             }
         }
     }

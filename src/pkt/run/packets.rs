@@ -2,6 +2,7 @@
 //! stack sent (aggregation, comparison, option mapping).
 
 use super::*;
+use core::net::IpAddr;
 
 impl Interp<'_> {
     // ------------------------------------------------------------------ packets
@@ -28,7 +29,7 @@ impl Interp<'_> {
             flow.remote_isn = Some(p.seq);
         }
         let flow: &Flow = flow;
-        let bytes = match inbound_bytes(flow, p) {
+        let bytes = match inbound_bytes(flow, p, self.k.ips()) {
             Ok(b) => b,
             Err(e) => return self.fail(e),
         };
@@ -317,7 +318,7 @@ pub(super) fn compare_options(
 /// Build an inbound segment's bytes from a script line: sequence numbers, SACK blocks and TS
 /// ecr mapped to live values (packetdrill's `map_inbound_packet`), options in the script's
 /// order, payload from the pattern, checksum computed.
-pub(in crate::pkt) fn inbound_bytes(flow: &Flow, p: &Packet) -> Result<Vec<u8>, String> {
+pub(in crate::pkt) fn inbound_bytes(flow: &Flow, p: &Packet, ips: (IpAddr, IpAddr)) -> Result<Vec<u8>, String> {
     let mut opts = Vec::new();
     for o in p.options.as_deref().unwrap_or(&[]) {
         match o {
@@ -399,7 +400,8 @@ pub(in crate::pkt) fn inbound_bytes(flow: &Flow, p: &Packet) -> Result<Vec<u8>, 
     let base = flow.remote_isn.map_or(0, |isn| isn.wrapping_add(1));
     pattern_fill(&mut b[hl..], u64::from(first_data.wrapping_sub(base)));
     let len = u16::try_from(b.len()).map_err(|_| "segment too large".to_string())?;
-    let ph = checksum::pseudo_header_v4(REMOTE_IP, LOCAL_IP, 6, len);
+    // From the peer to the stack: RFC 9293 §3.1's pseudo-header, or RFC 8200 §8.1's.
+    let ph = checksum::pseudo_header(ips.1, ips.0, 6, len);
     let c = checksum::finish(checksum::combine(&[ph, checksum::sum(&b)]));
     b[16..18].copy_from_slice(&c.to_be_bytes());
     Ok(b)

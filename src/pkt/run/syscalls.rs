@@ -238,9 +238,14 @@ impl Interp<'_> {
         self.argc(s, &[3], "(domain, type, protocol)")?;
         let domain = &s.args[0];
         if !matches!(domain, Expr::Ellipsis) {
+            // The family follows `--ip_version`: AF_INET6 sockets in an IPv6 script, AF_INET
+            // ones otherwise (no IPv4-mapped addresses).
+            let v6 = self.k.ips().0.is_ipv6();
             match eval_int(domain) {
-                Ok(AF_INET) => {}
-                Ok(AF_INET6) => return self.unsupported_script("IPv6 sockets"),
+                Ok(AF_INET) if !v6 => {}
+                Ok(AF_INET6) if v6 => {}
+                Ok(AF_INET6) => return self.unsupported_script("IPv6 sockets without --ip_version=ipv6"),
+                Ok(AF_INET) => return self.unsupported_script("IPv4 sockets in an IPv6 script"),
                 _ => return self.unsupported_script(&format!("socket domain {domain}")),
             }
         }
@@ -275,11 +280,13 @@ impl Interp<'_> {
         let mut port = DEFAULT_PORT;
         for (name, v) in fields {
             match name.as_deref() {
-                Some("sa_family" | "sin_family") if eval_int(v) == Ok(AF_INET6) => {
-                    self.unsupported_script("IPv6 addresses")?;
+                Some("sa_family" | "sin_family" | "sin6_family")
+                    if (eval_int(v) == Ok(AF_INET6)) != self.k.ips().0.is_ipv6() =>
+                {
+                    self.unsupported_script("an address of the other family than --ip_version's")?;
                     return Ok(None);
                 }
-                Some("sin_port") => {
+                Some("sin_port" | "sin6_port") => {
                     let p = match v {
                         Expr::Call(f, a) if f == "htons" && a.len() == 1 => self.int(&a[0], "the port")?,
                         other => self.int(other, "the port")?,
@@ -289,11 +296,8 @@ impl Interp<'_> {
                         Err(_) => return self.fail(format!("port {p} out of range")),
                     };
                 }
-                Some(f) if f.starts_with("sin6_") => {
-                    self.unsupported_script("IPv6 addresses")?;
-                    return Ok(None);
-                }
-                // The address itself is fixed by the interpreter (198.18.0.1 / 198.18.0.2).
+                // The address itself is fixed by the interpreter (198.18.0.1 / 198.18.0.2, or
+                // 2001:2::1 / 2001:2::2 over IPv6), and so are sin6_flowinfo and the scope.
                 _ => {}
             }
         }

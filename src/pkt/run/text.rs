@@ -2,6 +2,7 @@
 //! traces (script notation).
 
 use super::*;
+use core::net::IpAddr;
 
 /// Evaluate an integer expression: numbers, named constants, `A|B`, `[x]`.
 pub(in crate::pkt) fn eval_int(e: &Expr) -> Result<i64, String> {
@@ -98,12 +99,12 @@ pub(in crate::pkt) fn script_line(flow: &Flow, seg: &OutSeg) -> String {
 }
 
 /// A segment in live values (for segments of no flow under test).
-pub(super) fn live_line(seg: &OutSeg) -> String {
+pub(super) fn live_line(seg: &OutSeg, (local, remote): (IpAddr, IpAddr)) -> String {
     format!(
         "{}:{} > {}:{} {} seq {} ack {} win {} ({} bytes)",
-        LOCAL_IP,
+        local,
         seg.local_port,
-        REMOTE_IP,
+        remote,
         seg.remote_port,
         seg.flags,
         seg.seq,
