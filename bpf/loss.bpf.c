@@ -24,7 +24,9 @@
 //
 // Configuration: `rate` holds, at index 0 (ingress) and 1 (egress), the drop threshold: a
 // segment is dropped when bpf_get_prandom_u32() < threshold, so threshold = share * 2^32.
-// Counters (per CPU, summed by the loader): index 2*dir + 0 seen, 2*dir + 1 dropped.
+// Counters (per CPU, summed by the loader): index 2*dir + 0 seen, 2*dir + 1 dropped, and
+// 4 + dir the dropped segments that carried data (not pure ACKs, SYNs or FINs): a sender must
+// repair those, and the tests check that it did only when there were some.
 //
 // Built by build.rs into an object file (no skeleton: the test loads it with libbpf-rs's
 // ObjectBuilder from the bytes, in safe code).
@@ -35,6 +37,7 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
+#include <linux/tcp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -50,7 +53,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4);
+	__uint(max_entries, 6);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
@@ -69,16 +72,26 @@ static __always_inline int lose(struct __sk_buff *skb, __u32 dir)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 
+	struct tcphdr *tcp;
+	__u32 headers;
+
 	if ((void *)(eth + 1) > data_end)
 		return 0;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
 			return 0;
+		__u32 ihl = ip->ihl * 4;
+		if (ihl < sizeof(*ip))
+			return 0;
+		tcp = (void *)ip + ihl;
+		headers = sizeof(*eth) + ihl;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
 			return 0;
+		tcp = (void *)(ip6 + 1);
+		headers = sizeof(*eth) + sizeof(*ip6);
 	} else {
 		return 0;
 	}
@@ -87,6 +100,9 @@ static __always_inline int lose(struct __sk_buff *skb, __u32 dir)
 	if (!threshold || bpf_get_prandom_u32() >= *threshold)
 		return 0;
 	bump(2 * dir + 1);
+	// skb->len covers a GSO frame's every segment: payload beyond the headers is data.
+	if ((void *)(tcp + 1) <= data_end && skb->len > headers + tcp->doff * 4)
+		bump(4 + dir);
 	return 1;
 }
 

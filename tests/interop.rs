@@ -397,16 +397,22 @@ fn transfers_under_loss(test: &str, share: f64, large: usize) {
     let kernel_retrans = lab.kernel(|| kernel_snmp("Tcp", "RetransSegs")) - retrans_before;
     let c = loss.counts();
     say(format!(
-        "{pct}% loss: dropped {} of {} TCP frames to the kernel, {} of {} to xtcp; retransmitted: \
-         kernel {kernel_retrans}, xtcp server {server_retrans}, xtcp clients {client_retrans}",
-        c.to_kernel.1, c.to_kernel.0, c.to_xtcp.1, c.to_xtcp.0
+        "{pct}% loss: dropped {} of {} TCP frames to the kernel ({} with data), {} of {} to xtcp ({} with \
+         data); retransmitted: kernel {kernel_retrans}, xtcp server {server_retrans}, xtcp clients {client_retrans}",
+        c.to_kernel.1, c.to_kernel.0, c.data_dropped.0, c.to_xtcp.1, c.to_xtcp.0, c.data_dropped.1
     ));
     for (what, (seen, dropped)) in [("to the kernel", c.to_kernel), ("to xtcp", c.to_xtcp)] {
         // Thousands of segments: the share dropped is well inside a factor of two of the rate.
         let got = dropped as f64 / seen as f64;
         assert!(seen > 1000 && got > share / 2.0 && got < share * 2.0, "{what}: {dropped} of {seen} dropped");
     }
-    assert!(kernel_retrans > 0, "the kernel never retransmitted: the drops were not losses to it");
+    // The kernel sends in GSO frames of up to 64 KB, a few hundred in all, and pure ACKs are
+    // dropped too: at 1 % it happens that none of its data is lost. When some was, it must
+    // have been sent again, or the drops were not losses to it.
+    if c.data_dropped.1 > 0 {
+        assert!(kernel_retrans > 0, "the kernel never retransmitted {} lost data frames", c.data_dropped.1);
+    }
+    assert!(c.data_dropped.0 > 0, "none of xtcp's data was dropped");
     assert!(server_retrans > 0 && client_retrans > 0, "xtcp never retransmitted");
     loss.remove();
     lab.finish();

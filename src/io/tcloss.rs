@@ -31,6 +31,9 @@ pub struct Seen {
     pub seen: u64,
     /// Of those, frames it dropped.
     pub dropped: u64,
+    /// Of the dropped, those that carried data (a sender must repair them; pure ACKs, SYNs
+    /// and FINs are not counted here).
+    pub dropped_data: u64,
 }
 
 impl Seen {
@@ -110,7 +113,10 @@ impl TcLoss {
                 _ => 0,
             }
         };
-        (Seen { seen: slot(0), dropped: slot(1) }, Seen { seen: slot(2), dropped: slot(3) })
+        (
+            Seen { seen: slot(0), dropped: slot(1), dropped_data: slot(4) },
+            Seen { seen: slot(2), dropped: slot(3), dropped_data: slot(5) },
+        )
     }
 
     /// Detach both programs and remove the clsact qdisc. Only from a thread in the namespace

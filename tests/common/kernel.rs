@@ -424,6 +424,8 @@ pub struct LossCounts {
     pub to_kernel: (u64, u64),
     /// To xtcp (kv0 egress).
     pub to_xtcp: (u64, u64),
+    /// Dropped segments that carried data: (to the kernel, to xtcp).
+    pub data_dropped: (u64, u64),
 }
 
 /// `bpf/loss.bpf.c` (`xtcp::io::tcloss`) on kv0's ingress and egress. Dropped: detached,
@@ -449,7 +451,11 @@ impl Loss {
 
     pub fn counts(&self) -> LossCounts {
         let (i, e) = self.inner.as_ref().map(TcLoss::counts).unwrap_or_default();
-        LossCounts { to_kernel: (i.seen, i.dropped), to_xtcp: (e.seen, e.dropped) }
+        LossCounts {
+            to_kernel: (i.seen, i.dropped),
+            to_xtcp: (e.seen, e.dropped),
+            data_dropped: (i.dropped_data, e.dropped_data),
+        }
     }
 
     pub fn detach(&mut self) {
