@@ -330,6 +330,8 @@ fn interop_ping_and_arp() {
     end.assert_success("xtcp serve");
     assert!(end.stat("arp_requests_in") >= 1 && end.stat("arp_replies_out") >= 1, "{}", end.stderr);
     assert!(end.stat("icmp_echo_in") >= 3 && end.stat("icmp_echo_out") >= 3, "{}", end.stderr);
+    // And the other way: the stack's own echo requests (`xtcp ping`) to the kernel.
+    xtcp_pings_kernel(&lab, KERNEL_IP.into());
     lab.finish();
 }
 

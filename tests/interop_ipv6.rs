@@ -5,7 +5,8 @@
 //! side is driven and the rules kept. Addresses from RFC 5180's 2001:2::/48 only.
 //!
 //! What is shown: echo both ways with SHA-256 (1 B, 1 MB, 256 MB to xtcp; 1 MB and 64 MB from
-//! it), neighbour discovery both ways and `ping -6` to the global and the link-local address,
+//! it), neighbour discovery both ways, `ping -6` to xtcp's global and link-local addresses and
+//! `xtcp ping` to the kernel's,
 //! half-close both ways, a reset for a closed port, 1,000 short connections, one xtcp server
 //! answering an IPv4 and an IPv6 client at once, and 1 % loss both ways.
 #![cfg(all(feature = "afxdp", feature = "cli"))]
@@ -100,6 +101,9 @@ fn interop_ipv6_ping_and_neighbour_discovery() {
     assert!(end.stat("ndp_solicits_in") >= 2 && end.stat("ndp_adverts_out") >= 2, "{}", end.stderr);
     assert!(end.stat("icmp_echo_in") >= 6 && end.stat("icmp_echo_out") >= 6, "{}", end.stderr);
     assert_eq!(end.stat("ndp_invalid"), 0);
+    // And the other way: the stack's own echo requests (`xtcp ping`), the kernel resolved by
+    // neighbour solicitation first.
+    xtcp_pings_kernel(&lab, KERNEL_IP6.into());
     lab.finish();
 }
 
@@ -155,14 +159,6 @@ fn interop_dual_stack_server_answers_both_families_at_once() {
     end.assert_success("xtcp serve");
     assert_eq!((end.stat("accepted"), end.stat("closed")), (2, 2));
     lab.finish();
-}
-
-/// A counter of the kernel's `/proc/net/snmp6` in the calling thread's namespace.
-fn kernel_snmp6(name: &str) -> u64 {
-    let text = std::fs::read_to_string("/proc/thread-self/net/snmp6").expect("/proc/thread-self/net/snmp6");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().expect("a number")))
-        .unwrap_or_else(|| panic!("no {name} in snmp6"))
 }
 
 /// Transfers over IPv6 under 1 % random loss of TCP segments both ways (bpf/loss.bpf.c, as in

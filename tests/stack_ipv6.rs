@@ -381,3 +381,53 @@ fn duplicate_addresses_are_detected_and_ours_defended() {
     assert!(p.a.ipv6_addresses().any(|a| a == V6_A));
     assert_eq!(p.a.counters().ipv6_duplicates, 0);
 }
+
+#[test]
+fn echo_requests_of_our_own_are_answered_over_both_families() {
+    // B pings A's IPv4, IPv6 and link-local addresses: the first request of each waits for
+    // ARP or neighbour discovery; every reply comes back with its identifier, sequence
+    // number and data. A reply to an identifier B never used is counted and dropped.
+    let mut p = pair(Faults::default(), 9);
+    let ll_a = link_local_from(MAC_A);
+    let data: Vec<u8> = (0..56).collect();
+    for (i, dst) in [IpAddr::from(IP_A), V6_A.into(), ll_a.into()].into_iter().enumerate() {
+        for seq in 0..3u16 {
+            p.b.send_echo_request(dst, 0x1234 + i as u16, seq, &data).unwrap();
+            p.run_until(Duration::from_secs(2), |p| {
+                p.b.counters().icmp_echo_replies_in == (i * 3) as u64 + u64::from(seq) + 1
+            });
+            let r = p.b.poll_echo_reply().expect("a reply");
+            assert_eq!((r.from, r.ident, r.seq, &r.data), (dst, 0x1234 + i as u16, seq, &data), "reply from {dst}");
+        }
+    }
+    assert_eq!(p.a.counters().icmp_echo_in, 9);
+    assert_eq!(p.b.counters().icmp_echo_requests_out, 9);
+    assert_eq!(p.b.poll_echo_reply(), None);
+    // A's own request to B, then B forgets nothing but A's stray replies: a reply to an
+    // identifier A used is kept; one to another identifier is not.
+    p.a.send_echo_request(IP_B.into(), 7, 1, b"x").unwrap();
+    p.run_until(Duration::from_secs(1), |p| p.a.counters().icmp_echo_replies_in == 1);
+    assert_eq!(p.a.poll_echo_reply().map(|r| (r.ident, r.seq)), Some((7, 1)));
+    let stray = FrameRepr {
+        eth: EthernetRepr { src: MAC_B, dst: MAC_A, ethertype: EtherType::Ipv6 },
+        net: NetRepr::Ipv6 {
+            ip: Ipv6Repr {
+                src: V6_B,
+                dst: V6_A,
+                next_header: IpProtocol::Icmpv6,
+                payload_len: 12,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+            },
+            l4: L6Repr::Icmp(Icmpv6Repr::EchoReply { ident: 99, seq_no: 0, data: b"stry" }),
+        },
+    };
+    raw_send(p.b.device_mut(), &stray);
+    p.run_until(Duration::from_secs(1), |p| p.a.counters().icmp_echo_replies_dropped == 1);
+    assert_eq!(p.a.poll_echo_reply(), None, "a stray reply is not handed out");
+    // Misuse is a typed error.
+    assert_eq!(p.b.send_echo_request(IP_B.into(), 1, 1, b""), Err(StackError::ConnectToSelf));
+    assert_eq!(p.b.send_echo_request(Ipv6Addr::UNSPECIFIED.into(), 1, 1, b""), Err(StackError::InvalidAddress));
+    assert_eq!(p.b.send_echo_request(IP_A.into(), 1, 1, &[0; 1401]), Err(StackError::InvalidAddress));
+}

@@ -28,6 +28,9 @@ enum Command {
     /// Connect to a server, send and receive, print the SHA-256 of what was received.
     #[cfg(feature = "afxdp")]
     Client(net::ClientArgs),
+    /// Send ICMP (or ICMPv6) echo requests from the stack and print the replies, like ping(8).
+    #[cfg(feature = "afxdp")]
+    Ping(net::PingArgs),
     /// Flood a server in the lab with SYNs from a spoofed address, over AF_XDP, to test its
     /// SYN-flood defences. Use only addresses of a lab of your own (198.18.0.0/15).
     #[cfg(feature = "afxdp")]
@@ -57,6 +60,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => net::serve(a),
         #[cfg(feature = "afxdp")]
         Command::Client(a) => net::client(a),
+        #[cfg(feature = "afxdp")]
+        Command::Ping(a) => net::ping(a),
         #[cfg(feature = "afxdp")]
         Command::Synflood(a) => net::synflood(a),
         Command::Decode { file, checksums } => {
@@ -281,6 +286,23 @@ mod net {
         zero_copy: bool,
     }
 
+    #[derive(Args)]
+    pub struct PingArgs {
+        #[command(flatten)]
+        net: NetArgs,
+        /// Where to send echo requests: an IPv4 address, or an IPv6 one (with an IPv6 --ip).
+        dest: std::net::IpAddr,
+        /// Requests to send.
+        #[arg(long, short = 'c', default_value_t = 3)]
+        count: u16,
+        /// Milliseconds between requests.
+        #[arg(long, default_value_t = 200)]
+        interval_ms: u64,
+        /// Seconds to wait for replies after the last request.
+        #[arg(long, default_value_t = 2.0)]
+        wait: f64,
+    }
+
     #[derive(Clone, Copy, ValueEnum)]
     enum App {
         Echo,
@@ -488,6 +510,57 @@ mod net {
             Some(CloseReason::Normal) => Ok(ExitCode::SUCCESS),
             Some(r) => Err(format!("connection to {} ended: {r:?}", a.connect)),
             None => Err("interrupted".into()),
+        }
+    }
+
+    /// `xtcp ping`: echo requests every `interval_ms`, each reply printed as ping(8) does
+    /// (its data checked against what was sent), then the summary. Succeeds when every
+    /// request was answered.
+    pub fn ping(a: PingArgs) -> Result<ExitCode, String> {
+        let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+        let clock = Clock(std::time::Instant::now());
+        let mut stack = Stack::new(open(&a.net)?, stack_config(&a.net)?, clock.now());
+        let (ident, data) = (std::process::id() as u16, (0..56u8).collect::<Vec<u8>>());
+        let count = usize::from(a.count);
+        let (mut sent_at, mut answered) = (Vec::with_capacity(count), vec![false; count]);
+        let interval = Duration::from_millis(a.interval_ms);
+        let mut next = clock.now();
+        println!("PING {} from xtcp: {} data bytes", a.dest, data.len());
+        while !stop.load(Ordering::Relaxed) {
+            let now = clock.now();
+            if sent_at.len() < count && now >= next {
+                let seq = sent_at.len() as u16 + 1; // ping(8) counts from 1
+                stack.send_echo_request(a.dest, ident, seq, &data).map_err(|e| format!("ping {}: {e}", a.dest))?;
+                sent_at.push(now);
+                next = now + interval;
+            }
+            let _ = turn(&mut stack, &clock, |_, _, _| {});
+            while let Some(r) = stack.poll_echo_reply() {
+                let i = usize::from(r.seq.wrapping_sub(1));
+                if r.ident != ident || i >= sent_at.len() || answered[i] || r.data != data {
+                    continue;
+                }
+                answered[i] = true;
+                let ms = (r.at - sent_at[i]).as_secs_f64() * 1e3;
+                println!("{} bytes from {}: icmp_seq={} time={ms:.3} ms", r.data.len() + 8, r.from, r.seq);
+            }
+            let got = answered.iter().filter(|&&x| x).count();
+            let waited = sent_at.last().is_some_and(|&t| clock.now() - t > Duration::from_secs_f64(a.wait));
+            if got == count || (sent_at.len() == count && waited) {
+                break;
+            }
+            idle(&mut stack, &clock, Some(next.min(clock.now() + Duration::from_millis(10))), a.net.busy_poll);
+        }
+        let got = answered.iter().filter(|&&x| x).count();
+        println!("--- {} ping statistics ---\n{} packets transmitted, {got} received", a.dest, sent_at.len());
+        if a.net.stats {
+            eprintln!("{}", stats_line(stack.counters(), 0));
+        }
+        match got == count && count > 0 {
+            true => Ok(ExitCode::SUCCESS),
+            false => {
+                Err(format!("{} of {} echo requests to {} unanswered", sent_at.len() - got, sent_at.len(), a.dest))
+            }
         }
     }
 

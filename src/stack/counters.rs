@@ -136,6 +136,12 @@ pub struct Counters {
     pub icmp_echo_in: u64,
     /// Echo replies sent, ICMPv4 and ICMPv6.
     pub icmp_echo_out: u64,
+    /// Echo requests of our own sent (`Stack::send_echo_request`).
+    pub icmp_echo_requests_out: u64,
+    /// Echo replies to our requests, queued for `Stack::poll_echo_reply`.
+    pub icmp_echo_replies_in: u64,
+    /// Echo replies dropped: to an identifier we did not use lately, or with the queue full.
+    pub icmp_echo_replies_dropped: u64,
     /// Destination-unreachable and time-exceeded messages about one of our connections
     /// (RFC 1122 §4.2.3.9: soft errors, the connection goes on).
     pub icmp_errors_in: u64,

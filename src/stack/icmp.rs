@@ -58,7 +58,7 @@ impl<D: Device> Stack<D> {
                     self.counters.icmp_errors_ignored += 1;
                 }
             }
-            Icmpv4Repr::EchoReply { .. } => {}
+            Icmpv4Repr::EchoReply { ident, seq_no, data } => self.on_echo_reply(ip.src.into(), ident, seq_no, data),
         }
     }
 }

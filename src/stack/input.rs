@@ -206,8 +206,7 @@ impl<D: Device> Stack<D> {
     }
 }
 
-/// An ICMPv4 message with its data copied into `copy` (cut to its size); `None` for what the
-/// stack does not handle (echo replies).
+/// An ICMPv4 message with its data copied into `copy` (cut to its size).
 fn copy_icmpv4<'b>(icmp: Icmpv4Repr<'_>, copy: &'b mut [u8; 1500]) -> Option<Icmpv4Repr<'b>> {
     let mut put = |data: &[u8]| {
         let n = data.len().min(copy.len());
@@ -227,7 +226,10 @@ fn copy_icmpv4<'b>(icmp: Icmpv4Repr<'_>, copy: &'b mut [u8; 1500]) -> Option<Icm
             let n = put(data);
             Icmpv4Repr::TimeExceeded { reason, header, data: &copy[..n] }
         }
-        Icmpv4Repr::EchoReply { .. } => return None,
+        Icmpv4Repr::EchoReply { ident, seq_no, data } => {
+            let n = put(data);
+            Icmpv4Repr::EchoReply { ident, seq_no, data: &copy[..n] }
+        }
     })
 }
 
@@ -255,7 +257,11 @@ fn copy_icmpv6<'b>(icmp: Icmpv6Repr<'_>, copy: &'b mut [u8; 1500]) -> Option<Icm
             let n = put(invoking);
             Icmpv6Repr::TimeExceeded { code, invoking: &copy[..n] }
         }
-        Icmpv6Repr::EchoReply { .. } | Icmpv6Repr::ParamProblem { .. } => return None,
+        Icmpv6Repr::EchoReply { ident, seq_no, data } => {
+            let n = put(data);
+            Icmpv6Repr::EchoReply { ident, seq_no, data: &copy[..n] }
+        }
+        Icmpv6Repr::ParamProblem { .. } => return None,
     })
 }
 

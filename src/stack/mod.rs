@@ -28,6 +28,7 @@ mod ndp;
 mod neigh;
 mod output;
 pub mod pair;
+mod ping;
 mod pool;
 mod ports;
 mod slots;
@@ -37,6 +38,7 @@ pub use api::{RecvChunks, SendBuf};
 use config::check_tcp_config;
 pub use config::{os_secret, StackConfig, SynCookieMode};
 pub use counters::Counters;
+pub use ping::EchoReply;
 pub use ports::Rss;
 pub use table::{ConnTable, FourTuple};
 
@@ -384,6 +386,9 @@ pub struct Stack<D: Device> {
     tx_waiters: Vec<u32>,
     /// Buffer storage of closed connections, for new ones.
     pool: BufferPool,
+    /// Identifiers of our recent echo requests, and the replies to them not yet taken.
+    ping_idents: Vec<u16>,
+    echo_replies: VecDeque<EchoReply>,
 }
 
 impl<D: Device> fmt::Debug for Stack<D> {
@@ -439,6 +444,8 @@ impl<D: Device> Stack<D> {
             rx_frames_held: 0,
             tx_frames_held: 0,
             tx_waiters: Vec::new(),
+            ping_idents: Vec::new(),
+            echo_replies: VecDeque::new(),
             pool: BufferPool::default(),
             dev,
             cfg,

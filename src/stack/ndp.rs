@@ -218,7 +218,8 @@ impl<D: Device> Stack<D> {
                 };
                 self.icmpv6_error_to_conn(invoking, err);
             }
-            Icmpv6Repr::EchoReply { .. } | Icmpv6Repr::ParamProblem { .. } => {}
+            Icmpv6Repr::EchoReply { ident, seq_no, data } => self.on_echo_reply(ip.src.into(), ident, seq_no, data),
+            Icmpv6Repr::ParamProblem { .. } => {}
         }
     }
 

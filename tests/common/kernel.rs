@@ -333,6 +333,29 @@ pub fn xtcp_client_kernel_echo_server(lab: &Lab, to: SocketAddr, sizes: &[usize]
     assert_eq!(echoed, want, "what the kernel received (and echoed) per connection");
 }
 
+/// A counter of the kernel's `/proc/net/snmp6` in the calling thread's namespace.
+pub fn kernel_snmp6(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp6").expect("/proc/thread-self/net/snmp6");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().expect("a number")))
+        .unwrap_or_else(|| panic!("no {name} in snmp6"))
+}
+
+/// `xtcp ping DEST -c 3` from xtcp's end (the stack's own echo requests): three replies,
+/// each printed, and the kernel counted three requests (`Icmp InEchos`, or `Icmp6InEchos`).
+pub fn xtcp_pings_kernel(lab: &Lab, dest: std::net::IpAddr) {
+    let (proto, name) = if dest.is_ipv4() { ("Icmp", "InEchos") } else { ("", "Icmp6InEchos") };
+    let count = move || if proto.is_empty() { kernel_snmp6(name) } else { kernel_snmp(proto, name) };
+    let before = lab.kernel(count);
+    let dest_s = dest.to_string();
+    let end = Xtcp::spawn(&lab.xns, &["ping", &dest_s, "-c", "3"]).wait();
+    say(end.stdout.trim());
+    end.assert_success("xtcp ping");
+    assert!(end.stdout.contains("3 packets transmitted, 3 received"), "xtcp ping {dest}:\n{}", end.stdout);
+    assert_eq!(end.stdout.matches(&format!("bytes from {dest}: icmp_seq=")).count(), 3, "{}", end.stdout);
+    assert_eq!(lab.kernel(count) - before, 3, "echo requests the kernel received from xtcp");
+}
+
 /// From a thread in the kernel's namespace: `conns` sequential short connections to an echo
 /// at `to` (connect, one request, its reply, half-close, EOF, close), each checked. Returns
 /// how many distinct client ports they used.
