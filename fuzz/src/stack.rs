@@ -1,13 +1,13 @@
 //! The whole-stack fuzz harness: stack A (the one under test) with a listener and live
 //! connections to a real peer, stack B, over the in-memory link; the fuzzer's bytes are
 //! decoded into a sequence of operations — frames put on the wire towards A (raw, or TCP
-//! segments aimed at its live connections and listener with numbers near the real ones, ARP,
-//! ICMP), steps of virtual time, and application calls on either side — interleaved with the
+//! segments aimed at its live connections and listener with numbers near the real ones, over
+//! IPv4 or IPv6 (both stacks are dual-stack), ARP, ICMP), steps of virtual time, and application calls on either side — interleaved with the
 //! pair's own traffic. After every operation A's bookkeeping must hold
 //! (`Stack::check_invariants`); at the end, with every connection aborted, both stacks must
 //! empty and every frame must be back in A's pool.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use xtcp::io::mem::{Faults, MemDevice};
 use xtcp::io::Device;
 use xtcp::stack::pair::{StackPair, MAC_A, MAC_B};
@@ -15,11 +15,13 @@ use xtcp::stack::{Handle, Stack, StackConfig, StackEvent, SynCookieMode};
 use xtcp::time::Duration;
 use xtcp::wire::{
     checksum, ArpOperation, ArpRepr, DstUnreachable, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol,
-    Ipv4Repr, L4Repr, MacAddr, NetRepr, SackBlocks, TcpFlags, TcpOptions, TcpRepr, Timestamp,
+    Ipv4Repr, Ipv6Repr, L4Repr, L6Repr, MacAddr, NetRepr, SackBlocks, TcpFlags, TcpOptions, TcpRepr, Timestamp,
 };
 
 const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const IP6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+const IP6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 const FRAMES: usize = 512;
 
 /// The fuzzer's bytes, read front to back; past the end everything reads as zero.
@@ -58,8 +60,9 @@ struct Harness {
     b_listener: Handle,
 }
 
-fn config(ip: Ipv4Addr, secret: u8, cookies: SynCookieMode) -> StackConfig {
+fn config(ip: Ipv4Addr, ip6: Ipv6Addr, secret: u8, cookies: SynCookieMode) -> StackConfig {
     let mut c = StackConfig::new(ip, 24, [secret; 16]);
+    c.ipv6 = vec![ip6];
     c.max_sockets = 64;
     c.arp_cache_size = 16;
     c.arp_pending = 32;
@@ -76,8 +79,13 @@ impl Harness {
     fn new(mode: u8) -> Harness {
         let cookies = [SynCookieMode::WhenFull, SynCookieMode::Always, SynCookieMode::Off][mode as usize % 3];
         let faults = Faults { delay: Duration::from_micros(50), ..Faults::default() };
-        let mut p =
-            StackPair::new(1, faults, config(IP_A, 1, cookies), config(IP_B, 2, SynCookieMode::WhenFull), FRAMES);
+        let mut p = StackPair::new(
+            1,
+            faults,
+            config(IP_A, IP6_A, 1, cookies),
+            config(IP_B, IP6_B, 2, SynCookieMode::WhenFull),
+            FRAMES,
+        );
         let lb = p.b.listen(81, 4).unwrap();
         let mut h = Harness {
             p,
@@ -172,6 +180,27 @@ impl Harness {
                 seg[16..18].copy_from_slice(&c.to_be_bytes());
             }
         }
+        // IPv6: a TCP segment's or an ICMPv6 message's checksum, over RFC 8200 §8.1's
+        // pseudo-header (neighbour discovery included: the fuzzer writes NS and NA itself).
+        if v.len() >= 14 + 40 && v[12..14] == [0x86, 0xdd] {
+            let plen = usize::from(u16::from_be_bytes([v[18], v[19]]));
+            let at = match v[20] {
+                6 => Some(16),
+                58 => Some(2),
+                _ => None,
+            };
+            if let Some(at) = at.filter(|&at| plen >= at + 2 && 54 + plen <= v.len()) {
+                let src = Ipv6Addr::from(<[u8; 16]>::try_from(&v[22..38]).expect("16 bytes"));
+                let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&v[38..54]).expect("16 bytes"));
+                let next = v[20];
+                let l4 = &mut v[54..54 + plen];
+                l4[at] = 0;
+                l4[at + 1] = 0;
+                let ph = xtcp::wire::ipv6::pseudo_header_v6(src, dst, next, plen as u32);
+                let c = checksum::finish(checksum::combine(&[ph, checksum::sum(l4)]));
+                l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
         let dev: &mut MemDevice = self.p.b.device_mut();
         let Some(mut f) = dev.alloc_tx() else { return };
         let n = v.len().min(dev.frame_capacity());
@@ -231,9 +260,27 @@ impl Harness {
         let len = usize::from(inp.u8()) * 8;
         let payload = vec![0xa5u8; len.min(1400)];
         let seg = TcpRepr { src_port, dst_port, seq, ack, flags, window, urgent: 0, options, payload: &payload };
-        let frame = FrameRepr {
-            eth: EthernetRepr { src: MAC_B, dst: MAC_A, ethertype: EtherType::Ipv4 },
-            net: NetRepr::Ipv4 { ip: Self::ipv4(IP_B, IpProtocol::Tcp), l4: L4Repr::Tcp(seg) },
+        // To the listener or a closed port, half the time over IPv6 (the listener answers both
+        // families; the live connections are IPv4).
+        let frame = if target % 4 == 3 && target & 0x40 != 0 {
+            let ip = Ipv6Repr {
+                src: IP6_B,
+                dst: IP6_A,
+                next_header: IpProtocol::Tcp,
+                payload_len: 0,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+            };
+            FrameRepr {
+                eth: EthernetRepr { src: MAC_B, dst: MAC_A, ethertype: EtherType::Ipv6 },
+                net: NetRepr::Ipv6 { ip, l4: L6Repr::Tcp(seg) },
+            }
+        } else {
+            FrameRepr {
+                eth: EthernetRepr { src: MAC_B, dst: MAC_A, ethertype: EtherType::Ipv4 },
+                net: NetRepr::Ipv4 { ip: Self::ipv4(IP_B, IpProtocol::Tcp), l4: L4Repr::Tcp(seg) },
+            }
         };
         self.inject(&frame);
     }
