@@ -8,7 +8,7 @@
 //! it), neighbour discovery both ways, `ping -6` to xtcp's global and link-local addresses and
 //! `xtcp ping` to the kernel's,
 //! half-close both ways, a reset for a closed port, 1,000 short connections, one xtcp server
-//! answering an IPv4 and an IPv6 client at once, and 1 % loss both ways.
+//! answering an IPv4 and an IPv6 client at once, an IPv6-only xtcp, and 1 % loss both ways.
 #![cfg(all(feature = "afxdp", feature = "cli"))]
 
 use std::io::ErrorKind;
@@ -20,7 +20,7 @@ mod common;
 #[path = "common/kernel.rs"]
 mod kernel;
 
-use common::{may_run, run, Lab, KDEV, KERNEL_IP6, XTCP_IP, XTCP_IP6, XTCP_MAC};
+use common::{may_run, run, Lab, Xtcp, KDEV, KERNEL_IP6, XTCP_IP, XTCP_IP6, XTCP_MAC};
 use kernel::*;
 
 const ECHO_PORT: u16 = 7;
@@ -158,6 +158,36 @@ fn interop_dual_stack_server_answers_both_families_at_once() {
     let end = server.terminate();
     end.assert_success("xtcp serve");
     assert_eq!((end.stat("accepted"), end.stat("closed")), (2, 2));
+    lab.finish();
+}
+
+/// An IPv6-only xtcp (`--ip 2001:2::1/64` alone): a kernel client's echo over IPv6 (1 MB,
+/// SHA-256), `xtcp ping` to the kernel; no ARP from xtcp, and the kernel's IPv4 ping of the
+/// address xtcp would have had goes unanswered.
+#[test]
+fn interop_ipv6_only_stack() {
+    if !may_run("interop_ipv6_only_stack", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xin6");
+    let v6_only = [format!("{XTCP_IP6}/64")];
+    let v6_only: Vec<&str> = v6_only.iter().map(String::as_str).collect();
+    let mut server = Xtcp::spawn_with(&lab.xns, &["serve", "--app", "echo", "--port", "7"], &v6_only);
+    server.wait_for_stderr("xtcp: serving");
+    let (got, sha) = lab.kernel(move || kernel_send_and_receive(v6(XTCP_IP6, ECHO_PORT), 51, MB));
+    assert_eq!((got, sha), (MB, prng_sha(51, MB)), "the echo of an IPv6-only xtcp");
+    let ping4 = Command::new("ip")
+        .args(["netns", "exec", &lab.kns, "ping", "-n", "-c", "1", "-W", "1", &XTCP_IP.to_string()])
+        .output()
+        .expect("ping");
+    assert!(!ping4.status.success(), "an IPv6-only xtcp answered an IPv4 ping");
+    let end = server.terminate();
+    end.assert_success("xtcp serve (IPv6 only)");
+    assert_eq!((end.stat("arp_requests_out"), end.stat("arp_replies_out")), (0, 0), "ARP from an IPv6-only stack");
+    assert_eq!((end.stat("accepted"), end.stat("closed")), (1, 1));
+    let end = Xtcp::spawn_with(&lab.xns, &["ping", &KERNEL_IP6.to_string(), "-c", "3"], &v6_only).wait();
+    end.assert_success("xtcp ping (IPv6 only)");
+    assert!(end.stdout.contains("3 received"), "{}", end.stdout);
     lab.finish();
 }
 

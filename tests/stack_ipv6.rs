@@ -431,3 +431,34 @@ fn echo_requests_of_our_own_are_answered_over_both_families() {
     assert_eq!(p.b.send_echo_request(Ipv6Addr::UNSPECIFIED.into(), 1, 1, b""), Err(StackError::InvalidAddress));
     assert_eq!(p.b.send_echo_request(IP_A.into(), 1, 1, &[0; 1401]), Err(StackError::InvalidAddress));
 }
+
+#[test]
+fn ipv6_only_stacks_talk_over_ipv6_and_refuse_ipv4() {
+    let cfg = |ip6, seed| StackConfig::new_ipv6(ip6, 64, [seed; 16]);
+    let mut p = Pair::with(Faults::default(), 11, cfg(V6_A, 1), cfg(V6_B, 2));
+    assert_eq!(p.a.addresses().count(), 0, "no IPv4 address");
+    let listener = p.a.listen(80, 4).unwrap();
+    echo_both_ways(&mut p, listener, SocketAddrV6::new(V6_A, 80, 0, 0).into(), 100_000);
+    for s in [&p.a, &p.b] {
+        let c = s.counters();
+        assert_eq!((c.arp_requests_out, c.arp_replies_out), (0, 0), "an IPv6-only stack sends no ARP");
+        assert!(c.ndp_solicits_out > 0 || c.ndp_adverts_out > 0, "it resolves by neighbour discovery");
+    }
+    // IPv4 is refused as misuse, and IPv4 frames are not for it.
+    assert_eq!(p.b.connect(SocketAddrV4::new(IP_A, 80)), Err(StackError::InvalidAddress));
+    assert_eq!(p.b.send_echo_request(IP_A.into(), 1, 1, b""), Err(StackError::InvalidAddress));
+    let arp_for_nothing = FrameRepr {
+        eth: EthernetRepr { src: MAC_B, dst: xtcp::wire::MacAddr::BROADCAST, ethertype: EtherType::Arp },
+        net: NetRepr::Arp(xtcp::wire::ArpRepr {
+            operation: xtcp::wire::ArpOperation::Request,
+            source_mac: MAC_B,
+            source_ip: IP_B,
+            target_mac: xtcp::wire::MacAddr::UNSPECIFIED,
+            target_ip: std::net::Ipv4Addr::UNSPECIFIED,
+        }),
+    };
+    let before = p.a.counters().arp_requests_in;
+    raw_send(p.b.device_mut(), &arp_for_nothing);
+    p.run_until(Duration::from_secs(1), |p| p.a.counters().arp_requests_in > before);
+    assert_eq!(p.a.counters().arp_replies_out, 0, "no ARP reply for 0.0.0.0");
+}

@@ -89,9 +89,9 @@ struct NetArgs {
     #[arg(long)]
     iface: String,
     /// Our address and prefix, e.g. 198.18.1.1/24 or 2001:2::1/64; given again, more
-    /// addresses (dual stack: one IPv4 address is needed, IPv6 ones are optional; the first
-    /// IPv6 address's prefix is the on-link one). With an IPv6 address the stack also has
-    /// the link-local address its MAC gives.
+    /// addresses (dual stack; IPv6 addresses alone make an IPv6-only stack; the first IPv6
+    /// address's prefix is the on-link one). With an IPv6 address the stack also has the
+    /// link-local address its MAC gives.
     #[arg(long, value_parser = parse_cidr, required = true)]
     ip: Vec<(std::net::IpAddr, u8)>,
     /// Next hop for destinations off the subnet.
@@ -221,14 +221,12 @@ fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
 
 impl NetArgs {
     /// The first IPv4 address and its prefix (the stack's primary address).
-    fn ipv4(&self) -> Result<(std::net::Ipv4Addr, u8), String> {
-        self.ip
-            .iter()
-            .find_map(|&(a, p)| match a {
-                std::net::IpAddr::V4(v4) => Some((v4, p)),
-                _ => None,
-            })
-            .ok_or_else(|| "--ip: one IPv4 address is needed (IPv6-only stacks are not supported yet)".to_string())
+    /// The first IPv4 address and its prefix; `None`: an IPv6-only stack.
+    fn ipv4(&self) -> Option<(std::net::Ipv4Addr, u8)> {
+        self.ip.iter().find_map(|&(a, p)| match a {
+            std::net::IpAddr::V4(v4) => Some((v4, p)),
+            _ => None,
+        })
     }
 }
 
@@ -378,7 +376,8 @@ mod net {
         // OS's entropy, or no start at all (an all-zero secret makes them all guessable).
         let secret =
             xtcp::stack::os_secret().map_err(|e| format!("no entropy from the OS for the stack's secret: {e}"))?;
-        let (ip, prefix) = net.ipv4()?;
+        // Without an IPv4 address, an IPv6-only stack (StackConfig::new_ipv6).
+        let (ip, prefix) = net.ipv4().unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 0));
         let mut cfg = StackConfig::new(ip, prefix, secret);
         for &(a, p) in &net.ip {
             match a {
@@ -647,7 +646,7 @@ mod net {
                 stats_interval: a.net.stats.then_some(std::time::Duration::from_secs(1)),
             };
             let (port, backlog) = (a.port, a.backlog);
-            let ip = a.net.ipv4()?.0;
+            let at = std::net::SocketAddr::new(a.net.ip[0].0, a.port);
             let reports = runtime::run(
                 devs,
                 &stack_config(&a.net)?,
@@ -656,7 +655,7 @@ mod net {
                 |_core, stack| {
                     Server::listen(stack, kind, port, backlog).map_err(|e| format!("listen on port {port}: {e}"))
                 },
-                || eprintln!("xtcp: serving {kind:?} on {ip}:{port} with {cores} cores"),
+                || eprintln!("xtcp: serving {kind:?} on {at} with {cores} cores"),
                 &|s: &CoreSnapshot| eprintln!("{}", core_line(s, "")),
             )
             .map_err(|e| e.to_string())?;

@@ -125,6 +125,19 @@ impl StackConfig {
             rst_rate_limit: 10_000,
         }
     }
+
+    /// An IPv6-only stack: `ip` with an on-link prefix of `prefix_len` bits (and the
+    /// link-local address the MAC gives), no IPv4 address — no ARP, IPv4 frames are not for
+    /// it, IPv4 connects and pings are refused ([`StackError::InvalidAddress`]).
+    /// The rest as [`StackConfig::new`].
+    ///
+    /// [`StackError::InvalidAddress`]: crate::stack::StackError::InvalidAddress
+    pub fn new_ipv6(ip: Ipv6Addr, prefix_len: u8, secret: [u8; 16]) -> StackConfig {
+        let mut c = StackConfig::new(Ipv4Addr::UNSPECIFIED, 0, secret);
+        c.ipv6 = vec![ip];
+        c.ipv6_prefix_len = prefix_len;
+        c
+    }
 }
 
 /// Per-connection settings the stack accepts: buffers that hold at least one byte and at

@@ -479,14 +479,15 @@ impl<D: Device> Stack<D> {
     pub fn device_mut(&mut self) -> &mut D {
         &mut self.dev
     }
-    /// The first IPv4 address (the one [`StackConfig::new`] was given).
+    /// The first IPv4 address (the one [`StackConfig::new`] was given); `0.0.0.0` on an
+    /// IPv6-only stack ([`StackConfig::new_ipv6`]).
     pub fn ip(&self) -> Ipv4Addr {
         self.cfg.ip
     }
 
-    /// Every IPv4 address of the stack, the first address first.
+    /// Every IPv4 address of the stack, the first address first (none on an IPv6-only stack).
     pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
-        core::iter::once(self.cfg.ip).chain(self.cfg.extra_ips.iter().copied())
+        core::iter::once(self.cfg.ip).filter(|ip| !ip.is_unspecified()).chain(self.cfg.extra_ips.iter().copied())
     }
 
     /// Every IPv6 address of the stack: the configured ones, then the link-local one.
@@ -498,7 +499,8 @@ impl<D: Device> Stack<D> {
     #[inline]
     fn is_ours(&self, ip: impl Into<IpAddr>) -> bool {
         match ip.into() {
-            IpAddr::V4(ip) => ip == self.cfg.ip || self.cfg.extra_ips.contains(&ip),
+            // An IPv6-only stack's IPv4 address is 0.0.0.0, which is nobody's.
+            IpAddr::V4(ip) => (ip == self.cfg.ip && !ip.is_unspecified()) || self.cfg.extra_ips.contains(&ip),
             IpAddr::V6(ip) => self.link_local == Some(ip) || self.cfg.ipv6.contains(&ip),
         }
     }

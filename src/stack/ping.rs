@@ -40,6 +40,7 @@ impl<D: Device> Stack<D> {
         }
         let eth = EthernetRepr { src: self.mac, dst: MacAddr::UNSPECIFIED, ethertype: EtherType::Ipv4 };
         let frame = match dst {
+            IpAddr::V4(_) if self.cfg.ip.is_unspecified() => return Err(StackError::InvalidAddress),
             IpAddr::V4(dst) => {
                 let icmp = Icmpv4Repr::EchoRequest { ident, seq_no: seq, data };
                 let ip = Ipv4Repr {

@@ -225,10 +225,18 @@ pub struct Xtcp {
 
 impl Xtcp {
     pub fn spawn(xns: &str, args: &[&str]) -> Xtcp {
+        Xtcp::spawn_with(xns, args, &[&format!("{XTCP_IP}/24"), &format!("{XTCP_IP6}/64")])
+    }
+
+    /// The same with these `--ip` addresses (an IPv6-only stack: IPv6 ones alone).
+    pub fn spawn_with(xns: &str, args: &[&str], ips: &[&str]) -> Xtcp {
+        let ips = ips.iter().flat_map(|ip| ["--ip", ip]);
         let mut child = Command::new("ip")
             .args(["netns", "exec", xns, env!("CARGO_BIN_EXE_xtcp")])
             .args(args)
-            .args(["--iface", XDEV, "--ip", &format!("{XTCP_IP}/24"), "--ip", &format!("{XTCP_IP6}/64"), "--stats"])
+            .args(["--iface", XDEV])
+            .args(ips)
+            .arg("--stats")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
