@@ -834,3 +834,37 @@ fn registered_wakers_are_woken_once_per_registration_by_their_sockets_events() {
     p.run_until(Duration::from_secs(1), |p| p.a.connection_count() == 0);
     assert_eq!(p.a.register_recv_waker(server, &w), Err(StackError::InvalidHandle));
 }
+
+#[test]
+fn a_neighbour_in_use_stays_reachable_and_a_silent_one_is_probed_then_given_up() {
+    let mut p = Pair::new(Faults::default(), 21);
+    let (client, server) = open(&mut p);
+    // 200 s of a little traffic every 10 s, well past the entries' 60 s lifetime: TCP's
+    // progress confirms the neighbour each way (RFC 4861 §7.3.1), so nothing is probed.
+    let mut buf = [0u8; 64];
+    for _ in 0..20 {
+        p.b.send(client, b"ping").unwrap();
+        p.a.send(server, b"pong").unwrap();
+        let until = p.now + Duration::from_secs(10);
+        p.run_until(Duration::from_secs(11), |p| p.now >= until);
+        while let Ok(k @ 1..) = p.a.recv(server, &mut buf) {
+            let _ = k;
+        }
+        while let Ok(k @ 1..) = p.b.recv(client, &mut buf) {
+            let _ = k;
+        }
+    }
+    for s in [&p.a, &p.b] {
+        assert_eq!((s.counters().neigh_probes_out, s.counters().neigh_failed), (0, 0), "{:?}", s.counters());
+    }
+    // B falls silent (everything it sends is lost). A keeps retransmitting to it: its entry
+    // goes STALE, then DELAY, then three unicast probes (RFC 4861 §7.3.3) a second apart go
+    // unanswered and it is given up; the next retransmission asks anew, by broadcast.
+    p.link.set_faults(1, Faults { loss: 1.0, delay: Duration::from_micros(50), ..Faults::default() });
+    p.a.send(server, &[1u8; 1000]).unwrap();
+    let requests = p.a.counters().arp_requests_out;
+    p.run_until(Duration::from_secs(600), |p| p.a.counters().neigh_failed == 1);
+    assert_eq!(p.a.counters().neigh_probes_out, 3);
+    p.run_until(Duration::from_secs(600), |p| p.a.counters().arp_requests_out > requests + 3);
+    assert!(p.a.counters().neigh_queued > 0, "after it was given up, frames waited for a new resolution");
+}

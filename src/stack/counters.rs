@@ -107,6 +107,12 @@ pub struct Counters {
     /// Frames that had to wait for a resolution (the first ones to a neighbour, or to one
     /// forgotten): an entry that merely expired is still used while it is asked for again.
     pub neigh_queued: u64,
+    /// Unicast probes of neighbours in PROBE (RFC 4861 §7.3.3: solicitations, or ARP
+    /// requests, to the address we have).
+    pub neigh_probes_out: u64,
+    /// Neighbours given up after their probes went unanswered (the next packet resolves
+    /// them again).
+    pub neigh_failed: u64,
 
     // IPv6 neighbour discovery (RFC 4861).
     /// Neighbour solicitations received with hop limit 255, for us or not, duplicate address

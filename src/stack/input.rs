@@ -35,6 +35,7 @@ impl<D: Device> Stack<D> {
             }
         }
         self.expire_arp_pending(now);
+        self.probe_neighbours(now);
         // Output of every connection touched. A connection that could not send everything
         // (TX pool empty) marks itself dirty again, for the next poll.
         let mut dirty = core::mem::take(&mut self.dirty);
@@ -155,12 +156,14 @@ impl<D: Device> Stack<D> {
             let lent = c.tcb.on_segment_with(self.now, remote, &seg, RxInfo { ce, may_lend });
             // RFC 4861 §7.3.1: an acknowledgment of new data confirms that the peer
             // (the next hop) is reachable; the neighbour entry stays fresh for as long
-            // as the connection makes progress, instead of expiring under it. At most
-            // once per quarter of the entry's lifetime per connection.
-            let confirm =
-                c.tcb.snd_una() != una && self.now.saturating_duration_since(c.confirmed_at) >= self.cfg.arp_ttl / 4;
+            // as the connection makes progress, instead of expiring under it. On its first
+            // progress (which makes a neighbour learnt STALE from its own solicitation
+            // REACHABLE before DELAY ends), then at most once per quarter of the entry's
+            // lifetime per connection.
+            let confirm = c.tcb.snd_una() != una
+                && c.confirmed_at.is_none_or(|at| self.now.saturating_duration_since(at) >= self.cfg.arp_ttl / 4);
             if confirm {
-                c.confirmed_at = self.now;
+                c.confirmed_at = Some(self.now);
             }
             let copied = c.tcb.recv_buffered().saturating_sub(before);
             if copied > 0 {

@@ -236,7 +236,7 @@ struct Conn {
     /// Ended normally with data unread: `Closed` is reported once it is read (or on close).
     close_pending: Option<CloseReason>,
     /// When this connection's progress last confirmed its neighbour (RFC 4861 §7.3.1).
-    confirmed_at: Instant,
+    confirmed_at: Option<Instant>,
     /// Tasks waiting on this connection (`Stack::register_recv_waker`/`register_send_waker`):
     /// boxed, so connections nobody waits on in this way pay one word.
     wakers: Option<Box<[Option<Waker>; 2]>>,
@@ -289,7 +289,7 @@ impl Conn {
             tx_acked: 0,
             tx_end: 0,
             close_pending: None,
-            confirmed_at: Instant::ZERO,
+            confirmed_at: None,
             wakers: None,
         }
     }

@@ -59,7 +59,7 @@ impl<D: Device> Stack<D> {
                 // §7.2.3: learn the sender (it is about to talk to us), then answer it.
                 let mac = options.source_ll.unwrap_or(eth_src);
                 if options.source_ll.is_some() || !ip.dst.is_multicast() {
-                    self.arp.insert(ip.src, mac, now);
+                    self.arp.learn(ip.src, mac, now);
                     self.flush_arp_pending(ip.src, mac);
                 }
                 self.send_na(target, ip.src, mac, true);
@@ -115,11 +115,17 @@ impl<D: Device> Stack<D> {
     /// A neighbour solicitation for `target` (§7.2.2), to its solicited-node group, with our
     /// link-layer address.
     pub(super) fn send_ns(&mut self, target: Ipv6Addr) {
-        let Some(src) = self.ipv6_source_for(target) else { return };
         let group = solicited_node(target);
+        self.send_ns_to(target, group, multicast_mac(group));
+    }
+
+    /// A neighbour solicitation for `target` to `dst` at `dst_mac`: its solicited-node group
+    /// (resolution), or the neighbour itself (a unicast probe, §7.3.3).
+    pub(super) fn send_ns_to(&mut self, target: Ipv6Addr, dst: Ipv6Addr, dst_mac: MacAddr) {
+        let Some(src) = self.ipv6_source_for(target) else { return };
         let options = NdpOptions { source_ll: Some(self.mac), ..NdpOptions::default() };
         let msg = NdpRepr::NeighborSolicit { target, options };
-        if self.emit_ndp(src, group, multicast_mac(group), msg) {
+        if self.emit_ndp(src, dst, dst_mac, msg) {
             self.counters.ndp_solicits_out += 1;
         }
     }

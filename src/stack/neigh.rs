@@ -10,8 +10,9 @@ impl<D: Device> Stack<D> {
             ArpOperation::Request => {
                 self.counters.arp_requests_in += 1;
                 if self.is_ours(a.target_ip) {
-                    // RFC 826: the requester is about to talk to us; learn it, then reply.
-                    self.arp.insert(a.source_ip, a.source_mac, now);
+                    // RFC 826: the requester is about to talk to us; learn it (STALE: it
+                    // exists, whether it hears us is for our first packets to show), reply.
+                    self.arp.learn(a.source_ip, a.source_mac, now);
                     self.send_arp_from(a.target_ip, ArpOperation::Reply, a.source_mac, a.source_mac, a.source_ip);
                     self.flush_arp_pending(a.source_ip, a.source_mac);
                 } else {
@@ -62,17 +63,7 @@ impl<D: Device> Stack<D> {
     pub(super) fn send_ip_frame(&mut self, dst: IpAddr, frame: Frame) {
         let hop = self.next_hop(dst);
         let now = self.now;
-        let mac = match self.arp.lookup(hop, now) {
-            Some(mac) => Some(mac),
-            None => {
-                let stale = self.arp.stale(hop, now);
-                if stale.is_some() && self.arp.should_request(hop, now) {
-                    self.solicit(hop);
-                }
-                stale
-            }
-        };
-        match mac {
+        match self.neighbour(hop) {
             Some(mac) => {
                 self.write_eth(&frame, mac, ether_type_of(hop));
                 self.tx.push(frame);
@@ -90,6 +81,44 @@ impl<D: Device> Stack<D> {
                     self.solicit(hop);
                 }
             }
+        }
+    }
+
+    /// The link-layer address to send to `hop` at, as neighbour unreachability detection
+    /// has it (`ArpCache::resolve`), sending the unicast probe that is due, if one is.
+    pub(super) fn neighbour(&mut self, hop: IpAddr) -> Option<MacAddr> {
+        let r = self.arp.resolve(hop, self.now);
+        if let (true, Some(mac)) = (r.probe, r.mac) {
+            self.probe_neighbour(hop, mac);
+        }
+        if r.gave_up {
+            self.counters.neigh_failed += 1;
+        }
+        r.mac
+    }
+
+    /// The timer side of RFC 4861 §7.3.3 (looked at every 100 ms while a neighbour is in
+    /// DELAY or PROBE): the probes due, and the neighbours given up.
+    pub(super) fn probe_neighbours(&mut self, now: Instant) {
+        if now < self.arp.probe_pass_at {
+            return;
+        }
+        self.arp.probe_pass_at = now + Duration::from_millis(100);
+        let mut due = Vec::new();
+        self.counters.neigh_failed += self.arp.due_probes(now, &mut due) as u64;
+        for (hop, mac) in due {
+            self.probe_neighbour(hop, mac);
+        }
+    }
+
+    /// A unicast probe of `hop` at the address we have for it (RFC 4861 §7.2.2: a
+    /// solicitation to the neighbour itself; for IPv4 an ARP request to its MAC, as Linux's
+    /// `arp_solicit` in PROBE).
+    fn probe_neighbour(&mut self, hop: IpAddr, mac: MacAddr) {
+        self.counters.neigh_probes_out += 1;
+        match hop {
+            IpAddr::V4(hop) => self.send_arp(ArpOperation::Request, mac, MacAddr::UNSPECIFIED, hop),
+            IpAddr::V6(hop) => self.send_ns_to(hop, hop, mac),
         }
     }
 

@@ -199,7 +199,7 @@ impl<D: Device> Stack<D> {
             return false;
         }
         let hop = self.next_hop(remote.ip());
-        let Some(mac) = self.arp.lookup(hop, self.now) else { return false };
+        let Some(mac) = self.neighbour(hop) else { return false };
         // Earlier segments queued for the burst go first: keep the connection's order.
         if !self.tx.is_empty() {
             let n = self.dev.tx_burst(&mut self.tx);
