@@ -1,3 +1,4 @@
+#![cfg(feature = "mem")]
 //! Hostile traffic against a whole stack over the in-memory link: SYN floods answered with SYN
 //! cookies while real clients get in, forged cookie ACKs, ACK floods at closed ports, RST and
 //! ACK storms against a live connection, ARP storms from invented neighbours, ICMP storms.

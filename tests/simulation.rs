@@ -1,3 +1,4 @@
+#![cfg(feature = "mem")]
 //! The simulator's seeds, run by CI: every profile, 2,400 seeds in all (see tests/sim/mod.rs
 //! for the checks). A failure prints its seed, profile and the command that replays it.
 

@@ -1,3 +1,4 @@
+#![cfg(feature = "mem")]
 //! Two whole stacks over the in-memory link (io::mem): connect, accept, transfer, close through
 //! the public API, with and without faults; ARP, ICMP and resets; misuse of the API.
 

@@ -1,3 +1,4 @@
+#![cfg(feature = "mem")]
 //! IPv6 through two whole stacks over the in-memory link: neighbour discovery, TCP over IPv6
 //! (clean and lossy), one listener for both families, resets, ICMPv6 echo and Packet Too Big.
 

@@ -1,3 +1,4 @@
+#![cfg(feature = "mem")]
 //! 100,000 concurrent established connections in one stack, each echoing a message, over the
 //! in-memory link. (Memory per connection and allocations on the hot path are measured by
 //! `cargo bench -p xtcp-bench --bench stack_scale`, not asserted here.)

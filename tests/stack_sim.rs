@@ -1,3 +1,4 @@
+#![cfg(feature = "mem")]
 //! The simulator on whole stacks: two `Stack`s over `io::mem` with seeded faults on the wire
 //! (loss, duplication, reordering, delay and jitter, corruption), driven through the public
 //! API by applications whose behaviour each seed draws: copying or zero-copy sends, reads

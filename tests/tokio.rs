@@ -1,7 +1,7 @@
 //! xtcp::tokio over the in-memory link: two stacks, each behind a `Net`, on one current-thread
 //! runtime, in real time. tokio code (AsyncReadExt/AsyncWriteExt, split, copy, timeout) runs
 //! on them unchanged: echo, many connections, cancelled reads, shutdown, refusals and resets.
-#![cfg(feature = "tokio")]
+#![cfg(all(feature = "tokio", feature = "mem"))]
 
 use std::cell::Cell;
 use std::future::Future;

@@ -16,6 +16,7 @@
 #[cfg(feature = "afxdp")]
 #[allow(unsafe_code)]
 pub mod afxdp;
+#[cfg(feature = "mem")]
 pub mod mem;
 pub mod pcap;
 #[cfg(feature = "tokio")]

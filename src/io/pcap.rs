@@ -241,6 +241,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mem")]
     fn tap_records_both_directions() {
         use crate::io::mem::{Faults, MemLink};
         use crate::io::Device;

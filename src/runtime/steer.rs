@@ -645,7 +645,7 @@ impl<D: Device> Device for SteeredDevice<D> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "mem"))]
 mod tests {
     use super::*;
     use crate::io::mem::{Faults, MemDevice, MemLink};

@@ -27,6 +27,7 @@ mod listen;
 mod ndp;
 mod neigh;
 mod output;
+#[cfg(feature = "mem")]
 pub mod pair;
 mod ping;
 mod pool;
