@@ -245,7 +245,7 @@ mod net {
     use xtcp::io::{shutdown, Device};
     use xtcp::stack::{Stack, StackConfig};
     use xtcp::tcp::CloseReason;
-    use xtcp::time::{Duration, Instant};
+    use xtcp::time::{Clock, Duration, Instant};
 
     #[derive(Args)]
     pub struct ServeArgs {
@@ -309,15 +309,6 @@ mod net {
         Http,
         /// The server side of sockperf's TCP ping-pong and throughput modes.
         Sockperf,
-    }
-
-    /// The wall clock as the stack's time (microseconds since the program started).
-    struct Clock(std::time::Instant);
-
-    impl Clock {
-        fn now(&self) -> Instant {
-            Instant::from_micros(self.0.elapsed().as_micros() as u64)
-        }
     }
 
     fn afxdp_config(net: &NetArgs) -> AfXdpConfig {
@@ -435,7 +426,7 @@ mod net {
     }
 
     fn run_server<D: Device>(dev: D, a: &ServeArgs, kind: AppKind, stop: &Arc<AtomicBool>) -> Result<ExitCode, String> {
-        let clock = Clock(std::time::Instant::now());
+        let clock = Clock::new();
         let mut stack = Stack::new(dev, stack_config(&a.net)?, clock.now());
         let mut server = Server::listen(&mut stack, kind, a.port, a.backlog)
             .map_err(|e| format!("listen on port {}: {e}", a.port))?;
@@ -476,7 +467,7 @@ mod net {
     }
 
     fn run_client<D: Device>(dev: D, a: &ClientArgs, stop: &Arc<AtomicBool>) -> Result<ExitCode, String> {
-        let clock = Clock(std::time::Instant::now());
+        let clock = Clock::new();
         let mut stack = Stack::new(dev, stack_config(&a.net)?, clock.now());
         let mut client = Client::connect(&mut stack, a.connect, a.send_bytes, a.recv_bytes)
             .map_err(|e| format!("connect to {}: {e}", a.connect))?
@@ -517,7 +508,7 @@ mod net {
     /// request was answered.
     pub fn ping(a: PingArgs) -> Result<ExitCode, String> {
         let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
-        let clock = Clock(std::time::Instant::now());
+        let clock = Clock::new();
         let mut stack = Stack::new(open(&a.net)?, stack_config(&a.net)?, clock.now());
         let (ident, data) = (std::process::id() as u16, (0..56u8).collect::<Vec<u8>>());
         let count = usize::from(a.count);

@@ -312,20 +312,27 @@ impl<D: Device> Stack<D> {
 
     /// Write a whole frame into a TX frame and queue it.
     pub(super) fn emit_frame(&mut self, repr: &FrameRepr<'_>) -> bool {
+        let Some(frame) = self.build_frame(repr) else { return false };
+        self.tx.push(frame);
+        true
+    }
+
+    /// `repr` written into a TX frame of the device (`None`: the pool is empty, counted, or
+    /// the frame does not fit).
+    pub(super) fn build_frame(&mut self, repr: &FrameRepr<'_>) -> Option<Frame> {
         let Some(mut frame) = self.dev.alloc_tx() else {
             self.counters.tx_pool_empty += 1;
-            return false;
+            return None;
         };
         match repr.emit(self.dev.buffer_mut(&frame)) {
             Ok(n) => {
                 frame.offset = 0;
                 frame.len = n as u32;
-                self.tx.push(frame);
-                true
+                Some(frame)
             }
             Err(_) => {
                 self.dev.recycle(frame);
-                false
+                None
             }
         }
     }
