@@ -10,6 +10,47 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     #[cfg(feature = "afxdp")]
     afxdp::build();
+    #[cfg(feature = "dpdk")]
+    dpdk::build();
+}
+
+/// The DPDK backend's C shim (csrc/dpdk_shim.c), compiled against DPDK's headers with the
+/// flags `pkg-config libdpdk` gives (which include `-include rte_config.h` and the -march DPDK
+/// was built for), and DPDK's shared libraries linked; the EAL loads its PMDs itself at run
+/// time.
+#[cfg(feature = "dpdk")]
+mod dpdk {
+    const SHIM: &str = "csrc/dpdk_shim.c";
+
+    pub fn build() {
+        println!("cargo:rerun-if-changed={SHIM}");
+        let lib = pkg_config::Config::new().atleast_version("22.11").probe("libdpdk").unwrap_or_else(|e| {
+            panic!("the dpdk feature needs DPDK >= 22.11 with its pkg-config file ({e}); on Debian: apt-get install libdpdk-dev (scripts/deps)")
+        });
+        let mut cc = cc::Build::new();
+        cc.file(SHIM).warnings(true).extra_warnings(true).flag("-Werror");
+        for p in &lib.include_paths {
+            cc.include(p);
+        }
+        // The non-path flags pkg-config gives (-include rte_config.h, -march=...), which the
+        // pkg-config crate does not hand back on their own.
+        let cflags = std::process::Command::new("pkg-config")
+            .args(["--cflags-only-other", "libdpdk"])
+            .output()
+            .expect("pkg-config --cflags-only-other libdpdk");
+        let cflags = String::from_utf8_lossy(&cflags.stdout).into_owned();
+        let mut words = cflags.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "-include" {
+                if let Some(f) = words.next() {
+                    cc.flag("-include").flag(f);
+                }
+            } else {
+                cc.flag(w);
+            }
+        }
+        cc.compile("xtcp_dpdk_shim");
+    }
 }
 
 #[cfg(feature = "afxdp")]

@@ -911,6 +911,22 @@ impl Device for AfXdpDevice {
         true
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.stats;
+        vec![
+            ("rx_frames", s.rx_frames),
+            ("tx_frames", s.tx_frames),
+            ("tx_kicks", s.tx_kicks),
+            ("tx_kick_errors", s.tx_kick_errors),
+            ("fill_wakeups", s.fill_wakeups),
+            ("alloc_failures", s.alloc_failures),
+            ("tx_realigned", s.tx_realigned),
+            ("rx_bad_descs", s.rx_bad_descs),
+            ("tx_kept", s.tx_kept),
+            ("tx_kept_refused", s.tx_kept_refused),
+        ]
+    }
+
     fn in_flight(&self, f: &Frame) -> bool {
         self.kept_in_flight.get(f.index as usize).is_some_and(|&n| n > 0)
     }

@@ -10,12 +10,16 @@
 //! Unsafe code, where a backend needs it, lives here and only here (habit 4).
 //!
 //! Backends: [`afxdp`] (AF_XDP sockets and our XDP program; cargo feature `afxdp`, on by
-//! default). [`shutdown`] turns SIGINT/SIGTERM into a flag that device loops poll.
+//! default); [`dpdk`] (DPDK's poll-mode drivers through a C shim; cargo feature `dpdk`).
+//! [`shutdown`] turns SIGINT/SIGTERM into a flag that device loops poll.
 //! [`tcloss`] drops TCP segments on a kernel interface at random (the lab has no netem).
 
 #[cfg(feature = "afxdp")]
 #[allow(unsafe_code)]
 pub mod afxdp;
+#[cfg(feature = "dpdk")]
+#[allow(unsafe_code)]
+pub mod dpdk;
 #[cfg(feature = "mem")]
 pub mod mem;
 pub mod pcap;
@@ -85,4 +89,9 @@ pub trait Device {
     /// Block until frames may have arrived or `timeout` passed: the blocking mode of a loop
     /// (a busy-polling loop never calls it). The default returns at once.
     fn wait(&mut self, _timeout: crate::time::Duration) {}
+    /// The backend's own counters, by name, for `--stats` lines and benchmark reports (none
+    /// by default). Not for the fast path: it allocates.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

@@ -212,6 +212,9 @@ impl<D: super::Device, W: Write> super::Device for PcapTap<D, W> {
     fn wait(&mut self, timeout: crate::time::Duration) {
         self.inner.wait(timeout)
     }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.inner.counters()
+    }
     fn tx_kept(&mut self, f: &super::Frame) -> bool {
         let sent = self.inner.tx_kept(f);
         if sent {

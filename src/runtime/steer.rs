@@ -635,6 +635,10 @@ impl<D: Device> Device for SteeredDevice<D> {
         f.index & HANDOFF_BIT == 0 && self.inner.in_flight(f)
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.inner.counters()
+    }
+
     fn wait(&mut self, timeout: Duration) {
         if !self.shared.rings[self.core].is_empty() {
             return;

@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use xtcp::io::pcap::PcapReader;
 use xtcp::wire::{FrameRepr, RxChecksum};
 
+mod dpdk_dev;
+
 #[derive(Parser)]
 #[command(name = "xtcp", version, about = "Servers and diagnostics on the xtcp kernel-bypass TCP/IP stack")]
 struct Cli {
@@ -85,9 +87,22 @@ fn main() -> ExitCode {
 #[derive(Args, Clone)]
 #[cfg_attr(not(feature = "afxdp"), allow(dead_code))]
 struct NetArgs {
-    /// The interface to run on (its frames for our address go to xtcp, the rest to the kernel).
+    /// The interface to run on (its frames for our address go to xtcp, the rest to the
+    /// kernel). With --backend dpdk, the interface of the default --vdev.
+    #[arg(long, required_unless_present = "vdev")]
+    iface: Option<String>,
+    /// Where frames come from: afxdp (AF_XDP sockets and xtcp's XDP program), or dpdk (a
+    /// DPDK poll-mode driver's port: --vdev; needs a build with the `dpdk` feature).
+    #[arg(long, value_enum, default_value_t = Backend::Afxdp)]
+    backend: Backend,
+    /// The DPDK device (--backend dpdk), as DPDK's devargs: net_af_packet0,iface=IF (the
+    /// default, on --iface), net_af_xdp0,iface=IF, net_memif0,role=server,socket=PATH, …
     #[arg(long)]
-    iface: String,
+    vdev: Option<String>,
+    /// DPDK EAL arguments (--backend dpdk), split at spaces; they replace xtcp's defaults
+    /// (no hugepages, 256 MiB, no PCI, no shared files, one lcore on the process's CPUs).
+    #[arg(long, allow_hyphen_values = true)]
+    eal: Option<String>,
     /// Our address and prefix, e.g. 198.18.1.1/24 or 2001:2::1/64; given again, more
     /// addresses (dual stack; IPv6 addresses alone make an IPv6-only stack; the first IPv6
     /// address's prefix is the on-link one). With an IPv6 address the stack also has the
@@ -120,6 +135,12 @@ struct NetArgs {
     syn_cookies: SynCookies,
     #[command(flatten)]
     tcp: TcpArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum Backend {
+    Afxdp,
+    Dpdk,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -220,6 +241,11 @@ fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
 }
 
 impl NetArgs {
+    /// The interface named by --iface ("" when only --vdev was given).
+    fn iface(&self) -> &str {
+        self.iface.as_deref().unwrap_or("")
+    }
+
     /// The first IPv4 address and its prefix (the stack's primary address).
     /// The first IPv4 address and its prefix; `None`: an IPv6-only stack.
     fn ipv4(&self) -> Option<(std::net::Ipv4Addr, u8)> {
@@ -311,9 +337,49 @@ mod net {
         Sockperf,
     }
 
+    /// Open the device `$net` asks for (its backend; the pcap tap with --pcap) as `$dev`, and
+    /// evaluate `$body` with it: the loops are generic over the device, monomorphised per
+    /// backend.
+    macro_rules! on_device {
+        ($net:expr, $dev:ident => $body:expr) => {{
+            let net: &NetArgs = $net;
+            match net.backend {
+                super::Backend::Afxdp => {
+                    let d = open(net)?;
+                    match &net.pcap {
+                        Some(path) => {
+                            let $dev = tap(d, path)?;
+                            $body
+                        }
+                        None => {
+                            let $dev = d;
+                            $body
+                        }
+                    }
+                }
+                #[cfg(not(feature = "dpdk"))]
+                super::Backend::Dpdk => Err(crate::dpdk_dev::MISSING.to_string()),
+                #[cfg(feature = "dpdk")]
+                super::Backend::Dpdk => {
+                    let d = crate::dpdk_dev::open(net)?;
+                    match &net.pcap {
+                        Some(path) => {
+                            let $dev = tap(d, path)?;
+                            $body
+                        }
+                        None => {
+                            let $dev = d;
+                            $body
+                        }
+                    }
+                }
+            }
+        }};
+    }
+
     fn afxdp_config(net: &NetArgs) -> AfXdpConfig {
         let addrs: Vec<std::net::IpAddr> = net.ip.iter().map(|&(a, _)| a).collect();
-        let mut cfg = AfXdpConfig::new(&net.iface, &addrs);
+        let mut cfg = AfXdpConfig::new(net.iface(), &addrs);
         cfg.xdp_mode = match net.xdp_mode {
             XdpMode::Native => XdpModeRequest::Auto,
             XdpMode::Skb => XdpModeRequest::Generic,
@@ -325,12 +391,15 @@ mod net {
         if net.cores != 1 {
             return Err(format!("--cores {}: `client` runs on one core (--cores 1)", net.cores));
         }
+        if net.vdev.is_some() || net.eal.is_some() {
+            return Err("--vdev and --eal are for --backend dpdk".into());
+        }
         let cfg = afxdp_config(net);
-        let dev = AfXdpDevice::open(&cfg, 0).map_err(|e| explain(&net.iface, e))?;
+        let dev = AfXdpDevice::open(&cfg, 0).map_err(|e| explain(net.iface(), e))?;
         steer_link_local(&dev, net)?;
         eprintln!(
             "xtcp: {} queue 0: XDP {:?} mode, socket bound in {:?} mode{}",
-            net.iface,
+            net.iface(),
             dev.program().mode(),
             dev.bind_mode(),
             dev.zero_copy_refusal().map(|r| format!(" (zero-copy refused: {r})")).unwrap_or_default()
@@ -408,15 +477,11 @@ mod net {
         if a.net.cores > 1 {
             return multicore::serve(&a, kind, &stop);
         }
-        let dev = open(&a.net)?;
-        match &a.net.pcap {
-            Some(path) => run_server(tap(dev, path)?, &a, kind, &stop),
-            None => run_server(dev, &a, kind, &stop),
-        }
+        on_device!(&a.net, dev => run_server(dev, &a, kind, &stop))
     }
 
     /// `--pcap FILE`: the device, recording every frame to FILE.
-    fn tap(dev: AfXdpDevice, path: &std::path::Path) -> Result<PcapTap<AfXdpDevice, BufWriter<std::fs::File>>, String> {
+    fn tap<D: Device>(dev: D, path: &std::path::Path) -> Result<PcapTap<D, BufWriter<std::fs::File>>, String> {
         let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
         PcapTap::new(dev, BufWriter::new(file), Box::new(wall_micros)).map_err(|e| e.to_string())
     }
@@ -439,6 +504,7 @@ mod net {
             if a.net.stats && clock.now() - last >= Duration::from_secs(1) {
                 last = clock.now();
                 eprintln!("{}", stats_line(stack.counters(), server.connections()));
+                eprintln!("{}", device_line(stack.device()));
             }
             idle(&mut stack, &clock, next, a.net.busy_poll);
         }
@@ -451,6 +517,7 @@ mod net {
         }
         if a.net.stats {
             eprintln!("{}", stats_line(stack.counters(), server.connections()));
+            eprintln!("{}", device_line(stack.device()));
             eprintln!("xtcp: final counters: {:#?}", stack.counters());
             eprintln!("xtcp: final app stats: {:#?}", server.stats);
         }
@@ -459,11 +526,7 @@ mod net {
 
     pub fn client(a: ClientArgs) -> Result<ExitCode, String> {
         let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
-        let dev = open(&a.net)?;
-        match &a.net.pcap {
-            Some(path) => run_client(tap(dev, path)?, &a, &stop),
-            None => run_client(dev, &a, &stop),
-        }
+        on_device!(&a.net, dev => run_client(dev, &a, &stop))
     }
 
     fn run_client<D: Device>(dev: D, a: &ClientArgs, stop: &Arc<AtomicBool>) -> Result<ExitCode, String> {
@@ -508,8 +571,12 @@ mod net {
     /// request was answered.
     pub fn ping(a: PingArgs) -> Result<ExitCode, String> {
         let stop = shutdown::install().map_err(|e| format!("signal handlers: {e}"))?;
+        on_device!(&a.net, dev => run_ping(dev, &a, &stop))
+    }
+
+    fn run_ping<D: Device>(dev: D, a: &PingArgs, stop: &Arc<AtomicBool>) -> Result<ExitCode, String> {
         let clock = Clock::new();
-        let mut stack = Stack::new(open(&a.net)?, stack_config(&a.net)?, clock.now());
+        let mut stack = Stack::new(dev, stack_config(&a.net)?, clock.now());
         let (ident, data) = (std::process::id() as u16, (0..56u8).collect::<Vec<u8>>());
         let count = usize::from(a.count);
         let (mut sent_at, mut answered) = (Vec::with_capacity(count), vec![false; count]);
@@ -586,6 +653,7 @@ mod net {
         use std::sync::atomic::AtomicBool;
         use xtcp::apps::{AppKind, Server};
         use xtcp::io::afxdp::AfXdpDevice;
+        use xtcp::io::Device;
         use xtcp::runtime::{self, CoreReport, CoreSnapshot, RuntimeConfig, SteeringConfig};
 
         /// Receive queues of `iface` (sysfs shows the calling process's network namespace).
@@ -600,35 +668,55 @@ mod net {
             if a.net.pcap.is_some() {
                 return Err(format!("--pcap with --cores {cores}: recording is single-core for now"));
             }
-            let queues = rx_queues(&a.net.iface)?;
+            let queues = rx_queues(a.net.iface())?;
             if queues < cores {
                 return Err(format!(
                     "--cores {cores}: {} has {queues} rx queue(s); one queue per core is needed \
                      (scripts/lab up --queues {cores}, or ethtool -L {} combined {cores})",
-                    a.net.iface, a.net.iface
+                    a.net.iface(), a.net.iface()
                 ));
             }
             if queues > cores {
                 eprintln!(
                     "xtcp: warning: {} has {queues} rx queues and only {cores} are served: frames on queues {cores}.. \
                      go to the kernel",
-                    a.net.iface
+                    a.net.iface()
                 );
             }
+            match a.net.backend {
+                super::super::Backend::Afxdp => {}
+                #[cfg(not(feature = "dpdk"))]
+                super::super::Backend::Dpdk => return Err(crate::dpdk_dev::MISSING.to_string()),
+                #[cfg(feature = "dpdk")]
+                super::super::Backend::Dpdk => {
+                    return run_cores(crate::dpdk_dev::open_queues(&a.net, cores)?, a, kind, stop);
+                }
+            }
             let devs =
-                AfXdpDevice::open_queues(&afxdp_config(&a.net), cores as u32).map_err(|e| explain(&a.net.iface, e))?;
+                AfXdpDevice::open_queues(&afxdp_config(&a.net), cores as u32).map_err(|e| explain(a.net.iface(), e))?;
             if let Some(d) = devs.first() {
                 super::steer_link_local(d, &a.net)?;
             }
             for d in &devs {
                 eprintln!(
                     "xtcp: {} queue {}: XDP {:?} mode, socket bound in {:?} mode",
-                    a.net.iface,
+                    a.net.iface(),
                     d.queue(),
                     d.program().mode(),
                     d.bind_mode()
                 );
             }
+            run_cores(devs, a, kind, stop)
+        }
+
+        /// The multi-core runtime on one device per core, whatever the backend.
+        fn run_cores<D: Device + Send>(
+            devs: Vec<D>,
+            a: &ServeArgs,
+            kind: AppKind,
+            stop: &AtomicBool,
+        ) -> Result<ExitCode, String> {
+            let cores = devs.len();
             let devs = runtime::steer(devs, &SteeringConfig::default()).map_err(|e| e.to_string())?;
             let cfg = RuntimeConfig {
                 busy_poll: a.net.busy_poll,
@@ -706,6 +794,12 @@ mod net {
                 total(|r| r.snapshot.steer.foreign_tcp)
             );
         }
+    }
+
+    /// The device's own counters on one line (`xtcp: device rx_frames=… …`).
+    fn device_line<D: Device>(d: &D) -> String {
+        let words: Vec<String> = d.counters().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("xtcp: device {}", words.join(" "))
     }
 
     fn stats_line(c: &xtcp::stack::Counters, conns: usize) -> String {
