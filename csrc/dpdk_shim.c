@@ -156,13 +156,18 @@ void xtcp_dpdk_pool_free(struct rte_mempool *mp)
 int xtcp_dpdk_port_start(uint16_t port, uint16_t queues, uint16_t ring, struct rte_mempool **pools, uint32_t mtu)
 {
 	struct rte_eth_conf conf;
+	struct rte_eth_dev_info info;
 	uint16_t q;
 	int r;
 	memset(&conf, 0, sizeof(conf));
-	if (queues > 1) {
+	r = rte_eth_dev_info_get(port, &info);
+	if (r < 0)
+		return r;
+	/* RSS where the PMD hashes in hardware; others spread flows their own way (af_packet's
+	 * fanout is the kernel's flow hash), and the runtime steers each flow to its core. */
+	conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP) & info.flow_type_rss_offloads;
+	if (queues > 1 && conf.rx_adv_conf.rss_conf.rss_hf != 0)
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP;
-	}
 	r = rte_eth_dev_configure(port, queues, queues, &conf);
 	if (r < 0)
 		return r;

@@ -44,9 +44,9 @@ impl Lab {
     /// `xtcp serve --app APP --port PORT --stats`, once it is listening.
     pub fn serve(&self, app: &str, port: u16) -> Xtcp {
         let port = port.to_string();
-        let mut x = Xtcp::spawn(&self.xns, &["serve", "--app", app, "--port", &port]);
+        let mut x = self.xtcp(&["serve", "--app", app, "--port", &port]);
         x.wait_for_stderr("xtcp: serving");
-        assert!(self.xdp_attached(), "xtcp is serving but no XDP program is on {XDEV}");
+        assert!(!self.ours_xdp() || self.xdp_attached(), "xtcp is serving but no XDP program is on {XDEV}");
         x
     }
 
@@ -55,8 +55,12 @@ impl Lab {
         let connect = connect.into().to_string();
         let mut all = vec!["client", "--connect", &connect];
         all.extend_from_slice(args);
-        let ended = Xtcp::spawn(&self.xns, &all).wait();
-        assert!(!self.xdp_attached(), "the XDP program outlived the xtcp client");
+        let ended = self.xtcp(&all).wait();
+        assert!(
+            !self.xdp_attached(),
+            "an XDP program outlived the xtcp client:\n{}",
+            run("ip", &["-n", &self.xns, "-d", "link", "show", XDEV])
+        );
         ended
     }
 
@@ -348,7 +352,7 @@ pub fn xtcp_pings_kernel(lab: &Lab, dest: std::net::IpAddr) {
     let count = move || if proto.is_empty() { kernel_snmp6(name) } else { kernel_snmp(proto, name) };
     let before = lab.kernel(count);
     let dest_s = dest.to_string();
-    let end = Xtcp::spawn(&lab.xns, &["ping", &dest_s, "-c", "3"]).wait();
+    let end = lab.xtcp(&["ping", &dest_s, "-c", "3"]).wait();
     say(end.stdout.trim());
     end.assert_success("xtcp ping");
     assert!(end.stdout.contains("3 packets transmitted, 3 received"), "xtcp ping {dest}:\n{}", end.stdout);
@@ -384,9 +388,13 @@ pub fn kernel_short_connections(to: SocketAddr, conns: usize) -> usize {
 /// acknowledged its FIN; then `xtcp client` half-closing against a kernel server at `kernel`
 /// that replies only after reading to EOF.
 pub fn half_close_both_ways(prefix: &str, xtcp: SocketAddr, kernel: SocketAddr) {
+    half_close_both_ways_in(Lab::new(prefix), xtcp, kernel)
+}
+
+/// The same in `lab` (whose backend the caller chose).
+pub fn half_close_both_ways_in(lab: Lab, xtcp: SocketAddr, kernel: SocketAddr) {
     use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
     use std::os::fd::AsRawFd;
-    let lab = Lab::new(prefix);
     let server = lab.serve("echo", xtcp.port());
     let kns = lab.kns.clone();
     let n = 48 * 1024;

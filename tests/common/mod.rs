@@ -71,6 +71,9 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
 pub struct Lab {
     pub xns: String,
     pub kns: String,
+    /// Arguments every xtcp started in this lab gets first: none for AF_XDP (the default),
+    /// `--backend dpdk --vdev …` for the DPDK tests (tests/interop_dpdk.rs).
+    pub backend: Vec<String>,
 }
 
 impl Lab {
@@ -86,7 +89,7 @@ impl Lab {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let tag = format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         // The guard exists before anything is made, so a failure half-way still cleans up.
-        let lab = Lab { xns: format!("{tag}-x"), kns: format!("{tag}-k") };
+        let lab = Lab { xns: format!("{tag}-x"), kns: format!("{tag}-k"), backend: Vec::new() };
         run("ip", &["netns", "add", &lab.xns]);
         run("ip", &["netns", "add", &lab.kns]);
         // Made inside the namespaces directly: no name in the host's namespace can clash.
@@ -139,6 +142,21 @@ impl Lab {
             thread::sleep(Duration::from_millis(20));
         }
         lab
+    }
+}
+
+impl Lab {
+    /// Whether xtcp runs on AF_XDP with our XDP program here (the XDP checks apply).
+    pub fn ours_xdp(&self) -> bool {
+        self.backend.is_empty()
+    }
+
+    /// `xtcp ARGS…` in the xtcp namespace (ARGS begin with the subcommand), with this lab's
+    /// backend arguments after them.
+    pub fn xtcp(&self, args: &[&str]) -> Xtcp {
+        let mut all = args.to_vec();
+        all.extend(self.backend.iter().map(String::as_str));
+        Xtcp::spawn(&self.xns, &all)
     }
 }
 

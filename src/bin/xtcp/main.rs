@@ -668,6 +668,16 @@ mod net {
             if a.net.pcap.is_some() {
                 return Err(format!("--pcap with --cores {cores}: recording is single-core for now"));
             }
+            // DPDK ports count their own queue pairs (the PMD's).
+            match a.net.backend {
+                super::super::Backend::Afxdp => {}
+                #[cfg(not(feature = "dpdk"))]
+                super::super::Backend::Dpdk => return Err(crate::dpdk_dev::MISSING.to_string()),
+                #[cfg(feature = "dpdk")]
+                super::super::Backend::Dpdk => {
+                    return run_cores(crate::dpdk_dev::open_queues(&a.net, cores)?, a, kind, stop);
+                }
+            }
             let queues = rx_queues(a.net.iface())?;
             if queues < cores {
                 return Err(format!(
@@ -682,15 +692,6 @@ mod net {
                      go to the kernel",
                     a.net.iface()
                 );
-            }
-            match a.net.backend {
-                super::super::Backend::Afxdp => {}
-                #[cfg(not(feature = "dpdk"))]
-                super::super::Backend::Dpdk => return Err(crate::dpdk_dev::MISSING.to_string()),
-                #[cfg(feature = "dpdk")]
-                super::super::Backend::Dpdk => {
-                    return run_cores(crate::dpdk_dev::open_queues(&a.net, cores)?, a, kind, stop);
-                }
             }
             let devs =
                 AfXdpDevice::open_queues(&afxdp_config(&a.net), cores as u32).map_err(|e| explain(a.net.iface(), e))?;
