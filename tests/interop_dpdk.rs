@@ -225,7 +225,7 @@ fn interop_dpdk_memif_xtcp_to_xtcp() {
     let lab = Lab::new("xdk");
     let sock = format!("/run/xtcp-memif-{}.sock", std::process::id());
     let _ = std::fs::remove_file(&sock);
-    let memif = |role: &str, mac: &str| format!("net_memif0,role={role},socket={sock},mac={mac}");
+    let memif = |role: &str, mac: &str| format!("net_memif0,role={role},socket={sock},socket-abstract=no,mac={mac}");
     let server_ip = "198.18.1.1";
     let mut server = common::Xtcp::spawn_with(
         &lab.xns,
@@ -243,6 +243,7 @@ fn interop_dpdk_memif_xtcp_to_xtcp() {
         &[&format!("{server_ip}/24")],
     );
     server.wait_for_stderr("xtcp: serving");
+    assert!(std::path::Path::new(&sock).exists(), "the memif server made no socket at {sock}");
     let client = |args: &[&str]| {
         let v = memif("client", "02:00:c6:12:01:02");
         let mut all = args.to_vec();

@@ -71,6 +71,14 @@ struct StackArgs {
     /// smaller for 100k+ connections.
     #[arg(long)]
     tcp_buffer_kb: Option<usize>,
+    /// --stack xtcp: run on a DPDK port with these devargs (net_af_xdp0,iface=IF,
+    /// net_memif0,role=…,socket=…, …) instead of AF_XDP on --iface (a build with the `dpdk`
+    /// feature).
+    #[arg(long)]
+    vdev: Option<String>,
+    /// --vdev: DPDK EAL arguments, replacing xtcp's defaults.
+    #[arg(long, allow_hyphen_values = true)]
+    eal: Option<String>,
     /// Never sleep: spin on the sockets (kernel: epoll_wait with a zero timeout; xtcp: the
     /// rings). Without it: sleep in epoll_wait / poll(2) when idle.
     #[arg(long)]
@@ -79,7 +87,26 @@ struct StackArgs {
 
 impl StackArgs {
     fn xtcp(&self, extra_ips: &[Ipv4Addr]) -> Result<XtcpNet, String> {
-        let iface = self.iface.clone().ok_or("--stack xtcp needs --iface")?;
+        let o = self.xtcp_options(extra_ips)?;
+        let net = XtcpNet::open(&o)?;
+        eprintln!("xtcp-bench: xtcp on {} {} ({})", o.iface, o.ip, net.mode);
+        Ok(net)
+    }
+
+    #[cfg(feature = "dpdk")]
+    fn xtcp_dpdk(&self, extra_ips: &[Ipv4Addr], vdev: &str) -> Result<XtcpNet<xtcp::io::dpdk::DpdkDevice>, String> {
+        let o = self.xtcp_options(extra_ips)?;
+        let net = XtcpNet::open_dpdk(&o, vdev, self.eal.as_deref())?;
+        eprintln!("xtcp-bench: xtcp on {vdev} {} ({})", o.ip, net.mode);
+        Ok(net)
+    }
+
+    fn xtcp_options(&self, extra_ips: &[Ipv4Addr]) -> Result<XtcpOptions, String> {
+        let iface = match (&self.iface, &self.vdev) {
+            (Some(i), _) => i.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => return Err("--stack xtcp needs --iface (or --vdev)".into()),
+        };
         let ip = self.ip.as_deref().ok_or("--stack xtcp needs --ip ADDR/PREFIX")?;
         let (addr, prefix) = ip.split_once('/').ok_or("--ip wants ADDR/PREFIX, e.g. 198.18.3.2/24")?;
         let ip: Ipv4Addr = addr.parse().map_err(|e| format!("--ip {addr}: {e}"))?;
@@ -93,7 +120,7 @@ impl StackArgs {
                 (vec![a], p)
             }
         };
-        let net = XtcpNet::open(&XtcpOptions {
+        Ok(XtcpOptions {
             iface,
             ip,
             prefix,
@@ -103,9 +130,7 @@ impl StackArgs {
             time_wait: Duration::from_millis(self.time_wait_ms),
             tcp_buffer: self.tcp_buffer_kb.map(|k| k.max(1) * 1024),
             extra_ips: extra_ips.iter().copied().filter(|&x| x != ip).collect(),
-        })?;
-        eprintln!("xtcp-bench: xtcp on {} {ip} ({})", self.iface.as_deref().unwrap_or(""), net.mode);
-        Ok(net)
+        })
     }
 }
 
@@ -413,26 +438,47 @@ fn server(s: &StackArgs, listen: SocketAddr, mode: ModeArg, backlog: usize) -> R
             srv.run(&stop, s.busy_poll).map_err(|e| e.to_string())?;
             srv.stats
         }
-        StackKind::Xtcp => {
-            let net = s.xtcp(&[])?;
-            let mut srv = Server::new(net, listen, backlog, mode).map_err(|e| format!("listen on {listen}: {e}"))?;
-            eprintln!("xtcp-bench: xtcp {mode:?} server on port {} ({polling})", listen.port());
-            srv.run(&stop, s.busy_poll).map_err(|e| e.to_string())?;
-            let c = srv.net().counters();
-            eprintln!(
-                "xtcp-bench: xtcp counters: segs in {} out {} retransmits {} rst in {} out {} drops {}",
-                c.tcp_segs_in,
-                c.tcp_segs_out,
-                c.tcp_retransmits,
-                c.tcp_rsts_in,
-                c.tcp_rsts_out,
-                c.drops()
-            );
-            srv.stats
-        }
+        StackKind::Xtcp => match &s.vdev {
+            None => serve_xtcp(s.xtcp(&[])?, s, listen, backlog, mode, &stop)?,
+            #[cfg(feature = "dpdk")]
+            Some(v) => serve_xtcp(s.xtcp_dpdk(&[], v)?, s, listen, backlog, mode, &stop)?,
+            #[cfg(not(feature = "dpdk"))]
+            Some(_) => return Err(NO_DPDK.into()),
+        },
     };
     eprintln!("xtcp-bench: server done: {stats:?}");
     Ok(())
+}
+
+/// What --vdev says in a build without the `dpdk` feature.
+#[cfg(not(feature = "dpdk"))]
+const NO_DPDK: &str = "--vdev: this xtcp-bench was built without DPDK (cargo build -p xtcp-bench --features dpdk)";
+
+fn serve_xtcp<D: xtcp::io::Device>(
+    net: XtcpNet<D>,
+    s: &StackArgs,
+    listen: SocketAddr,
+    backlog: usize,
+    mode: ServerMode,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<xtcp_bench::server::ServerStats, String> {
+    let polling = if s.busy_poll { "busy-poll" } else { "blocking" };
+    let mut srv = Server::new(net, listen, backlog, mode).map_err(|e| format!("listen on {listen}: {e}"))?;
+    eprintln!("xtcp-bench: xtcp {mode:?} server on port {} ({polling})", listen.port());
+    srv.run(stop, s.busy_poll).map_err(|e| e.to_string())?;
+    let c = srv.net().counters();
+    eprintln!(
+        "xtcp-bench: xtcp counters: segs in {} out {} retransmits {} rst in {} out {} drops {}",
+        c.tcp_segs_in,
+        c.tcp_segs_out,
+        c.tcp_retransmits,
+        c.tcp_rsts_in,
+        c.tcp_rsts_out,
+        c.drops()
+    );
+    let words: Vec<String> = srv.net().device_counters().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    eprintln!("xtcp-bench: device counters: {}", words.join(" "));
+    Ok(srv.stats)
 }
 
 fn client(a: &ClientArgs) -> Result<(), String> {
@@ -489,11 +535,15 @@ fn client(a: &ClientArgs) -> Result<(), String> {
             raise_nofile();
             client::run(KernelNet::new().map_err(|e| e.to_string())?, &o, &stop)?
         }
-        StackKind::Xtcp => {
-            // The source addresses become the stack's own (beside --ip); its XDP program
-            // steers them to the socket.
-            client::run(a.stack.xtcp(&o.srcs)?, &o, &stop)?
-        }
+        // The source addresses become the stack's own (beside --ip); its XDP program steers
+        // them to the socket.
+        StackKind::Xtcp => match &a.stack.vdev {
+            None => client::run(a.stack.xtcp(&o.srcs)?, &o, &stop)?,
+            #[cfg(feature = "dpdk")]
+            Some(v) => client::run(a.stack.xtcp_dpdk(&o.srcs, v)?, &o, &stop)?,
+            #[cfg(not(feature = "dpdk"))]
+            Some(_) => return Err(NO_DPDK.into()),
+        },
     };
     finish(&res, &hist, &a.out)
 }

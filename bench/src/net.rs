@@ -280,8 +280,9 @@ mod xtcp_net {
         pub ipv6_prefix: u8,
     }
 
-    pub struct XtcpNet {
-        stack: Stack<AfXdpDevice>,
+    /// One xtcp stack on device `D` (AF_XDP by default; DPDK with the `dpdk` feature).
+    pub struct XtcpNet<D: Device = AfXdpDevice> {
+        stack: Stack<D>,
         t0: std::time::Instant,
         conns: Slab<Handle>,
         ids: HashMap<Handle, usize>,
@@ -300,7 +301,7 @@ mod xtcp_net {
         }
     }
 
-    impl XtcpNet {
+    impl XtcpNet<AfXdpDevice> {
         pub fn open(o: &XtcpOptions) -> Result<XtcpNet, String> {
             let addrs: Vec<IpAddr> = core::iter::once(o.ip)
                 .chain(o.extra_ips.iter().copied())
@@ -315,6 +316,27 @@ mod xtcp_net {
                 dev.program().add_addr(ll).map_err(|e| format!("steering {ll}: {e}"))?;
             }
             let mode = format!("XDP {:?}, socket {:?}", dev.program().mode(), dev.bind_mode());
+            XtcpNet::with_device(dev, o, mode)
+        }
+    }
+
+    #[cfg(feature = "dpdk")]
+    impl XtcpNet<xtcp::io::dpdk::DpdkDevice> {
+        /// On a DPDK port: `vdev` as DPDK's devargs, `eal` the EAL's arguments (None: xtcp's
+        /// defaults).
+        pub fn open_dpdk(o: &XtcpOptions, vdev: &str, eal: Option<&str>) -> Result<Self, String> {
+            let mut cfg = xtcp::io::dpdk::DpdkConfig::new(vdev);
+            if let Some(e) = eal {
+                cfg.eal_args = e.split_whitespace().map(str::to_string).collect();
+            }
+            let dev = xtcp::io::dpdk::DpdkDevice::open(&cfg).map_err(|e| format!("DPDK {vdev:?}: {e}"))?;
+            let mode = format!("DPDK {} port {}", dev.name(), dev.port_id());
+            XtcpNet::with_device(dev, o, mode)
+        }
+    }
+
+    impl<D: Device> XtcpNet<D> {
+        fn with_device(dev: D, o: &XtcpOptions, mode: String) -> Result<Self, String> {
             let secret = xtcp::stack::os_secret().map_err(|e| format!("no entropy from the OS: {e}"))?;
             let mut cfg = StackConfig::new(o.ip, o.prefix, secret);
             cfg.max_sockets = o.max_sockets;
@@ -334,6 +356,11 @@ mod xtcp_net {
             Ok(XtcpNet { stack, t0, conns: Slab::new(), ids: HashMap::new(), listener: None, mode })
         }
 
+        /// The device's own counters (`Device::counters`).
+        pub fn device_counters(&self) -> Vec<(&'static str, u64)> {
+            self.stack.device().counters()
+        }
+
         fn now(&self) -> Instant {
             Instant::from_micros(self.t0.elapsed().as_micros() as u64)
         }
@@ -347,7 +374,7 @@ mod xtcp_net {
         }
     }
 
-    impl Net for XtcpNet {
+    impl<D: Device> Net for XtcpNet<D> {
         fn connect(&mut self, dst: SocketAddr, src: Option<IpAddr>) -> io::Result<usize> {
             let h = match src {
                 Some(s) => {
