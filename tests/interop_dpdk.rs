@@ -283,7 +283,19 @@ fn interop_dpdk_errors_are_clear() {
     let cases: [(&[&str], &str); 3] = [
         (&["ping", "198.18.0.2", "--backend", "dpdk", "--vdev", "net_nosuchpmd0,iface=xv0"], "probing"),
         (
-            &["serve", "--app", "echo", "--port", "7", "--cores", "2", "--backend", "dpdk", "--vdev", "net_af_packet0,iface=xv0"],
+            &[
+                "serve",
+                "--app",
+                "echo",
+                "--port",
+                "7",
+                "--cores",
+                "2",
+                "--backend",
+                "dpdk",
+                "--vdev",
+                "net_af_packet0,iface=xv0",
+            ],
             "queue pair",
         ),
         (&["ping", "198.18.0.2", "--vdev", "net_af_packet0,iface=xv0"], "--backend dpdk"),

@@ -129,7 +129,7 @@ impl std::error::Error for Error {}
 
 /// The EAL arguments xtcp starts DPDK with unless told otherwise: no hugepages (256 MiB of
 /// ordinary memory), no PCI scan, no shared runtime files (so processes do not meet), no
-/// telemetry socket, warnings and worse only, and one lcore mapped to every CPU the process
+/// telemetry socket, warnings and worse only, the file prefix `xtcp`, and one lcore mapped to every CPU the process
 /// may run on, so that starting the EAL does not move the calling thread (the multi-core
 /// runtime pins its own threads).
 pub fn default_eal_args() -> Vec<String> {
@@ -145,8 +145,11 @@ pub fn default_eal_args() -> Vec<String> {
         "--no-telemetry",
         "--log-level",
         "5",
+        // One prefix for every xtcp process: with --no-shconf they share nothing through it
+        // (no config file, no multi-process socket), and a per-process prefix would leave an
+        // empty runtime directory under /var/run/dpdk per process.
         "--file-prefix",
-        &format!("xtcp{}", std::process::id()),
+        "xtcp",
         "--lcores",
         &lcores,
     ]
@@ -690,7 +693,8 @@ impl Device for DpdkDevice {
     fn wait(&mut self, timeout: crate::time::Duration) {
         // No wake-up to sleep on (see the module docs): look every 20 µs.
         self.stats.waits += 1;
-        let end = std::time::Instant::now() + std::time::Duration::from_micros(timeout.as_micros().min(u128::from(u64::MAX)) as u64);
+        let end = std::time::Instant::now()
+            + std::time::Duration::from_micros(timeout.as_micros().min(u128::from(u64::MAX)) as u64);
         let mut got = Vec::new();
         loop {
             if self.receive(&mut got, BURST) > 0 {
@@ -707,5 +711,36 @@ impl Device for DpdkDevice {
             }
             std::thread::sleep((end - now).min(std::time::Duration::from_micros(20)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_device_name_is_the_devargs_up_to_the_first_comma() {
+        assert_eq!(DpdkConfig::new("net_af_packet0,iface=veth0,qpairs=2").name(), "net_af_packet0");
+        assert_eq!(DpdkConfig::new("net_memif0").name(), "net_memif0");
+    }
+
+    #[test]
+    fn default_eal_arguments_need_no_hugepages_and_keep_the_threads_cpus() {
+        let args = default_eal_args();
+        for a in ["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry"] {
+            assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
+        }
+        let lcores = &args[args.iter().position(|a| a == "--lcores").expect("--lcores") + 1];
+        let allowed = core_affinity::get_core_ids().unwrap_or_default();
+        for c in &allowed {
+            assert!(lcores.contains(&c.id.to_string()), "CPU {} not in {lcores}", c.id);
+        }
+    }
+
+    #[test]
+    fn zero_queues_is_refused_before_the_eal_starts() {
+        let e = DpdkDevice::open_queues(&DpdkConfig::new("net_null0"), 0).unwrap_err();
+        assert!(e.to_string().contains("at least one queue"), "{e}");
+        assert!(eal_args().is_none(), "the EAL was started for a refused open");
     }
 }

@@ -683,7 +683,8 @@ mod net {
                 return Err(format!(
                     "--cores {cores}: {} has {queues} rx queue(s); one queue per core is needed \
                      (scripts/lab up --queues {cores}, or ethtool -L {} combined {cores})",
-                    a.net.iface(), a.net.iface()
+                    a.net.iface(),
+                    a.net.iface()
                 ));
             }
             if queues > cores {
