@@ -152,8 +152,17 @@ void xtcp_dpdk_pool_free(struct rte_mempool *mp)
 	rte_mempool_free(mp);
 }
 
-/* Configure `queues` RX and TX queues of `ring` descriptors each, RX from pools[q], and start. */
-int xtcp_dpdk_port_start(uint16_t port, uint16_t queues, uint16_t ring, struct rte_mempool **pools, uint32_t mtu)
+/* What xtcp_dpdk_port_start turned on (its *offloads). */
+#define XTCP_RX_L4_CKSUM 1u
+#define XTCP_TX_TCP_CKSUM 2u
+
+/*
+ * Configure `queues` RX and TX queues of `ring` descriptors each, RX from pools[q], and start.
+ * With `want_offload`, the checksum offloads the PMD offers are turned on (RX: IPv4, TCP and
+ * UDP checksums verified; TX: TCP checksums filled in), and *offloads says which.
+ */
+int xtcp_dpdk_port_start(uint16_t port, uint16_t queues, uint16_t ring, struct rte_mempool **pools, uint32_t mtu,
+			 int want_offload, uint32_t *offloads)
 {
 	struct rte_eth_conf conf;
 	struct rte_eth_dev_info info;
@@ -168,6 +177,18 @@ int xtcp_dpdk_port_start(uint16_t port, uint16_t queues, uint16_t ring, struct r
 	conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP) & info.flow_type_rss_offloads;
 	if (queues > 1 && conf.rx_adv_conf.rss_conf.rss_hf != 0)
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+	*offloads = 0;
+	if (want_offload) {
+		uint64_t rx = RTE_ETH_RX_OFFLOAD_TCP_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
+		if ((info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_TCP_CKSUM) != 0) {
+			conf.rxmode.offloads = rx & info.rx_offload_capa;
+			*offloads |= XTCP_RX_L4_CKSUM;
+		}
+		if ((info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_TCP_CKSUM) != 0) {
+			conf.txmode.offloads = RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+			*offloads |= XTCP_TX_TCP_CKSUM;
+		}
+	}
 	r = rte_eth_dev_configure(port, queues, queues, &conf);
 	if (r < 0)
 		return r;
@@ -209,9 +230,10 @@ uint64_t xtcp_dpdk_rx_nombuf(uint16_t port)
 	return st.rx_nombuf;
 }
 
-/* Received frames, as (index, data offset, length) triples; multi-segment frames are dropped. */
-uint16_t xtcp_dpdk_rx_burst(uint16_t port, uint16_t queue, uint32_t *idx, uint16_t *off, uint16_t *len, uint16_t max,
-			    uint32_t *dropped)
+/* Received frames, as (index, data offset, length) triples, and whether the PMD verified the
+ * L4 checksum good (l4_good); multi-segment frames are dropped. */
+uint16_t xtcp_dpdk_rx_burst(uint16_t port, uint16_t queue, uint32_t *idx, uint16_t *off, uint16_t *len,
+			    uint8_t *l4_good, uint16_t max, uint32_t *dropped)
 {
 	struct rte_mbuf *m[64];
 	uint16_t n, i, kept = 0;
@@ -228,6 +250,7 @@ uint16_t xtcp_dpdk_rx_burst(uint16_t port, uint16_t queue, uint32_t *idx, uint16
 		idx[kept] = p->index;
 		off[kept] = m[i]->data_off;
 		len[kept] = m[i]->data_len;
+		l4_good[kept] = (m[i]->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
 		kept++;
 	}
 	return kept;
@@ -236,11 +259,39 @@ uint16_t xtcp_dpdk_rx_burst(uint16_t port, uint16_t queue, uint32_t *idx, uint16
 /* Send mbufs table[idx[i]] with their data at off[i], len[i] bytes; returns how many the PMD
  * took (from the front). With `keep`, each gets an extra reference first, dropped again if not
  * taken: the caller still owns it, and the PMD's reference shows as a refcount above 1. */
+/*
+ * Mark `b` for the PMD to fill in its TCP checksum (the stack wrote the pseudo-header's sum):
+ * the L2/L3 lengths and the flags DPDK's TX offload needs. xtcp sends no VLAN tags and no IPv6
+ * extension headers before TCP. Returns 0 when the frame is not IPv4/IPv6 TCP (left alone).
+ */
+static int mark_tcp_cksum(struct rte_mbuf *b)
+{
+	const uint8_t *p = rte_pktmbuf_mtod(b, const uint8_t *);
+	uint16_t type;
+	if (b->data_len < 14 + 40)
+		return 0;
+	type = (uint16_t)(p[12] << 8 | p[13]);
+	b->l2_len = 14;
+	if (type == 0x0800 && p[14 + 9] == 6) {
+		b->l3_len = (p[14] & 0x0f) * 4u;
+		b->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_TCP_CKSUM;
+		return 1;
+	}
+	if (type == 0x86dd && p[14 + 6] == 6) {
+		b->l3_len = 40;
+		b->ol_flags = RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_CKSUM;
+		return 1;
+	}
+	return 0;
+}
+
 uint16_t xtcp_dpdk_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **table, const uint32_t *idx,
-			    const uint16_t *off, const uint16_t *len, uint16_t n, int keep)
+			    const uint16_t *off, const uint16_t *len, const uint8_t *partial, uint16_t n, int keep,
+			    uint32_t *offloaded)
 {
 	struct rte_mbuf *m[64];
-	uint16_t i, sent;
+	uint16_t i, sent, total;
+	int any = 0;
 	if (n > 64)
 		n = 64;
 	for (i = 0; i < n; i++) {
@@ -251,13 +302,22 @@ uint16_t xtcp_dpdk_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **tab
 		b->nb_segs = 1;
 		b->next = NULL;
 		b->ol_flags = 0;
+		if (partial[i] && mark_tcp_cksum(b)) {
+			any = 1;
+			(*offloaded)++;
+		}
 		if (keep)
 			rte_mbuf_refcnt_update(b, 1);
 		m[i] = b;
 	}
+	/* Offloads may need the PMD's fix-ups first (some NICs want the pseudo-header sum in
+	 * another form); what it refuses is not sent, like a full ring. */
+	total = n;
+	if (any)
+		n = rte_eth_tx_prepare(port, queue, m, n);
 	sent = rte_eth_tx_burst(port, queue, m, n);
 	if (keep)
-		for (i = sent; i < n; i++)
+		for (i = sent; i < total; i++)
 			rte_mbuf_refcnt_update(m[i], -1);
 	return sent;
 }

@@ -308,3 +308,49 @@ fn interop_dpdk_errors_are_clear() {
     }
     lab.finish();
 }
+
+/// Checksum offload where the PMD offers it: `net_tap` (a tap interface in xtcp's namespace,
+/// the kernel's end of it given 198.18.6.2/24) verifies received checksums and fills in sent
+/// TCP checksums. 16 MB echoed from a kernel client with its SHA-256, the kernel counted no
+/// checksum error, and xtcp's device counters show both offloads at work: the stack left the
+/// TCP checksums of its segments to the PMD and skipped verifying what the PMD had verified.
+#[test]
+fn interop_dpdk_tap_checksum_offload() {
+    if !may_run("interop_dpdk_tap_checksum_offload", TOOLS) {
+        return;
+    }
+    let lab = Lab::new("xdk");
+    let mut server = common::Xtcp::spawn_with(
+        &lab.xns,
+        &["serve", "--backend", "dpdk", "--vdev", "net_tap0,iface=dtap0", "--app", "echo", "--port", "7"],
+        &["198.18.6.1/24"],
+    );
+    server.wait_for_stderr("xtcp: serving");
+    common::run("ip", &["-n", &lab.xns, "addr", "add", "198.18.6.2/24", "dev", "dtap0"]);
+    common::run("ip", &["-n", &lab.xns, "link", "set", "dtap0", "up"]);
+    let to: std::net::SocketAddr = "198.18.6.1:7".parse().unwrap();
+    let n = 16 * MB;
+    let (got, sha, csum_errors) = common::in_netns(&lab.xns, move || {
+        let (got, sha) = kernel_send_and_receive(to, 77, n);
+        (got, sha, kernel_snmp("Tcp", "InCsumErrors"))
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    assert_eq!((got, sha), (n, prng_sha(77, n)), "the echo over net_tap");
+    assert_eq!(csum_errors, 0, "the kernel refused checksums xtcp left to the PMD");
+    let end = server.terminate();
+    end.assert_success("xtcp serve on net_tap");
+    let line = end.stderr.lines().rev().find(|l| l.starts_with("xtcp: device ")).expect("a device line");
+    let count = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in {line}"))
+            .parse()
+            .expect("a number")
+    };
+    say(line);
+    assert!(count("tx_l4_offloaded") > 1000, "TCP checksums were not left to the PMD: {line}");
+    assert!(count("rx_l4_verified") > 1000, "the PMD's verified checksums were not used: {line}");
+    assert_eq!(end.stat("drop_bad_checksum"), 0);
+    lab.finish();
+}

@@ -61,7 +61,15 @@ extern "C" {
         err: *mut c_int,
     ) -> *mut RteMempool;
     fn xtcp_dpdk_pool_free(mp: *mut RteMempool);
-    fn xtcp_dpdk_port_start(port: u16, queues: u16, ring: u16, pools: *const *mut RteMempool, mtu: u32) -> c_int;
+    fn xtcp_dpdk_port_start(
+        port: u16,
+        queues: u16,
+        ring: u16,
+        pools: *const *mut RteMempool,
+        mtu: u32,
+        want_offload: c_int,
+        offloads: *mut u32,
+    ) -> c_int;
     fn xtcp_dpdk_link_up(port: u16) -> c_int;
     fn xtcp_dpdk_rx_nombuf(port: u16) -> u64;
     fn xtcp_dpdk_rx_burst(
@@ -70,6 +78,7 @@ extern "C" {
         idx: *mut u32,
         off: *mut u16,
         len: *mut u16,
+        l4_good: *mut u8,
         max: u16,
         dropped: *mut u32,
     ) -> u16;
@@ -80,8 +89,10 @@ extern "C" {
         idx: *const u32,
         off: *const u16,
         len: *const u16,
+        partial: *const u8,
         n: u16,
         keep: c_int,
+        offloaded: *mut u32,
     ) -> u16;
     fn xtcp_dpdk_alloc(mp: *mut RteMempool) -> u32;
     fn xtcp_dpdk_free(m: *mut RteMbuf);
@@ -93,6 +104,9 @@ extern "C" {
 
 /// Frames per burst, both ways (the shim's bound).
 const BURST: usize = 64;
+/// What `xtcp_dpdk_port_start` turned on (its `offloads`).
+const RX_L4_CKSUM: u32 = 1;
+const TX_TCP_CKSUM: u32 = 2;
 
 /// What went wrong, with DPDK's errno.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +221,10 @@ pub struct DpdkConfig {
     /// Trust the L4 checksums of received frames (veth peers with TX offload leave them
     /// partial); by default every checksum is verified.
     pub trust_rx_l4_checksums: bool,
+    /// Use the checksum offloads the PMD offers (default on): received TCP/UDP checksums it
+    /// verified good are not verified again, and it fills in the TCP checksums of the
+    /// connections' segments. Frames it did not verify are verified by the stack.
+    pub checksum_offload: bool,
     /// The EAL's arguments, used if this is the process's first port ([`eal_init`]).
     pub eal_args: Vec<String>,
 }
@@ -222,6 +240,7 @@ impl DpdkConfig {
             data_room: 2048 + 128,
             mtu: None,
             trust_rx_l4_checksums: false,
+            checksum_offload: true,
             eal_args: default_eal_args(),
         }
     }
@@ -283,6 +302,10 @@ pub struct DpdkStats {
     pub tx_kept: u64,
     /// `tx_kept` calls the TX ring refused (the caller then copies).
     pub tx_kept_refused: u64,
+    /// Received frames whose L4 checksum the PMD verified good (RX checksum offload).
+    pub rx_l4_verified: u64,
+    /// Frames sent with their TCP checksum left to the PMD (TX checksum offload).
+    pub tx_l4_offloaded: u64,
     /// `wait` calls, and how many of them found frames before their timeout.
     pub waits: u64,
     /// See `waits`.
@@ -299,6 +322,13 @@ pub struct DpdkDevice {
     bufs: Vec<(*mut u8, u16)>,
     /// Whether the caller holds frame `i` (checked on every frame passed in).
     held: Vec<bool>,
+    /// Frame `i` arrived with its L4 checksum verified by the PMD.
+    l4_good: Vec<bool>,
+    /// Frame `i` holds a TCP segment whose checksum the PMD is to fill in.
+    partial: Vec<bool>,
+    /// The checksum offloads the port has on.
+    rx_l4_offload: bool,
+    tx_tcp_offload: bool,
     mac: MacAddr,
     rx_checksum: RxChecksum,
     /// Frames `wait` received, handed out by the next `rx_burst`.
@@ -307,6 +337,7 @@ pub struct DpdkDevice {
     idx: [u32; BURST],
     off: [u16; BURST],
     len: [u16; BURST],
+    flag: [u8; BURST],
 }
 
 // SAFETY: the raw pointers are DPDK objects (a pool, its mbufs and their buffers) that live as
@@ -406,8 +437,20 @@ impl DpdkDevice {
             tables.push(table);
         }
         let pools: Vec<*mut RteMempool> = port.pools.iter().map(|p| p.0).collect();
-        // SAFETY: a probed port and one valid pool per queue, all alive while the port is.
-        let rc = unsafe { xtcp_dpdk_port_start(id, queues, cfg.ring_size, pools.as_ptr(), cfg.mtu.unwrap_or(0)) };
+        let mut offloads = 0u32;
+        // SAFETY: a probed port and one valid pool per queue, all alive while the port is; a
+        // u32 to write.
+        let rc = unsafe {
+            xtcp_dpdk_port_start(
+                id,
+                queues,
+                cfg.ring_size,
+                pools.as_ptr(),
+                cfg.mtu.unwrap_or(0),
+                c_int::from(cfg.checksum_offload),
+                &mut offloads,
+            )
+        };
         if rc < 0 {
             return Err(Error::from_rc(format!("{name}: configuring and starting {queues} queue(s)"), rc));
         }
@@ -435,6 +478,10 @@ impl DpdkDevice {
                     mbufs,
                     bufs,
                     held: vec![false; n],
+                    l4_good: vec![false; n],
+                    partial: vec![false; n],
+                    rx_l4_offload: offloads & RX_L4_CKSUM != 0,
+                    tx_tcp_offload: offloads & TX_TCP_CKSUM != 0,
                     mac: MacAddr(mac),
                     rx_checksum,
                     stash: Vec::new(),
@@ -442,6 +489,7 @@ impl DpdkDevice {
                     idx: [0; BURST],
                     off: [0; BURST],
                     len: [0; BURST],
+                    flag: [0; BURST],
                 }
             })
             .collect();
@@ -511,6 +559,7 @@ impl DpdkDevice {
                 self.idx.as_mut_ptr(),
                 self.off.as_mut_ptr(),
                 self.len.as_mut_ptr(),
+                self.flag.as_mut_ptr(),
                 want,
                 &mut dropped,
             )
@@ -526,6 +575,9 @@ impl DpdkDevice {
                 continue;
             }
             self.held[i] = true;
+            let good = self.rx_l4_offload && self.flag[k] != 0;
+            self.l4_good[i] = good;
+            self.stats.rx_l4_verified += u64::from(good);
             out.push(Frame { index: i as u32, offset: u32::from(self.off[k]), len: u32::from(self.len[k]) });
             taken += 1;
         }
@@ -540,7 +592,9 @@ impl DpdkDevice {
             self.idx[k] = f.index;
             self.off[k] = f.offset as u16;
             self.len[k] = f.len as u16;
+            self.flag[k] = u8::from(self.partial[f.index as usize]);
         }
+        let mut offloaded = 0u32;
         // SAFETY: a started port and queue owned by this device; `idx[..n]` name mbufs of the
         // table that the caller holds (checked), with offsets and lengths inside their
         // buffers (checked; buffers are under 64 KiB, so they fit u16).
@@ -552,11 +606,14 @@ impl DpdkDevice {
                 self.idx.as_ptr(),
                 self.off.as_ptr(),
                 self.len.as_ptr(),
+                self.flag.as_ptr(),
                 n as u16,
                 c_int::from(keep),
+                &mut offloaded,
             )
         } as usize;
         self.stats.tx_frames += sent as u64;
+        self.stats.tx_l4_offloaded += u64::from(offloaded);
         sent
     }
 }
@@ -621,6 +678,7 @@ impl Device for DpdkDevice {
     fn recycle(&mut self, f: Frame) {
         let i = self.check(&f);
         self.held[i] = false;
+        self.partial[i] = false;
         // SAFETY: the caller held this mbuf (checked) and gives up its reference; a PMD still
         // sending it keeps its own, and the mbuf returns to the pool when that goes too.
         unsafe { xtcp_dpdk_free(self.mbufs[i]) };
@@ -634,6 +692,7 @@ impl Device for DpdkDevice {
             return None;
         }
         self.held[i] = true;
+        self.partial[i] = false;
         Some(Frame { index: i as u32, offset: 0, len: 0 })
     }
 
@@ -645,6 +704,7 @@ impl Device for DpdkDevice {
             for f in frames.drain(..sent) {
                 // The PMD owns it now (it frees it once sent).
                 self.held[f.index as usize] = false;
+                self.partial[f.index as usize] = false;
             }
             total += sent;
             if sent < n {
@@ -665,6 +725,22 @@ impl Device for DpdkDevice {
         sent
     }
 
+    fn rx_checksum_of(&self, f: &Frame) -> RxChecksum {
+        match self.l4_good.get(f.index as usize) {
+            Some(true) => RxChecksum::TrustL4,
+            _ => self.rx_checksum,
+        }
+    }
+
+    fn tx_tcp_checksum_offload(&self) -> bool {
+        self.tx_tcp_offload
+    }
+
+    fn set_l4_partial(&mut self, f: &Frame) {
+        let i = self.check(f);
+        self.partial[i] = true;
+    }
+
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = &self.stats;
         vec![
@@ -676,6 +752,8 @@ impl Device for DpdkDevice {
             ("rx_nombuf", self.rx_nombuf()),
             ("tx_kept", s.tx_kept),
             ("tx_kept_refused", s.tx_kept_refused),
+            ("rx_l4_verified", s.rx_l4_verified),
+            ("tx_l4_offloaded", s.tx_l4_offloaded),
             ("waits", s.waits),
             ("wait_wakeups", s.wait_wakeups),
             ("frames_held", self.frames_held() as u64),

@@ -89,6 +89,22 @@ pub trait Device {
     /// Block until frames may have arrived or `timeout` passed: the blocking mode of a loop
     /// (a busy-polling loop never calls it). The default returns at once.
     fn wait(&mut self, _timeout: crate::time::Duration) {}
+    /// How the checksums of received frame `f` should be treated: by default the device's
+    /// [`Device::rx_checksum`]; a device that verified them itself (DPDK's RX checksum
+    /// offload flags) says so per frame.
+    fn rx_checksum_of(&self, _f: &Frame) -> RxChecksum {
+        self.rx_checksum()
+    }
+    /// Whether the device fills in TCP checksums (TX checksum offload). The stack then writes
+    /// the pseudo-header's sum in the checksum field of its connections' segments
+    /// ([`crate::wire::TcpRepr::emit_header_over_offloaded`]) and marks each such frame with
+    /// [`Device::set_l4_partial`]; other frames keep full checksums.
+    fn tx_tcp_checksum_offload(&self) -> bool {
+        false
+    }
+    /// Frame `f` (held by the caller, about to be sent) holds a TCP segment whose checksum the
+    /// device must complete. Only called when [`Device::tx_tcp_checksum_offload`] is true.
+    fn set_l4_partial(&mut self, _f: &Frame) {}
     /// The backend's own counters, by name, for `--stats` lines and benchmark reports (none
     /// by default). Not for the fast path: it allocates.
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -215,6 +215,15 @@ impl<D: super::Device, W: Write> super::Device for PcapTap<D, W> {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         self.inner.counters()
     }
+    fn rx_checksum_of(&self, f: &super::Frame) -> crate::wire::RxChecksum {
+        self.inner.rx_checksum_of(f)
+    }
+    fn tx_tcp_checksum_offload(&self) -> bool {
+        self.inner.tx_tcp_checksum_offload()
+    }
+    fn set_l4_partial(&mut self, f: &super::Frame) {
+        self.inner.set_l4_partial(f)
+    }
     fn tx_kept(&mut self, f: &super::Frame) -> bool {
         let sent = self.inner.tx_kept(f);
         if sent {

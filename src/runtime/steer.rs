@@ -639,6 +639,14 @@ impl<D: Device> Device for SteeredDevice<D> {
         self.inner.counters()
     }
 
+    fn tx_tcp_checksum_offload(&self) -> bool {
+        self.inner.tx_tcp_checksum_offload()
+    }
+
+    fn set_l4_partial(&mut self, f: &Frame) {
+        self.inner.set_l4_partial(f)
+    }
+
     fn wait(&mut self, timeout: Duration) {
         if !self.shared.rings[self.core].is_empty() {
             return;

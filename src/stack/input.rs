@@ -60,7 +60,7 @@ impl<D: Device> Stack<D> {
 
     /// Handle one received frame; gives it back unless a connection kept its payload.
     pub(super) fn process_frame(&mut self, f: Frame) -> Option<Frame> {
-        let rx_csum = self.dev.rx_checksum();
+        let rx_csum = self.dev.rx_checksum_of(&f);
         // `bytes` borrows the device; the fields used while it lives are disjoint from it.
         let bytes = self.dev.frame(&f);
         let parsed = match FrameRepr::parse(bytes, rx_csum) {

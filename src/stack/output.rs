@@ -71,6 +71,22 @@ pub(super) fn ip_header_len(remote: IpAddr) -> usize {
     }
 }
 
+/// A connection's TCP header over `seg` (which holds the payload after it): with its checksum,
+/// or with the pseudo-header's sum for a device that completes it (TX checksum offload).
+fn emit_tcp_header(
+    header: &TcpRepr<'_>,
+    seg: &mut [u8],
+    local: IpAddr,
+    remote: IpAddr,
+    offload: bool,
+) -> wire::Result<usize> {
+    if offload {
+        header.emit_header_over_offloaded(seg, local, remote)
+    } else {
+        header.emit_header_over(seg, local, remote)
+    }
+}
+
 impl<D: Device> Stack<D> {
     /// After a connection was touched: send what it has, collect its events, follow its
     /// state (listener queues, table), and keep its timer in the wheel in step.
@@ -83,6 +99,7 @@ impl<D: Device> Stack<D> {
         // What the peer acknowledged since: the TCB's offsets now start after it.
         self.release_acked_tx(idx);
         // Transmit everything the TCB has, straight into device frames.
+        let offload = self.dev.tx_tcp_checksum_offload();
         loop {
             let remote = self.conn(idx).key.remote;
             let Some(mut frame) = self.dev.alloc_tx() else {
@@ -122,13 +139,16 @@ impl<D: Device> Stack<D> {
             let start = HEADROOM - tcp_len - ipr.len() - ETH_LEN;
             let buf = self.dev.buffer_mut(&frame);
             let seg_bytes = &mut buf[HEADROOM - tcp_len..HEADROOM + payload_len];
-            if header.emit_header_over(seg_bytes, local_ip, remote.ip()).is_err() {
+            if emit_tcp_header(&header, seg_bytes, local_ip, remote.ip(), offload).is_err() {
                 self.dev.recycle(frame);
                 continue;
             }
             let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
             frame.offset = start as u32;
             frame.len = (ETH_LEN + ipr.len() + tcp_len + payload_len) as u32;
+            if offload {
+                self.dev.set_l4_partial(&frame);
+            }
             self.send_ip_frame(remote.ip(), frame);
         }
         self.release_acked_tx(idx);
@@ -210,11 +230,16 @@ impl<D: Device> Stack<D> {
         }
         let start = pay_off - tcp_len - ipr.len() - ETH_LEN;
         let whole = Frame { index, offset: start as u32, len: (ETH_LEN + ipr.len() + tcp_len + len) as u32 };
+        let offload = self.dev.tx_tcp_checksum_offload();
         let buf = self.dev.buffer_mut(&whole);
-        if header.emit_header_over(&mut buf[pay_off - tcp_len..pay_off + len], local_ip, remote.ip()).is_err() {
+        if emit_tcp_header(header, &mut buf[pay_off - tcp_len..pay_off + len], local_ip, remote.ip(), offload).is_err()
+        {
             return false;
         }
         let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
+        if offload {
+            self.dev.set_l4_partial(&whole);
+        }
         let ethertype = if remote.is_ipv4() { EtherType::Ipv4 } else { EtherType::Ipv6 };
         self.write_eth(&whole, mac, ethertype);
         if !self.dev.tx_kept(&whole) {

@@ -498,6 +498,22 @@ impl<'a> TcpRepr<'a> {
         src: impl Into<IpAddr>,
         dst: impl Into<IpAddr>,
     ) -> Result<usize> {
+        self.emit_header(segment, src.into(), dst.into(), false)
+    }
+
+    /// [`TcpRepr::emit_header_over`] for a device that fills in TCP checksums (TX checksum
+    /// offload): the checksum field gets the pseudo-header's sum (RFC 9293 §3.1), which the
+    /// device's sum over the whole segment completes — what DPDK and NICs expect.
+    pub fn emit_header_over_offloaded(
+        &self,
+        segment: &mut [u8],
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+    ) -> Result<usize> {
+        self.emit_header(segment, src.into(), dst.into(), true)
+    }
+
+    fn emit_header(&self, segment: &mut [u8], src: IpAddr, dst: IpAddr, offloaded: bool) -> Result<usize> {
         let hl = self.header_len();
         if segment.len() < hl {
             return Err(Error::BufferTooSmall);
@@ -512,8 +528,8 @@ impl<'a> TcpRepr<'a> {
         put16(segment, field::CHECKSUM, 0);
         put16(segment, field::URGENT, self.urgent);
         self.options.emit(&mut segment[HEADER_LEN..hl]);
-        let ph = checksum::pseudo_header(src.into(), dst.into(), IpProtocol::Tcp.into(), len);
-        let c = checksum::finish(checksum::combine(&[ph, checksum::sum(segment)]));
+        let ph = checksum::pseudo_header(src, dst, IpProtocol::Tcp.into(), len);
+        let c = if offloaded { ph } else { checksum::finish(checksum::combine(&[ph, checksum::sum(segment)])) };
         put16(segment, field::CHECKSUM, c);
         Ok(segment.len())
     }
@@ -681,6 +697,37 @@ pub(crate) mod tests {
         let parsed = TcpRepr::parse(&p, A, B, RxChecksum::Verify).unwrap();
         assert_eq!(parsed.payload, b"hello");
         assert_eq!(parsed.options.timestamp, Some(Timestamp { tsval: 9, tsecr: 8 }));
+    }
+
+    /// With TX checksum offload the field holds the pseudo-header's sum: the segment fails
+    /// verification as written, and the device's completion (the one's complement of the sum
+    /// over the segment, written over the field) gives the checksum a full emit writes.
+    #[test]
+    fn offloaded_header_leaves_the_pseudo_header_sum_for_the_device() {
+        let r = TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            seq: 7,
+            ack: 9,
+            flags: TcpFlags::ACK,
+            window: 512,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: &[],
+        };
+        let hl = r.header_len();
+        let (mut full, mut part) = (vec![0u8; hl + 3], vec![0u8; hl + 3]);
+        full[hl..].copy_from_slice(b"abc");
+        part[hl..].copy_from_slice(b"abc");
+        r.emit_header_over(&mut full, A, B).unwrap();
+        r.emit_header_over_offloaded(&mut part, A, B).unwrap();
+        let len = part.len() as u16;
+        let ph = checksum::pseudo_header(A.into(), B.into(), IpProtocol::Tcp.into(), len);
+        assert_eq!(u16::from_be_bytes([part[16], part[17]]), ph);
+        assert!(TcpRepr::parse(&TcpPacket::new_checked(&part[..]).unwrap(), A, B, RxChecksum::Verify).is_err());
+        let done = checksum::finish(checksum::sum(&part));
+        part[16..18].copy_from_slice(&done.to_be_bytes());
+        assert_eq!(part, full);
     }
 
     proptest! {
