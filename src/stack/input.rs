@@ -47,7 +47,7 @@ impl<D: Device> Stack<D> {
         }
         self.transmit();
         let arp_next = self.arp.pending.front().map(|p| p.since + Duration::from_secs(1));
-        [self.timers.next_deadline(), arp_next].into_iter().flatten().min()
+        crate::time::earliest(self.timers.next_deadline(), arp_next)
     }
 
     pub(super) fn transmit(&mut self) {

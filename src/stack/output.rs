@@ -183,13 +183,23 @@ impl<D: Device> Stack<D> {
                 self.keep_buffers(b);
             }
         }
-        // Keep the wheel in step with the TCB's next deadline.
+        // Keep the wheel in step with the TCB's next deadline, lazily: a timer set for that
+        // deadline or an earlier one stays. When it fires early, `handle_timeout` finds
+        // nothing due and the flush after it sets the wheel for the real deadline, so the
+        // retransmission timer that every ACK pushes later (RFC 6298 §5.3) costs no cancel
+        // and schedule per segment; only an earlier deadline moves the timer. A spurious
+        // fire costs one wakeup, at most one per timer set, never a late timer.
         let want = self.conn(idx).tcb.poll_timeout();
         let (have, timer) = {
             let c = self.conn(idx);
             (c.deadline, c.timer)
         };
-        if want != have {
+        let earlier = match (want, have) {
+            (Some(w), Some(h)) => w < h,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
             if let Some(t) = timer {
                 self.timers.cancel(t);
             }

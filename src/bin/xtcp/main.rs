@@ -1,6 +1,7 @@
 //! `xtcp`: servers and diagnostics on the xtcp stack.
 //!
-//! * `xtcp serve`: a server (echo, discard, chargen, HTTP, sockperf) on an interface, over AF_XDP.
+//! * `xtcp serve`: a server (echo, discard, chargen, HTTP, sockperf) on an interface, over AF_XDP
+//!   (or a DPDK port: `--backend dpdk --vdev DEVARGS`, with the `dpdk` feature).
 //! * `xtcp client`: connect, send and receive byte counts, print the SHA-256 of what came back.
 //! * `xtcp decode FILE`: print each frame of a pcap (or `NAME HEX` fixture) file as xtcp's
 //!   wire layer reads it, with the reason for every frame it refuses.
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve an application on an interface, over AF_XDP.
+    /// Serve an application on an interface, over AF_XDP (or DPDK: --backend dpdk).
     #[cfg(feature = "afxdp")]
     Serve(net::ServeArgs),
     /// Connect to a server, send and receive, print the SHA-256 of what was received.

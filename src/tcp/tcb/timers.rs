@@ -1,23 +1,18 @@
 //! Timers: the retransmission timer (RFC 6298), delayed ACK, persist, keep-alive, TIME-WAIT.
 
 use super::*;
+use crate::time::earliest;
 
 impl Tcb {
     /// The earliest time `handle_timeout` has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.rtx_deadline,
-            self.probe_deadline,
-            self.reorder_deadline,
-            self.delack_deadline,
-            self.persist_deadline,
-            self.keepalive_deadline,
-            self.close_deadline,
-            self.pace_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Chained by hand: the stack asks after every flush, and the iterator form
+        // (`[..].into_iter().flatten().min()`) cost about four times as many instructions.
+        let e = earliest;
+        e(
+            e(e(self.rtx_deadline, self.probe_deadline), e(self.reorder_deadline, self.delack_deadline)),
+            e(e(self.persist_deadline, self.keepalive_deadline), e(self.close_deadline, self.pace_deadline)),
+        )
     }
 
     /// Run the timers whose deadline is at or before `now`.
