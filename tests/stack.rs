@@ -869,3 +869,24 @@ fn a_neighbour_in_use_stays_reachable_and_a_silent_one_is_probed_then_given_up()
     p.run_until(Duration::from_secs(600), |p| p.a.counters().arp_requests_out > requests + 3);
     assert!(p.a.counters().neigh_queued > 0, "after it was given up, frames waited for a new resolution");
 }
+
+/// `Stack::flush` sends what the application's calls produced without a poll: the segment
+/// leaves the device at once (frames_out moves, the peer's link has it), and the deadline it
+/// returns covers the retransmission timer the send set.
+#[test]
+fn flush_sends_the_application_output_in_the_same_turn() {
+    let mut p = Pair::new(Faults::default(), 3);
+    let (client, _server) = open(&mut p);
+    // Settle: nothing pending on either side.
+    p.run_until(Duration::from_secs(1), |p| !p.b.has_pending_output());
+    let before = p.b.counters().frames_out;
+    assert_eq!(p.b.send(client, b"ping").unwrap(), 4);
+    assert!(p.b.has_pending_output(), "a send leaves output pending until something flushes it");
+    let next = p.b.flush();
+    assert!(!p.b.has_pending_output());
+    assert_eq!(p.b.counters().frames_out, before + 1, "the segment left in the flush");
+    assert!(next.is_some(), "a deadline for the data in flight (its retransmission timer)");
+    // Nothing pending: flush sends nothing and still says when the next timer is due.
+    assert_eq!(p.b.flush(), next);
+    assert_eq!(p.b.counters().frames_out, before + 1);
+}

@@ -652,6 +652,7 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
             resets: r.resets,
             peak_conns: r.peak,
             percentiles: percentile_points(&hist),
+            device: r.net.device_counters().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         },
         hist,
     ))

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use xtcp_bench::client::{self, ClientOptions, Proto, Workload};
-use xtcp_bench::net::{KernelNet, XtcpNet, XtcpOptions};
+use xtcp_bench::net::{KernelNet, Net, XtcpNet, XtcpOptions};
 use xtcp_bench::results::{hgrm, RunResult};
 use xtcp_bench::server::{Server, ServerMode};
 use xtcp_bench::{bounce, plot};

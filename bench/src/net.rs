@@ -42,6 +42,11 @@ pub trait Net {
     fn poll(&mut self, out: &mut Vec<(usize, NetEvent)>, timeout: Duration) -> io::Result<()>;
     /// Label for the output.
     fn name(&self) -> &'static str;
+    /// The device's own counters (xtcp: `Device::counters`: kicks, wake-ups, realigned or
+    /// refused frames…; none for the kernel), for the result JSON.
+    fn device_counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// A free-list slab of connection slots.
@@ -356,11 +361,6 @@ mod xtcp_net {
             Ok(XtcpNet { stack, t0, conns: Slab::new(), ids: HashMap::new(), listener: None, mode })
         }
 
-        /// The device's own counters (`Device::counters`).
-        pub fn device_counters(&self) -> Vec<(&'static str, u64)> {
-            self.stack.device().counters()
-        }
-
         fn now(&self) -> Instant {
             Instant::from_micros(self.t0.elapsed().as_micros() as u64)
         }
@@ -460,6 +460,10 @@ mod xtcp_net {
 
         fn name(&self) -> &'static str {
             "xtcp"
+        }
+
+        fn device_counters(&self) -> Vec<(&'static str, u64)> {
+            self.stack.device().counters()
         }
     }
 }

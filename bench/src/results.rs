@@ -82,6 +82,10 @@ pub struct RunResult {
     pub peak_conns: usize,
     /// The latency distribution as (percentile, µs) points, for plots.
     pub percentiles: Vec<(f64, f64)>,
+    /// The client's device counters at the end (xtcp's `Device::counters`; empty for the
+    /// kernel), by name.
+    #[serde(default)]
+    pub device: std::collections::BTreeMap<String, u64>,
 }
 
 impl RunResult {

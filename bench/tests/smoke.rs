@@ -216,6 +216,10 @@ fn bench_smoke_xtcp() {
     assert!(f(&crr, &["connections"]) > 0.0, "{crr}");
     let stream = client(&lab.a, &[&x[..], &["--workload", "stream"]].concat());
     assert!(f(&stream, &["gbit_per_sec"]) > 0.0 && f(&stream, &["errors"]) == 0.0, "{stream}");
+    // The xtcp client's device counters are in its JSON: frames went both ways, and the AF_XDP
+    // device's own figures (its TX kicks) are there by name (`f` fails on a missing one).
+    assert!(f(&stream, &["device", "tx_frames"]) > 0.0 && f(&stream, &["device", "rx_frames"]) > 0.0, "{stream}");
+    assert!(f(&stream, &["device", "tx_kicks"]) >= 0.0, "{stream}");
     drop(_k);
     // Kernel client (on vb) against an xtcp server on va.
     let xtcp_srv = format!("{XA}:7000");

@@ -332,11 +332,12 @@ impl Drop for HaltOnPanic<'_> {
 
 /// One turn of a core's loop: poll the stack, hand its events to the application.
 fn turn<D: Device, A: CoreApp<D>>(stack: &mut Stack<D>, app: &mut A, ctx: &Ctx<'_>) -> Option<Instant> {
-    let next = stack.poll(ctx.now());
+    stack.poll(ctx.now());
     while let Some((h, e)) = stack.poll_event() {
         app.on_event(stack, h, e);
     }
-    next
+    // What the application sent leaves now, in this turn (issue #15).
+    stack.flush()
 }
 
 /// Blocking mode: sleep until frames come or the next deadline (at most 100 ms, to see the

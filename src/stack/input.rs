@@ -36,8 +36,29 @@ impl<D: Device> Stack<D> {
         }
         self.expire_arp_pending(now);
         self.probe_neighbours(now);
-        // Output of every connection touched. A connection that could not send everything
-        // (TX pool empty) marks itself dirty again, for the next poll.
+        self.flush_dirty();
+        self.transmit();
+        self.next_deadline()
+    }
+
+    /// Send now what the application's calls since the last [`Stack::poll`] produced (the
+    /// connections they touched, the frames waiting for the TX ring), in one burst, without
+    /// receiving or running timers; returns the next time something is due, as `poll` does
+    /// (the calls may have set an earlier timer). A loop calls it after handing the poll's
+    /// events to the application, so that a reply leaves in the same turn as the request
+    /// that caused it instead of after the next receive burst.
+    pub fn flush(&mut self) -> Option<Instant> {
+        if !self.has_pending_output() {
+            return self.next_deadline();
+        }
+        self.flush_dirty();
+        self.transmit();
+        self.next_deadline()
+    }
+
+    /// Output of every connection touched. A connection that could not send everything (TX
+    /// pool empty) marks itself dirty again, for the next poll.
+    fn flush_dirty(&mut self) {
         let mut dirty = core::mem::take(&mut self.dirty);
         for idx in dirty.drain(..) {
             self.flush_conn(idx);
@@ -45,7 +66,10 @@ impl<D: Device> Stack<D> {
         if self.dirty.is_empty() {
             self.dirty = dirty; // keep the allocation
         }
-        self.transmit();
+    }
+
+    /// The earliest timer or ARP retry.
+    fn next_deadline(&self) -> Option<Instant> {
         let arp_next = self.arp.pending.front().map(|p| p.since + Duration::from_secs(1));
         crate::time::earliest(self.timers.next_deadline(), arp_next)
     }

@@ -628,11 +628,13 @@ mod net {
         clock: &Clock,
         mut on_event: impl FnMut(&mut Stack<D>, xtcp::stack::Handle, xtcp::stack::StackEvent),
     ) -> Option<Instant> {
-        let next = stack.poll(clock.now());
+        stack.poll(clock.now());
         while let Some((h, e)) = stack.poll_event() {
             on_event(stack, h, e);
         }
-        next
+        // What the application sent in answer leaves in this turn, not after the next
+        // receive burst.
+        stack.flush()
     }
 
     /// In blocking mode, sleep in poll(2) on the socket until frames come or a timer is due.
