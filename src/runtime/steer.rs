@@ -644,7 +644,19 @@ impl<D: Device> Device for SteeredDevice<D> {
     }
 
     fn set_l4_partial(&mut self, f: &Frame) {
+        // The stack marks only frames from `alloc_tx`, the inner device's.
+        debug_assert_eq!(f.index & HANDOFF_BIT, 0, "a hand-off buffer marked for checksum offload");
         self.inner.set_l4_partial(f)
+    }
+
+    fn rx_checksum_of(&self, f: &Frame) -> RxChecksum {
+        // A hand-off buffer came from another core's queue: its device's verdict did not
+        // travel with it.
+        if f.index & HANDOFF_BIT == 0 {
+            self.inner.rx_checksum_of(f)
+        } else {
+            self.inner.rx_checksum()
+        }
     }
 
     fn wait(&mut self, timeout: Duration) {
