@@ -125,6 +125,15 @@ fn resets_and_ping(test: &str, vdev: &str) {
     lab.finish();
 }
 
+/// The number of a `key=N` word in one of xtcp's `--stats` lines.
+fn value_in(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {line}: not a number"))
+}
+
 /// The kernel pings xtcp `n` times with its neighbour table flushed: all answered, and the
 /// kernel has xtcp's MAC.
 fn run_ping(lab: &Lab, n: u32) {
@@ -203,9 +212,8 @@ fn interop_dpdk_af_packet_two_cores() {
                 .lines()
                 .find(|l| l.starts_with(&format!("xtcp: core {c} final:")))
                 .unwrap_or_else(|| panic!("no final line of core {c}:\n{}", end.stderr));
-            let w = line.split_whitespace().find_map(|w| w.strip_prefix("accepted=")).expect("accepted=");
             assert!(line.contains("rsts_out=0"), "core {c} sent resets: {line}");
-            w.parse().expect("a number")
+            value_in(line, "accepted")
         })
         .collect();
     say(format!("accepted per core: {accepted:?}"));
@@ -341,16 +349,9 @@ fn interop_dpdk_tap_checksum_offload() {
     let end = server.terminate();
     end.assert_success("xtcp serve on net_tap");
     let line = end.stderr.lines().rev().find(|l| l.starts_with("xtcp: device ")).expect("a device line");
-    let count = |k: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("no {k} in {line}"))
-            .parse()
-            .expect("a number")
-    };
     say(line);
-    assert!(count("tx_l4_offloaded") > 1000, "TCP checksums were not left to the PMD: {line}");
-    assert!(count("rx_l4_verified") > 1000, "the PMD's verified checksums were not used: {line}");
+    assert!(value_in(line, "tx_l4_offloaded") > 1000, "TCP checksums were not left to the PMD: {line}");
+    assert!(value_in(line, "rx_l4_verified") > 1000, "the PMD's verified checksums were not used: {line}");
     assert_eq!(end.stat("drop_bad_checksum"), 0);
     lab.finish();
 }

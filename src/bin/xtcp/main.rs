@@ -338,6 +338,23 @@ mod net {
         Sockperf,
     }
 
+    /// `$body` with `$dev` bound to device `$d`, or to `$d` behind the pcap tap with --pcap
+    /// (two types, so the body is expanded for each).
+    macro_rules! with_tap {
+        ($d:expr, $net:expr, $dev:ident => $body:expr) => {
+            match &$net.pcap {
+                Some(path) => {
+                    let $dev = tap($d, path)?;
+                    $body
+                }
+                None => {
+                    let $dev = $d;
+                    $body
+                }
+            }
+        };
+    }
+
     /// Open the device `$net` asks for (its backend; the pcap tap with --pcap) as `$dev`, and
     /// evaluate `$body` with it: the loops are generic over the device, monomorphised per
     /// backend.
@@ -345,35 +362,11 @@ mod net {
         ($net:expr, $dev:ident => $body:expr) => {{
             let net: &NetArgs = $net;
             match net.backend {
-                super::Backend::Afxdp => {
-                    let d = open(net)?;
-                    match &net.pcap {
-                        Some(path) => {
-                            let $dev = tap(d, path)?;
-                            $body
-                        }
-                        None => {
-                            let $dev = d;
-                            $body
-                        }
-                    }
-                }
+                super::Backend::Afxdp => with_tap!(open(net)?, net, $dev => $body),
                 #[cfg(not(feature = "dpdk"))]
                 super::Backend::Dpdk => Err(crate::dpdk_dev::MISSING.to_string()),
                 #[cfg(feature = "dpdk")]
-                super::Backend::Dpdk => {
-                    let d = crate::dpdk_dev::open(net)?;
-                    match &net.pcap {
-                        Some(path) => {
-                            let $dev = tap(d, path)?;
-                            $body
-                        }
-                        None => {
-                            let $dev = d;
-                            $body
-                        }
-                    }
-                }
+                super::Backend::Dpdk => with_tap!(crate::dpdk_dev::open(net)?, net, $dev => $body),
             }
         }};
     }
