@@ -291,7 +291,8 @@ pub struct DpdkStats {
     pub rx_frames: u64,
     /// Frames the PMD accepted for sending (`tx_kept` sends included).
     pub tx_frames: u64,
-    /// Frames a full TX ring turned back (they stay with the caller for the next burst).
+    /// Frames a full TX ring turned back (they stay with the caller for the next burst; a
+    /// frame turned back again counts again).
     pub tx_refused: u64,
     /// `alloc_tx` calls that found the pool empty.
     pub alloc_failures: u64,
@@ -331,7 +332,7 @@ pub struct DpdkDevice {
     tx_tcp_offload: bool,
     mac: MacAddr,
     rx_checksum: RxChecksum,
-    /// Frames `wait` received, handed out by the next `rx_burst`.
+    /// Frames `wait` received, in arrival order, handed out by the next `rx_burst`.
     stash: Vec<Frame>,
     stats: DpdkStats,
     idx: [u32; BURST],
@@ -640,16 +641,9 @@ impl Device for DpdkDevice {
     }
 
     fn rx_burst(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
-        let mut got = 0;
-        while got < max {
-            match self.stash.pop() {
-                Some(f) => {
-                    out.push(f);
-                    got += 1;
-                }
-                None => break,
-            }
-        }
+        // What `wait` received first, in arrival order.
+        let mut got = max.min(self.stash.len());
+        out.extend(self.stash.drain(..got));
         if got < max {
             got += self.receive(out, max - got);
         }
@@ -773,13 +767,12 @@ impl Device for DpdkDevice {
         self.stats.waits += 1;
         let end = std::time::Instant::now()
             + std::time::Duration::from_micros(timeout.as_micros().min(u128::from(u64::MAX)) as u64);
-        let mut got = Vec::new();
         loop {
-            if self.receive(&mut got, BURST) > 0 {
-                // Handed out by the next rx_burst, in arrival order (the stash pops).
-                got.reverse();
-                got.append(&mut self.stash);
-                self.stash = got;
+            // Kept for the next rx_burst (its allocation too).
+            let mut stash = std::mem::take(&mut self.stash);
+            let got = self.receive(&mut stash, BURST);
+            self.stash = stash;
+            if got > 0 {
                 self.stats.wait_wakeups += 1;
                 return;
             }
