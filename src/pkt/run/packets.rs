@@ -133,8 +133,9 @@ impl Interp<'_> {
                 break;
             }
             seg.payload.extend_from_slice(&next.payload);
-            seg.flags.psh |= next.flags.psh;
-            seg.flags.fin |= next.flags.fin;
+            // packetdrill's aggregate_packets: the headers (PSH and FIN) of the last.
+            seg.flags.psh = next.flags.psh;
+            seg.flags.fin = next.flags.fin;
         }
         Ok(seg)
     }

@@ -418,6 +418,9 @@ pub struct Tcb {
     /// Bytes delivered by the ACKs processed since the owner last asked for output: a stack
     /// processes a burst of frames before it transmits (`Tcb::enter_recovery`).
     batch_delivered: usize,
+    /// New-data segments sent since `poll_transmit` last returned `None` (this output pass):
+    /// the last of a burst of two or more carries PSH (`Tcb::build_data`).
+    burst_new: u16,
     /// Pacing, when the controller asks for it: the earliest time the next data segment
     /// would leave at the pacing rate, and the timer that wakes the sender for it.
     pace_next: Instant,
@@ -586,6 +589,7 @@ impl Tcb {
             reorder_deadline: None,
             rate: RateState::default(),
             batch_delivered: 0,
+            burst_new: 0,
             pace_next: now,
             pace_deadline: None,
             dupacks: 0,

@@ -50,6 +50,15 @@ impl Tcb {
     /// The next segment to send, if any; its payload is copied into `payload_buf` (the
     /// caller's TX frame, after room for headers). Call until it returns `None`.
     pub fn poll_transmit<'b>(&mut self, now: Instant, payload_buf: &'b mut [u8]) -> Option<TcpRepr<'b>> {
+        let seg = self.next_segment(now, payload_buf);
+        if seg.is_none() {
+            // The output pass is over: the next new data starts a new burst.
+            self.burst_new = 0;
+        }
+        seg
+    }
+
+    fn next_segment<'b>(&mut self, now: Instant, payload_buf: &'b mut [u8]) -> Option<TcpRepr<'b>> {
         self.tx_ext_out = None;
         // The owner is sending: ACKs from here on are a new batch (`Tcb::enter_recovery`).
         self.batch_delivered = 0;
@@ -431,6 +440,18 @@ impl Tcb {
                     }
                 }
                 self.stats.bytes_out += n as u64;
+                // Linux sends new data in TSO packets of `tso_segs` segments and forces PSH on
+                // every one of two or more (tcp_transmit_skb, "tcp: force a PSH flag on TSO
+                // packets", 051ba67447de1: a hint that flushes the receiver's GRO); a lone
+                // segment goes without. xtcp sends the segments one by one and marks the last
+                // of each such group: the same flags on the wire, which packetdrill's gtests
+                // hold, and the same GRO flushes at a Linux receiver.
+                self.burst_new = self.burst_new.saturating_add(1);
+                let k = self.tso_segs();
+                let pos = (usize::from(self.burst_new) - 1) % k + 1;
+                if n > 0 && pos >= 2 && (pos == k || !self.more_new_data_fits(now)) {
+                    flags |= TcpFlags::PSH;
+                }
                 if d.kind == Kind::ProbeNew {
                     self.stats.tlp_probes += 1;
                     self.tlp = Tlp { end_seq: Some(self.snd_nxt), is_retrans: false };
@@ -468,6 +489,40 @@ impl Tcb {
         }
         let buf = self.payload_slice(buf, n);
         self.emit(now, d.seq, flags, buf)
+    }
+
+    /// Segments per TSO packet as Linux sizes them (tcp_tso_autosize): a millisecond at the
+    /// pacing rate (`sk_pacing_shift` 10), at least two (`tcp_min_tso_segs`), at most 64 KiB.
+    /// Linux paces every connection's TSO sizing by `tcp_update_pacing_rate` — cwnd/SRTT at
+    /// 200 % in slow start, 120 % after — whether or not the controller paces; a controller
+    /// that paces gives its own rate.
+    fn tso_segs(&self) -> usize {
+        let mss = self.snd_mss.max(1) as u64;
+        let max = (PACING_BURST_MAX / mss).max(2);
+        let rate = match (self.cc.pacing_rate(), self.rtt.srtt()) {
+            (Some(r), _) => r,
+            (None, Some(srtt)) => {
+                let cwnd = self.cc.cwnd().max(self.flight_size()) as u64;
+                let pct = if self.cc.cwnd() < self.cc.ssthresh() / 2 { 200 } else { 120 };
+                let us = (srtt.as_micros() as u64).max(1);
+                cwnd.saturating_mul(pct * 10_000) / us
+            }
+            // No RTT yet: Linux's rate is unbounded, its packets as large as allowed.
+            (None, None) => return max as usize,
+        };
+        ((rate >> 10) / mss).clamp(2, max) as usize
+    }
+
+    /// Whether another segment of new data could follow the one just sent in this pass: data
+    /// waits, the peer's window, cwnd and pacing take a segment, and Nagle would not hold it
+    /// (`plan_new_data`'s gates, without its side effects).
+    fn more_new_data_fits(&self, now: Instant) -> bool {
+        let unsent = self.data_end().since(self.snd_nxt) as usize;
+        let len = unsent.min(self.snd_mss);
+        let rwnd_room = (self.snd_wnd as usize).saturating_sub(self.flight_size());
+        let nagle_holds = len < self.snd_mss && self.cfg.nagle && self.snd_una != self.snd_nxt;
+        let paced_out = self.cc.pacing_rate().is_some_and(|r| self.pace_next > now + self.pace_slack(r));
+        len > 0 && rwnd_room >= len && self.cwnd_fits(len) && !nagle_holds && !paced_out
     }
 
     /// `n` bytes of sequence space went out: PRR counts them during a reduction.
