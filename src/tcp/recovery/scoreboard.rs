@@ -247,6 +247,11 @@ impl Scoreboard {
         self.segs.front()
     }
 
+    /// The last entry (the most recent send of the highest sequence space).
+    pub fn tail(&self) -> Option<&Seg> {
+        self.segs.back()
+    }
+
     /// Bytes in flight (RFC 6675 §4 `pipe`, as Linux counts it): outstanding, less what the
     /// peer holds (SACKED) and what left the network (LOST), plus retransmissions in flight.
     pub fn pipe(&self, outstanding: usize) -> usize {

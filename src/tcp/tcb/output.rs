@@ -359,7 +359,11 @@ impl Tcb {
             }
             return None;
         }
-        if !probe && !self.cwnd_fits(len + usize::from(with_fin)) {
+        // A bare FIN is not held back by cwnd: it adds nothing to the network's load, and a
+        // close would otherwise wait a round trip (Linux's tcp_cwnd_test: "don't be strict
+        // about the congestion window for the final FIN").
+        let bare_fin = with_fin && len == 0;
+        if !probe && !bare_fin && !self.cwnd_fits(len + usize::from(with_fin)) {
             self.note_cwnd_use(true);
             return None;
         }
@@ -381,8 +385,14 @@ impl Tcb {
         if has_new && window_ok {
             return self.plan_new_data(now, room, true);
         }
+        // The last segment sent: one MSS back from SND.NXT, but no further back than the
+        // scoreboard's last entry when that was sent on its own (a FIN after the data, say) —
+        // Linux resends its last skb (tcp_send_loss_probe).
         let end = self.snd_nxt;
-        let start = self.snd_una.max(end - self.snd_mss.min(self.flight_size()) as u32);
+        let mut start = self.snd_una.max(end - self.snd_mss.min(self.flight_size()) as u32);
+        if let Some(last) = self.sb.tail() {
+            start = start.max(last.start);
+        }
         self.plan_retransmit(start, end, Rtx::Probe, room)
     }
 
