@@ -56,7 +56,8 @@ pub enum Profile {
     /// FreeBSD's defaults where they show on the wire or through the socket API: socket
     /// buffers of 64 KiB (receive, `net.inet.tcp.recvspace`) and 32 KiB (send), a window
     /// scale sized by `kern.ipc.maxsockbuf` (2 MiB), and `SO_RCVBUF` reported rounded up to
-    /// a multiple of the MSS once connected, as FreeBSD's tcp_mss rounds the buffer. The
+    /// a multiple of the MSS once connected, as FreeBSD's tcp_mss rounds the buffer; no
+    /// quick-ACK mode (FreeBSD delays the first ACK like any other). The
     /// FreeBSD suite's `sysctl` lines set the same knobs (see `sysctl.rs`).
     FreeBsd,
 }
@@ -66,9 +67,13 @@ impl Profile {
     pub fn config(self) -> TcpConfig {
         match self {
             Profile::Linux | Profile::Xtcp => TcpConfig::default(),
-            Profile::FreeBsd => {
-                TcpConfig { recv_buffer: 65536, send_buffer: 32768, recv_buffer_max: 2 << 20, ..TcpConfig::default() }
-            }
+            Profile::FreeBsd => TcpConfig {
+                recv_buffer: 65536,
+                send_buffer: 32768,
+                recv_buffer_max: 2 << 20,
+                quick_ack: false,
+                ..TcpConfig::default()
+            },
         }
     }
 }

@@ -760,6 +760,14 @@ impl Kernel {
         Ok(SysRet::Ok(0))
     }
 
+    /// TCP_QUICKACK on the socket's connection, if it has one.
+    pub fn set_quick_ack(&mut self, fd: i32, on: bool) {
+        let now = self.now;
+        if let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) {
+            c.tcb.set_quick_ack(on, now);
+        }
+    }
+
     /// Apply socket options that act on a live TCB (Nagle, keep-alive).
     pub fn apply_live_opts(&mut self, fd: i32) {
         let now = self.now;

@@ -82,6 +82,7 @@ pub const TCP_MAXSEG: i64 = 2;
 pub const TCP_KEEPIDLE: i64 = 4;
 pub const TCP_KEEPINTVL: i64 = 5;
 pub const TCP_KEEPCNT: i64 = 6;
+pub const TCP_QUICKACK: i64 = 12;
 
 pub const F_GETFL: i64 = 3;
 pub const F_SETFL: i64 = 4;
@@ -145,6 +146,7 @@ const CONSTANTS: &[(&str, i64)] = &[
     ("SO_MARK", 36),
     ("SO_ZEROCOPY", 60),
     ("TCP_NODELAY", TCP_NODELAY),
+    ("TCP_QUICKACK", TCP_QUICKACK),
     ("TCP_MAXSEG", TCP_MAXSEG),
     ("TCP_CORK", 3),
     ("TCP_KEEPIDLE", TCP_KEEPIDLE),

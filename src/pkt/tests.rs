@@ -484,10 +484,10 @@ fn scripts_see_their_own_sequence_numbers_whatever_the_live_isn() {
 
 // ------------------------------------------------------------------------------ tolerance
 
-/// A delayed ACK goes out at 0.14 s; the script expects it at `when` (relative to the data
-/// at 0.1 s).
+/// A delayed ACK goes out at 0.14 s (quick-ACK mode off); the script expects it at `when`
+/// (relative to the data at 0.1 s).
 fn delayed_ack_at(when: &str, header: &str) -> String {
-    format!("{header}{PASSIVE}+0 < P. 1:11(10) ack 1 win 65535\n{when} > . 1:1(0) ack 11 win 65535\n")
+    format!("{header}{PASSIVE}+0 setsockopt(4, IPPROTO_TCP, TCP_QUICKACK, [0], 4) = 0\n+0 < P. 1:11(10) ack 1 win 65535\n{when} > . 1:1(0) ack 11 win 65535\n")
 }
 
 #[test]
@@ -497,7 +497,7 @@ fn tolerance_is_4ms_or_12_5_percent_of_the_interval() {
     assert_pass(&delayed_ack_at("+.045", ""));
     assert_pass(&delayed_ack_at("+.036", ""));
     // 47 ms: the tolerance is 5.875 ms, and 7 ms is too much.
-    let m = failure(&delayed_ack_at("+.047", ""), 9);
+    let m = failure(&delayed_ack_at("+.047", ""), 10);
     assert_eq!(
         m,
         "timing error: expected `> . 1:1(0) ack 11 win 65535` at 0.147000 s (tolerance 0.005875 s) but the stack sent it at 0.140000 s"
@@ -507,14 +507,14 @@ fn tolerance_is_4ms_or_12_5_percent_of_the_interval() {
     // Ranges and `*`.
     assert_pass(&delayed_ack_at("0.13...0.15", ""));
     assert_pass(&delayed_ack_at("*", ""));
-    assert!(failure(&delayed_ack_at("0.15...0.2", ""), 9).contains("timing error"));
+    assert!(failure(&delayed_ack_at("0.15...0.2", ""), 10).contains("timing error"));
 }
 
 #[test]
 fn tolerance_options_in_the_script() {
     let exact = "--tolerance_usecs=0\n--tolerance_percent=0\n";
     assert_pass(&delayed_ack_at("+.04", exact));
-    assert!(failure(&delayed_ack_at("+.0401", exact), 11).contains("tolerance 0.000000 s"));
+    assert!(failure(&delayed_ack_at("+.0401", exact), 12).contains("tolerance 0.000000 s"));
     assert_pass(&delayed_ack_at("+.05", "--tolerance_usecs=10000\n"));
     // Absurd tolerances saturate instead of overflowing.
     assert_pass(&delayed_ack_at("+5000", "--tolerance_percent=1e300\n"));
@@ -552,7 +552,7 @@ fn mismatch_shows_expected_and_actual_with_times() {
 #[test]
 fn unexpected_and_missing_segments() {
     // The delayed ACK at 0.14 is not in the script before the write at 0.2.
-    let m = failure(&with_passive("+0 < P. 1:11(10) ack 1 win 65535\n+.1 write(4, ..., 1) = 1\n"), 9);
+    let m = failure(&with_passive("+0 setsockopt(4, IPPROTO_TCP, TCP_QUICKACK, [0], 4) = 0\n+0 < P. 1:11(10) ack 1 win 65535\n+.1 write(4, ..., 1) = 1\n"), 10);
     assert_eq!(
         m,
         "unexpected outbound segment: the stack sent `> . 1:1(0) ack 11 win 65535` at 0.140000 s, which the script does not expect before this line"
@@ -678,6 +678,7 @@ fn ipv6_scripts_run_over_ipv6_with_its_mss_and_pseudo_header() {
 +0   > S. 0:0(0) ack 1 win 65535 <mss 1440>
 +.1  < . 1:1(0) ack 1 win 65535
 +0   accept(3, ..., ...) = 4
++0   setsockopt(4, IPPROTO_TCP, TCP_QUICKACK, [0], 4) = 0
 +0   < P. 1:101(100) ack 1 win 65535
 +0   write(4, ..., 2000) = 2000
 +0   > . 1:1441(1440) ack 101 win 65535

@@ -63,6 +63,12 @@ pub struct TcpConfig {
     pub nagle: bool,
     /// Delayed-ACK timer (RFC 1122 §4.2.3.2: under 0.5 s; Linux's minimum is 40 ms).
     pub delayed_ack: Duration,
+    /// Linux's quick-ACK mode: the first data of a connection, and data after an idle time
+    /// longer than the RTO, are ACKed at once for up to 16 segments (so that the sender's
+    /// slow start is not held back by delayed ACKs), unless the connection is interactive —
+    /// its replies leave within the delayed-ACK time and carry the ACKs. On by default;
+    /// off is the plain RFC 1122 §4.2.3.2 policy (FreeBSD's).
+    pub quick_ack: bool,
     /// RFC 6298 §2.1: RTO before any RTT sample.
     pub initial_rto: Duration,
     /// Lower bound on the RTO (RFC 6298 §2.4 says 1 s; Linux uses 200 ms).
@@ -118,6 +124,7 @@ impl Default for TcpConfig {
             sack: true,
             nagle: true,
             delayed_ack: Duration::from_millis(40),
+            quick_ack: true,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(120),

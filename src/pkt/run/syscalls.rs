@@ -516,6 +516,11 @@ impl Interp<'_> {
                 opts.linger = if onoff != 0 { Some(linger) } else { None };
             }
             (IPPROTO_TCP, TCP_NODELAY) => opts.nodelay = self.opt_int(&s.args[3])? != 0,
+            (IPPROTO_TCP, TCP_QUICKACK) => {
+                // An action on the connection, not a lasting option (Linux's).
+                let on = self.opt_int(&s.args[3])? != 0;
+                self.k.set_quick_ack(fd, on);
+            }
             (IPPROTO_TCP, TCP_MAXSEG) => {
                 if has_tcb {
                     return self.unsupported(&format!("{label} after the connection exists"));

@@ -132,6 +132,15 @@ impl Tcb {
     pub fn set_nagle(&mut self, on: bool) {
         self.cfg.nagle = on;
     }
+    /// Linux's TCP_QUICKACK: on leaves interactive (pingpong) mode and sends an ACK that is
+    /// being delayed now; off enters it, so that ACKs wait for the delayed-ACK timer or ride on
+    /// data, until a delayed ACK has to go on its own (`TcpConfig::quick_ack`).
+    pub fn set_quick_ack(&mut self, on: bool, now: Instant) {
+        self.pingpong = !on;
+        if on && self.delack_deadline.is_some() {
+            self.delack_deadline = Some(now);
+        }
+    }
     /// Keep-alive on (with these settings) or off.
     pub fn set_keepalive(&mut self, ka: Option<crate::tcp::config::Keepalive>, now: Instant) {
         self.cfg.keepalive = ka;

@@ -512,8 +512,10 @@ impl Tcb {
             // one MSS unacknowledged (two full segments, or one larger than the MSS, as a
             // coalesced one is) is ACKed at once.
             self.unacked_bytes += payload.len();
-            if self.unacked_bytes > self.snd_mss {
+            let quick = self.note_data_in(now);
+            if self.unacked_bytes > self.snd_mss || quick {
                 self.ack_now = true;
+                self.quick_acks = self.quick_acks.saturating_sub(1);
             } else if self.delack_deadline.is_none() {
                 self.delack_deadline = Some(now + self.cfg.delayed_ack);
             }
@@ -526,6 +528,23 @@ impl Tcb {
             }
         }
         true
+    }
+
+    /// In-order data arrived: Linux's quick-ACK bookkeeping (tcp_event_data_recv). The first
+    /// data, or data after an idle time longer than the RTO, enters quick-ACK mode for
+    /// window / (2 · MSS) segments, at least 2 and at most 16 (tcp_incr_quickack). Returns
+    /// whether this segment is to be ACKed at once.
+    fn note_data_in(&mut self, now: Instant) -> bool {
+        if !self.cfg.quick_ack {
+            return false;
+        }
+        let idle = self.last_data_in.is_none_or(|t| now.saturating_duration_since(t) > self.rtt.rto());
+        if idle {
+            let n = (self.rx_room() / (2 * self.snd_mss.max(1))).clamp(2, 16) as u8;
+            self.quick_acks = self.quick_acks.max(n);
+        }
+        self.last_data_in = Some(now);
+        self.quick_acks > 0 && !self.pingpong
     }
 
     /// §3.10.7.4, eighth: the peer's FIN, in order.

@@ -384,6 +384,13 @@ pub struct Tcb {
     // Timers.
     rtx_deadline: Option<Instant>,
     delack_deadline: Option<Instant>,
+    /// Quick-ACK mode (`TcpConfig::quick_ack`, Linux's `icsk_ack.quick`): data segments
+    /// still to be ACKed at once; when the last data arrived; and whether the connection is
+    /// interactive (Linux's pingpong mode: our data followed the peer's within the
+    /// delayed-ACK time), which turns quick ACKs off until a delayed ACK has to fire.
+    quick_acks: u8,
+    last_data_in: Option<Instant>,
+    pingpong: bool,
     persist_deadline: Option<Instant>,
     persist_backoff: u32,
     /// A zero-window probe byte is out.
@@ -567,6 +574,9 @@ impl Tcb {
             send_limit: cfg.send_buffer,
             rtx_deadline: None,
             delack_deadline: None,
+            quick_acks: 0,
+            last_data_in: None,
+            pingpong: false,
             persist_deadline: None,
             persist_backoff: 0,
             probing: false,

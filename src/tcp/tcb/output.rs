@@ -450,6 +450,12 @@ impl Tcb {
                     }
                 }
                 self.stats.bytes_out += n as u64;
+                // Linux's tcp_event_data_sent: data that answers the peer's within the
+                // delayed-ACK time makes the exchange interactive (pingpong): its ACKs ride on
+                // the replies.
+                if n > 0 && self.last_data_in.is_some_and(|t| now.saturating_duration_since(t) < self.cfg.delayed_ack) {
+                    self.pingpong = true;
+                }
                 // Linux sends new data in TSO packets of `tso_segs` segments and forces PSH on
                 // every one of two or more (tcp_transmit_skb, "tcp: force a PSH flag on TSO
                 // packets", 051ba67447de1: a hint that flushes the receiver's GRO); a lone

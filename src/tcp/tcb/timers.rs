@@ -50,6 +50,9 @@ impl Tcb {
         if matches!(self.delack_deadline, Some(d) if d <= now) {
             self.delack_deadline = None;
             self.ack_now = true;
+            // Linux's tcp_delack_timer_handler: a delayed ACK had to go on its own, so the
+            // exchange is not interactive after all.
+            self.pingpong = false;
         }
         if matches!(self.persist_deadline, Some(d) if d <= now) {
             self.persist_deadline = None;

@@ -6,7 +6,7 @@ use super::*;
 /// (40 ms), two full-sized ones at once.
 #[test]
 fn delayed_ack_then_every_second_segment() {
-    let mut t = T::established(cfg());
+    let mut t = T::established(TcpConfig { quick_ack: false, ..cfg() });
     t.input(seg(F::ACK | F::PSH).data(&[1; 100]));
     t.none();
     t.at(39);
@@ -21,6 +21,45 @@ fn delayed_ack_then_every_second_segment() {
     assert_eq!(t.tcb.recv(&mut buf), Ok(3020));
     assert_eq!(&buf[..100], &[1; 100][..]);
     assert_eq!(&buf[100..1560], &[2; 1460][..]);
+}
+
+/// Linux's quick-ACK mode: the first data segments are ACKed one by one (up to 16), then
+/// delayed; a reply within the delayed-ACK time makes the connection interactive, so the next
+/// request's ACK waits to ride on a reply.
+#[test]
+fn quick_acks_at_the_start_then_delayed_and_none_while_interactive() {
+    let mut t = T::established(cfg());
+    let mut seq = PEER_ISS + 1;
+    for _ in 0..16 {
+        t.input(seg(F::ACK | F::PSH).seq(seq).data(&[1; 10]));
+        seq = seq + 10u32;
+        t.expect(F::ACK, ISS + 1, seq);
+    }
+    t.input(seg(F::ACK | F::PSH).seq(seq).data(&[1; 10]));
+    seq = seq + 10u32;
+    t.none();
+    t.at(40);
+    t.expect(F::ACK, ISS + 1, seq);
+    // A request answered at once: the reply carries the ACK and the exchange is interactive.
+    t.at(50);
+    t.input(seg(F::ACK | F::PSH).seq(seq).data(&[2; 10]));
+    seq = seq + 10u32;
+    assert_eq!(t.tcb.send(b"reply"), Ok(5));
+    t.expect(F::ACK | F::PSH, ISS + 1, seq);
+    t.at(60);
+    t.input(seg(F::ACK).seq(seq).ack(ISS + 6));
+    t.none();
+    // An idle time longer than the RTO would restart quick ACKs, but not while interactive.
+    t.at(5_060);
+    t.input(seg(F::ACK | F::PSH).seq(seq).ack(ISS + 6).data(&[3; 10]));
+    seq = seq + 10u32;
+    t.none();
+    t.at(5_100);
+    t.expect(F::ACK, ISS + 6, seq);
+    // That delayed ACK ended interactive mode: quick ACKs again.
+    t.input(seg(F::ACK | F::PSH).seq(seq).ack(ISS + 6).data(&[4; 10]));
+    seq = seq + 10u32;
+    t.expect(F::ACK, ISS + 6, seq);
 }
 
 /// RFC 5681 §4.2: out-of-order data is ACKed at once (a duplicate ACK, with SACK blocks
