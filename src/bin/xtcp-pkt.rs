@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         lenient: cli.lenient,
         verbose: cli.verbose,
         defines: cli.defines,
+        script_dir: None,
     };
     let scripts = match collect_scripts(&cli.paths) {
         Ok(s) => s,

@@ -90,6 +90,9 @@ pub struct RunConfig {
     pub verbose: bool,
     /// Names defined for `#ifdef` (`-D NAME`, packetdrill's `--define`).
     pub defines: Vec<String>,
+    /// The script's folder: shell commands that name files (the gtests' `defaults.sh`) find
+    /// them there. `run_file` sets it.
+    pub script_dir: Option<PathBuf>,
 }
 
 /// Where a script failed and why.
@@ -201,7 +204,10 @@ pub fn run_script(src: &str, cfg: &RunConfig) -> Report {
 /// Run one script file.
 pub fn run_file(path: &Path, cfg: &RunConfig) -> Report {
     match std::fs::read_to_string(path) {
-        Ok(src) => run_script(&src, cfg),
+        Ok(src) => {
+            let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+            run_script(&src, &RunConfig { script_dir: dir.map(Path::to_path_buf), ..cfg.clone() })
+        }
         Err(e) => Report {
             outcome: Outcome::Fail(Failure { line: 0, message: format!("cannot read {}: {e}", path.display()) }),
             skipped: Vec::new(),

@@ -87,6 +87,7 @@ pub struct Conn {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SockOpts {
     pub nodelay: bool,
+    pub cork: bool,
     pub keepalive: bool,
     pub keepidle: Option<u64>,
     pub keepintvl: Option<u64>,
@@ -142,6 +143,8 @@ pub struct Kernel {
     ips: (IpAddr, IpAddr),
     pub conns: Vec<Option<Conn>>,
     pub sockets: BTreeMap<i32, Socket>,
+    /// The descriptor the script expects the next `socket`/`accept` to return.
+    pub fd_hint: Option<i32>,
     /// Segments sent and not yet consumed by the script, oldest first.
     pub out: VecDeque<OutSeg>,
     next_ephemeral: u16,
@@ -158,6 +161,7 @@ impl Kernel {
             ips: (LOCAL_IP.into(), REMOTE_IP.into()),
             conns: Vec::new(),
             sockets: BTreeMap::new(),
+            fd_hint: None,
             out: VecDeque::new(),
             next_ephemeral: FIRST_EPHEMERAL,
             payload_buf: vec![0u8; 65536],
@@ -432,7 +436,14 @@ impl Kernel {
 
     // ------------------------------------------------------------------ system calls
 
-    fn lowest_free_fd(&self) -> i32 {
+    fn lowest_free_fd(&mut self) -> i32 {
+        // packetdrill maps the script's descriptor numbers to the live ones: a script may
+        // name its first socket 4. The number the script expects is used when it is free.
+        if let Some(want) = self.fd_hint.take() {
+            if want >= 3 && !self.sockets.contains_key(&want) {
+                return want;
+            }
+        }
         let mut fd = 3;
         while self.sockets.contains_key(&fd) {
             fd += 1;
@@ -604,11 +615,15 @@ impl Kernel {
         data.clear();
         let Some(s) = self.sockets.get(&fd) else { return SysRet::Err(EBADF) };
         let nonblocking = s.nonblocking || dontwait;
-        if s.shut_rd {
+        let shut_rd = s.shut_rd;
+        let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) else {
+            return if shut_rd { SysRet::Ok(0) } else { SysRet::Err(ENOTCONN) };
+        };
+        // After SHUT_RD Linux still takes data in and hands it out; with nothing queued the
+        // read is the end of the stream (tcp_recvmsg checks RCV_SHUTDOWN after copying).
+        if shut_rd && c.tcb.recv_available() == 0 {
             return SysRet::Ok(0);
         }
-        let Some(id) = self.sock_conn(fd) else { return SysRet::Err(ENOTCONN) };
-        let Some(c) = self.conn_mut(id) else { return SysRet::Err(ENOTCONN) };
         if len == 0 {
             return SysRet::Ok(0);
         }
@@ -760,6 +775,20 @@ impl Kernel {
         Ok(SysRet::Ok(0))
     }
 
+    /// TCP_NODELAY set to 1 on a connection: what waits is pushed, set before or not.
+    pub fn push_nodelay(&mut self, fd: i32) {
+        if let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) {
+            c.tcb.set_nagle(false);
+        }
+    }
+
+    /// MSG_MORE (or not) for the socket's next write.
+    pub fn set_more_coming(&mut self, fd: i32, more: bool) {
+        if let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) {
+            c.tcb.set_more_coming(more);
+        }
+    }
+
     /// TCP_QUICKACK on the socket's connection, if it has one.
     pub fn set_quick_ack(&mut self, fd: i32, on: bool) {
         let now = self.now;
@@ -775,7 +804,10 @@ impl Kernel {
         let opts = s.opts.clone();
         let Some(id) = self.sock_conn(fd) else { return };
         if let Some(c) = self.conn_mut(id) {
-            c.tcb.set_nagle(!opts.nodelay);
+            if c.tcb.config().nagle == opts.nodelay {
+                c.tcb.set_nagle(!opts.nodelay);
+            }
+            c.tcb.set_cork(opts.cork);
             if c.tcb.config().keepalive != keepalive_of(&opts) {
                 c.tcb.set_keepalive(keepalive_of(&opts), now);
             }

@@ -1022,11 +1022,17 @@ impl Cursor<'_> {
                 }
                 loop {
                     self.skip_ws()?;
-                    // `name=value`, or a bare value.
+                    // `name=value`, `name(N)=value` (packetdrill's element count, as in
+                    // `msg_iov(1)=[...]`, checked by the value itself), or a bare value.
                     let save = (self.pos, self.line);
                     let mut name = None;
                     if let Some(id) = self.ident() {
                         self.skip_blanks();
+                        if self.peek() == Some(b'(') {
+                            self.bump();
+                            self.expr_list(b')')?;
+                            self.skip_blanks();
+                        }
                         if self.eat(b'=') {
                             name = Some(id);
                         } else {

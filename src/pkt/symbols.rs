@@ -83,6 +83,8 @@ pub const TCP_KEEPIDLE: i64 = 4;
 pub const TCP_KEEPINTVL: i64 = 5;
 pub const TCP_KEEPCNT: i64 = 6;
 pub const TCP_QUICKACK: i64 = 12;
+pub const TCP_CORK: i64 = 3;
+pub const MSG_MORE: i64 = 0x8000;
 
 pub const F_GETFL: i64 = 3;
 pub const F_SETFL: i64 = 4;
@@ -127,6 +129,14 @@ const CONSTANTS: &[(&str, i64)] = &[
     ("SOL_SOCKET", SOL_SOCKET),
     ("SOL_TCP", IPPROTO_TCP),
     ("SOL_IP", 0),
+    // <linux/in.h>: IP-level options (refused as unsupported, but named).
+    ("IP_TOS", 1),
+    ("IP_TTL", 2),
+    ("IP_MTU_DISCOVER", 10),
+    ("IP_PMTUDISC_DONT", 0),
+    ("IP_PMTUDISC_WANT", 1),
+    ("IP_PMTUDISC_DO", 2),
+    ("IP_PMTUDISC_PROBE", 3),
     ("SO_DEBUG", 1),
     ("SO_REUSEADDR", SO_REUSEADDR),
     ("SO_TYPE", 3),
@@ -146,9 +156,8 @@ const CONSTANTS: &[(&str, i64)] = &[
     ("SO_MARK", 36),
     ("SO_ZEROCOPY", 60),
     ("TCP_NODELAY", TCP_NODELAY),
-    ("TCP_QUICKACK", TCP_QUICKACK),
     ("TCP_MAXSEG", TCP_MAXSEG),
-    ("TCP_CORK", 3),
+    ("TCP_CORK", TCP_CORK),
     ("TCP_KEEPIDLE", TCP_KEEPIDLE),
     ("TCP_KEEPINTVL", TCP_KEEPINTVL),
     ("TCP_KEEPCNT", TCP_KEEPCNT),
@@ -157,7 +166,7 @@ const CONSTANTS: &[(&str, i64)] = &[
     ("TCP_DEFER_ACCEPT", 9),
     ("TCP_WINDOW_CLAMP", 10),
     ("TCP_INFO", 11),
-    ("TCP_QUICKACK", 12),
+    ("TCP_QUICKACK", TCP_QUICKACK),
     ("TCP_CONGESTION", 13),
     ("TCP_MD5SIG", 14),
     ("TCP_USER_TIMEOUT", 18),
@@ -191,7 +200,7 @@ const CONSTANTS: &[(&str, i64)] = &[
     ("MSG_DONTWAIT", MSG_DONTWAIT),
     ("MSG_WAITALL", MSG_WAITALL),
     ("MSG_NOSIGNAL", MSG_NOSIGNAL),
-    ("MSG_MORE", 0x8000),
+    ("MSG_MORE", MSG_MORE),
     ("MSG_ZEROCOPY", 0x4000000),
 ];
 

@@ -265,6 +265,11 @@ impl<D: Device> Stack<D> {
     /// frames of the device.
     pub fn send(&mut self, h: Handle, data: &[u8]) -> Result<usize, StackError> {
         let idx = self.conn_idx(h)?;
+        self.conn_mut(idx).tcb.set_more_coming(false);
+        self.send_at(idx, h, data)
+    }
+
+    fn send_at(&mut self, idx: u32, h: Handle, data: &[u8]) -> Result<usize, StackError> {
         if !self.conn(idx).tcb.external_send() {
             let r = self.conn_mut(idx).tcb.send(data);
             self.mark_dirty(idx);
@@ -468,6 +473,23 @@ impl<D: Device> Stack<D> {
         self.conn_mut(idx).tcb.set_nagle(!nodelay);
         self.mark_dirty(idx);
         Ok(())
+    }
+
+    /// TCP_CORK: hold segments shorter than the MSS until more data comes, the cork comes off
+    /// or the persist timer (the RTO) runs out (`Tcb::set_cork`).
+    pub fn set_cork(&mut self, h: Handle, on: bool) -> Result<(), StackError> {
+        let idx = self.conn_idx(h)?;
+        self.conn_mut(idx).tcb.set_cork(on);
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// `send` with MSG_MORE: more data follows, so a short tail of this write waits for it
+    /// (`Tcb::set_more_coming`).
+    pub fn send_more(&mut self, h: Handle, data: &[u8]) -> Result<usize, StackError> {
+        let idx = self.conn_idx(h)?;
+        self.conn_mut(idx).tcb.set_more_coming(true);
+        self.send_at(idx, h, data)
     }
 
     /// SO_KEEPALIVE with its timings (RFC 1122 §4.2.3.6), or off with `None`.

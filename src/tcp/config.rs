@@ -109,6 +109,12 @@ pub struct TcpConfig {
     pub tail_loss_probe: bool,
     /// RFC 5682's F-RTO detection of spurious timeouts (Linux `tcp_frto = 2`: on).
     pub frto: bool,
+    /// RFC 5681 §4.1: after an idle time longer than the RTO, restart from the initial
+    /// window (Linux `tcp_slow_start_after_idle`, on by default).
+    pub slow_start_after_idle: bool,
+    /// The fewest segments Linux puts in a TSO packet (`tcp_min_tso_segs`, 2): xtcp marks
+    /// PSH at the end of each group of new data Linux would send as one (see `Tcb`).
+    pub min_tso_segs: u8,
 }
 
 impl Default for TcpConfig {
@@ -142,6 +148,8 @@ impl Default for TcpConfig {
             ecn: EcnMode::Passive,
             tail_loss_probe: true,
             frto: true,
+            slow_start_after_idle: true,
+            min_tso_segs: 2,
         }
     }
 }

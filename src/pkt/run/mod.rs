@@ -330,17 +330,25 @@ impl Interp<'_> {
                 self.settle_at(times)?;
                 // A sysctl xtcp can honour changes the settings of sockets made after it.
                 let mut base = self.k.base().clone();
-                match super::sysctl::apply(cmd, &mut base) {
+                match super::sysctl::apply(cmd, &mut base, self.cfg.script_dir.as_deref()) {
                     Ok(()) => {
                         *self.k.base_mut() = base;
                         Ok(())
                     }
-                    Err(super::sysctl::Refused::Line(why)) => self.unsupported(&why),
+                    Err(super::sysctl::Refused::Line(why)) => {
+                        // What could be honoured was; the rest is reported.
+                        *self.k.base_mut() = base;
+                        self.unsupported(&why)
+                    }
                     Err(super::sysctl::Refused::Script(why)) => self.unsupported_script(&why),
                 }
             }
             Action::Code(_) => {
-                self.settle_at(times)?;
+                // Inline code only reads the connection's state (packetdrill runs it with
+                // the tcp_info of that moment): segments already sent stay for the lines
+                // after it to match.
+                let (start, _) = times.unwrap_or((self.now_us(), None));
+                self.advance_to(Instant::from_micros(start))?;
                 self.unsupported("inline code (`%{ ... }%`)")
             }
             Action::Unsupported { what } => {

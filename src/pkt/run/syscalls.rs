@@ -191,6 +191,7 @@ impl Interp<'_> {
             "recv" => self.sys_read(s, start, end, true),
             "write" => self.sys_write(s, start, end, false),
             "send" => self.sys_write(s, start, end, true),
+            "sendmsg" => self.sys_sendmsg(s, start, end),
             "close" => self.sys_close(s),
             "shutdown" => self.sys_shutdown(s),
             "setsockopt" => self.sys_setsockopt(s),
@@ -234,6 +235,14 @@ impl Interp<'_> {
         self.check_ret(s, r)
     }
 
+    /// The descriptor a call is expected to return, when the script names one.
+    fn expected_fd(&self, s: &Syscall) -> Option<i32> {
+        match &s.ret {
+            Expr::Int(v) => i32::try_from(*v).ok().filter(|&v| v >= 3),
+            _ => None,
+        }
+    }
+
     pub(super) fn sys_socket(&mut self, s: &Syscall) -> R<()> {
         self.argc(s, &[3], "(domain, type, protocol)")?;
         let domain = &s.args[0];
@@ -262,6 +271,7 @@ impl Interp<'_> {
                 return self.unsupported_script(&format!("protocol {}", s.args[2]));
             }
         }
+        self.k.fd_hint = self.expected_fd(s);
         let fd = self.k.socket(ty & SOCK_NONBLOCK != 0);
         self.sut = Sut::Socket(fd as i32);
         self.finish(s, SysRet::Ok(fd))
@@ -327,6 +337,7 @@ impl Interp<'_> {
     pub(super) fn sys_accept(&mut self, s: &Syscall, start: u64, end: Option<u64>) -> R<()> {
         self.argc(s, &[3], "(fd, address, length)")?;
         let fd = self.fd_arg(s)?;
+        self.k.fd_hint = self.expected_fd(s);
         match self.k.accept(fd) {
             SysRet::Block => self.block(s, fd, PendingKind::Accept, start, end),
             r => self.finish(s, r),
@@ -357,20 +368,22 @@ impl Interp<'_> {
         }
     }
 
-    pub(super) fn recv_flags(&mut self, s: &Syscall) -> R<Option<bool>> {
-        let flags = self.int(&s.args[3], "the flags")?;
-        let known = MSG_DONTWAIT | MSG_NOSIGNAL;
+    /// The flags argument `i` of a call: (MSG_DONTWAIT, MSG_MORE); MSG_MORE only when
+    /// `sending`. `None` when refused (the failure is already recorded).
+    pub(super) fn io_flags(&mut self, s: &Syscall, i: usize, sending: bool) -> R<Option<(bool, bool)>> {
+        let flags = self.int(&s.args[i], "the flags")?;
+        let known = MSG_DONTWAIT | MSG_NOSIGNAL | if sending { MSG_MORE } else { 0 };
         if flags & !known != 0 {
-            let what = format!("{} flags `{}`", s.name, s.args[3]);
+            let what = format!("{} flags `{}`", s.name, s.args[i]);
             self.unsupported(&what)?;
             return Ok(None);
         }
-        Ok(Some(flags & MSG_DONTWAIT != 0))
+        Ok(Some((flags & MSG_DONTWAIT != 0, flags & MSG_MORE != 0)))
     }
 
-    /// The arguments of read/recv and write/send: fd, length, MSG_DONTWAIT. `None` when the
-    /// flags were refused (the failure is already recorded).
-    pub(super) fn io_args(&mut self, s: &Syscall, with_flags: bool) -> R<Option<(i32, usize, bool)>> {
+    /// The arguments of read/recv and write/send: fd, length, MSG_DONTWAIT, MSG_MORE. `None`
+    /// when the flags were refused (the failure is already recorded).
+    pub(super) fn io_args(&mut self, s: &Syscall, with_flags: bool) -> R<Option<(i32, usize, bool, bool)>> {
         if with_flags {
             self.argc(s, &[4], "(fd, buffer, length, flags)")?;
         } else {
@@ -378,19 +391,19 @@ impl Interp<'_> {
         }
         let fd = self.fd_arg(s)?;
         let len = self.usize_arg(s, 2, "the length")?;
-        let dontwait = if with_flags {
-            match self.recv_flags(s)? {
-                Some(d) => d,
+        let (dontwait, more) = if with_flags {
+            match self.io_flags(s, 3, s.name == "send")? {
+                Some(f) => f,
                 None => return Ok(None),
             }
         } else {
-            false
+            (false, false)
         };
-        Ok(Some((fd, len, dontwait)))
+        Ok(Some((fd, len, dontwait, more)))
     }
 
     pub(super) fn sys_read(&mut self, s: &Syscall, start: u64, end: Option<u64>, with_flags: bool) -> R<()> {
-        let Some((fd, len, dontwait)) = self.io_args(s, with_flags)? else { return Ok(()) };
+        let Some((fd, len, dontwait, _)) = self.io_args(s, with_flags)? else { return Ok(()) };
         let mut data = Vec::new();
         match self.k.read(fd, len, dontwait, &mut data) {
             SysRet::Block => self.block(s, fd, PendingKind::Read { len, dontwait }, start, end),
@@ -424,7 +437,49 @@ impl Interp<'_> {
     }
 
     pub(super) fn sys_write(&mut self, s: &Syscall, start: u64, end: Option<u64>, with_flags: bool) -> R<()> {
-        let Some((fd, len, dontwait)) = self.io_args(s, with_flags)? else { return Ok(()) };
+        let Some((fd, len, dontwait, more)) = self.io_args(s, with_flags)? else { return Ok(()) };
+        self.write_with(s, fd, len, dontwait, more, start, end)
+    }
+
+    /// sendmsg(fd, {msg_name(...)=..., msg_iov(N)=[{..., LEN}, ...], msg_flags=0}, flags):
+    /// the buffers' lengths add up to one write.
+    pub(super) fn sys_sendmsg(&mut self, s: &Syscall, start: u64, end: Option<u64>) -> R<()> {
+        self.argc(s, &[3], "(fd, msghdr, flags)")?;
+        let fd = self.fd_arg(s)?;
+        let Expr::Struct(fields) = &s.args[1] else {
+            return self.fail("sendmsg takes `{msg_name(...)=..., msg_iov(N)=[{..., LEN}], msg_flags=0}`");
+        };
+        let mut len = 0usize;
+        for (name, value) in fields {
+            match (name.as_deref(), value) {
+                (Some("msg_iov"), Expr::List(iov)) => {
+                    for v in iov {
+                        let Expr::Struct(b) = v else { return self.fail("a msg_iov entry is `{..., LEN}`") };
+                        let Some((_, l)) = b.get(1) else { return self.fail("a msg_iov entry is `{..., LEN}`") };
+                        len += usize::try_from(self.int(l, "an iov length")?).unwrap_or(0);
+                    }
+                }
+                (Some("msg_name" | "msg_control" | "msg_controllen" | "msg_namelen"), Expr::Ellipsis) => {}
+                (Some("msg_flags"), v) if self.int(v, "msg_flags")? == 0 => {}
+                _ => return self.unsupported(&format!("sendmsg with {}", value)),
+            }
+        }
+        let Some((dontwait, more)) = self.io_flags(s, 2, true)? else { return Ok(()) };
+        self.write_with(s, fd, len, dontwait, more, start, end)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_with(
+        &mut self,
+        s: &Syscall,
+        fd: i32,
+        len: usize,
+        dontwait: bool,
+        more: bool,
+        start: u64,
+        end: Option<u64>,
+    ) -> R<()> {
+        self.k.set_more_coming(fd, more);
         let nonblocking = dontwait || self.k.sockets.get(&fd).is_some_and(|s| s.nonblocking);
         let r = self.k.write(fd, len, dontwait);
         self.flush_after_call()?;
@@ -516,6 +571,7 @@ impl Interp<'_> {
                 opts.linger = if onoff != 0 { Some(linger) } else { None };
             }
             (IPPROTO_TCP, TCP_NODELAY) => opts.nodelay = self.opt_int(&s.args[3])? != 0,
+            (IPPROTO_TCP, TCP_CORK) => opts.cork = self.opt_int(&s.args[3])? != 0,
             (IPPROTO_TCP, TCP_QUICKACK) => {
                 // An action on the connection, not a lasting option (Linux's).
                 let on = self.opt_int(&s.args[3])? != 0;
@@ -544,10 +600,14 @@ impl Interp<'_> {
             }
             _ => return self.unsupported(&label),
         }
+        let nodelay_set = level == IPPROTO_TCP && name == TCP_NODELAY && opts.nodelay;
         if let Some(sock) = self.k.sockets.get_mut(&fd) {
             sock.opts = opts;
         }
         self.k.apply_live_opts(fd);
+        if nodelay_set {
+            self.k.push_nodelay(fd);
+        }
         self.flush_after_call()?;
         self.finish(s, SysRet::Ok(0))
     }
@@ -573,7 +633,13 @@ impl Interp<'_> {
             }
             (SOL_SOCKET, SO_SNDBUF) => opts.sndbuf.unwrap_or(base.send_buffer) as i64,
             (IPPROTO_TCP, TCP_NODELAY) => i64::from(opts.nodelay),
-            (IPPROTO_TCP, TCP_MAXSEG) => i64::from(opts.maxseg.unwrap_or(base.mss)),
+            (IPPROTO_TCP, TCP_CORK) => i64::from(opts.cork),
+            // Connected: the MSS segments are sent with (Linux's mss_cache); before, the
+            // one set or the default.
+            (IPPROTO_TCP, TCP_MAXSEG) => match self.k.connected_mss(fd) {
+                Some(mss) => mss as i64,
+                None => i64::from(opts.maxseg.unwrap_or(base.mss)),
+            },
             (IPPROTO_TCP, TCP_KEEPIDLE) => opts.keepidle.map_or(7200, |v| v as i64),
             (IPPROTO_TCP, TCP_KEEPINTVL) => opts.keepintvl.map_or(75, |v| v as i64),
             (IPPROTO_TCP, TCP_KEEPCNT) => opts.keepcnt.map_or(9, i64::from),

@@ -130,7 +130,28 @@ impl Tcb {
 
     /// Turn Nagle's algorithm off (TCP_NODELAY) or on.
     pub fn set_nagle(&mut self, on: bool) {
+        // Linux's tcp_sock_set_nodelay: setting TCP_NODELAY pushes what waits, even when it was
+        // set already (TCP_NAGLE_PUSH).
+        if !on {
+            self.push_once = true;
+        }
         self.cfg.nagle = on;
+    }
+    /// TCP_CORK (Linux): while on, a segment shorter than the MSS waits for more data, even
+    /// with nothing in flight and Nagle off; after the persist timer's interval (the RTO) it
+    /// goes anyway, as Linux's probe timer sends it. Off sends what waits (Nagle allowing;
+    /// at once with Nagle off).
+    pub fn set_cork(&mut self, on: bool) {
+        if self.cork && !on && !self.cfg.nagle {
+            self.push_once = true;
+        }
+        self.cork = on;
+    }
+    /// MSG_MORE for the next `send`: more data follows it, so its short tail waits as a corked
+    /// one would — until a write without it, a segment from the peer, or the persist timer.
+    pub fn set_more_coming(&mut self, more: bool) {
+        self.more_coming = more;
+        self.tail_unpushed = more;
     }
     /// Linux's TCP_QUICKACK: on leaves interactive (pingpong) mode and sends an ACK that is
     /// being delayed now; off enters it, so that ACKs wait for the delayed-ACK timer or ride on
@@ -163,6 +184,7 @@ impl Tcb {
         if data.is_empty() {
             return Ok(0);
         }
+        self.push_once = false;
         let n = self.send_buf.push(data);
         if n == 0 {
             self.send_was_full = true;

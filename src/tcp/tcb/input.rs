@@ -224,6 +224,9 @@ impl Tcb {
 
     /// §3.10.7.4: every state from SYN-RECEIVED on.
     fn on_segment_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        // MSG_MORE held the tail only for the write's own push; what the peer's segment lets
+        // go is Nagle's to decide (Linux's tcp_data_snd_check uses the socket's setting).
+        self.more_coming = false;
         let f = seg.flags;
         let mut seq = SeqNum(seg.seq);
         let seg_len = seg.segment_len() as u32;

@@ -464,6 +464,19 @@ pub struct Tcb {
     probe_now: bool,
     /// The override timeout fired: send into a small window once (RFC 1122 §4.2.3.4).
     sws_override: bool,
+    /// TCP_CORK: a segment shorter than the MSS waits (for more data, the uncork, or the
+    /// persist timer's override), whatever is in flight; a FIN goes.
+    cork: bool,
+    /// MSG_MORE on the last write: its tail waits like a corked one until the next write
+    /// without it, the next segment from the peer, or the persist timer (Linux's: the flag
+    /// governs only the push of that call).
+    more_coming: bool,
+    /// The last write had MSG_MORE: its end is no push point (no PSH there), as Linux marks
+    /// PSH only on writes without it (tcp_push).
+    tail_unpushed: bool,
+    /// TCP_NODELAY was just turned on, or the cork taken off with Nagle off: what is queued
+    /// goes now, however short (Linux's TCP_NAGLE_PUSH), until the application writes again.
+    push_once: bool,
     keepalive_now: bool,
     rst_now: bool,
     /// A reset answering a segment this TCB refuses (§3.10.7.1 rules).
@@ -617,6 +630,10 @@ impl Tcb {
             send_syn: false,
             probe_now: false,
             sws_override: false,
+            cork: false,
+            more_coming: false,
+            tail_unpushed: false,
+            push_once: false,
             keepalive_now: false,
             rst_now: false,
             reply_rst: None,

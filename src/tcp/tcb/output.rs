@@ -69,10 +69,15 @@ impl Tcb {
             return Some(rst);
         }
         if self.rst_now {
-            // §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>; with the ACK field, as Linux sends it.
+            // §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>; with the ACK field, and the timestamp
+            // option when agreed, as Linux sends it (RFC 7323 §3.2: it SHOULD be on a reset).
             self.rst_now = false;
             self.stats.rsts_out += 1;
             self.stats.segs_out += 1;
+            let mut options = TcpOptions::default();
+            if self.ts_enabled {
+                options.timestamp = Some(Timestamp { tsval: self.ts_now(now), tsecr: self.ts_recent });
+            }
             return Some(TcpRepr {
                 src_port: self.local.port(),
                 dst_port: self.remote.port(),
@@ -81,7 +86,7 @@ impl Tcb {
                 flags: TcpFlags::RST | TcpFlags::ACK,
                 window: 0,
                 urgent: 0,
-                options: TcpOptions::default(),
+                options,
                 payload: &[],
             });
         }
@@ -314,7 +319,7 @@ impl Tcb {
         }
         // RFC 5681 §4.1: after an idle period longer than the RTO, restart from the initial
         // window.
-        if self.snd_una == self.snd_nxt {
+        if self.snd_una == self.snd_nxt && self.cfg.slow_start_after_idle {
             let idle = now.saturating_duration_since(self.last_send);
             self.cc.on_idle_restart(idle, self.rtt.rto());
         }
@@ -336,13 +341,17 @@ impl Tcb {
         // largest window the peer offered can go. A tail loss probe and F-RTO's new data
         // ignore Nagle (RFC 8985 §7.3, RFC 5682 §3.1 step 2b); so does a segment that ends
         // where one of the caller's frames does (Linux: only the last skb waits).
+        // TCP_CORK and MSG_MORE hold a short segment even then (a FIN still goes), as
+        // Linux's tcp_nagle_check; turning Nagle off or uncorking pushes it (`push_once`).
+        let corked = self.cork || self.more_coming;
         let send_data = len > 0
             && (((probe || self.frto_send_new) && whole)
                 || self.sws_override
+                || self.push_once
                 || len == self.snd_mss
                 || frame_end
-                || (everything && (!self.cfg.nagle || self.snd_una == self.snd_nxt || fin_pending))
-                || (len as u32) >= self.max_snd_wnd / 2);
+                || (everything && (fin_pending || (!corked && (!self.cfg.nagle || self.snd_una == self.snd_nxt))))
+                || (!corked && (len as u32) >= self.max_snd_wnd / 2));
         let with_fin = fin_pending && everything && (len > 0 || unsent == 0);
         if !(send_data || (with_fin && unsent == 0)) {
             // Nothing can go and nothing is in flight, so no ACK will come to change that: arm
@@ -421,7 +430,7 @@ impl Tcb {
         debug_assert_eq!(n, d.len, "planned payload not available");
         let data_end = self.data_end();
         let mut flags = TcpFlags::ACK;
-        if n > 0 && d.seq + n == data_end {
+        if n > 0 && d.seq + n == data_end && !self.tail_unpushed {
             flags |= TcpFlags::PSH; // the last of what the application wrote
         }
         if d.with_fin {
@@ -432,7 +441,14 @@ impl Tcb {
         let tx = self.rate.on_send(now, self.snd_una == self.snd_nxt);
         match d.kind {
             Kind::New | Kind::ProbeNew => {
+                if self.sws_override && n > 0 {
+                    // Sent by the persist timer's override: Linux's tcp_write_wakeup sets PSH.
+                    flags |= TcpFlags::PSH;
+                }
                 self.sws_override = false;
+                if d.seq + n == data_end {
+                    self.push_once = false;
+                }
                 self.sb.on_send(d.seq, end, now, tx);
                 self.snd_nxt = end;
                 self.note_sent(now, len);
@@ -508,7 +524,7 @@ impl Tcb {
     }
 
     /// Segments per TSO packet as Linux sizes them (tcp_tso_autosize): a millisecond at the
-    /// pacing rate (`sk_pacing_shift` 10), at least two (`tcp_min_tso_segs`), at most 64 KiB.
+    /// pacing rate (`sk_pacing_shift` 10), at least `tcp_min_tso_segs` (2), at most 64 KiB.
     /// Linux paces every connection's TSO sizing by `tcp_update_pacing_rate` — cwnd/SRTT at
     /// 200 % in slow start, 120 % after — whether or not the controller paces; a controller
     /// that paces gives its own rate.
@@ -524,9 +540,14 @@ impl Tcb {
                 cwnd.saturating_mul(pct * 10_000) / us
             }
             // No RTT yet: Linux's rate is unbounded, its packets as large as allowed.
-            (None, None) => return max as usize,
+            (None, None) => u64::MAX,
         };
-        ((rate >> 10) / mss).clamp(2, max) as usize
+        let min = u64::from(self.cfg.min_tso_segs.max(1)).min(max);
+        let segs = ((rate >> 10) / mss).clamp(min, max);
+        // tcp_cwnd_test: a packet takes at most half of cwnd, "for better scheduling, ensure
+        // we have at least 2 GSO packets in flight".
+        let half = (self.cc.cwnd() as u64 / mss / 2).max(1);
+        segs.min(half) as usize
     }
 
     /// Whether another segment of new data could follow the one just sent in this pass: data
