@@ -717,3 +717,42 @@ fn report_summaries() {
     let r = run_file(std::path::Path::new("/nonexistent/x.pkt"), &RunConfig::default());
     assert!(matches!(r.outcome, Outcome::Fail(Failure { line: 0, ref message }) if message.starts_with("cannot read")));
 }
+
+// ------------------------------------------------------------- the gtests' dialect, more
+
+#[test]
+fn descriptors_are_the_ones_the_script_names() {
+    // packetdrill maps script descriptors to live ones: a script may call its socket 7.
+    let src = PASSIVE.replace("= 3\n", "= 7\n").replace("(3,", "(7,").replace("= 4\n", "= 9\n");
+    assert_pass(&format!("{src}+0 write(9, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 win 65535\n"));
+    // One in use is not taken twice: the lowest free one comes instead.
+    let m = failure(&PASSIVE.replace("= 4\n", "= 3\n"), 7);
+    assert!(m.contains("returned 4 but the script expects 3"), "{m}");
+}
+
+#[test]
+fn sendmsg_adds_up_its_buffers_and_takes_msg_more() {
+    let src = with_passive(
+        "+0 setsockopt(4, IPPROTO_TCP, TCP_NODELAY, [1], 4) = 0
++0 sendmsg(4, {msg_name(...)=..., msg_iov(2)=[{..., 10}, {..., 20}], msg_flags=0}, MSG_MORE) = 30
++.01 sendmsg(4, {msg_name(...)=...,
+                msg_iov(1)=[{..., 5}], msg_flags=0}, 0) = 5
++0 > P. 1:36(35) ack 1 win 65535
+",
+    );
+    assert_pass(&src);
+    // Without MSG_MORE the first write goes at once.
+    let m = failure(&src.replacen("MSG_MORE) = 30", "0) = 30", 1), 10);
+    assert!(m.contains("`> P. 1:31(30) ack 1 win 65535`"), "{m}");
+}
+
+#[test]
+fn inline_code_leaves_segments_for_the_lines_after_it() {
+    // packetdrill's `%{ assert tcpi_... }%` reads state; the segment sent before it is matched
+    // by the line after it.
+    let src = with_passive(
+        "+0 write(4, ..., 10) = 10\n+0 %{ assert tcpi_snd_cwnd == 10 }%\n+0 > P. 1:11(10) ack 1 win 65535\n",
+    );
+    let r = run_lenient(&src);
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.summary());
+}
