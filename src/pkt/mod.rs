@@ -25,6 +25,7 @@
 //! assert_eq!(report.outcome, Outcome::Pass, "{}", report.summary());
 //! ```
 
+mod code;
 mod net;
 pub mod parse;
 mod preprocess;

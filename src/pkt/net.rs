@@ -775,6 +775,16 @@ impl Kernel {
         Ok(SysRet::Ok(0))
     }
 
+    /// The tcp_info of the connection between these ports (the newest, if several).
+    pub fn tcp_info(&self, local_port: u16, remote_port: u16) -> Option<crate::tcp::TcpInfo> {
+        self.conns
+            .iter()
+            .rev()
+            .flatten()
+            .find(|c| c.tcb.local().port() == local_port && c.tcb.remote().port() == remote_port)
+            .map(|c| c.tcb.info())
+    }
+
     /// TCP_NODELAY set to 1 on a connection: what waits is pushed, set before or not.
     pub fn push_nodelay(&mut self, fd: i32) {
         if let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) {

@@ -475,6 +475,12 @@ impl<D: Device> Stack<D> {
         Ok(())
     }
 
+    /// TCP_INFO: the connection's state as Linux's `struct tcp_info` reports it.
+    pub fn tcp_info(&self, h: Handle) -> Result<crate::tcp::TcpInfo, StackError> {
+        let idx = self.conn_idx(h)?;
+        Ok(self.conn(idx).tcb.info())
+    }
+
     /// TCP_CORK: hold segments shorter than the MSS until more data comes, the cork comes off
     /// or the persist timer (the RTO) runs out (`Tcb::set_cork`).
     pub fn set_cork(&mut self, h: Handle, on: bool) -> Result<(), StackError> {

@@ -29,7 +29,9 @@ pub use config::{EcnMode, Keepalive, TcpConfig};
 pub use cookie::SynCookies;
 pub use isn::IsnGenerator;
 pub use seq::SeqNum;
-pub use tcb::{reset_for, CloseReason, Event, IcmpError, RxInfo, State, Tcb, TcbBuffers, TcbStats, TcpError};
+pub use tcb::{
+    reset_for, CaState, CloseReason, Event, IcmpError, RxInfo, State, Tcb, TcbBuffers, TcbStats, TcpError, TcpInfo,
+};
 
 #[cfg(test)]
 mod tests;

@@ -395,11 +395,25 @@ impl Scoreboard {
     }
 
     /// The peer holds `[left, right)` (a SACK block, RFC 2018 §3). Parts outside the
-    /// scoreboard are ignored. `fack` as for [`Scoreboard::on_cumulative_ack`].
-    pub fn on_sack(&mut self, left: SeqNum, right: SeqNum, fack: SeqNum, out: &mut Delivered) {
+    /// scoreboard are ignored. `fack` as for [`Scoreboard::on_cumulative_ack`]. Inside an
+    /// entry, the block counts in whole segments of `mss` from the entry's start (and the
+    /// short one at its end), as Linux's tcp_match_skb_to_sack rounds it: a block that
+    /// names part of a segment says nothing about that segment.
+    pub fn on_sack(&mut self, left: SeqNum, right: SeqNum, fack: SeqNum, mss: usize, out: &mut Delivered) {
         let (Some(first), Some(last)) = (self.segs.front(), self.segs.back()) else { return };
-        let left = left.max(first.start);
-        let right = right.min(last.end);
+        let mut left = left.max(first.start);
+        let mut right = right.min(last.end);
+        if !left.lt(right) {
+            return;
+        }
+        let mss = mss.max(1) as u32;
+        if let Some(s) = self.find(left).map(|i| self.segs[i]) {
+            let off = left.since(s.start);
+            left = (s.start + off.div_ceil(mss).saturating_mul(mss)).min(s.end);
+        }
+        if let Some(s) = self.find(right).map(|i| self.segs[i]) {
+            right = s.start + right.since(s.start) / mss * mss;
+        }
         if !left.lt(right) {
             return;
         }
@@ -757,7 +771,7 @@ mod tests {
     fn sack_splits_and_counts() {
         let mut sb = ten();
         let mut d = Delivered::default();
-        sb.on_sack(SeqNum(1300), SeqNum(1500), SeqNum(1000), &mut d);
+        sb.on_sack(SeqNum(1300), SeqNum(1500), SeqNum(1000), 1, &mut d);
         assert_eq!(sb.sacked_bytes(), 200);
         assert_eq!(d.bytes, 200);
         assert_eq!(d.last_orig, Some((t(4), SeqNum(1500))));
@@ -767,7 +781,7 @@ mod tests {
         assert_eq!(sb.len(), 9);
         // The same block again delivers nothing.
         let mut d = Delivered::default();
-        sb.on_sack(SeqNum(1300), SeqNum(1500), SeqNum(1500), &mut d);
+        sb.on_sack(SeqNum(1300), SeqNum(1500), SeqNum(1500), 1, &mut d);
         assert_eq!(d, Delivered::default());
         sb.check(SeqNum(1000), SeqNum(2000)).unwrap();
     }
@@ -776,7 +790,7 @@ mod tests {
     fn cumulative_ack_delivers_only_what_was_not_sacked() {
         let mut sb = ten();
         let mut d = Delivered::default();
-        sb.on_sack(SeqNum(1200), SeqNum(1400), SeqNum(1000), &mut d);
+        sb.on_sack(SeqNum(1200), SeqNum(1400), SeqNum(1000), 1, &mut d);
         let mut d = Delivered::default();
         sb.on_cumulative_ack(SeqNum(1450), SeqNum(1400), &mut d);
         // 1000..1200 and 1400..1450 are new; 1200..1400 were SACKed already.
@@ -804,7 +818,7 @@ mod tests {
         let mut sb = ten();
         let mut d = Delivered::default();
         // Segment 5 (sent at 5 ms) is SACKed.
-        sb.on_sack(SeqNum(1500), SeqNum(1600), SeqNum(1000), &mut d);
+        sb.on_sack(SeqNum(1500), SeqNum(1600), SeqNum(1000), 1, &mut d);
         let (xmit, end) = d.last_orig.unwrap();
         // At 12 ms with a 5 ms wait: segments sent at 0..=7 ms... only those before 5 ms
         // qualify, and of them those sent at or before 7 ms - 5 ms... i.e. deadline 0+5..4+5.
@@ -825,7 +839,7 @@ mod tests {
     fn retransmission_splits_and_a_lost_retransmission_is_lost_again() {
         let mut sb = ten();
         let mut d = Delivered::default();
-        sb.on_sack(SeqNum(1500), SeqNum(2000), SeqNum(1000), &mut d);
+        sb.on_sack(SeqNum(1500), SeqNum(2000), SeqNum(1000), 1, &mut d);
         let (xmit, end) = d.last_orig.unwrap();
         sb.rack_detect_loss(xmit, end, Duration::ZERO, t(20));
         assert_eq!(sb.pending_bytes(), 500);
@@ -840,7 +854,7 @@ mod tests {
         // A later retransmission delivered (sent at 30 ms) shows the first ones (20 ms) lost.
         sb.on_retransmit(SeqNum(1200), SeqNum(1300), t(30), TxRate::default());
         let mut d = Delivered::default();
-        sb.on_sack(SeqNum(1200), SeqNum(1300), SeqNum(2000), &mut d);
+        sb.on_sack(SeqNum(1200), SeqNum(1300), SeqNum(2000), 1, &mut d);
         let (rx, re) = d.last_retrans.unwrap();
         assert_eq!(rx, t(30));
         let (lost, _) = sb.rack_detect_loss(rx, re, Duration::from_millis(1), t(40));
@@ -857,7 +871,7 @@ mod tests {
         assert_eq!(n, 700);
         let mut sb = ten();
         let mut d = Delivered::default();
-        sb.on_sack(SeqNum(1000), SeqNum(1200), SeqNum(1000), &mut d);
+        sb.on_sack(SeqNum(1000), SeqNum(1200), SeqNum(1000), 1, &mut d);
         // The head is SACKed yet unacknowledged at the timeout: reneging; all SACKs go.
         let n = sb.mark_lost_on_rto(t(100), Duration::from_millis(3));
         assert_eq!(n, 1000);
@@ -881,7 +895,7 @@ mod tests {
         assert!(sb.len() < 4);
         assert_eq!(sb.head().unwrap().start, SeqNum(0));
         let mut d = Delivered::default();
-        sb.on_sack(SeqNum(150), SeqNum(160), SeqNum(0), &mut d);
+        sb.on_sack(SeqNum(150), SeqNum(160), SeqNum(0), 1, &mut d);
         sb.check(SeqNum(0), SeqNum(400)).unwrap();
         assert!(sb.len() <= 6);
     }
@@ -924,7 +938,7 @@ mod tests {
                         let r = l + b;
                         let mut d = Delivered::default();
                         let before = sb.ignored_blocks;
-                        sb.on_sack(l, r, una, &mut d);
+                        sb.on_sack(l, r, una, 1, &mut d);
                         if sb.ignored_blocks == before {
                             for (k, m) in model.iter_mut().enumerate() {
                                 if (una + k).in_range(l, r) {
@@ -986,5 +1000,22 @@ mod tests {
                 prop_assert_eq!(sb.pipe(outstanding), pipe);
             }
         }
+    }
+
+    #[test]
+    fn a_block_names_whole_segments_only() {
+        // One entry of four 1000-byte segments and a short one, sent at once.
+        let mut sb = Scoreboard::new(16);
+        sb.on_send(SeqNum(0), SeqNum(4500), Instant::ZERO, TxRate::default());
+        let mut d = Delivered::default();
+        // The last byte of the fourth segment: nothing (Linux's tcp_match_skb_to_sack).
+        sb.on_sack(SeqNum(3999), SeqNum(4000), SeqNum(0), 1000, &mut d);
+        assert_eq!(sb.sacked_bytes(), 0);
+        // Half of the second through half of the fourth: the third only.
+        sb.on_sack(SeqNum(1500), SeqNum(3500), SeqNum(0), 1000, &mut d);
+        assert_eq!(sb.sacked_bytes(), 1000);
+        // The short segment at the end counts whole.
+        sb.on_sack(SeqNum(4000), SeqNum(4500), SeqNum(0), 1000, &mut d);
+        assert_eq!(sb.sacked_bytes(), 1500);
     }
 }

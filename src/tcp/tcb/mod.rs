@@ -27,12 +27,14 @@ use core::net::SocketAddr;
 
 mod app;
 mod buffers;
+mod info;
 mod input;
 mod output;
 mod recovery;
 mod timers;
 
 pub use buffers::TcbBuffers;
+pub use info::{CaState, TcpInfo, INFINITE_SSTHRESH};
 pub use input::{reset_for, RxInfo};
 
 /// The connection states of RFC 9293 §3.3.2.

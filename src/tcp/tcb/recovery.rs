@@ -54,7 +54,7 @@ impl Tcb {
                 continue;
             }
             let before = d.bytes;
-            self.sb.on_sack(l.max(ack), r, prior_fack, &mut d);
+            self.sb.on_sack(l.max(ack), r, prior_fack, self.snd_mss, &mut d);
             sacked_news |= d.bytes > before;
         }
         self.stats.sack_blocks_ignored = self.sb.ignored_blocks;
@@ -626,7 +626,15 @@ impl Tcb {
         }
         let rto_at = self.rtx_deadline.unwrap_or(now + self.rtt.rto());
         self.reorder_deadline = reo.map(|r| (now + r).min(rto_at));
-        self.schedule_probe(now);
+        // RFC 8985 §7.2: the probe timer restarts "upon receiving an ACK that cumulatively
+        // acknowledges new data" (Linux: FLAG_SET_XMIT_TIMER comes with FLAG_ACKED); a
+        // duplicate ACK or a SACK leaves it, so that a lost tail is probed two RTTs after it
+        // was sent, however many ACKs for earlier data trickle in.
+        if una_advanced || !self.tlp_allowed() {
+            self.schedule_probe(now);
+        } else if let Some(p) = self.probe_deadline {
+            self.probe_deadline = Some(p.min(rto_at));
+        }
     }
 
     /// RFC 8985 §7.2: arm the probe timer (when a probe is allowed), never later than the RTO.
