@@ -352,7 +352,9 @@ fn frames_not_for_us_and_garbage_are_counted() {
 #[test]
 fn icmp_frag_needed_reaches_the_connection() {
     let mut p = Pair::new(Faults::default(), 10);
-    let _l = p.a.listen(80, 4).unwrap();
+    // A delays its ACKs (no quick-ACK mode), so B's segment stays in flight while the errors
+    // that quote it arrive.
+    let _l = p.a.listen_with(80, 4, TcpConfig { quick_ack: false, ..Default::default() }).unwrap();
     let c = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
     p.run_until(Duration::from_secs(5), |p| p.has('b', c, StackEvent::Connected));
     let local_port = p.b.tcb(c).unwrap().local().port();
