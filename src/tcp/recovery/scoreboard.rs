@@ -96,6 +96,9 @@ pub struct Delivered {
     /// A never-retransmitted entry was delivered below the highest sequence number already
     /// (s)acknowledged: the network reordered it (RFC 8985 §6.2 step 3).
     pub reordered: bool,
+    /// The lowest start of those reordered entries (Linux measures the reordering degree from
+    /// it to the highest SACK, tcp_check_sack_reordering).
+    pub reordered_low: Option<SeqNum>,
     /// A retransmitted entry was delivered.
     pub retrans_delivered: bool,
     /// The delivery-rate snapshot of the most recently sent delivered entry.
@@ -125,6 +128,9 @@ impl Delivered {
         }
         if s.end.lt(fack) {
             self.reordered = true;
+            if self.reordered_low.is_none_or(|l| s.start.lt(l)) {
+                self.reordered_low = Some(s.start);
+            }
         }
     }
 }

@@ -42,10 +42,10 @@ pub struct TcpInfo {
     pub retrans: u32,
     /// Retransmissions over the connection's life (`tcpi_total_retrans`).
     pub total_retrans: u32,
-    /// The duplicate threshold in segments (Linux's `tcp_reordering`, 3; xtcp's RACK adapts
-    /// its window in time instead).
+    /// The reordering degree seen, segments: 3 until more is seen (Linux's `tp->reordering`,
+    /// its duplicate threshold; xtcp's RACK adapts its window in time and only reports it).
     pub reordering: u32,
-    /// Whether reordering was seen (`tcpi_reord_seen`; xtcp counts it once).
+    /// How many ACKs showed reordering (`tcpi_reord_seen`).
     pub reord_seen: u32,
     /// Smoothed RTT, microseconds (0 before a sample).
     pub rtt_us: u32,
@@ -88,8 +88,8 @@ impl Tcb {
             lost: segs(self.sb.lost_bytes(), mss),
             retrans: segs(self.sb.retrans_bytes(), mss),
             total_retrans: u32::try_from(self.stats.retransmits).unwrap_or(u32::MAX),
-            reordering: crate::tcp::recovery::rack::DUP_THRESH as u32,
-            reord_seen: u32::from(self.rack.reordering_seen()),
+            reordering: self.reordering,
+            reord_seen: self.reord_seen,
             rtt_us: self.rtt.srtt().map_or(0, micros),
             min_rtt_us: self.rack.min_rtt().map_or(0, micros),
             rto_us: micros(self.rtt.rto()),

@@ -391,6 +391,9 @@ pub struct Tcb {
     /// interactive (Linux's pingpong mode: our data followed the peer's within the
     /// delayed-ACK time), which turns quick ACKs off until a delayed ACK has to fire.
     quick_acks: u8,
+    /// Linux's `tp->reordering` and `reord_seen` (`Tcb::note_reordering`), for `tcp_info`.
+    reordering: u32,
+    reord_seen: u32,
     last_data_in: Option<Instant>,
     pingpong: bool,
     persist_deadline: Option<Instant>,
@@ -590,6 +593,8 @@ impl Tcb {
             rtx_deadline: None,
             delack_deadline: None,
             quick_acks: 0,
+            reordering: crate::tcp::recovery::rack::DUP_THRESH as u32,
+            reord_seen: 0,
             last_data_in: None,
             pingpong: false,
             persist_deadline: None,

@@ -124,6 +124,7 @@ impl Tcb {
         let mut reo_timeout = None;
         if self.sack_enabled {
             self.rack.on_delivered(now, &d);
+            self.note_reordering(&d);
             reo_timeout = self.rack_detect_loss(now);
         } else {
             self.dupack_detect_loss(una_advanced, dupack);
@@ -289,6 +290,19 @@ impl Tcb {
         // for the minimum-RTT filter RACK and CUBIC use.
         if let Some((x, _)) = d.last_orig.filter(|_| clean) {
             self.rack.sample_min_rtt(now, now.saturating_duration_since(x));
+        }
+    }
+
+    /// Reordering seen: how far, in segments, from the reordered segment to the highest SACK
+    /// (Linux's tcp_check_sack_reordering, which raises `tp->reordering` to it, at most 300).
+    /// xtcp's loss detection does not use it (RACK's window is in time); `tcp_info` reports it.
+    fn note_reordering(&mut self, d: &Delivered) {
+        let (Some(low), Some(fack)) = (d.reordered_low, self.sb.high_sacked()) else { return };
+        self.reord_seen = self.reord_seen.saturating_add(1);
+        let mss = self.snd_mss.max(1) as u32;
+        let metric = fack.since(low);
+        if metric > self.reordering.saturating_mul(mss) {
+            self.reordering = metric.div_ceil(mss).min(300);
         }
     }
 

@@ -98,6 +98,15 @@ impl Tcb {
         let timeout = self.rack_detect_loss(now);
         if self.sb.lost_bytes() > lost_before && matches!(self.phase, Phase::Open | Phase::Cwr { .. }) {
             self.enter_recovery(now);
+            // RFC 6937 from the first step, as Linux's tcp_rack_reo_timeout runs
+            // tcp_cwnd_reduction with one segment counted delivered: the timer lets one
+            // retransmission out, not all that fits under ssthresh at once.
+            if !self.cc.model_based() {
+                let pipe = self.pipe();
+                if let Some(cwnd) = self.prr.on_ack(self.snd_mss, pipe, self.cc.ssthresh(), self.snd_mss, false) {
+                    self.cc.set_cwnd(cwnd);
+                }
+            }
         }
         let rto_at = self.rtx_deadline.unwrap_or(now + self.rtt.rto());
         self.reorder_deadline = timeout.map(|t| (now + t).min(rto_at));
