@@ -479,10 +479,13 @@ impl Tcb {
                 // of each such group: the same flags on the wire, which packetdrill's gtests
                 // hold, and the same GRO flushes at a Linux receiver.
                 self.burst_new = self.burst_new.saturating_add(1);
-                let k = self.tso_segs();
-                let pos = (usize::from(self.burst_new) - 1) % k + 1;
-                if n > 0 && pos >= 2 && (pos == k || !self.more_new_data_fits(now)) {
-                    flags |= TcpFlags::PSH;
+                if n > 0 && self.burst_new >= 2 {
+                    // (The first of a pass is never a group's last: no sizing needed.)
+                    let k = self.tso_segs();
+                    let pos = (usize::from(self.burst_new) - 1) % k + 1;
+                    if pos >= 2 && (pos == k || !self.more_new_data_fits(now)) {
+                        flags |= TcpFlags::PSH;
+                    }
                 }
                 if d.kind == Kind::ProbeNew {
                     self.stats.tlp_probes += 1;

@@ -124,7 +124,9 @@ impl Tcb {
         let mut reo_timeout = None;
         if self.sack_enabled {
             self.rack.on_delivered(now, &d);
-            self.note_reordering(&d);
+            if d.reordered_low.is_some() {
+                self.note_reordering(&d);
+            }
             reo_timeout = self.rack_detect_loss(now);
         } else {
             self.dupack_detect_loss(una_advanced, dupack);
@@ -296,6 +298,8 @@ impl Tcb {
     /// Reordering seen: how far, in segments, from the reordered segment to the highest SACK
     /// (Linux's tcp_check_sack_reordering, which raises `tp->reordering` to it, at most 300).
     /// xtcp's loss detection does not use it (RACK's window is in time); `tcp_info` reports it.
+    #[cold]
+    #[inline(never)]
     fn note_reordering(&mut self, d: &Delivered) {
         let (Some(low), Some(fack)) = (d.reordered_low, self.sb.high_sacked()) else { return };
         self.reord_seen = self.reord_seen.saturating_add(1);
