@@ -141,7 +141,7 @@ enum Tok {
 }
 
 fn tokens(s: &str) -> Result<Vec<Tok>, String> {
-    const OPS: [&str; 15] = ["==", "!=", "<=", ">=", "//", "<", ">", "+", "-", "*", "%", "(", ")", "&", "|"];
+    const OPS: [&str; 13] = ["==", "!=", "<=", ">=", "//", "<", ">", "+", "-", "*", "%", "(", ")"];
     let b = s.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -212,25 +212,8 @@ impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.at)
     }
-    fn eat_op(&mut self, op: &str) -> bool {
-        if self.peek()
-            == Some(&Tok::Op(match op {
-                "==" => "==",
-                "!=" => "!=",
-                "<=" => "<=",
-                ">=" => ">=",
-                "<" => "<",
-                ">" => ">",
-                "+" => "+",
-                "-" => "-",
-                "*" => "*",
-                "//" => "//",
-                "%" => "%",
-                "(" => "(",
-                ")" => ")",
-                _ => return false,
-            }))
-        {
+    fn eat_op(&mut self, op: &'static str) -> bool {
+        if self.peek() == Some(&Tok::Op(op)) {
             self.at += 1;
             return true;
         }

@@ -785,25 +785,12 @@ impl Kernel {
             .map(|c| c.tcb.info())
     }
 
-    /// TCP_NODELAY set to 1 on a connection: what waits is pushed, set before or not.
-    pub fn push_nodelay(&mut self, fd: i32) {
-        if let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) {
-            c.tcb.set_nagle(false);
-        }
-    }
-
-    /// MSG_MORE (or not) for the socket's next write.
-    pub fn set_more_coming(&mut self, fd: i32, more: bool) {
-        if let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) {
-            c.tcb.set_more_coming(more);
-        }
-    }
-
-    /// TCP_QUICKACK on the socket's connection, if it has one.
-    pub fn set_quick_ack(&mut self, fd: i32, on: bool) {
+    /// Act on the socket's connection, if it has one (TCP_NODELAY's push, MSG_MORE,
+    /// TCP_QUICKACK: calls on the TCB rather than lasting options).
+    pub fn with_tcb(&mut self, fd: i32, f: impl FnOnce(&mut crate::tcp::Tcb, Instant)) {
         let now = self.now;
         if let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) {
-            c.tcb.set_quick_ack(on, now);
+            f(&mut c.tcb, now);
         }
     }
 

@@ -479,7 +479,7 @@ impl Interp<'_> {
         start: u64,
         end: Option<u64>,
     ) -> R<()> {
-        self.k.set_more_coming(fd, more);
+        self.k.with_tcb(fd, |t, _| t.set_more_coming(more));
         let nonblocking = dontwait || self.k.sockets.get(&fd).is_some_and(|s| s.nonblocking);
         let r = self.k.write(fd, len, dontwait);
         self.flush_after_call()?;
@@ -575,7 +575,7 @@ impl Interp<'_> {
             (IPPROTO_TCP, TCP_QUICKACK) => {
                 // An action on the connection, not a lasting option (Linux's).
                 let on = self.opt_int(&s.args[3])? != 0;
-                self.k.set_quick_ack(fd, on);
+                self.k.with_tcb(fd, |t, now| t.set_quick_ack(on, now));
             }
             (IPPROTO_TCP, TCP_MAXSEG) => {
                 if has_tcb {
@@ -606,7 +606,8 @@ impl Interp<'_> {
         }
         self.k.apply_live_opts(fd);
         if nodelay_set {
-            self.k.push_nodelay(fd);
+            // Setting TCP_NODELAY pushes what waits, set before or not (Linux).
+            self.k.with_tcb(fd, |t, _| t.set_nagle(false));
         }
         self.flush_after_call()?;
         self.finish(s, SysRet::Ok(0))
