@@ -801,8 +801,24 @@ mod net {
     }
 
     fn stats_line(c: &xtcp::stack::Counters, conns: usize) -> String {
+        // Which kind of drop, when there were any (a test that finds one says which).
+        let why = if c.drops() == 0 {
+            String::new()
+        } else {
+            format!(
+                " (truncated {} malformed {} checksum {} fragment {} unsupported {} not-for-us {} udp {} ndp {})",
+                c.drop_truncated,
+                c.drop_malformed,
+                c.drop_bad_checksum,
+                c.drop_fragment,
+                c.drop_unsupported,
+                c.drop_not_for_us,
+                c.drop_udp,
+                c.ndp_invalid
+            )
+        };
         format!(
-            "xtcp: conns {conns} | frames in {} out {} | tcp segs in {} out {} retrans {} (fast {} rto {} tlp {} undone {}) rst in {} out {} | drops {} | arp req {}/{} | icmp echo {} | rx-in-place {} tx-in-place {} tx-copied {}",
+            "xtcp: conns {conns} | frames in {} out {} | tcp segs in {} out {} retrans {} (fast {} rto {} tlp {} undone {}) rst in {} out {} | drops {}{} | arp req {}/{} | icmp echo {} | rx-in-place {} tx-in-place {} tx-copied {}",
             c.frames_in,
             c.frames_out,
             c.tcp_segs_in,
@@ -815,6 +831,7 @@ mod net {
             c.tcp_rsts_in,
             c.tcp_rsts_out,
             c.drops(),
+            why,
             c.arp_requests_in,
             c.arp_requests_out,
             c.icmp_echo_in,
