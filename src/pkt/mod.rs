@@ -2,12 +2,16 @@
 //!
 //! A `.pkt` script says which segments arrive when, which system calls the application makes,
 //! and which segments must come out (packetdrill, Cardwell et al., USENIX ATC 2013). Scripts
-//! are how TCP implementations are held against each other; this module runs them against the
-//! sans-IO [`Tcb`](crate::tcp::Tcb) through a small socket layer, with the clock virtual, so a
-//! run is exact, deterministic and takes milliseconds.
+//! are how TCP implementations are held against each other; this module runs them against a
+//! real [`Stack`](crate::stack::Stack) over an in-memory device, as packetdrill runs them
+//! against the kernel through a tun device, with the clock virtual, so a run is exact,
+//! deterministic and takes milliseconds.
 //!
 //! * [`parse`]: the dialect (see `tests/pkt/README.md`), into an AST with line numbers.
-//! * `net`: the socket layer the system calls talk to (descriptors, listeners, demux).
+//! * `net`: the socket layer the system calls talk to (descriptors, what each socket was
+//!   told, Linux's errno reporting) over the stack's public API.
+//! * `link`: the device, the script's segments framed for it and the stack's frames read
+//!   back (the peer answers ARP and neighbour solicitations).
 //! * `run`: the interpreter (virtual time, remapping, matching, tolerance).
 //!
 //! ```
@@ -26,6 +30,7 @@
 //! ```
 
 mod code;
+mod link;
 mod net;
 pub mod parse;
 mod preprocess;
@@ -58,7 +63,8 @@ pub enum Profile {
     /// buffers of 64 KiB (receive, `net.inet.tcp.recvspace`) and 32 KiB (send), a window
     /// scale sized by `kern.ipc.maxsockbuf` (2 MiB), and `SO_RCVBUF` reported rounded up to
     /// a multiple of the MSS once connected, as FreeBSD's tcp_mss rounds the buffer; no
-    /// quick-ACK mode (FreeBSD delays the first ACK like any other). The
+    /// quick-ACK mode (FreeBSD delays the first ACK like any other), and FreeBSD's rule for
+    /// announcing a window a read opened (`WindowUpdate::TwoSegments`). The
     /// FreeBSD suite's `sysctl` lines set the same knobs (see `sysctl.rs`).
     FreeBsd,
 }
@@ -73,6 +79,7 @@ impl Profile {
                 send_buffer: 32768,
                 recv_buffer_max: 2 << 20,
                 quick_ack: false,
+                window_update: crate::tcp::WindowUpdate::TwoSegments,
                 ..TcpConfig::default()
             },
         }

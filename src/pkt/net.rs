@@ -1,20 +1,23 @@
-//! A tiny socket layer over TCBs: what a script's system calls talk to, and where its
-//! packets arrive. It plays the part of the kernel around Linux's TCP in packetdrill: file
-//! descriptors (the first socket is 3), listeners with an accept queue, a connection table
-//! that demultiplexes inbound segments by port, and `reset_for` for segments that belong to
-//! nothing (RFC 9293 §3.10.7.1).
+//! The socket layer a script's system calls talk to, over one real [`Stack`]: file
+//! descriptors (the first socket is 3), what each socket has been told, and Linux's error
+//! reporting, in front of the stack's listeners, accept queues, demultiplexing, resets for
+//! segments of no connection, neighbour resolution and timer wheel. It plays the part of the
+//! kernel's socket layer around Linux's TCP in packetdrill; the stack is driven through its
+//! public API, over an in-memory device ([`super::link`]) in virtual time, as an application
+//! on one core would drive it.
 //!
 //! The error codes follow Linux, since that is what scripts are written against: which call
 //! reports ECONNRESET, EPIPE or EAGAIN, and when (`tcp_sendmsg`, `tcp_recvmsg`, `tcp_poll`,
 //! `tcp_reset`).
 
-use super::parse::{Flags, TcpOpt};
+pub use super::link::OutSeg;
+use super::link::{classify, inbound_frame, ScriptDevice, Sent};
 use super::symbols::*;
-use crate::tcp::{reset_for, CloseReason, Event, Keepalive, RxInfo, SeqNum, State, Tcb, TcpConfig};
+use crate::stack::{Handle, Stack, StackConfig, StackError, StackEvent, SynCookieMode};
+use crate::tcp::{CloseReason, Keepalive, State, TcpConfig, TcpError};
 use crate::time::{Duration, Instant};
-use crate::wire::{RxChecksum, TcpFlags, TcpOption, TcpPacket, TcpRepr};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// The stack's address (packetdrill's local address, in this project's benchmarking range).
 pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -27,14 +30,12 @@ pub const REMOTE_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 /// Port for `bind(fd, ..., ...)` and `connect(fd, ..., ...)` when the script does not name
 /// one (packetdrill's `--bind_port` and `--connect_port` default).
 pub const DEFAULT_PORT: u16 = 8080;
-/// Our initial sequence number for every connection. Scripts never see it (sequence numbers
-/// are remapped), so it is chosen to make the stack's sequence space wrap 1 KB into every
-/// connection: each script also checks modular arithmetic.
-pub const LIVE_ISN: u32 = 0xFFFF_FC00;
-/// First local port handed out by `connect` on an unbound socket.
-const FIRST_EPHEMERAL: u16 = 48000;
-/// Most segments one flush may produce before the stack is declared runaway.
-const MAX_SEGMENTS_PER_FLUSH: usize = 10_000;
+/// The stack's secret (ISNs, ports, SYN cookies): fixed, so that a run is repeatable.
+const SECRET: [u8; 16] = *b"xtcp-pkt-secret!";
+/// Most segments the stack may send at one instant before it is declared runaway.
+const MAX_SEGMENTS_PER_INSTANT: usize = 10_000;
+/// Sockets of the stack (connections and listeners): scripts use a handful.
+const MAX_SOCKETS: usize = 64;
 
 /// The byte at `offset` in any stream the interpreter writes or injects. A position-dependent
 /// pattern (not packetdrill's zeros) lets the interpreter check that every retransmission and
@@ -50,40 +51,25 @@ pub fn pattern_fill(buf: &mut [u8], offset: u64) {
     }
 }
 
-/// A segment the stack sent, with its options as they were on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutSeg {
-    pub time: Instant,
-    pub local_port: u16,
-    pub remote_port: u16,
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: Flags,
-    pub window: u16,
-    pub urgent: u16,
-    pub options: Vec<TcpOpt>,
-    pub payload: Vec<u8>,
-    /// Sent ECN-capable (ECT(0)): the TCB's `last_tx_ect`.
-    pub ect: bool,
-}
-
-/// One connection and what its socket has been told.
+/// One connection a socket owns (or owned), and what it has been told.
 #[derive(Debug)]
 pub struct Conn {
-    pub tcb: Tcb,
-    /// The descriptor that owns it; `None` once closed (or while it waits in an accept queue).
+    /// The stack's handle: refused by the stack once the connection is over.
+    h: Handle,
+    /// The descriptor that owns it; `None` once closed.
     pub fd: Option<i32>,
-    /// The listener whose accept queue holds it.
-    pub listener: Option<i32>,
+    pub local_port: u16,
+    pub remote_port: u16,
     pub connected: bool,
     pub peer_fin: bool,
+    /// The stack reported its end (`StackEvent::Closed`): the handle is gone.
     pub closed: Option<CloseReason>,
     /// Linux's `sk_err`: reported (and cleared) by the next call that can fail.
     pub pending_error: Option<i64>,
     last_state: State,
 }
 
-/// Socket options the interpreter maps onto the TCB.
+/// Socket options the interpreter maps onto the connection's settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SockOpts {
     pub nodelay: bool,
@@ -102,7 +88,9 @@ pub struct SockOpts {
 #[derive(Debug)]
 pub enum SockKind {
     Fresh,
-    Listening { backlog: usize, queue: Vec<usize> },
+    /// A listener of the stack.
+    Listening(Handle),
+    /// A connection: an index into the connections.
     Conn(usize),
 }
 
@@ -123,6 +111,22 @@ pub struct Socket {
     pub connect_reported: bool,
 }
 
+impl Socket {
+    fn new(kind: SockKind, port: Option<u16>, nonblocking: bool, opts: SockOpts) -> Socket {
+        Socket {
+            kind,
+            port,
+            nonblocking,
+            opts,
+            shut_rd: false,
+            shut_wr: false,
+            read_offset: 0,
+            write_offset: 0,
+            connect_reported: false,
+        }
+    }
+}
+
 /// A system call's result: a value, an errno, or "would block".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SysRet {
@@ -134,39 +138,63 @@ pub enum SysRet {
 /// What a test harness sees go wrong inside the socket layer (not a script mismatch).
 pub type NetError = String;
 
-/// The socket layer and every connection.
-#[derive(Debug)]
+/// The socket layer, the stack, and the link to the script's peer.
 pub struct Kernel {
-    pub now: Instant,
+    now: Instant,
+    /// The time the stack was last polled at.
+    stack_now: Instant,
     base: TcpConfig,
     /// The stack's address and the script's peer's: IPv4 unless `--ip_version=ipv6`.
     ips: (IpAddr, IpAddr),
-    pub conns: Vec<Option<Conn>>,
+    stack: Stack<ScriptDevice>,
+    conns: Vec<Option<Conn>>,
+    by_handle: HashMap<Handle, usize>,
     pub sockets: BTreeMap<i32, Socket>,
     /// The descriptor the script expects the next `socket`/`accept` to return.
     pub fd_hint: Option<i32>,
     /// Segments sent and not yet consumed by the script, oldest first.
     pub out: VecDeque<OutSeg>,
-    next_ephemeral: u16,
-    payload_buf: Vec<u8>,
+    /// (instant, segments sent at it): for the runaway check.
+    sent_at: (Instant, usize),
     /// Things worth telling in `--verbose` mode.
     pub notes: Vec<String>,
 }
 
+impl core::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Kernel").field("now", &self.now).field("sockets", &self.sockets.len()).finish()
+    }
+}
+
 impl Kernel {
     pub fn new(base: TcpConfig) -> Kernel {
-        Kernel {
+        let mut cfg = StackConfig::new(LOCAL_IP, 24, SECRET);
+        cfg.ipv6 = vec![LOCAL_IP6];
+        cfg.tcp = base.clone();
+        cfg.max_sockets = MAX_SOCKETS;
+        cfg.max_rx_frames_held = super::link::FRAMES / 2;
+        cfg.buffer_pool_bytes = 0;
+        // Linux answers every segment of no connection with a reset: no rate limit.
+        cfg.rst_rate_limit = 0;
+        cfg.syn_cookies = SynCookieMode::WhenFull;
+        let mut k = Kernel {
             now: Instant::ZERO,
+            stack_now: Instant::ZERO,
             base,
             ips: (LOCAL_IP.into(), REMOTE_IP.into()),
+            stack: Stack::new(ScriptDevice::new(), cfg, Instant::ZERO),
             conns: Vec::new(),
+            by_handle: HashMap::new(),
             sockets: BTreeMap::new(),
             fd_hint: None,
             out: VecDeque::new(),
-            next_ephemeral: FIRST_EPHEMERAL,
-            payload_buf: vec![0u8; 65536],
+            sent_at: (Instant::ZERO, 0),
             notes: Vec::new(),
-        }
+        };
+        // The stack announces itself (gratuitous ARP, duplicate address detection).
+        k.stack.poll(Instant::ZERO);
+        let _ = k.pump();
+        k
     }
 
     /// The settings new sockets start from (a script's `sysctl` lines change them).
@@ -178,8 +206,7 @@ impl Kernel {
     }
 
     /// Run over IPv6 (`--ip_version=ipv6`): the stack at [`LOCAL_IP6`], the peer at
-    /// [`REMOTE_IP6`], the MSS 20 bytes smaller for IPv6's larger header (RFC 8200 §5: 1500
-    /// − 40 − 20), as the stack's own connections over IPv6 have it.
+    /// [`REMOTE_IP6`] (the stack has both addresses; this picks the family the sockets use).
     pub fn use_ipv6(&mut self) {
         self.ips = (LOCAL_IP6.into(), REMOTE_IP6.into());
     }
@@ -187,6 +214,16 @@ impl Kernel {
     /// (the stack's address, the peer's address).
     pub fn ips(&self) -> (IpAddr, IpAddr) {
         self.ips
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Move the virtual time (the stack sees it at the next call or delivery).
+    pub fn set_now(&mut self, t: Instant) {
+        self.now = t;
     }
 
     fn note(&mut self, s: String) {
@@ -201,24 +238,23 @@ impl Kernel {
         self.conns.get_mut(id).and_then(Option::as_mut)
     }
 
-    /// The live connection for a 4-tuple (a CLOSED TCB no longer owns its tuple).
-    fn lookup(&self, local_port: u16, remote_port: u16) -> Option<usize> {
-        self.conns.iter().position(|c| {
-            c.as_ref().is_some_and(|c| {
-                c.tcb.state() != State::Closed
-                    && c.tcb.local().port() == local_port
-                    && c.tcb.remote().port() == remote_port
-            })
-        })
+    /// The live handle of connection `id` (none once the stack reported its end).
+    fn live(&self, id: usize) -> Option<Handle> {
+        self.conn(id).filter(|c| c.closed.is_none()).map(|c| c.h)
     }
 
-    fn listener_on(&self, port: u16) -> Option<i32> {
-        self.sockets
-            .iter()
-            .find(|(_, s)| matches!(s.kind, SockKind::Listening { .. }) && s.port == Some(port))
-            .map(|(&fd, _)| fd)
+    /// The TCB of connection `id`, while it lives.
+    fn tcb(&self, id: usize) -> Option<&crate::tcp::Tcb> {
+        self.live(id).and_then(|h| self.stack.tcb(h).ok())
     }
 
+    /// The state of connection `id`: CLOSED once it is over.
+    fn state(&self, id: usize) -> State {
+        self.tcb(id).map_or(State::Closed, |t| t.state())
+    }
+
+    /// A connection's settings from its socket's options (Linux: a socket's options, and
+    /// those a listener's children inherit).
     fn config_for(&self, opts: &SockOpts) -> TcpConfig {
         let mut cfg = self.base.clone();
         if opts.nodelay {
@@ -233,205 +269,171 @@ impl Kernel {
             cfg.send_buffer_max = b;
         }
         if let Some(m) = opts.maxseg {
-            cfg.mss = m;
-        } else if self.ips.0.is_ipv6() {
-            cfg.mss = cfg.mss.saturating_sub(20).max(88); // as stack::listen's conn_tcp_config
+            // TCP_MAXSEG is the MSS itself; the stack's setting is for IPv4's header and
+            // takes 20 bytes off over IPv6 (Stack::conn_tcp_config).
+            cfg.mss = if self.ips.0.is_ipv6() { m.saturating_add(20) } else { m };
         }
         cfg.keepalive = keepalive_of(opts);
         cfg
     }
 
     fn add_conn(&mut self, conn: Conn) -> usize {
-        if let Some(i) = self.conns.iter().position(Option::is_none) {
-            self.conns[i] = Some(conn);
-            i
-        } else {
-            self.conns.push(Some(conn));
-            self.conns.len() - 1
+        let id = match self.conns.iter().position(Option::is_none) {
+            Some(i) => {
+                self.conns[i] = Some(conn);
+                i
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        };
+        if let Some(c) = self.conn(id) {
+            let h = c.h;
+            self.by_handle.insert(h, id);
         }
+        id
     }
 
-    fn new_conn(tcb: Tcb, fd: Option<i32>, listener: Option<i32>) -> Conn {
-        let last_state = tcb.state();
-        Conn { tcb, fd, listener, connected: false, peer_fin: false, closed: None, pending_error: None, last_state }
+    fn new_conn(&self, h: Handle, fd: i32, connected: bool) -> Conn {
+        let (local_port, remote_port, last_state) = match self.stack.tcb(h) {
+            Ok(t) => (t.local().port(), t.remote().port(), t.state()),
+            Err(_) => (0, 0, State::Closed),
+        };
+        Conn {
+            h,
+            fd: Some(fd),
+            local_port,
+            remote_port,
+            connected,
+            peer_fin: false,
+            closed: None,
+            pending_error: None,
+            last_state,
+        }
     }
 
     // ------------------------------------------------------------------ the wire
 
-    /// A segment from the script's peer, as bytes on the wire (the stack parses them the way
-    /// it parses a received frame).
-    pub fn deliver(&mut self, local_port: u16, remote_port: u16, bytes: &[u8], ce: bool) -> Result<(), NetError> {
-        let pkt = match TcpPacket::new_checked(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                self.note(format!("the wire layer dropped the inbound segment: {e}"));
-                return Ok(());
-            }
-        };
-        let (local_ip, remote_ip) = self.ips;
-        let seg = match TcpRepr::parse(&pkt, remote_ip, local_ip, RxChecksum::Verify) {
-            Ok(s) => s,
-            Err(e) => {
-                self.note(format!("the wire layer dropped the inbound segment: {e}"));
-                return Ok(());
-            }
-        };
-        let from = SocketAddr::new(remote_ip, remote_port);
-        if let Some(id) = self.lookup(local_port, remote_port) {
-            let now = self.now;
-            if let Some(c) = self.conn_mut(id) {
-                c.tcb.on_segment_with(now, from, &seg, RxInfo { ce, may_lend: false });
-            }
-        } else if let Some(lfd) = self.listener_on(local_port) {
-            self.listener_input(lfd, from, &seg);
-        } else {
-            // RFC 9293 §3.10.7.1: CLOSED. Everything but a reset gets a reset.
-            if let Some(rst) = reset_for(&seg) {
-                self.note("no socket for the inbound segment: answered with a reset".into());
-                self.queue_out(local_port, remote_port, &rst);
-            } else {
-                self.note("no socket for the inbound reset: dropped".into());
-            }
+    /// Bring the stack to the current time: a call or a segment happens now.
+    fn sync(&mut self) -> Result<(), NetError> {
+        if self.stack_now < self.now {
+            self.poll()?;
         }
-        self.flush()
-    }
-
-    /// RFC 9293 §3.10.7.2, for a listener that keeps an accept queue instead of a TCB in
-    /// LISTEN: a SYN makes a child in SYN-RECEIVED (`Tcb::from_syn`).
-    fn listener_input(&mut self, lfd: i32, from: SocketAddr, seg: &TcpRepr<'_>) {
-        let f = seg.flags;
-        if f.contains(TcpFlags::RST) {
-            return; // "An incoming RST segment could not be valid ... ignore it."
-        }
-        if f.contains(TcpFlags::ACK) {
-            // "Any acknowledgment is bad if it arrives on a connection still in the LISTEN
-            // state": <SEQ=SEG.ACK><CTL=RST>.
-            if let Some(rst) = reset_for(seg) {
-                self.queue_out(seg.dst_port, seg.src_port, &rst);
-            }
-            return;
-        }
-        if !f.contains(TcpFlags::SYN) {
-            return;
-        }
-        let Some(sock) = self.sockets.get(&lfd) else { return };
-        let SockKind::Listening { backlog, queue } = &sock.kind else { return };
-        // Linux admits backlog + 1 connections to the queue; beyond that SYNs are dropped and
-        // the peer retransmits.
-        if queue.len() > *backlog {
-            self.note(format!("accept queue of fd {lfd} is full: SYN dropped"));
-            return;
-        }
-        let cfg = self.config_for(&sock.opts);
-        let local = SocketAddr::new(self.ips.0, seg.dst_port);
-        let tcb = Tcb::from_syn(cfg, local, from, SeqNum(LIVE_ISN), seg, self.now);
-        let id = self.add_conn(Kernel::new_conn(tcb, None, Some(lfd)));
-        if let Some(Socket { kind: SockKind::Listening { queue, .. }, .. }) = self.sockets.get_mut(&lfd) {
-            queue.push(id);
-        }
-    }
-
-    fn queue_out(&mut self, local_port: u16, remote_port: u16, r: &TcpRepr<'_>) {
-        let seg = out_seg(self.now, self.ips, local_port, remote_port, r);
-        self.out.push_back(seg);
-    }
-
-    /// Take every segment the stack wants to send now, learn what happened to each
-    /// connection, and forget connections that are over.
-    pub fn flush(&mut self) -> Result<(), NetError> {
-        let now = self.now;
-        let mut buf = std::mem::take(&mut self.payload_buf);
-        let mut produced = Vec::new();
-        for c in self.conns.iter_mut().flatten() {
-            let mut n = 0;
-            while let Some(r) = c.tcb.poll_transmit(now, &mut buf) {
-                n += 1;
-                if n > MAX_SEGMENTS_PER_FLUSH {
-                    self.payload_buf = buf;
-                    return Err(format!(
-                        "the stack produced more than {MAX_SEGMENTS_PER_FLUSH} segments at one instant (runaway output)"
-                    ));
-                }
-                let ips = (c.tcb.local().ip(), c.tcb.remote().ip());
-                let mut seg = out_seg(now, ips, c.tcb.local().port(), c.tcb.remote().port(), &r);
-                seg.ect = c.tcb.last_tx_ect();
-                produced.push(seg);
-            }
-        }
-        self.payload_buf = buf;
-        self.out.extend(produced);
-        self.collect_events();
-        self.collect_garbage();
         Ok(())
     }
 
+    /// One turn of the stack's loop at the current time, then what it sent.
+    fn poll(&mut self) -> Result<(), NetError> {
+        self.stack.poll(self.now);
+        self.stack_now = self.now;
+        self.pump()
+    }
+
+    /// Take what the stack sent: segments for the script, answers to its neighbour
+    /// resolution (delivered at once, and the stack polled again), and notes of the rest;
+    /// then the events of every connection.
+    fn pump(&mut self) -> Result<(), NetError> {
+        loop {
+            let mut answered = false;
+            while let Some(bytes) = self.stack.device_mut().tx.pop_front() {
+                match classify(&bytes, self.now, self.ips)? {
+                    Sent::Segment(seg) => {
+                        if self.sent_at.0 != self.now {
+                            self.sent_at = (self.now, 0);
+                        }
+                        self.sent_at.1 += 1;
+                        if self.sent_at.1 > MAX_SEGMENTS_PER_INSTANT {
+                            return Err(format!(
+                                "the stack sent more than {MAX_SEGMENTS_PER_INSTANT} segments at one instant (runaway output)"
+                            ));
+                        }
+                        self.out.push_back(seg);
+                    }
+                    Sent::Answer(frame, what) => {
+                        self.note(what);
+                        self.stack.device_mut().rx.push_back(frame);
+                        answered = true;
+                    }
+                    Sent::Other(what) => self.note(format!("the stack sent {what}")),
+                }
+            }
+            if !answered {
+                break;
+            }
+            self.stack.poll(self.now);
+        }
+        self.collect_events();
+        self.stack.check_invariants().map_err(|e| format!("the stack's bookkeeping is inconsistent: {e}"))
+    }
+
+    /// A segment from the script's peer, as TCP bytes on the wire (checksum included),
+    /// delivered to the stack in a frame.
+    pub fn deliver(&mut self, tcp: &[u8], ce: bool) -> Result<(), NetError> {
+        self.sync()?;
+        let frame = inbound_frame(tcp, self.ips, ce);
+        if let Err(e) = crate::wire::FrameRepr::parse(&frame, crate::wire::RxChecksum::Verify) {
+            self.note(format!("the stack drops the inbound segment: {e}"));
+        }
+        let before = self.stack.counters().tcp_no_socket;
+        self.stack.device_mut().rx.push_back(frame);
+        self.poll()?;
+        if self.stack.counters().tcp_no_socket > before {
+            self.note("no socket for the inbound segment (a reset answers all but a reset)".into());
+        }
+        Ok(())
+    }
+
+    /// Send what the calls since the last turn produced.
+    pub fn flush(&mut self) -> Result<(), NetError> {
+        self.sync()?;
+        self.stack.flush();
+        self.pump()
+    }
+
+    /// Learn what happened to each connection (the stack's events), and forget connections
+    /// that are over and have no descriptor.
     fn collect_events(&mut self) {
-        for c in self.conns.iter_mut().flatten() {
-            while let Some(ev) = c.tcb.poll_event() {
-                match ev {
-                    Event::Connected => c.connected = true,
-                    Event::PeerClosed => c.peer_fin = true,
-                    Event::Closed(reason) => {
-                        c.closed = Some(reason);
-                        // Linux tcp_reset: ECONNREFUSED in SYN-SENT, EPIPE in CLOSE-WAIT,
-                        // ECONNRESET otherwise; tcp_write_err: ETIMEDOUT.
-                        c.pending_error = match reason {
-                            CloseReason::Refused => Some(ECONNREFUSED),
-                            CloseReason::Reset if c.last_state == State::CloseWait => Some(EPIPE),
-                            CloseReason::Reset => Some(ECONNRESET),
-                            CloseReason::TimedOut => Some(ETIMEDOUT),
-                            CloseReason::Aborted | CloseReason::Normal => None,
-                        };
-                    }
-                    Event::Readable | Event::Writable => {}
+        while let Some((h, ev)) = self.stack.poll_event() {
+            let Some(&id) = self.by_handle.get(&h) else { continue };
+            let Some(c) = self.conns.get_mut(id).and_then(Option::as_mut) else { continue };
+            match ev {
+                StackEvent::Connected => c.connected = true,
+                StackEvent::PeerClosed => c.peer_fin = true,
+                StackEvent::Closed(reason) => {
+                    c.closed = Some(reason);
+                    // Linux tcp_reset: ECONNREFUSED in SYN-SENT, EPIPE in CLOSE-WAIT,
+                    // ECONNRESET otherwise; tcp_write_err: ETIMEDOUT.
+                    c.pending_error = match reason {
+                        CloseReason::Refused => Some(ECONNREFUSED),
+                        CloseReason::Reset if c.last_state == State::CloseWait => Some(EPIPE),
+                        CloseReason::Reset => Some(ECONNRESET),
+                        CloseReason::TimedOut => Some(ETIMEDOUT),
+                        CloseReason::Aborted | CloseReason::Normal => None,
+                    };
+                    self.by_handle.remove(&h);
                 }
-            }
-            c.last_state = c.tcb.state();
-        }
-    }
-
-    fn collect_garbage(&mut self) {
-        let mut dead = Vec::new();
-        for (id, slot) in self.conns.iter().enumerate() {
-            let Some(c) = slot else { continue };
-            if c.fd.is_some() {
-                continue;
-            }
-            match c.listener {
-                // A child that never completed the handshake and is gone leaves the queue
-                // (Linux drops the request socket); one that connected stays, and accept()
-                // returns it with its error.
-                Some(_) if c.closed.is_some() && !c.connected => dead.push(id),
-                Some(_) => {}
-                None if c.tcb.state() == State::Closed => dead.push(id),
-                None => {}
+                StackEvent::Readable | StackEvent::Writable | StackEvent::Accepted => {}
             }
         }
-        for id in dead {
-            if let Some(c) = self.conns.get_mut(id).and_then(Option::take) {
-                if let Some(lfd) = c.listener {
-                    if let Some(Socket { kind: SockKind::Listening { queue, .. }, .. }) = self.sockets.get_mut(&lfd) {
-                        queue.retain(|&q| q != id);
-                    }
-                }
+        for id in 0..self.conns.len() {
+            let state = self.state(id);
+            let Some(c) = self.conns[id].as_mut() else { continue };
+            c.last_state = state;
+            if c.fd.is_none() && c.closed.is_some() {
+                self.conns[id] = None;
             }
         }
     }
 
-    /// The earliest timer of any connection.
+    /// When the stack next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.iter().flatten().filter_map(|c| c.tcb.poll_timeout()).min()
+        self.stack.poll_at()
     }
 
-    /// Run every timer due at `self.now`, then flush.
+    /// Run every timer due at the current time.
     pub fn fire_timers(&mut self) -> Result<(), NetError> {
-        let now = self.now;
-        for c in self.conns.iter_mut().flatten() {
-            if matches!(c.tcb.poll_timeout(), Some(d) if d <= now) {
-                c.tcb.handle_timeout(now);
-            }
-        }
-        self.flush()
+        self.poll()
     }
 
     // ------------------------------------------------------------------ system calls
@@ -453,20 +455,7 @@ impl Kernel {
 
     pub fn socket(&mut self, nonblocking: bool) -> i64 {
         let fd = self.lowest_free_fd();
-        self.sockets.insert(
-            fd,
-            Socket {
-                kind: SockKind::Fresh,
-                port: None,
-                nonblocking,
-                opts: SockOpts::default(),
-                shut_rd: false,
-                shut_wr: false,
-                read_offset: 0,
-                write_offset: 0,
-                connect_reported: false,
-            },
-        );
+        self.sockets.insert(fd, Socket::new(SockKind::Fresh, None, nonblocking, SockOpts::default()));
         i64::from(fd)
     }
 
@@ -483,85 +472,89 @@ impl Kernel {
         SysRet::Ok(0)
     }
 
-    pub fn listen(&mut self, fd: i32, backlog: i64) -> SysRet {
-        let Some(s) = self.sockets.get_mut(&fd) else { return SysRet::Err(EBADF) };
-        let backlog = usize::try_from(backlog.max(0)).unwrap_or(0).min(4096);
-        match &mut s.kind {
-            SockKind::Fresh => {
-                // An unbound socket listens on the default port (Linux would pick an
-                // ephemeral one; scripts bind first).
-                s.port.get_or_insert(DEFAULT_PORT);
-                s.kind = SockKind::Listening { backlog, queue: Vec::new() };
-                SysRet::Ok(0)
-            }
-            SockKind::Listening { backlog: b, .. } => {
-                *b = backlog;
-                SysRet::Ok(0)
-            }
-            SockKind::Conn(_) => SysRet::Err(EINVAL),
+    pub fn listen(&mut self, fd: i32, backlog: i64) -> Result<SysRet, NetError> {
+        self.sync()?;
+        let Some(s) = self.sockets.get(&fd) else { return Ok(SysRet::Err(EBADF)) };
+        match s.kind {
+            SockKind::Fresh => {}
+            // Listening already: Linux changes the backlog; the stack keeps its queues.
+            SockKind::Listening(_) => return Ok(SysRet::Ok(0)),
+            SockKind::Conn(_) => return Ok(SysRet::Err(EINVAL)),
         }
+        // An unbound socket listens on the default port (Linux would pick an ephemeral
+        // one; scripts bind first).
+        let port = s.port.unwrap_or(DEFAULT_PORT);
+        // Linux's accept queue is full past `backlog` (sk_acceptq_is_full: more than
+        // backlog), so it holds backlog + 1; the stack's holds what it is given.
+        let backlog = usize::try_from(backlog.max(0)).unwrap_or(0).min(MAX_SOCKETS / 2) + 1;
+        let cfg = self.config_for(&s.opts);
+        let h = match self.stack.listen_with(port, backlog, cfg) {
+            Ok(h) => h,
+            Err(StackError::AddrInUse) => return Ok(SysRet::Err(EADDRINUSE)),
+            Err(StackError::InvalidOption) => return Ok(SysRet::Err(EINVAL)),
+            Err(e) => return Err(format!("the stack refused listen on port {port}: {e}")),
+        };
+        if let Some(s) = self.sockets.get_mut(&fd) {
+            s.port = Some(port);
+            s.kind = SockKind::Listening(h);
+        }
+        Ok(SysRet::Ok(0))
     }
 
     /// `Ok(fd)` of the accepted connection.
-    pub fn accept(&mut self, fd: i32) -> SysRet {
-        let Some(s) = self.sockets.get(&fd) else { return SysRet::Err(EBADF) };
-        let SockKind::Listening { queue, .. } = &s.kind else { return SysRet::Err(EINVAL) };
-        let ready = queue.iter().copied().find(|&id| self.conn(id).is_some_and(|c| c.connected));
-        let Some(id) = ready else {
-            return if s.nonblocking { SysRet::Err(EAGAIN) } else { SysRet::Block };
+    pub fn accept(&mut self, fd: i32) -> Result<SysRet, NetError> {
+        self.sync()?;
+        let Some(s) = self.sockets.get(&fd) else { return Ok(SysRet::Err(EBADF)) };
+        let SockKind::Listening(lh) = s.kind else { return Ok(SysRet::Err(EINVAL)) };
+        let (nonblocking, port, opts) = (s.nonblocking, s.port, s.opts.clone());
+        let h = match self.stack.accept(lh) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(if nonblocking { SysRet::Err(EAGAIN) } else { SysRet::Block }),
+            Err(e) => return Err(format!("the stack refused accept: {e}")),
         };
-        let (port, opts) = (s.port, s.opts.clone());
-        if let Some(Socket { kind: SockKind::Listening { queue, .. }, .. }) = self.sockets.get_mut(&fd) {
-            queue.retain(|&q| q != id);
+        if opts.cork {
+            let _ = self.stack.set_cork(h, true);
         }
         let new_fd = self.lowest_free_fd();
-        if let Some(c) = self.conn_mut(id) {
-            c.fd = Some(new_fd);
-            c.listener = None;
-        }
-        self.sockets.insert(
-            new_fd,
-            Socket {
-                kind: SockKind::Conn(id),
-                port,
-                nonblocking: false,
-                opts,
-                shut_rd: false,
-                shut_wr: false,
-                read_offset: 0,
-                write_offset: 0,
-                connect_reported: true,
-            },
-        );
-        SysRet::Ok(i64::from(new_fd))
+        let conn = self.new_conn(h, new_fd, true);
+        let id = self.add_conn(conn);
+        let mut sock = Socket::new(SockKind::Conn(id), port, false, opts);
+        sock.connect_reported = true;
+        self.sockets.insert(new_fd, sock);
+        // Events that waited for the application to know the connection.
+        self.collect_events();
+        Ok(SysRet::Ok(i64::from(new_fd)))
     }
 
     /// Start (or check on) an active open. Returns the connection id too when one was made.
     pub fn connect(&mut self, fd: i32, remote_port: u16) -> Result<(SysRet, Option<usize>), NetError> {
+        self.sync()?;
         let Some(s) = self.sockets.get(&fd) else { return Ok((SysRet::Err(EBADF), None)) };
         match s.kind {
             SockKind::Fresh => {}
-            SockKind::Listening { .. } => return Ok((SysRet::Err(EISCONN), None)),
+            SockKind::Listening(_) => return Ok((SysRet::Err(EISCONN), None)),
             SockKind::Conn(id) => return Ok((self.connect_progress(fd, id), None)),
         }
-        let local_port = match s.port {
-            Some(p) => p,
-            None => {
-                let p = self.next_ephemeral;
-                self.next_ephemeral = self.next_ephemeral.wrapping_add(1).max(FIRST_EPHEMERAL);
-                p
-            }
-        };
         let cfg = self.config_for(&s.opts);
         let nonblocking = s.nonblocking;
-        let tcb = Tcb::connect(
-            cfg,
-            SocketAddr::new(self.ips.0, local_port),
-            SocketAddr::new(self.ips.1, remote_port),
-            SeqNum(LIVE_ISN),
-            self.now,
-        );
-        let id = self.add_conn(Kernel::new_conn(tcb, Some(fd), None));
+        let remote = SocketAddr::new(self.ips.1, remote_port);
+        let r = match s.port {
+            Some(p) => self.stack.connect_bound(SocketAddr::new(self.ips.0, p), remote, cfg),
+            None => self.stack.connect_from(self.ips.0, remote, cfg),
+        };
+        let h = match r {
+            Ok(h) => h,
+            Err(StackError::AddrInUse) => return Ok((SysRet::Err(EADDRINUSE), None)),
+            Err(StackError::PortsExhausted) => return Ok((SysRet::Err(EADDRNOTAVAIL), None)),
+            Err(StackError::InvalidOption) => return Ok((SysRet::Err(EINVAL), None)),
+            Err(e) => return Err(format!("the stack refused connect: {e}")),
+        };
+        if s.opts.cork {
+            let _ = self.stack.set_cork(h, true);
+        }
+        let conn = self.new_conn(h, fd, false);
+        let local_port = conn.local_port;
+        let id = self.add_conn(conn);
         if let Some(s) = self.sockets.get_mut(&fd) {
             s.kind = SockKind::Conn(id);
             s.port = Some(local_port);
@@ -569,6 +562,11 @@ impl Kernel {
         self.flush()?;
         let ret = if nonblocking { SysRet::Err(EINPROGRESS) } else { self.connect_progress(fd, id) };
         Ok((ret, Some(id)))
+    }
+
+    /// The local port of connection `id`.
+    pub fn local_port_of(&self, id: usize) -> Option<u16> {
+        self.conn(id).map(|c| c.local_port)
     }
 
     /// A connect() on a socket whose open already started (a blocking connect waiting, or a
@@ -582,7 +580,7 @@ impl Kernel {
             return SysRet::Err(EISCONN);
         }
         let Some(c) = self.conn_mut(id) else { return SysRet::Err(EBADF) };
-        if c.closed.is_some() {
+        if c.closed.is_some() && !c.connected {
             return SysRet::Err(c.pending_error.take().unwrap_or(ECONNABORTED));
         }
         if c.connected {
@@ -611,24 +609,29 @@ impl Kernel {
     }
 
     /// Read up to `len` bytes; `Ok(n)` with the bytes in `data`.
-    pub fn read(&mut self, fd: i32, len: usize, dontwait: bool, data: &mut Vec<u8>) -> SysRet {
+    pub fn read(&mut self, fd: i32, len: usize, dontwait: bool, data: &mut Vec<u8>) -> Result<SysRet, NetError> {
+        self.sync()?;
         data.clear();
-        let Some(s) = self.sockets.get(&fd) else { return SysRet::Err(EBADF) };
+        let Some(s) = self.sockets.get(&fd) else { return Ok(SysRet::Err(EBADF)) };
         let nonblocking = s.nonblocking || dontwait;
         let shut_rd = s.shut_rd;
-        let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) else {
-            return if shut_rd { SysRet::Ok(0) } else { SysRet::Err(ENOTCONN) };
+        let Some(id) = self.sock_conn(fd).filter(|&id| self.conn(id).is_some()) else {
+            return Ok(if shut_rd { SysRet::Ok(0) } else { SysRet::Err(ENOTCONN) });
+        };
+        let Some(h) = self.live(id) else {
+            // Over: the error once, then the end of the stream (Linux: a done socket reads 0).
+            let err = self.conn_mut(id).and_then(|c| c.pending_error.take());
+            return Ok(err.map_or(SysRet::Ok(0), SysRet::Err));
         };
         // After SHUT_RD Linux still takes data in and hands it out; with nothing queued the
         // read is the end of the stream (tcp_recvmsg checks RCV_SHUTDOWN after copying).
-        if shut_rd && c.tcb.recv_available() == 0 {
-            return SysRet::Ok(0);
-        }
-        if len == 0 {
-            return SysRet::Ok(0);
+        let available = self.tcb(id).map_or(0, |t| t.recv_available());
+        if (shut_rd && available == 0) || len == 0 {
+            return Ok(SysRet::Ok(0));
         }
         data.resize(len.min(1 << 24), 0);
-        match c.tcb.recv(data) {
+        let r = self.stack.recv(h, data);
+        let ret = match r {
             Ok(n) => {
                 data.truncate(n);
                 if let Some(s) = self.sockets.get_mut(&fd) {
@@ -638,19 +641,20 @@ impl Kernel {
             }
             Err(e) => {
                 data.clear();
-                if let Some(err) = c.pending_error.take() {
-                    return SysRet::Err(err);
+                if let Some(err) = self.conn_mut(id).and_then(|c| c.pending_error.take()) {
+                    return Ok(SysRet::Err(err));
                 }
                 match e {
-                    crate::tcp::TcpError::WouldBlock if nonblocking => SysRet::Err(EAGAIN),
-                    crate::tcp::TcpError::WouldBlock => SysRet::Block,
-                    // The error was reported once; then the stream just ends (Linux: a done
-                    // socket reads 0).
-                    crate::tcp::TcpError::Closed(_) => SysRet::Ok(0),
-                    crate::tcp::TcpError::InvalidState(_) | crate::tcp::TcpError::WriteClosed => SysRet::Err(ENOTCONN),
+                    StackError::Tcp(TcpError::WouldBlock) if nonblocking => SysRet::Err(EAGAIN),
+                    StackError::Tcp(TcpError::WouldBlock) => SysRet::Block,
+                    StackError::Tcp(TcpError::Closed(_)) => SysRet::Ok(0),
+                    _ => SysRet::Err(ENOTCONN),
                 }
             }
-        }
+        };
+        // Reading may open the window, and may let a normal end be reported.
+        self.flush()?;
+        Ok(ret)
     }
 
     /// Whether a blocking read could return now.
@@ -659,51 +663,57 @@ impl Kernel {
         if s.shut_rd {
             return true;
         }
-        let Some(c) = self.sock_conn(fd).and_then(|id| self.conn(id)) else { return true };
-        c.tcb.recv_available() > 0 || c.peer_fin || c.closed.is_some() || c.pending_error.is_some()
+        let Some(id) = self.sock_conn(fd) else { return true };
+        let Some(c) = self.conn(id) else { return true };
+        let available = self.tcb(id).map_or(0, |t| t.recv_available());
+        available > 0 || c.peer_fin || c.closed.is_some() || c.pending_error.is_some()
     }
 
     /// Queue up to `len` bytes of the pattern; `Ok(n)` bytes taken. A blocking write that
     /// could take only part returns `Block` after queueing what fit (the caller keeps count).
-    pub fn write(&mut self, fd: i32, len: usize, dontwait: bool) -> SysRet {
-        let Some(s) = self.sockets.get(&fd) else { return SysRet::Err(EBADF) };
+    /// `more` is MSG_MORE.
+    pub fn write(&mut self, fd: i32, len: usize, dontwait: bool, more: bool) -> Result<SysRet, NetError> {
+        self.sync()?;
+        let Some(s) = self.sockets.get(&fd) else { return Ok(SysRet::Err(EBADF)) };
         let nonblocking = s.nonblocking || dontwait;
         let offset = s.write_offset;
         if s.shut_wr {
-            return SysRet::Err(EPIPE);
+            return Ok(SysRet::Err(EPIPE));
         }
         // Linux tcp_sendmsg on a socket that is not connected: EPIPE.
-        let Some(id) = self.sock_conn(fd) else { return SysRet::Err(EPIPE) };
-        let Some(c) = self.conn_mut(id) else { return SysRet::Err(EPIPE) };
+        let Some(id) = self.sock_conn(fd) else { return Ok(SysRet::Err(EPIPE)) };
+        let Some(c) = self.conn_mut(id) else { return Ok(SysRet::Err(EPIPE)) };
         if let Some(e) = c.pending_error.take() {
-            return SysRet::Err(e);
+            return Ok(SysRet::Err(e));
         }
-        match c.tcb.state() {
-            State::Closed => return SysRet::Err(EPIPE),
+        let Some(h) = self.live(id) else { return Ok(SysRet::Err(EPIPE)) };
+        match self.state(id) {
+            State::Closed => return Ok(SysRet::Err(EPIPE)),
             // sk_stream_wait_connect: wait for the handshake (or EAGAIN).
             State::SynSent | State::SynReceived => {
-                return if nonblocking { SysRet::Err(EAGAIN) } else { SysRet::Block };
+                return Ok(if nonblocking { SysRet::Err(EAGAIN) } else { SysRet::Block });
             }
             _ => {}
         }
         if len == 0 {
-            return SysRet::Ok(0);
+            return Ok(SysRet::Ok(0));
         }
-        let room = c.tcb.send_capacity().min(len);
+        let room = self.tcb(id).map_or(0, |t| t.send_capacity()).min(len);
         let mut data = vec![0u8; room];
         pattern_fill(&mut data, offset);
-        let taken = match c.tcb.send(&data) {
+        let r = if more { self.stack.send_more(h, &data) } else { self.stack.send(h, &data) };
+        let taken = match r {
             Ok(n) => n,
-            Err(crate::tcp::TcpError::WouldBlock) => 0,
-            Err(_) => return SysRet::Err(EPIPE),
+            Err(StackError::Tcp(TcpError::WouldBlock)) => 0,
+            Err(_) => return Ok(SysRet::Err(EPIPE)),
         };
         if let Some(s) = self.sockets.get_mut(&fd) {
             s.write_offset += taken as u64;
         }
         if taken == 0 {
-            return if nonblocking { SysRet::Err(EAGAIN) } else { SysRet::Block };
+            return Ok(if nonblocking { SysRet::Err(EAGAIN) } else { SysRet::Block });
         }
-        SysRet::Ok(taken as i64)
+        Ok(SysRet::Ok(taken as i64))
     }
 
     /// Whether a blocked write can make progress.
@@ -712,41 +722,34 @@ impl Kernel {
         if s.shut_wr {
             return true;
         }
-        let Some(c) = self.sock_conn(fd).and_then(|id| self.conn(id)) else { return true };
-        match c.tcb.state() {
+        let Some(id) = self.sock_conn(fd) else { return true };
+        let Some(c) = self.conn(id) else { return true };
+        let room = self.tcb(id).map_or(0, |t| t.send_capacity());
+        match self.state(id) {
             State::SynSent | State::SynReceived => c.pending_error.is_some(),
-            State::Established | State::CloseWait => c.tcb.send_capacity() > 0 || c.pending_error.is_some(),
+            State::Established | State::CloseWait => room > 0 || c.pending_error.is_some(),
             _ => true,
         }
     }
 
     pub fn close(&mut self, fd: i32) -> Result<SysRet, NetError> {
+        self.sync()?;
         let Some(s) = self.sockets.remove(&fd) else { return Ok(SysRet::Err(EBADF)) };
         match s.kind {
             SockKind::Fresh => {}
-            SockKind::Listening { queue, .. } => {
-                // Linux inet_csk_listen_stop: children that completed the handshake are reset
-                // (tcp_disconnect); half-open ones are dropped without a word.
-                for id in queue {
-                    let Some(c) = self.conn_mut(id) else { continue };
-                    c.listener = None;
-                    if c.connected {
-                        c.tcb.abort();
-                    } else if let Some(slot) = self.conns.get_mut(id) {
-                        *slot = None;
-                    }
-                }
+            // Linux inet_csk_listen_stop: children that completed the handshake are reset.
+            SockKind::Listening(h) => {
+                let _ = self.stack.close(h);
             }
             SockKind::Conn(id) => {
                 let linger_zero = s.opts.linger == Some(0);
+                let live = self.live(id);
                 if let Some(c) = self.conn_mut(id) {
                     c.fd = None;
-                    if linger_zero {
-                        // SO_LINGER with a zero timeout: an abortive close (RFC 9293 §3.10.5).
-                        c.tcb.abort();
-                    } else if c.tcb.state() != State::Closed {
-                        let _ = c.tcb.close();
-                    }
+                }
+                if let Some(h) = live {
+                    // SO_LINGER with a zero timeout: an abortive close (RFC 9293 §3.10.5).
+                    let _ = if linger_zero { self.stack.abort(h) } else { self.stack.close(h) };
                 }
             }
         }
@@ -755,6 +758,7 @@ impl Kernel {
     }
 
     pub fn shutdown(&mut self, fd: i32, how: i64) -> Result<SysRet, NetError> {
+        self.sync()?;
         let Some(s) = self.sockets.get_mut(&fd) else { return Ok(SysRet::Err(EBADF)) };
         if !(SHUT_RD..=SHUT_RDWR).contains(&how) {
             return Ok(SysRet::Err(EINVAL));
@@ -765,10 +769,8 @@ impl Kernel {
         }
         if how == SHUT_WR || how == SHUT_RDWR {
             s.shut_wr = true;
-            if let Some(c) = self.conn_mut(id) {
-                if c.tcb.state() != State::Closed {
-                    let _ = c.tcb.shutdown();
-                }
+            if let Some(h) = self.live(id) {
+                let _ = self.stack.shutdown(h);
             }
         }
         self.flush()?;
@@ -781,34 +783,48 @@ impl Kernel {
             .iter()
             .rev()
             .flatten()
-            .find(|c| c.tcb.local().port() == local_port && c.tcb.remote().port() == remote_port)
-            .map(|c| c.tcb.info())
+            .filter(|c| c.closed.is_none() && c.local_port == local_port && c.remote_port == remote_port)
+            .find_map(|c| self.stack.tcp_info(c.h).ok())
     }
 
-    /// Act on the socket's connection, if it has one (TCP_NODELAY's push, MSG_MORE,
-    /// TCP_QUICKACK: calls on the TCB rather than lasting options).
-    pub fn with_tcb(&mut self, fd: i32, f: impl FnOnce(&mut crate::tcp::Tcb, Instant)) {
-        let now = self.now;
-        if let Some(c) = self.sock_conn(fd).and_then(|id| self.conn_mut(id)) {
-            f(&mut c.tcb, now);
+    /// TCP_QUICKACK on the socket's connection, if it has one (an action, not a lasting option).
+    pub fn quick_ack(&mut self, fd: i32, on: bool) -> Result<(), NetError> {
+        self.sync()?;
+        if let Some(h) = self.sock_conn(fd).and_then(|id| self.live(id)) {
+            let _ = self.stack.set_quick_ack(h, on);
         }
+        Ok(())
     }
 
-    /// Apply socket options that act on a live TCB (Nagle, keep-alive).
-    pub fn apply_live_opts(&mut self, fd: i32) {
-        let now = self.now;
-        let Some(s) = self.sockets.get(&fd) else { return };
+    /// Apply the socket's options to what lives: its connection's Nagle, cork and
+    /// keep-alive, or the settings a listener's future children get. `push` (TCP_NODELAY
+    /// set again) pushes what waits, as Linux's does.
+    pub fn apply_live_opts(&mut self, fd: i32, push: bool) -> Result<(), NetError> {
+        self.sync()?;
+        let Some(s) = self.sockets.get(&fd) else { return Ok(()) };
         let opts = s.opts.clone();
-        let Some(id) = self.sock_conn(fd) else { return };
-        if let Some(c) = self.conn_mut(id) {
-            if c.tcb.config().nagle == opts.nodelay {
-                c.tcb.set_nagle(!opts.nodelay);
+        match s.kind {
+            SockKind::Fresh => {}
+            SockKind::Listening(lh) => {
+                let cfg = self.config_for(&opts);
+                let _ = self.stack.set_accept_config(lh, cfg);
             }
-            c.tcb.set_cork(opts.cork);
-            if c.tcb.config().keepalive != keepalive_of(&opts) {
-                c.tcb.set_keepalive(keepalive_of(&opts), now);
+            SockKind::Conn(id) => {
+                let Some(h) = self.live(id) else { return Ok(()) };
+                let (nagle, ka) = match self.stack.tcb(h) {
+                    Ok(t) => (t.config().nagle, t.config().keepalive),
+                    Err(_) => return Ok(()),
+                };
+                if nagle == opts.nodelay || push {
+                    let _ = self.stack.set_nodelay(h, opts.nodelay);
+                }
+                let _ = self.stack.set_cork(h, opts.cork);
+                if ka != keepalive_of(&opts) {
+                    let _ = self.stack.set_keepalive(h, keepalive_of(&opts));
+                }
             }
         }
+        Ok(())
     }
 
     /// Take the pending error (`SO_ERROR`).
@@ -820,12 +836,12 @@ impl Kernel {
     /// The MSS a socket sends with once the peer's SYN told it (for FreeBSD's rounding of
     /// its buffers, which happens then).
     pub fn connected_mss(&self, fd: i32) -> Option<usize> {
-        let c = self.conn(self.sock_conn(fd)?)?;
-        let known = !matches!(c.tcb.state(), State::Closed | State::Listen | State::SynSent);
-        known.then(|| c.tcb.send_mss())
+        let t = self.tcb(self.sock_conn(fd)?)?;
+        let known = !matches!(t.state(), State::Closed | State::Listen | State::SynSent);
+        known.then(|| t.send_mss())
     }
 
-    /// Whether the socket has a TCB yet (buffer sizes can no longer change).
+    /// Whether the socket has a connection or listener yet (buffer sizes can no longer change).
     pub fn has_tcb(&self, fd: i32) -> bool {
         self.sockets.get(&fd).is_some_and(|s| !matches!(s.kind, SockKind::Fresh))
     }
@@ -837,8 +853,8 @@ impl Kernel {
         match &s.kind {
             // An unconnected socket is in CLOSE: hung up, and writable (nothing queued).
             SockKind::Fresh => POLLOUT | POLLWRNORM | POLLHUP,
-            SockKind::Listening { queue, .. } => {
-                if queue.iter().any(|&id| self.conn(id).is_some_and(|c| c.connected)) {
+            SockKind::Listening(lh) => {
+                if self.stack.pending_accepts(*lh).unwrap_or(0) > 0 {
                     POLLIN | POLLRDNORM
                 } else {
                     0
@@ -846,7 +862,7 @@ impl Kernel {
             }
             SockKind::Conn(id) => {
                 let Some(c) = self.conn(*id) else { return POLLHUP };
-                let state = c.tcb.state();
+                let state = self.state(*id);
                 let closed = state == State::Closed;
                 let rcv_shut = c.peer_fin || s.shut_rd || closed;
                 let snd_shut = s.shut_wr || closed;
@@ -858,11 +874,13 @@ impl Kernel {
                     m |= POLLIN | POLLRDNORM | POLLRDHUP;
                 }
                 if !matches!(state, State::SynSent | State::SynReceived) {
-                    if c.tcb.recv_available() > 0 {
+                    let (available, room, queued) =
+                        self.tcb(*id).map_or((0, 0, 0), |t| (t.recv_available(), t.send_capacity(), t.send_queued()));
+                    if available > 0 {
                         m |= POLLIN | POLLRDNORM;
                     }
                     // sk_stream_is_writeable: free space at least half of what is queued.
-                    let writable = c.tcb.send_capacity() > 0 && c.tcb.send_capacity() >= c.tcb.send_queued() / 2;
+                    let writable = room > 0 && room >= queued / 2;
                     if snd_shut || writable {
                         m |= POLLOUT | POLLWRNORM;
                     }
@@ -887,60 +905,4 @@ pub fn keepalive_of(opts: &SockOpts) -> Option<Keepalive> {
         interval: opts.keepintvl.map_or(d.interval, Duration::from_secs),
         probes: opts.keepcnt.unwrap_or(d.probes),
     })
-}
-
-fn flags_of(f: TcpFlags) -> Flags {
-    Flags {
-        fin: f.contains(TcpFlags::FIN),
-        syn: f.contains(TcpFlags::SYN),
-        rst: f.contains(TcpFlags::RST),
-        psh: f.contains(TcpFlags::PSH),
-        ack: f.contains(TcpFlags::ACK),
-        urg: f.contains(TcpFlags::URG),
-        ece: f.contains(TcpFlags::ECE),
-        cwr: f.contains(TcpFlags::CWR),
-        ae: f.contains(TcpFlags::NS),
-    }
-}
-
-/// A segment as it leaves the stack: emitted to bytes through the wire layer, so the options
-/// are listed in the order (and with the padding) they have on the wire.
-fn out_seg(time: Instant, ips: (IpAddr, IpAddr), local_port: u16, remote_port: u16, r: &TcpRepr<'_>) -> OutSeg {
-    let mut bytes = vec![0u8; r.buffer_len()];
-    let mut options = Vec::new();
-    if r.emit(&mut bytes, ips.0, ips.1).is_ok() {
-        if let Ok(p) = TcpPacket::new_checked(&bytes[..]) {
-            let mut rest = p.options();
-            while !rest.is_empty() {
-                let Ok((opt, after)) = TcpOption::parse(rest) else {
-                    options.push(TcpOpt::Unknown(rest[0]));
-                    break;
-                };
-                options.push(match opt {
-                    TcpOption::EndOfList => TcpOpt::Eol,
-                    TcpOption::NoOperation => TcpOpt::Nop,
-                    TcpOption::MaxSegmentSize(v) => TcpOpt::Mss(v),
-                    TcpOption::WindowScale(v) => TcpOpt::WScale(v),
-                    TcpOption::SackPermitted => TcpOpt::SackOk,
-                    TcpOption::Sack(b) => TcpOpt::Sack(b.as_slice().to_vec()),
-                    TcpOption::Timestamp(t) => TcpOpt::Ts { val: t.tsval, ecr: t.tsecr },
-                    TcpOption::Unknown { kind, .. } => TcpOpt::Unknown(kind),
-                });
-                rest = after;
-            }
-        }
-    }
-    OutSeg {
-        time,
-        local_port,
-        remote_port,
-        seq: r.seq,
-        ack: r.ack,
-        flags: flags_of(r.flags),
-        window: r.window,
-        urgent: r.urgent,
-        options,
-        payload: r.payload.to_vec(),
-        ect: false,
-    }
 }

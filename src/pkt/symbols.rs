@@ -58,6 +58,7 @@ pub const ENOTCONN: i64 = 107;
 pub const ETIMEDOUT: i64 = 110;
 pub const ECONNREFUSED: i64 = 111;
 pub const EALREADY: i64 = 114;
+pub const EADDRNOTAVAIL: i64 = 99;
 pub const EINPROGRESS: i64 = 115;
 
 pub const AF_INET: i64 = 2;

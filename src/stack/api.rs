@@ -206,7 +206,43 @@ impl<D: Device> Stack<D> {
         tcp: TcpConfig,
     ) -> Result<Handle, StackError> {
         let (local_ip, remote) = (local_ip.into(), remote.into());
-        check_tcp_config(&tcp)?;
+        self.check_connect(local_ip, remote, &tcp)?;
+        let table = &self.table;
+        let listen_ports = &self.listen_ports;
+        let port = self
+            .ports
+            .allocate(SocketAddr::new(local_ip, 0), remote, self.cfg.rss.as_ref(), |p| {
+                listen_ports.contains_key(&p)
+                    || table.contains(&FourTuple { local: SocketAddr::new(local_ip, p), remote })
+            })
+            .ok_or(StackError::PortsExhausted)?;
+        self.open(SocketAddr::new(local_ip, port), remote, tcp)
+    }
+
+    /// Connect from a port the caller chose (a socket's `bind` before `connect`): from
+    /// `local`, one of the stack's addresses, to `remote`. `AddrInUse` when a connection of
+    /// that 4-tuple exists (TIME-WAIT included).
+    pub fn connect_bound(
+        &mut self,
+        local: SocketAddr,
+        remote: impl Into<SocketAddr>,
+        tcp: TcpConfig,
+    ) -> Result<Handle, StackError> {
+        let remote = remote.into();
+        self.check_connect(local.ip(), remote, &tcp)?;
+        if local.port() == 0 {
+            return Err(StackError::InvalidAddress);
+        }
+        if self.table.contains(&FourTuple { local, remote }) {
+            return Err(StackError::AddrInUse);
+        }
+        self.open(local, remote, tcp)
+    }
+
+    /// What every active open checks: the settings, our address of the remote's family, a
+    /// unicast remote that is not us, room for a socket.
+    fn check_connect(&self, local_ip: IpAddr, remote: SocketAddr, tcp: &TcpConfig) -> Result<(), StackError> {
+        check_tcp_config(tcp)?;
         if !self.is_ours(local_ip) || local_ip.is_ipv4() != remote.is_ipv4() {
             return Err(StackError::InvalidAddress);
         }
@@ -221,16 +257,11 @@ impl<D: Device> Stack<D> {
         if self.free.is_empty() {
             return Err(StackError::TooManySockets);
         }
-        let table = &self.table;
-        let listen_ports = &self.listen_ports;
-        let port = self
-            .ports
-            .allocate(SocketAddr::new(local_ip, 0), remote, self.cfg.rss.as_ref(), |p| {
-                listen_ports.contains_key(&p)
-                    || table.contains(&FourTuple { local: SocketAddr::new(local_ip, p), remote })
-            })
-            .ok_or(StackError::PortsExhausted)?;
-        let local = SocketAddr::new(local_ip, port);
+        Ok(())
+    }
+
+    /// The active open itself, from a checked 4-tuple.
+    fn open(&mut self, local: SocketAddr, remote: SocketAddr, tcp: TcpConfig) -> Result<Handle, StackError> {
         let iss = self.isn.isn(self.now, local, remote);
         let bufs = self.take_buffers(&tcp);
         let tcb = Tcb::connect_in(self.conn_tcp_config(&tcp, remote), local, remote, iss, self.now, Some(bufs));
@@ -242,6 +273,31 @@ impl<D: Device> Stack<D> {
         self.counters.tcp_active_opens += 1;
         self.mark_dirty(idx);
         Ok(self.handle(idx))
+    }
+
+    /// Connections waiting in a listener's accept queue (what `ss` shows as a listener's
+    /// Recv-Q): `accept` returns that many before `None`.
+    pub fn pending_accepts(&self, listener: Handle) -> Result<usize, StackError> {
+        let idx = self.check(listener)?;
+        match &self.slots[idx as usize].entry {
+            Entry::Listener(l) => Ok(l.accept_queue.len()),
+            _ => Err(StackError::NotListener),
+        }
+    }
+
+    /// New settings for what a listener accepts from now on (a socket option set on a
+    /// listening socket, which the connections it accepts inherit); handshakes under way
+    /// keep the settings they started with.
+    pub fn set_accept_config(&mut self, listener: Handle, tcp: TcpConfig) -> Result<(), StackError> {
+        check_tcp_config(&tcp)?;
+        let idx = self.check(listener)?;
+        match &mut self.slots[idx as usize].entry {
+            Entry::Listener(l) => {
+                l.tcp = Some(Box::new(tcp));
+                Ok(())
+            }
+            _ => Err(StackError::NotListener),
+        }
     }
 
     /// The next established connection of a listener, if one is waiting.
@@ -471,6 +527,16 @@ impl<D: Device> Stack<D> {
     pub fn set_nodelay(&mut self, h: Handle, nodelay: bool) -> Result<(), StackError> {
         let idx = self.conn_idx(h)?;
         self.conn_mut(idx).tcb.set_nagle(!nodelay);
+        self.mark_dirty(idx);
+        Ok(())
+    }
+
+    /// TCP_QUICKACK: on sends an ACK being delayed now and leaves interactive (pingpong)
+    /// mode; off enters it (`Tcb::set_quick_ack`). An action, not a lasting option, as Linux's.
+    pub fn set_quick_ack(&mut self, h: Handle, on: bool) -> Result<(), StackError> {
+        let idx = self.conn_idx(h)?;
+        let now = self.now;
+        self.conn_mut(idx).tcb.set_quick_ack(on, now);
         self.mark_dirty(idx);
         Ok(())
     }

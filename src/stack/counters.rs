@@ -74,6 +74,9 @@ pub struct Counters {
     pub tcp_resets: u64,
     /// Segments for no connection and no listener (answered with a reset).
     pub tcp_no_socket: u64,
+    /// Segments at a listener with neither SYN nor ACK (a bare FIN, data without ACK):
+    /// dropped, not reset (RFC 9293 §3.10.7.2, "fourth, other data or control").
+    pub tcp_listen_dropped: u64,
     /// Resets for segments of no connection not sent: over `rst_rate_limit`.
     pub tcp_rsts_rate_limited: u64,
     /// SYNs dropped because the listener's SYN queue held `backlog` handshakes (and no cookie was
@@ -206,5 +209,6 @@ impl Counters {
             + self.drop_not_for_us
             + self.drop_udp
             + self.ndp_invalid
+            + self.tcp_listen_dropped
     }
 }

@@ -68,6 +68,16 @@ impl<D: Device> Stack<D> {
         }
     }
 
+    /// When [`Stack::poll`] should next run if no frame arrives: now, when application calls
+    /// left output pending; else the earliest timer or ARP retry (what `poll` and `flush`
+    /// returned, kept up to date by the calls since).
+    pub fn poll_at(&self) -> Option<Instant> {
+        if self.has_pending_output() {
+            return Some(self.now);
+        }
+        self.next_deadline()
+    }
+
     /// The earliest timer or ARP retry.
     fn next_deadline(&self) -> Option<Instant> {
         let arp_next = self.arp.pending.front().map(|p| p.since + Duration::from_secs(1));

@@ -31,6 +31,12 @@ impl<D: Device> Stack<D> {
                     CookieOutcome::Taken => return,
                 }
             }
+            if !f.contains(wire::TcpFlags::ACK) {
+                // "Fourth, other data or control": a segment with neither SYN nor ACK (a
+                // bare FIN, data without ACK) is dropped, not reset.
+                self.counters.tcp_listen_dropped += 1;
+                return;
+            }
         }
         // §3.10.7.1: no connection.
         self.counters.tcp_no_socket += 1;

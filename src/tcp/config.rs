@@ -4,6 +4,19 @@
 use crate::tcp::cc::Algorithm;
 use crate::time::Duration;
 
+/// When a read that opens the receive window gets an ACK of its own (the RFCs leave it open:
+/// RFC 9293 §3.8.6.2.2 only says how far the right edge may move).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WindowUpdate {
+    /// Linux's rule (tcp_cleanup_rbuf): when the window offered is at most half of the
+    /// largest one and the new window at least doubles it — a closed or nearly closed
+    /// window reopening. The default.
+    Doubling,
+    /// FreeBSD's (tcp_output): when the window grows by two segments and by a quarter of the
+    /// buffer (or the buffer is small, or the window nearly closed), or by half the buffer.
+    TwoSegments,
+}
+
 /// Explicit Congestion Notification (RFC 3168) on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum EcnMode {
@@ -69,6 +82,8 @@ pub struct TcpConfig {
     /// its replies leave within the delayed-ACK time and carry the ACKs. On by default;
     /// off is the plain RFC 1122 §4.2.3.2 policy (FreeBSD's).
     pub quick_ack: bool,
+    /// When a read that opens the receive window is announced with an ACK of its own.
+    pub window_update: WindowUpdate,
     /// RFC 6298 §2.1: RTO before any RTT sample.
     pub initial_rto: Duration,
     /// Lower bound on the RTO (RFC 6298 §2.4 says 1 s; Linux uses 200 ms).
@@ -131,6 +146,7 @@ impl Default for TcpConfig {
             nagle: true,
             delayed_ack: Duration::from_millis(40),
             quick_ack: true,
+            window_update: WindowUpdate::Doubling,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(120),

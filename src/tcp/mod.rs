@@ -25,7 +25,7 @@ pub mod rtt;
 pub mod seq;
 pub mod tcb;
 
-pub use config::{EcnMode, Keepalive, TcpConfig};
+pub use config::{EcnMode, Keepalive, TcpConfig, WindowUpdate};
 pub use cookie::SynCookies;
 pub use isn::IsnGenerator;
 pub use seq::SeqNum;

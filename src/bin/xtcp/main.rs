@@ -806,7 +806,7 @@ mod net {
             String::new()
         } else {
             format!(
-                " (truncated {} malformed {} checksum {} fragment {} unsupported {} not-for-us {} udp {} ndp {})",
+                " (truncated {} malformed {} checksum {} fragment {} unsupported {} not-for-us {} udp {} ndp {} listen {})",
                 c.drop_truncated,
                 c.drop_malformed,
                 c.drop_bad_checksum,
@@ -814,7 +814,8 @@ mod net {
                 c.drop_unsupported,
                 c.drop_not_for_us,
                 c.drop_udp,
-                c.ndp_invalid
+                c.ndp_invalid,
+                c.tcp_listen_dropped
             )
         };
         format!(

@@ -139,7 +139,7 @@ enum PendingKind {
     Accept,
     Connect(usize),
     Read { len: usize, dontwait: bool },
-    Write { len: usize, done: usize, dontwait: bool },
+    Write { len: usize, done: usize, dontwait: bool, more: bool },
     Poll { fds: Vec<PollFd>, deadline: Option<Instant> },
 }
 
@@ -208,7 +208,7 @@ impl Interp<'_> {
     }
 
     fn now_us(&self) -> u64 {
-        self.k.now.as_micros()
+        self.k.now().as_micros()
     }
 
     fn trace(&mut self, s: impl FnOnce() -> String) {
@@ -418,7 +418,7 @@ impl Interp<'_> {
         if d > limit {
             return Ok(false);
         }
-        let at = d.max(self.k.now);
+        let at = d.max(self.k.now());
         if at == firings.instant {
             firings.at_instant += 1;
             if firings.at_instant > MAX_FIRINGS_PER_INSTANT {
@@ -432,7 +432,7 @@ impl Interp<'_> {
         if firings.total > MAX_FIRINGS_PER_ADVANCE {
             return self.fail("too many timer events while advancing the clock (runaway timers)");
         }
-        self.k.now = at;
+        self.k.set_now(at);
         let r = self.k.fire_timers();
         self.kernel(r)?;
         self.drain_notes();
@@ -444,8 +444,8 @@ impl Interp<'_> {
     fn advance_to(&mut self, t: Instant) -> R<()> {
         let mut firings = Firings::default();
         while self.step(t, &mut firings)? {}
-        if t > self.k.now {
-            self.k.now = t;
+        if t > self.k.now() {
+            self.k.set_now(t);
         }
         Ok(())
     }

@@ -33,8 +33,7 @@ impl Interp<'_> {
             Ok(b) => b,
             Err(e) => return self.fail(e),
         };
-        let (lp, rp) = (flow.local_port, flow.remote_port);
-        let r = self.k.deliver(lp, rp, &bytes, p.ecn == Some(IpEcn::Ce));
+        let r = self.k.deliver(&bytes, p.ecn == Some(IpEcn::Ce));
         self.kernel(r)?;
         self.drain_notes();
         self.check_pending()
@@ -69,9 +68,11 @@ impl Interp<'_> {
             Sut::Flow(f) => f,
             _ => return self.fail("internal error: no flow"),
         };
-        // Learn our ISN from the first SYN or SYN-ACK the script expects (packetdrill:
+        // Learn our ISN from the first SYN the script expects, and from every SYN-ACK (a new
+        // connection on the same ports has a new one; packetdrill:
         // handle_connect_for_script_packet and the SYN-ACK case of do_outbound_script_packet).
-        if p.flags.syn && seg.flags.syn && flow.local_isn.is_none() {
+        let syn_ack = p.flags.ack && seg.flags.ack;
+        if p.flags.syn && seg.flags.syn && (flow.local_isn.is_none() || syn_ack) {
             flow.local_isn = Some((p.seq, seg.seq));
         }
         // Remember which live TS val the script's value stands for (inbound `ecr` maps back),

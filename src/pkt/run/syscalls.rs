@@ -10,10 +10,13 @@ impl Interp<'_> {
     pub(super) fn check_pending(&mut self) -> R<()> {
         let Some(mut p) = self.pending.take() else { return Ok(()) };
         let ret = match &mut p.kind {
-            PendingKind::Accept => match self.k.accept(p.fd) {
-                SysRet::Block => None,
-                r => Some(r),
-            },
+            PendingKind::Accept => {
+                let r = self.k.accept(p.fd);
+                match self.kernel(r)? {
+                    SysRet::Block => None,
+                    r => Some(r),
+                }
+            }
             PendingKind::Connect(id) => {
                 if self.k.connect_done(*id) {
                     Some(self.k.connect_progress(p.fd, *id))
@@ -25,6 +28,7 @@ impl Interp<'_> {
                 if self.k.read_ready(p.fd) {
                     let mut data = Vec::new();
                     let r = self.k.read(p.fd, *len, *dontwait, &mut data);
+                    let r = self.kernel(r)?;
                     self.check_read_bytes(p.fd, &data)?;
                     match r {
                         SysRet::Block => None,
@@ -34,9 +38,10 @@ impl Interp<'_> {
                     None
                 }
             }
-            PendingKind::Write { len, done, dontwait } => {
+            PendingKind::Write { len, done, dontwait, more } => {
                 if self.k.write_ready(p.fd) {
-                    match self.k.write(p.fd, *len - *done, *dontwait) {
+                    let r = self.k.write(p.fd, *len - *done, *dontwait, *more);
+                    match self.kernel(r)? {
                         SysRet::Ok(n) => {
                             *done += n as usize;
                             let r = self.k.flush();
@@ -62,7 +67,7 @@ impl Interp<'_> {
                 if n > 0 {
                     *fds = ready;
                     Some(SysRet::Ok(n))
-                } else if matches!(deadline, Some(d) if *d <= self.k.now) {
+                } else if matches!(deadline, Some(d) if *d <= self.k.now()) {
                     *fds = ready;
                     Some(SysRet::Ok(0))
                 } else {
@@ -327,6 +332,7 @@ impl Interp<'_> {
         let fd = self.fd_arg(s)?;
         let backlog = self.int(&s.args[1], "the backlog")?;
         let r = self.k.listen(fd, backlog);
+        let r = self.kernel(r)?;
         if r == SysRet::Ok(0) {
             let port = self.k.sockets.get(&fd).and_then(|s| s.port).unwrap_or(DEFAULT_PORT);
             self.sut = Sut::Listening(port);
@@ -338,7 +344,8 @@ impl Interp<'_> {
         self.argc(s, &[3], "(fd, address, length)")?;
         let fd = self.fd_arg(s)?;
         self.k.fd_hint = self.expected_fd(s);
-        match self.k.accept(fd) {
+        let r = self.k.accept(fd);
+        match self.kernel(r)? {
             SysRet::Block => self.block(s, fd, PendingKind::Accept, start, end),
             r => self.finish(s, r),
         }
@@ -352,7 +359,7 @@ impl Interp<'_> {
         let (r, made) = self.kernel(r)?;
         self.drain_notes();
         if let Some(id) = made {
-            let local_port = self.k.conns.get(id).and_then(Option::as_ref).map_or(0, |c| c.tcb.local().port());
+            let local_port = self.k.local_port_of(id).unwrap_or(0);
             self.sut = Sut::Flow(Box::new(Flow { local_port, remote_port: port, ..Flow::default() }));
         }
         match (r, made) {
@@ -405,7 +412,8 @@ impl Interp<'_> {
     pub(super) fn sys_read(&mut self, s: &Syscall, start: u64, end: Option<u64>, with_flags: bool) -> R<()> {
         let Some((fd, len, dontwait, _)) = self.io_args(s, with_flags)? else { return Ok(()) };
         let mut data = Vec::new();
-        match self.k.read(fd, len, dontwait, &mut data) {
+        let r = self.k.read(fd, len, dontwait, &mut data);
+        match self.kernel(r)? {
             SysRet::Block => self.block(s, fd, PendingKind::Read { len, dontwait }, start, end),
             r => {
                 self.check_read_bytes(fd, &data)?;
@@ -479,15 +487,15 @@ impl Interp<'_> {
         start: u64,
         end: Option<u64>,
     ) -> R<()> {
-        self.k.with_tcb(fd, |t, _| t.set_more_coming(more));
         let nonblocking = dontwait || self.k.sockets.get(&fd).is_some_and(|s| s.nonblocking);
-        let r = self.k.write(fd, len, dontwait);
+        let r = self.k.write(fd, len, dontwait, more);
+        let r = self.kernel(r)?;
         self.flush_after_call()?;
         match r {
             SysRet::Ok(n) if (n as usize) < len && !nonblocking => {
-                self.block(s, fd, PendingKind::Write { len, done: n as usize, dontwait }, start, end)
+                self.block(s, fd, PendingKind::Write { len, done: n as usize, dontwait, more }, start, end)
             }
-            SysRet::Block => self.block(s, fd, PendingKind::Write { len, done: 0, dontwait }, start, end),
+            SysRet::Block => self.block(s, fd, PendingKind::Write { len, done: 0, dontwait, more }, start, end),
             r => self.finish(s, r),
         }
     }
@@ -505,7 +513,7 @@ impl Interp<'_> {
         self.argc(s, &[2], "(fd, how)")?;
         let fd = self.fd_arg(s)?;
         let how = self.int(&s.args[1], "how")?;
-        if matches!(self.k.sockets.get(&fd).map(|s| &s.kind), Some(SockKind::Listening { .. })) {
+        if matches!(self.k.sockets.get(&fd).map(|s| &s.kind), Some(SockKind::Listening(_))) {
             return self.unsupported("shutdown() on a listening socket");
         }
         let r = self.k.shutdown(fd, how);
@@ -528,7 +536,7 @@ impl Interp<'_> {
         let level = self.int(&s.args[1], "the level")?;
         let name = self.int(&s.args[2], "the option name")?;
         let Some(sock) = self.k.sockets.get(&fd) else { return self.finish(s, SysRet::Err(EBADF)) };
-        let has_tcb = self.k.has_tcb(fd) && !matches!(sock.kind, SockKind::Listening { .. });
+        let has_tcb = self.k.has_tcb(fd) && !matches!(sock.kind, SockKind::Listening(_));
         let mut opts = sock.opts.clone();
         let label = format!("setsockopt {}", s.args[2]);
         match (level, name) {
@@ -575,7 +583,8 @@ impl Interp<'_> {
             (IPPROTO_TCP, TCP_QUICKACK) => {
                 // An action on the connection, not a lasting option (Linux's).
                 let on = self.opt_int(&s.args[3])? != 0;
-                self.k.with_tcb(fd, |t, now| t.set_quick_ack(on, now));
+                let r = self.k.quick_ack(fd, on);
+                self.kernel(r)?;
             }
             (IPPROTO_TCP, TCP_MAXSEG) => {
                 if has_tcb {
@@ -604,11 +613,9 @@ impl Interp<'_> {
         if let Some(sock) = self.k.sockets.get_mut(&fd) {
             sock.opts = opts;
         }
-        self.k.apply_live_opts(fd);
-        if nodelay_set {
-            // Setting TCP_NODELAY pushes what waits, set before or not (Linux).
-            self.k.with_tcb(fd, |t, _| t.set_nagle(false));
-        }
+        // Setting TCP_NODELAY pushes what waits, set before or not (Linux).
+        let r = self.k.apply_live_opts(fd, nodelay_set);
+        self.kernel(r)?;
         self.flush_after_call()?;
         self.finish(s, SysRet::Ok(0))
     }

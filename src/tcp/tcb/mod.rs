@@ -13,8 +13,8 @@
 use super::assembler::Assembler;
 use super::buffer::RingBuffer;
 use super::cc::{CongestionControl, Controller};
-use super::config::EcnMode;
 use super::config::TcpConfig;
+use super::config::{EcnMode, WindowUpdate};
 use super::isn::IsnGenerator;
 use super::recovery::rate::RateState;
 use super::recovery::{Prr, Rack, Scoreboard, Seg, Tlp};
@@ -934,18 +934,36 @@ impl Tcb {
         }
     }
 
-    /// RFC 1122 §4.2.3.3: a window update is worth an ACK when it opens the window by at least
-    /// min(RCV.BUFF/2, MSS) — in particular when it reopens a zero window.
+    /// The application read: is the window it opened worth an ACK of its own? The right
+    /// edge moves only by min(RCV.BUFF/2, MSS) at least (RFC 9293 §3.8.6.2.2, `rcv_window`);
+    /// when to announce it the RFCs leave open, and Linux's rule is taken (tcp_cleanup_rbuf):
+    /// only when the window now offered is at most half of the largest one and the new
+    /// window at least doubles it — a zero or nearly closed window reopening, not every read
+    /// of a large window (whose next ACK carries the update anyway). FreeBSD's
+    /// (`WindowUpdate::TwoSegments`, its tcp_output) for its profile.
     fn maybe_window_update(&mut self) {
         // After the peer's FIN no more data comes: a window update has no one to serve (and
         // a peer that has closed its socket answers it with a reset).
         if !self.state.is_synchronized() || self.fin_received {
             return;
         }
-        let current = self.rcv_adv.since(self.rcv_nxt);
-        let w = self.rcv_window();
-        let threshold = (self.cfg.recv_buffer as u32 / 2).min(self.cfg.mss as u32);
-        if w > current && w - current >= threshold {
+        let current = u64::from(self.rcv_adv.since(self.rcv_nxt));
+        let max_window = 0xffff_u64 << self.rcv_wscale;
+        let buffer = self.cfg.recv_buffer as u64;
+        let w = u64::from(self.rcv_window());
+        if w <= current {
+            return;
+        }
+        let worth = match self.cfg.window_update {
+            WindowUpdate::Doubling => 2 * current <= buffer.min(max_window) && w >= 2 * current,
+            WindowUpdate::TwoSegments => {
+                let (adv, mss) = (w - current, u64::from(self.cfg.mss));
+                let big =
+                    adv >= 2 * mss && (adv >= buffer / 4 || w <= buffer / 8 || buffer <= 8 * mss || adv >= max_window);
+                big || 2 * adv >= buffer
+            }
+        };
+        if worth {
             self.ack_now = true;
         }
     }
