@@ -138,8 +138,16 @@ pub enum SysRet {
 /// What a test harness sees go wrong inside the socket layer (not a script mismatch).
 pub type NetError = String;
 
+/// Whose socket layer's error codes a run reports, where Linux's and FreeBSD's differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrnoOf {
+    Linux,
+    FreeBsd,
+}
+
 /// The socket layer, the stack, and the link to the script's peer.
 pub struct Kernel {
+    errno_of: ErrnoOf,
     now: Instant,
     /// The time the stack was last polled at.
     stack_now: Instant,
@@ -167,7 +175,7 @@ impl core::fmt::Debug for Kernel {
 }
 
 impl Kernel {
-    pub fn new(base: TcpConfig) -> Kernel {
+    pub fn new(base: TcpConfig, errno_of: ErrnoOf) -> Kernel {
         let mut cfg = StackConfig::new(LOCAL_IP, 24, SECRET);
         cfg.ipv6 = vec![LOCAL_IP6];
         cfg.tcp = base.clone();
@@ -178,6 +186,7 @@ impl Kernel {
         cfg.rst_rate_limit = 0;
         cfg.syn_cookies = SynCookieMode::WhenFull;
         let mut k = Kernel {
+            errno_of,
             now: Instant::ZERO,
             stack_now: Instant::ZERO,
             base,
@@ -403,10 +412,12 @@ impl Kernel {
                 StackEvent::Closed(reason) => {
                     c.closed = Some(reason);
                     // Linux tcp_reset: ECONNREFUSED in SYN-SENT, EPIPE in CLOSE-WAIT,
-                    // ECONNRESET otherwise; tcp_write_err: ETIMEDOUT.
+                    // ECONNRESET otherwise (FreeBSD's tcp_input: ECONNRESET in CLOSE-WAIT
+                    // too); tcp_write_err: ETIMEDOUT.
+                    let epipe = self.errno_of == ErrnoOf::Linux && c.last_state == State::CloseWait;
                     c.pending_error = match reason {
                         CloseReason::Refused => Some(ECONNREFUSED),
-                        CloseReason::Reset if c.last_state == State::CloseWait => Some(EPIPE),
+                        CloseReason::Reset if epipe => Some(EPIPE),
                         CloseReason::Reset => Some(ECONNRESET),
                         CloseReason::TimedOut => Some(ETIMEDOUT),
                         CloseReason::Aborted | CloseReason::Normal => None,

@@ -174,7 +174,10 @@ struct Interp<'a> {
 pub(super) fn run(script: &Script, cfg: &RunConfig, current_line: &std::cell::Cell<usize>) -> Report {
     let mut it = Interp {
         cfg,
-        k: Kernel::new(cfg.profile.config()),
+        k: Kernel::new(
+            cfg.profile.config(),
+            if cfg.profile == Profile::FreeBsd { ErrnoOf::FreeBsd } else { ErrnoOf::Linux },
+        ),
         tol_usecs: 4000,
         tol_percent: 12.5,
         ts_tick_usecs: 0,

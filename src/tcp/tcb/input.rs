@@ -193,12 +193,47 @@ impl Tcb {
             self.send_syn = false;
             self.established(now);
             self.ack_now = true;
+            // "If there are other controls or text in the segment, then continue processing
+            // at the sixth step under Section 3.10.7.4": the SYN-ACK's text and FIN are taken
+            // (Linux drops such text unless it is Fast Open's; FreeBSD takes it).
+            let mut fin = f.contains(TcpFlags::FIN);
+            if !seg.payload.is_empty() {
+                fin &= self.receive_data(now, self.rcv_nxt, seg.payload, 0);
+            }
+            if fin {
+                self.on_fin(now);
+            }
         } else {
             // Simultaneous open (§3.5, figure 8): SYN-RECEIVED, send SYN,ACK. Both sides sent
             // an ECN-setup SYN if both asked (RFC 3168 §6.1.1).
             self.ecn.on = self.cfg.ecn == EcnMode::On && f.contains(TcpFlags::ECE | TcpFlags::CWR);
             self.state = State::SynReceived;
             self.send_syn = true;
+            // "If there are other controls or text in the segment, queue them for processing
+            // after the ESTABLISHED state has been reached": the text waits past the end of
+            // the receive buffer (as much as the window we offered holds), unacknowledged,
+            // and the FIN with it (`take_syn_text`).
+            let n = seg.payload.len().min(self.rx_room()).min(self.syn_window as usize);
+            self.recv_buf.write_after_end(0, &seg.payload[..n]);
+            self.syn_text = n as u32;
+            self.syn_fin = f.contains(TcpFlags::FIN) && n == seg.payload.len();
+        }
+    }
+
+    /// The handshake of a simultaneous open completed: the text (and FIN) of the peer's SYN,
+    /// queued in SYN-SENT, is processed now (RFC 9293 §3.10.7.3), before the segment that
+    /// completed the handshake, which follows it in sequence.
+    fn take_syn_text(&mut self, now: Instant) {
+        let n = core::mem::take(&mut self.syn_text) as usize;
+        if n > 0 {
+            self.recv_buf.commit(n);
+            self.rcv_nxt += n;
+            self.stats.bytes_in += n as u64;
+            self.events |= EV_READABLE;
+            self.ack_in_order(now, n);
+        }
+        if core::mem::take(&mut self.syn_fin) {
+            self.on_fin(now);
         }
     }
 
@@ -316,9 +351,15 @@ impl Tcb {
             match self.state {
                 State::SynReceived if self.passive => self.return_to_listen(now),
                 State::SynReceived => self.enter_closed(CloseReason::Refused),
-                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
-                    self.enter_closed(CloseReason::Reset)
-                }
+                // CLOSING and LAST-ACK: "enter the CLOSED state ... and return"; our FIN was
+                // not acknowledged, so the application (which may hold the socket after a
+                // shutdown) hears of a reset, as Linux's tcp_reset reports ECONNRESET there.
+                State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+                | State::Closing
+                | State::LastAck => self.enter_closed(CloseReason::Reset),
                 _ => self.enter_closed(CloseReason::Normal),
             }
             return;
@@ -353,6 +394,7 @@ impl Tcb {
                 self.snd_wl1 = seq;
                 self.snd_wl2 = ack;
                 self.established(now);
+                self.take_syn_text(now);
             } else {
                 // "If the segment acknowledgment is not acceptable, form a reset segment
                 // <SEQ=SEG.ACK><CTL=RST> and send it."
@@ -510,18 +552,7 @@ impl Tcb {
             // RFC 5681 §4.2: a segment that fills (part of) a gap is ACKed at once.
             self.ack_now = true;
         } else {
-            // RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at least every second full-sized segment,
-            // otherwise within the delayed-ACK time. Counted in bytes, as Linux does: more than
-            // one MSS unacknowledged (two full segments, or one larger than the MSS, as a
-            // coalesced one is) is ACKed at once.
-            self.unacked_bytes += payload.len();
-            let quick = self.note_data_in(now);
-            if self.unacked_bytes > self.snd_mss || quick {
-                self.ack_now = true;
-                self.quick_acks = self.quick_acks.saturating_sub(1);
-            } else if self.delack_deadline.is_none() {
-                self.delack_deadline = Some(now + self.cfg.delayed_ack);
-            }
+            self.ack_in_order(now, payload.len());
         }
         // A FIN parked ahead of the gap is now in order?
         if let Some(fs) = self.peer_fin {
@@ -531,6 +562,21 @@ impl Tcb {
             }
         }
         true
+    }
+
+    /// `len` bytes arrived in order, behind no gap. RFC 1122 §4.2.3.2 / RFC 5681 §4.2: ACK at
+    /// least every second full-sized segment, otherwise within the delayed-ACK time. Counted
+    /// in bytes, as Linux does: more than one MSS unacknowledged (two full segments, or one
+    /// larger than the MSS, as a coalesced one is) is ACKed at once.
+    fn ack_in_order(&mut self, now: Instant, len: usize) {
+        self.unacked_bytes += len;
+        let quick = self.note_data_in(now);
+        if self.unacked_bytes > self.snd_mss || quick {
+            self.ack_now = true;
+            self.quick_acks = self.quick_acks.saturating_sub(1);
+        } else if self.delack_deadline.is_none() {
+            self.delack_deadline = Some(now + self.cfg.delayed_ack);
+        }
     }
 
     /// In-order data arrived: Linux's quick-ACK bookkeeping (tcp_event_data_recv). The first

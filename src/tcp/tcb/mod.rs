@@ -340,6 +340,11 @@ pub struct Tcb {
     rcv_adv: SeqNum,
     /// The peer's FIN, if it arrived ahead of data still missing.
     peer_fin: Option<SeqNum>,
+    /// Text of the peer's SYN in a simultaneous open, written past the receive buffer's end
+    /// and taken in once the handshake completes (RFC 9293 §3.10.7.3); and whether a FIN
+    /// came with it.
+    syn_text: u32,
+    syn_fin: bool,
     fin_received: bool,
 
     // Options (RFC 7323, RFC 2018).
@@ -580,6 +585,8 @@ impl Tcb {
             rcv_nxt: SeqNum(0),
             rcv_adv: SeqNum(0),
             peer_fin: None,
+            syn_text: 0,
+            syn_fin: false,
             fin_received: false,
             ws_agreed: false,
             ts_enabled: false,
