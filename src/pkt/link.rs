@@ -213,9 +213,10 @@ fn emit(frame: &FrameRepr<'_>) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-/// A segment the script's peer sends, as bytes of TCP (checksum included), in a frame for the
-/// stack: over IPv4 or IPv6 as `ips` are, Congestion Experienced when `ce`.
-pub fn inbound_frame(tcp: &[u8], ips: (IpAddr, IpAddr), ce: bool) -> Vec<u8> {
+/// What the script's peer sends, as the bytes of a TCP segment or ICMP message (checksum
+/// included), in a frame for the stack: over IPv4 or IPv6 as `ips` are, Congestion
+/// Experienced when `ce`. `protocol` is IPv4's (ICMP becomes ICMPv6 over IPv6).
+pub fn inbound_frame(l4: &[u8], protocol: IpProtocol, ips: (IpAddr, IpAddr), ce: bool) -> Vec<u8> {
     let ecn = if ce { 0b11 } else { 0 };
     let eth_len = crate::wire::ethernet::HEADER_LEN;
     let (local, peer) = ips;
@@ -223,7 +224,7 @@ pub fn inbound_frame(tcp: &[u8], ips: (IpAddr, IpAddr), ce: bool) -> Vec<u8> {
         IpAddr::V4(_) => (EtherType::Ipv4, crate::wire::ipv4::HEADER_LEN),
         IpAddr::V6(_) => (EtherType::Ipv6, crate::wire::ipv6::HEADER_LEN),
     };
-    let mut buf = vec![0u8; eth_len + ip_len + tcp.len()];
+    let mut buf = vec![0u8; eth_len + ip_len + l4.len()];
     let eth = EthernetRepr { src: PEER_MAC, dst: LOCAL_MAC, ethertype };
     // Buffers are sized for their headers: these cannot fail.
     let _ = eth.emit(&mut buf);
@@ -232,8 +233,8 @@ pub fn inbound_frame(tcp: &[u8], ips: (IpAddr, IpAddr), ce: bool) -> Vec<u8> {
             let ip = Ipv4Repr {
                 src,
                 dst,
-                protocol: IpProtocol::Tcp,
-                payload_len: tcp.len(),
+                protocol,
+                payload_len: l4.len(),
                 ttl: 64,
                 ident: 0,
                 dont_frag: true,
@@ -245,8 +246,8 @@ pub fn inbound_frame(tcp: &[u8], ips: (IpAddr, IpAddr), ce: bool) -> Vec<u8> {
             let ip = Ipv6Repr {
                 src,
                 dst,
-                next_header: IpProtocol::Tcp,
-                payload_len: tcp.len(),
+                next_header: if protocol == IpProtocol::Icmp { IpProtocol::Icmpv6 } else { protocol },
+                payload_len: l4.len(),
                 hop_limit: 64,
                 traffic_class: ecn,
                 flow_label: 0,
@@ -255,7 +256,7 @@ pub fn inbound_frame(tcp: &[u8], ips: (IpAddr, IpAddr), ce: bool) -> Vec<u8> {
         }
         _ => {}
     }
-    buf[eth_len + ip_len..].copy_from_slice(tcp);
+    buf[eth_len + ip_len..].copy_from_slice(l4);
     buf
 }
 

@@ -30,6 +30,7 @@
 //! ```
 
 mod code;
+mod icmp;
 mod link;
 mod net;
 pub mod parse;

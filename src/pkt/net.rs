@@ -14,8 +14,9 @@ pub use super::link::OutSeg;
 use super::link::{classify, inbound_frame, ScriptDevice, Sent};
 use super::symbols::*;
 use crate::stack::{Handle, Stack, StackConfig, StackError, StackEvent, SynCookieMode};
-use crate::tcp::{CloseReason, Keepalive, State, TcpConfig, TcpError};
+use crate::tcp::{CloseReason, IcmpError, Keepalive, State, TcpConfig, TcpError};
 use crate::time::{Duration, Instant};
+use crate::wire::IpProtocol;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -379,8 +380,24 @@ impl Kernel {
     /// A segment from the script's peer, as TCP bytes on the wire (checksum included),
     /// delivered to the stack in a frame.
     pub fn deliver(&mut self, tcp: &[u8], ce: bool) -> Result<(), NetError> {
+        self.deliver_frame(inbound_frame(tcp, IpProtocol::Tcp, self.ips, ce))
+    }
+
+    /// An ICMP message from the peer (ICMPv6 over IPv6), checksum included.
+    pub fn deliver_icmp(&mut self, msg: &[u8]) -> Result<(), NetError> {
+        let before = self.stack.counters().icmp_errors_ignored;
+        self.deliver_frame(inbound_frame(msg, IpProtocol::Icmp, self.ips, false))?;
+        if self.stack.counters().icmp_errors_ignored > before {
+            self.note(
+                "the stack ignored the ICMP error (no connection of its own, or a sequence number not in flight)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn deliver_frame(&mut self, frame: Vec<u8>) -> Result<(), NetError> {
         self.sync()?;
-        let frame = inbound_frame(tcp, self.ips, ce);
         if let Err(e) = crate::wire::FrameRepr::parse(&frame, crate::wire::RxChecksum::Verify) {
             self.note(format!("the stack drops the inbound segment: {e}"));
         }
@@ -420,6 +437,7 @@ impl Kernel {
                         CloseReason::Reset if epipe => Some(EPIPE),
                         CloseReason::Reset => Some(ECONNRESET),
                         CloseReason::TimedOut => Some(ETIMEDOUT),
+                        CloseReason::Unreachable(e) => Some(icmp_errno(e, self.errno_of, self.ips.0.is_ipv6())),
                         CloseReason::Aborted | CloseReason::Normal => None,
                     };
                     self.by_handle.remove(&h);
@@ -902,6 +920,21 @@ impl Kernel {
                 m
             }
         }
+    }
+}
+
+/// The errno a hard ICMP error ending an open reports: Linux's icmp_err_convert and
+/// icmpv6_err_convert, or FreeBSD's (ECONNREFUSED for all but time exceeded, tcp_notify).
+fn icmp_errno(e: IcmpError, of: ErrnoOf, v6: bool) -> i64 {
+    match (of, e) {
+        (_, IcmpError::TimeExceeded) => EHOSTUNREACH,
+        (ErrnoOf::FreeBsd, _) => ECONNREFUSED,
+        (ErrnoOf::Linux, IcmpError::PortUnreachable) => ECONNREFUSED,
+        (ErrnoOf::Linux, IcmpError::ProtocolUnreachable) if v6 => EPROTO,
+        (ErrnoOf::Linux, IcmpError::ProtocolUnreachable) => ENOPROTOOPT,
+        (ErrnoOf::Linux, IcmpError::Prohibited { .. }) if v6 => EACCES,
+        (ErrnoOf::Linux, IcmpError::Prohibited { code: 9 }) => ENETUNREACH,
+        (ErrnoOf::Linux, _) => EHOSTUNREACH,
     }
 }
 

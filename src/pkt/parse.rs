@@ -81,6 +81,8 @@ pub enum Action {
     Command(String),
     /// An inline `%{ python }%` block.
     Code(String),
+    /// An ICMP packet line (`< icmp unreachable port_unreachable [0:0(0)]`).
+    Icmp(IcmpPacket),
     /// A packet line in a form xtcp does not run; `what` says which.
     Unsupported {
         /// The form, for the error message.
@@ -266,6 +268,25 @@ pub struct Packet {
     pub urg: Option<u16>,
     /// `None` is `<...>`: options not checked. `Some(vec![])`: no options at all.
     pub options: Option<Vec<TcpOpt>>,
+}
+
+/// An ICMP packet line, as packetdrill writes it: `icmp TYPE [CODE] [mtu N] [SEQ:END(LEN)]`
+/// (`< icmp unreachable frag_needed mtu 1200 [1:1461(1460)]`). The bracket names the TCP
+/// segment of ours the message quotes, in our (script) sequence numbers; without it, `0:0(0)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpPacket {
+    /// `<` or `>`.
+    pub dir: Direction,
+    /// The type, as written (`unreachable`, `time_exceeded`, `type_3`...).
+    pub kind: String,
+    /// The code, as written, if any (`port_unreachable`, `code_3`...).
+    pub code: Option<String>,
+    /// `mtu N` (fragmentation needed, packet too big).
+    pub mtu: Option<u32>,
+    /// The quoted segment's first sequence number.
+    pub seq: u32,
+    /// The quoted segment's payload length.
+    pub len: u32,
 }
 
 /// A system call line: `accept(3, ..., ...) = 4` or `connect(3, ..., ...) = -1 EINPROGRESS
@@ -781,7 +802,8 @@ impl Cursor<'_> {
         }
         match word.as_str() {
             "udp" => return self.unsupported("UDP packets".into()),
-            "icmp" => return self.unsupported("ICMP packets".into()),
+            "icmp" if ecn.is_none() => return self.icmp(dir),
+            "icmp" => return self.unsupported("ECN codepoints on an ICMP packet".into()),
             "gre" | "mpls" | "ip" | "ipv4" | "ipv6" => return self.unsupported(format!("`{word}` packets")),
             _ => {}
         }
@@ -834,6 +856,54 @@ impl Cursor<'_> {
             return Err(self.error("inbound packets must give `win` (the window the peer advertises)"));
         }
         Ok(Action::Packet(p))
+    }
+
+    /// The rest of an ICMP line, after `icmp`.
+    fn icmp(&mut self, dir: Direction) -> PResult<Action> {
+        let mut words = Vec::new();
+        let (mut mtu, mut seq, mut len) = (None, 0, 0);
+        loop {
+            self.skip_blanks();
+            match self.peek() {
+                None | Some(b'\n') => break,
+                Some(b'[') => {
+                    self.bump();
+                    self.skip_blanks();
+                    if self.starts_with("udp") || self.starts_with("raw") {
+                        return self.unsupported("ICMP quoting a UDP or raw packet".into());
+                    }
+                    seq = self.number_u32("the quoted segment's `start:end(len)`")?;
+                    self.expect(b':', "`:` in `start:end(len)`")?;
+                    let end = self.number_u32("the end sequence number")?;
+                    self.expect(b'(', "`(` in `start:end(len)`")?;
+                    len = self.number_u32("the payload length")?;
+                    self.expect(b')', "`)` in `start:end(len)`")?;
+                    self.skip_blanks();
+                    self.expect(b']', "`]` after the quoted segment")?;
+                    if seq.wrapping_add(len) != end {
+                        return Err(self.error(format!("inconsistent sequence numbers {seq}:{end}({len})")));
+                    }
+                }
+                Some(_) if self.starts_with("mtu") && !self.word_continues(3) => {
+                    self.eat_str("mtu");
+                    mtu = Some(self.number_u32("an MTU")?);
+                }
+                Some(_) => {
+                    let start = self.pos;
+                    while matches!(self.peek(), Some(b) if !b.is_ascii_whitespace() && b != b'[') {
+                        self.bump();
+                    }
+                    words.push(String::from_utf8_lossy(&self.src[start..self.pos]).into_owned());
+                }
+            }
+        }
+        let mut words = words.into_iter();
+        let Some(kind) = words.next() else { return Err(self.error("expected the ICMP type after `icmp`")) };
+        let code = words.next();
+        if let Some(extra) = words.next() {
+            return Err(self.error(format!("unexpected `{extra}` on an ICMP line")));
+        }
+        Ok(Action::Icmp(IcmpPacket { dir, kind, code, mtu, seq, len }))
     }
 
     /// True if the byte `n` ahead continues an identifier (so `ack` is not `acknowledge`).

@@ -20,6 +20,7 @@ pub const ERRNOS: &[(&str, i64)] = &[
     ("EMFILE", 24),
     ("ENOSPC", 28),
     ("EPIPE", 32),
+    ("EPROTO", 71),
     ("ENOTSOCK", 88),
     ("EDESTADDRREQ", 89),
     ("EMSGSIZE", 90),
@@ -59,6 +60,11 @@ pub const ETIMEDOUT: i64 = 110;
 pub const ECONNREFUSED: i64 = 111;
 pub const EALREADY: i64 = 114;
 pub const EADDRNOTAVAIL: i64 = 99;
+pub const EACCES: i64 = 13;
+pub const EPROTO: i64 = 71;
+pub const ENOPROTOOPT: i64 = 92;
+pub const ENETUNREACH: i64 = 101;
+pub const EHOSTUNREACH: i64 = 113;
 pub const EINPROGRESS: i64 = 115;
 
 pub const AF_INET: i64 = 2;

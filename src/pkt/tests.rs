@@ -246,13 +246,67 @@ fn comments_line_numbers_and_option_lines() {
 }
 
 #[test]
+fn icmp_lines_parse_as_packetdrill_writes_them() {
+    use super::parse::IcmpPacket;
+    let icmp = |src: &str| match one_event(src).action {
+        Action::Icmp(i) => i,
+        other => panic!("{other:?}"),
+    };
+    let i = icmp("0 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]");
+    let want = IcmpPacket {
+        dir: Direction::Inbound,
+        kind: "unreachable".into(),
+        code: Some("frag_needed".into()),
+        mtu: Some(1200),
+        seq: 1,
+        len: 1460,
+    };
+    assert_eq!(i, want);
+    let i = icmp("+.1 <icmp time_exceeded");
+    assert_eq!((i.kind.as_str(), i.code, i.mtu, i.seq, i.len), ("time_exceeded", None, None, 0, 0));
+    assert_eq!(icmp("0 > icmp echo_reply").dir, Direction::Outbound);
+    assert!(parse_err("0 < icmp unreachable [1:5(3)]").message.contains("inconsistent"));
+    assert!(parse_err("0 < icmp unreachable port_unreachable extra").message.contains("extra"));
+    use super::icmp::type_and_code;
+    assert_eq!(type_and_code("unreachable", Some("port_unreachable"), false), Ok((3, 3)));
+    assert_eq!(type_and_code("unreachable", Some("port_unreachable"), true), Ok((1, 4)));
+    assert_eq!(type_and_code("unreachable", Some("packet_filtered"), false), Ok((3, 13)));
+    assert_eq!(type_and_code("time_exceeded", None, false), Ok((11, 0)));
+    assert_eq!(type_and_code("parameter_problem", Some("unknown_next_header"), true), Ok((4, 1)));
+    assert_eq!(type_and_code("type_42", Some("code_7"), false), Ok((42, 7)));
+    assert!(type_and_code("unreachable", Some("nonsense"), false).is_err());
+    assert!(type_and_code("nonsense", None, true).is_err());
+}
+
+/// The ICMP error the interpreter sends parses as the stack parses it: the quoted header
+/// names the connection and the sequence number, and the checksums hold.
+#[test]
+fn icmp_errors_are_built_as_the_stack_reads_them() {
+    use super::icmp::{message, Quoted};
+    use crate::wire::{Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, RxChecksum};
+    let q = Quoted { ips: V4, local_port: 8080, remote_port: 40000, seq: 0xdead_beef, len: 100 };
+    let m = message(3, 4, Some(1200), q);
+    let r = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&m[..]).unwrap(), RxChecksum::Verify).unwrap();
+    let Icmpv4Repr::DstUnreachable { next_hop_mtu, header, data, .. } = r else { panic!("{r:?}") };
+    assert_eq!((next_hop_mtu, header.src, header.dst, header.payload_len), (1200, LOCAL_IP, REMOTE_IP, 120));
+    assert_eq!(&data[..8], &[0x1f, 0x90, 0x9c, 0x40, 0xde, 0xad, 0xbe, 0xef]);
+    let v6 = (core::net::IpAddr::V6(super::net::LOCAL_IP6), core::net::IpAddr::V6(super::net::REMOTE_IP6));
+    let m = message(2, 0, Some(1300), Quoted { ips: v6, ..q });
+    let p = Icmpv6Packet::new_checked(&m[..]).unwrap();
+    let r = Icmpv6Repr::parse(&p, super::net::REMOTE_IP6, super::net::LOCAL_IP6, RxChecksum::Verify).unwrap();
+    let Icmpv6Repr::PacketTooBig { mtu, invoking } = r else { panic!("{r:?}") };
+    let quoted = crate::wire::icmpv6::quoted_tcp(invoking).unwrap();
+    assert_eq!((mtu, quoted.src, quoted.src_port, quoted.seq), (1300, super::net::LOCAL_IP6, 8080, 0xdead_beef));
+}
+
+#[test]
 fn unsupported_forms_parse_for_a_clear_failure_later() {
     let what = |src: &str| match one_event(src).action {
         Action::Unsupported { what } => what,
         other => panic!("{other:?}"),
     };
     assert!(what("0 < udp (100)").contains("UDP"));
-    assert!(what("0 > icmp unreachable port").contains("ICMP"));
+    assert!(what("0 < icmp unreachable port_unreachable [udp (10)]").contains("ICMP quoting a UDP"));
     assert!(what("0 < [tos 0x10] . 1:1(0) ack 1 win 1").contains("IP annotation"));
     assert!(what("0 < S 0:0(0) win 1 <mss 1460,FO abcd>").contains("Fast Open"));
     assert!(what("0 < S 0:0(0) win 1 <md5 1234>").contains("MD5"));

@@ -32,16 +32,16 @@ impl<D: Device> Stack<D> {
             }
             Icmpv4Repr::DstUnreachable { header, data, .. } | Icmpv4Repr::TimeExceeded { header, data, .. } => {
                 let err = match icmp {
-                    Icmpv4Repr::DstUnreachable { reason: DstUnreachable::FragRequired, next_hop_mtu, .. } => {
-                        IcmpError::FragmentationNeeded { mtu: next_hop_mtu }
+                    Icmpv4Repr::DstUnreachable { reason, next_hop_mtu, .. } => {
+                        IcmpError::from_v4_unreachable(u8::from(reason), next_hop_mtu)
                     }
-                    Icmpv4Repr::DstUnreachable { .. } => IcmpError::Unreachable,
                     _ => IcmpError::TimeExceeded,
                 };
-                // RFC 1122 §4.2.3.9: for TCP these are soft errors; the connection goes on. The
-                // quoted header names the connection (our address, TCP, its ports), and the
-                // quoted sequence number must be one in flight (RFC 5927 §4.1). RFC 792 quotes
-                // 8 bytes of the datagram: ports and sequence number.
+                // RFC 1122 §4.2.3.9: soft errors leave the connection alone; a hard one ends
+                // an open in SYN-SENT (Tcb::on_icmp_error). The quoted header names the
+                // connection (our address, TCP, its ports), and the quoted sequence number
+                // must be one in flight (RFC 5927 §4.1). RFC 792 quotes 8 bytes of the
+                // datagram: ports and sequence number.
                 if self.is_ours(header.src) && header.protocol == IpProtocol::Tcp && data.len() >= 8 {
                     let local = SocketAddr::new(header.src.into(), u16::from_be_bytes([data[0], data[1]]));
                     let remote = SocketAddr::new(header.dst.into(), u16::from_be_bytes([data[2], data[3]]));

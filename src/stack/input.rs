@@ -298,7 +298,10 @@ fn copy_icmpv6<'b>(icmp: Icmpv6Repr<'_>, copy: &'b mut [u8; 1500]) -> Option<Icm
             let n = put(data);
             Icmpv6Repr::EchoReply { ident, seq_no, data: &copy[..n] }
         }
-        Icmpv6Repr::ParamProblem { .. } => return None,
+        Icmpv6Repr::ParamProblem { code, pointer, invoking } => {
+            let n = put(invoking);
+            Icmpv6Repr::ParamProblem { code, pointer, invoking: &copy[..n] }
+        }
     })
 }
 

@@ -50,8 +50,8 @@ use crate::tcp::{
 };
 use crate::time::{Duration, Instant, TimerHandle, TimerWheel};
 use crate::wire::{
-    self, ArpOperation, ArpRepr, DstUnreachable, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, Icmpv6Repr,
-    IpProtocol, Ipv4Repr, Ipv6Repr, L4Repr, L6Repr, MacAddr, NetRepr, TcpRepr,
+    self, ArpOperation, ArpRepr, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, Icmpv6Repr, IpProtocol, Ipv4Repr,
+    Ipv6Repr, L4Repr, L6Repr, MacAddr, NetRepr, TcpRepr,
 };
 use arp::ArpCache;
 use core::fmt;
@@ -204,6 +204,10 @@ impl From<StackError> for std::io::Error {
                 CloseReason::TimedOut => K::TimedOut,
                 CloseReason::Aborted => K::ConnectionAborted,
                 CloseReason::Normal => K::NotConnected,
+                CloseReason::Unreachable(IcmpError::PortUnreachable | IcmpError::ProtocolUnreachable) => {
+                    K::ConnectionRefused
+                }
+                CloseReason::Unreachable(_) => K::HostUnreachable,
             },
         };
         std::io::Error::new(kind, e)

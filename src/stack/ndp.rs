@@ -219,13 +219,18 @@ impl<D: Device> Stack<D> {
                     Icmpv6Repr::PacketTooBig { mtu, .. } => {
                         IcmpError::FragmentationNeeded { mtu: mtu.min(u32::from(u16::MAX)) as u16 }
                     }
-                    Icmpv6Repr::DstUnreachable { .. } => IcmpError::Unreachable,
+                    Icmpv6Repr::DstUnreachable { code, .. } => IcmpError::from_v6_unreachable(code),
                     _ => IcmpError::TimeExceeded,
                 };
                 self.icmpv6_error_to_conn(invoking, err);
             }
             Icmpv6Repr::EchoReply { ident, seq_no, data } => self.on_echo_reply(ip.src.into(), ident, seq_no, data),
-            Icmpv6Repr::ParamProblem { .. } => {}
+            // RFC 4443 §3.4: code 1, an unrecognized Next Header, is IPv6's protocol
+            // unreachable (a hard error); the others are soft.
+            Icmpv6Repr::ParamProblem { code, invoking, .. } => {
+                let err = if code == 1 { IcmpError::ProtocolUnreachable } else { IcmpError::ParameterProblem };
+                self.icmpv6_error_to_conn(invoking, err);
+            }
         }
     }
 

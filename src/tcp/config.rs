@@ -84,6 +84,10 @@ pub struct TcpConfig {
     pub quick_ack: bool,
     /// When a read that opens the receive window is announced with an ACK of its own.
     pub window_update: WindowUpdate,
+    /// A hard ICMP error (port or protocol unreachable, administratively prohibited, time
+    /// exceeded) about our SYN ends the open (RFC 1122 §4.2.3.9: "SHOULD abort"; Linux and
+    /// FreeBSD do). Off, every ICMP error is soft (FreeBSD's `icmp_may_rst=0`). On by default.
+    pub icmp_aborts_open: bool,
     /// RFC 6298 §2.1: RTO before any RTT sample.
     pub initial_rto: Duration,
     /// Lower bound on the RTO (RFC 6298 §2.4 says 1 s; Linux uses 200 ms).
@@ -147,6 +151,7 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             quick_ack: true,
             window_update: WindowUpdate::Doubling,
+            icmp_aborts_open: true,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(120),

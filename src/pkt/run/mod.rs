@@ -25,7 +25,9 @@
 //!   newest socket, the child made by an inbound packet to a listener, or the connecting one.
 
 use super::net::*;
-use super::parse::{Action, Direction, Event, Expr, IpEcn, Packet, Script, Syscall, TcpOpt, Time, TimeKind};
+use super::parse::{
+    Action, Direction, Event, Expr, IcmpPacket, IpEcn, Packet, Script, Syscall, TcpOpt, Time, TimeKind,
+};
 use super::symbols::*;
 use super::{Failure, Outcome, Profile, Report, RunConfig};
 use crate::time::Instant;
@@ -365,6 +367,11 @@ impl Interp<'_> {
             Action::Unsupported { what } => {
                 self.settle_at(times)?;
                 self.unsupported(what)
+            }
+            Action::Icmp(i) if i.dir == Direction::Inbound => self.inbound_icmp(times, i),
+            Action::Icmp(_) => {
+                self.settle_at(times)?;
+                self.unsupported("outbound ICMP packets")
             }
             Action::Packet(p) if p.dir == Direction::Inbound => self.inbound(times, p),
             Action::Packet(p) => self.outbound(times, p),

@@ -39,6 +39,33 @@ impl Interp<'_> {
         self.check_pending()
     }
 
+    /// An ICMP error from the peer about a segment of the connection under test (the quoted
+    /// sequence number is ours, in script numbers, as packetdrill's
+    /// map_inbound_icmp_tcp_packet maps it).
+    pub(super) fn inbound_icmp(&mut self, times: Option<(u64, Option<u64>)>, i: &IcmpPacket) -> R<()> {
+        self.settle_at(times)?;
+        let ips = self.k.ips();
+        let (ty, code) = match super::super::icmp::type_and_code(&i.kind, i.code.as_deref(), ips.0.is_ipv6()) {
+            Ok(tc) => tc,
+            Err(e) => return self.fail(e),
+        };
+        let Some(flow) = self.sut_flow() else {
+            return self.fail("an ICMP error quotes a segment of the connection under test, but there is none yet");
+        };
+        let q = super::super::icmp::Quoted {
+            ips,
+            local_port: flow.local_port,
+            remote_port: flow.remote_port,
+            seq: flow.local_to_live(i.seq),
+            len: i.len,
+        };
+        let msg = super::super::icmp::message(ty, code, i.mtu, q);
+        let r = self.k.deliver_icmp(&msg);
+        self.kernel(r)?;
+        self.drain_notes();
+        self.check_pending()
+    }
+
     pub(super) fn outbound(&mut self, times: Option<(u64, Option<u64>)>, p: &Packet) -> R<()> {
         if self.sut_flow().is_none() {
             return self.fail("an outbound packet is expected, but no connection is under test yet");

@@ -39,7 +39,15 @@ pub(super) fn describe_action(a: &Action) -> String {
         Action::Command(c) => format!("`{}`", c.trim()),
         Action::Code(_) => "%{ ... }%".into(),
         Action::Unsupported { what } => format!("({what})"),
+        Action::Icmp(i) => icmp_text(i),
     }
+}
+
+pub(super) fn icmp_text(i: &IcmpPacket) -> String {
+    let dir = if i.dir == Direction::Inbound { '<' } else { '>' };
+    let code = i.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
+    let mtu = i.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
+    format!("{dir} icmp {}{code}{mtu} [{}:{}({})]", i.kind, i.seq, i.seq.wrapping_add(i.len), i.len)
 }
 
 pub(super) fn options_text(opts: &[TcpOpt]) -> String {

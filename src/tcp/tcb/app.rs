@@ -292,12 +292,20 @@ impl Tcb {
         self.enter_closed(CloseReason::Aborted);
     }
 
-    /// An ICMP error about this connection arrived (RFC 1122 §4.2.3.9). Unreachable and
-    /// time-exceeded are soft errors: the connection goes on, and the error is kept for the
-    /// application (`last_icmp_error`). "Fragmentation needed" lowers the MSS to what the path
-    /// carries (RFC 1191 §6.3: MTU − 40), never below 88 bytes of segment (a 128-byte MTU).
+    /// An ICMP error about this connection arrived (RFC 1122 §4.2.3.9). A hard error
+    /// ([`IcmpError::is_hard`]) about our SYN ends the open ("TCP SHOULD abort the
+    /// connection"; RFC 5461 §4.1 keeps that for SYN-SENT while advising against it once
+    /// synchronized, and so do Linux and FreeBSD): [`CloseReason::Unreachable`]. Every other
+    /// error is soft: the connection goes on, and the error is kept for the application
+    /// (`last_icmp_error`). "Fragmentation needed" lowers the MSS to what the path carries
+    /// (RFC 1191 §6.3: MTU − 40), never below 88 bytes of segment (a 128-byte MTU).
     pub fn on_icmp_error(&mut self, err: IcmpError) {
         self.last_icmp_error = Some(err);
+        let opening = self.state == State::SynSent || (self.state == State::SynReceived && !self.passive);
+        if opening && err.is_hard() && self.cfg.icmp_aborts_open {
+            self.enter_closed(CloseReason::Unreachable(err));
+            return;
+        }
         if let IcmpError::FragmentationNeeded { mtu } = err {
             let options = if self.ts_enabled { TS_OPTION_LEN } else { 0 };
             // The IP and TCP headers, and the smallest MTU believed: IPv4's 128 (RFC 1191's

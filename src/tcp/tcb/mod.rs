@@ -105,6 +105,10 @@ pub enum CloseReason {
     TimedOut,
     /// The application aborted it.
     Aborted,
+    /// A hard ICMP error ended the open in SYN-SENT (RFC 1122 §4.2.3.9): port or protocol
+    /// unreachable (ECONNREFUSED), administratively prohibited or time exceeded
+    /// (EHOSTUNREACH).
+    Unreachable(IcmpError),
 }
 
 /// What the application is told.
@@ -122,19 +126,71 @@ pub enum Event {
     Closed(CloseReason),
 }
 
-/// An ICMP error about a connection (RFC 1122 §4.2.3.9).
+/// An ICMP error about a connection (RFC 1122 §4.2.3.9, RFC 4443 §3). Soft errors leave the
+/// connection alone; hard ones end an open still in SYN-SENT (`Tcb::on_icmp_error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IcmpError {
-    /// Destination unreachable: network, host, protocol or port (soft errors for TCP).
+    /// Destination unreachable, a soft error: network or host unreachable or unknown, source
+    /// route failed, host isolated (ICMPv4 codes 0, 1, 5–8, 11, 12; ICMPv6 no route, beyond
+    /// scope, address unreachable). RFC 1122: "TCP MUST NOT abort the connection".
     Unreachable,
+    /// Protocol unreachable (ICMPv4 code 2; ICMPv6's parameter problem "unrecognized Next
+    /// Header"): a hard error (RFC 1122 §4.2.3.9).
+    ProtocolUnreachable,
+    /// Port unreachable (ICMPv4 code 3, ICMPv6 code 4): a hard error.
+    PortUnreachable,
+    /// Communication administratively prohibited or refused by precedence (ICMPv4 codes 9,
+    /// 10, 13–15; ICMPv6 codes 1, 5, 6): a hard error, as Linux and FreeBSD take it. `code`
+    /// is the message's code.
+    Prohibited {
+        /// The ICMP code (ICMPv4's, or ICMPv6's for an IPv6 connection).
+        code: u8,
+    },
     /// Fragmentation needed with DF set (RFC 1191), or IPv6's Packet Too Big (RFC 8201): the
     /// path's MTU.
     FragmentationNeeded {
         /// The MTU the error reports (the next-hop MTU, or the Packet Too Big MTU), in bytes.
         mtu: u16,
     },
-    /// Time exceeded (the TTL or hop limit ran out, or reassembly timed out): a soft error.
+    /// Time exceeded (the TTL or hop limit ran out, or reassembly timed out). RFC 1122 says to
+    /// treat it as the soft unreachables ("should"); Linux and FreeBSD end an open in SYN-SENT
+    /// on it, and so does xtcp.
     TimeExceeded,
+    /// An ICMPv6 parameter problem other than an unrecognized Next Header: soft.
+    ParameterProblem,
+}
+
+impl IcmpError {
+    /// The error of an ICMPv4 destination unreachable with `code` (RFC 792, RFC 1812 §5.2.7.1).
+    pub fn from_v4_unreachable(code: u8, next_hop_mtu: u16) -> IcmpError {
+        match code {
+            2 => IcmpError::ProtocolUnreachable,
+            3 => IcmpError::PortUnreachable,
+            4 => IcmpError::FragmentationNeeded { mtu: next_hop_mtu },
+            9 | 10 | 13..=15 => IcmpError::Prohibited { code },
+            _ => IcmpError::Unreachable,
+        }
+    }
+
+    /// The error of an ICMPv6 destination unreachable with `code` (RFC 4443 §3.1).
+    pub fn from_v6_unreachable(code: u8) -> IcmpError {
+        match code {
+            4 => IcmpError::PortUnreachable,
+            1 | 5 | 6 => IcmpError::Prohibited { code },
+            _ => IcmpError::Unreachable,
+        }
+    }
+
+    /// Whether it is a hard error: one that ends a connection still in SYN-SENT.
+    pub fn is_hard(self) -> bool {
+        matches!(
+            self,
+            IcmpError::ProtocolUnreachable
+                | IcmpError::PortUnreachable
+                | IcmpError::Prohibited { .. }
+                | IcmpError::TimeExceeded
+        )
+    }
 }
 
 /// Misuse of the API, or a call that cannot complete now.

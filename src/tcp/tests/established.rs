@@ -478,6 +478,35 @@ fn pure_ack_after_rto_is_numbered_snd_max() {
     assert_eq!(ack.seq, ISS + 3001);
 }
 
+/// RFC 1122 §4.2.3.9: a hard ICMP error about our SYN ends the open ("SHOULD abort"); soft
+/// ones do not ("MUST NOT"), nor do hard ones once synchronized (RFC 5461 §4), nor any with
+/// `icmp_aborts_open` off.
+#[test]
+fn hard_icmp_errors_end_an_open_in_syn_sent() {
+    for hard in [
+        IcmpError::PortUnreachable,
+        IcmpError::ProtocolUnreachable,
+        IcmpError::Prohibited { code: 13 },
+        IcmpError::TimeExceeded,
+    ] {
+        let mut t = T::active(cfg());
+        t.outputs();
+        t.tcb.on_icmp_error(IcmpError::Unreachable);
+        t.tcb.on_icmp_error(IcmpError::FragmentationNeeded { mtu: 1000 });
+        assert_eq!(t.tcb.state(), State::SynSent, "soft errors leave the open alone");
+        t.tcb.on_icmp_error(hard);
+        assert_eq!(t.tcb.state(), State::Closed, "{hard:?}");
+        assert_eq!(t.events(), vec![Event::Closed(CloseReason::Unreachable(hard))]);
+        assert!(t.outputs().is_empty(), "nothing is sent after it");
+    }
+    let mut t = T::active(TcpConfig { icmp_aborts_open: false, ..cfg() });
+    t.tcb.on_icmp_error(IcmpError::PortUnreachable);
+    assert_eq!(t.tcb.state(), State::SynSent);
+    let mut t = T::established(cfg());
+    t.tcb.on_icmp_error(IcmpError::PortUnreachable);
+    assert_eq!(t.tcb.state(), State::Established, "hard errors are soft once synchronized");
+}
+
 /// RFC 1122 §4.2.3.9: ICMP errors are soft; RFC 1191: "fragmentation needed" lowers the
 /// MSS to the path's MTU − 40, and the next segments fit it.
 #[test]
