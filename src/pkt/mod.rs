@@ -81,6 +81,7 @@ impl Profile {
                 recv_buffer_max: 2 << 20,
                 quick_ack: false,
                 window_update: crate::tcp::WindowUpdate::TwoSegments,
+                ecn_syn_retries: 1,
                 ..TcpConfig::default()
             },
         }

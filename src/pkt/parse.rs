@@ -682,6 +682,10 @@ impl Cursor<'_> {
             return Ok(Time { kind: TimeKind::Any, start: 0, end: None });
         }
         let relative = self.eat(b'+');
+        if relative {
+            // packetdrill's lexer takes `+` as a token of its own: `+ 0.00` is `+0.00`.
+            self.skip_blanks();
+        }
         if self.peek() == Some(b'-') {
             return Err(self.error("negative times are not allowed"));
         }

@@ -180,6 +180,11 @@ const CONSTANTS: &[(&str, i64)] = &[
     ("TCP_FASTOPEN", 23),
     ("TCP_NOTSENT_LOWAT", 25),
     ("TCP_FASTOPEN_CONNECT", 30),
+    // FreeBSD's own options (its scripts name them), at values of their own here: FreeBSD's
+    // numbers collide with Linux's, and xtcp reports them as unsupported.
+    ("TCP_NOOPT", 0x1_0008),
+    ("TCP_NOPUSH", 0x1_0004),
+    ("TCP_KEEPINIT", 0x1_0080),
     ("F_GETFL", F_GETFL),
     ("F_SETFL", F_SETFL),
     ("F_GETFD", 1),

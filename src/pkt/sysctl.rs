@@ -240,6 +240,7 @@ fn set(cfg: &mut TcpConfig, name: &str, value: &str) -> Result<(), Refused> {
         "net.inet.tcp.insecure_rst" => only(0, "xtcp always checks resets as RFC 5961 §3 says")?,
         "net.inet.tcp.insecure_syn" => only(0, "xtcp always checks SYNs as RFC 5961 §4 says")?,
         "net.inet.tcp.icmp_may_rst" => cfg.icmp_aborts_open = flag()?,
+        "net.inet.tcp.ecn.maxretries" => cfg.ecn_syn_retries = int()? as u32,
         "net.inet.tcp.drop_synfin" => only(0, "xtcp takes a SYN with FIN as a SYN, as Linux")?,
         "net.inet.tcp.hostcache.purgenow" => {
             int()?;

@@ -88,6 +88,10 @@ pub struct TcpConfig {
     /// exceeded) about our SYN ends the open (RFC 1122 §4.2.3.9: "SHOULD abort"; Linux and
     /// FreeBSD do). Off, every ICMP error is soft (FreeBSD's `icmp_may_rst=0`). On by default.
     pub icmp_aborts_open: bool,
+    /// Retransmissions of an ECN-setup SYN that still ask for ECN before the SYN goes
+    /// without it (RFC 3168 §6.1.1.1: a middlebox may drop ECN-setup SYNs). 0, Linux's:
+    /// only the first SYN asks. FreeBSD's `net.inet.tcp.ecn.maxretries` (1).
+    pub ecn_syn_retries: u32,
     /// RFC 6298 §2.1: RTO before any RTT sample.
     pub initial_rto: Duration,
     /// Lower bound on the RTO (RFC 6298 §2.4 says 1 s; Linux uses 200 ms).
@@ -152,6 +156,7 @@ impl Default for TcpConfig {
             quick_ack: true,
             window_update: WindowUpdate::Doubling,
             icmp_aborts_open: true,
+            ecn_syn_retries: 0,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(120),

@@ -300,9 +300,20 @@ impl Interp<'_> {
                 Some("ipv6") => return self.fail("--ip_version=ipv6 after a socket was made"),
                 _ => return self.unsupported_script("IPv4-mapped IPv6 (`--ip_version=ipv4-mapped-ipv6`)"),
             },
+            // The interface's MTU: the SYN's MSS follows it (RFC 9293 §3.7.1: MTU less the IP
+            // and TCP headers, 40 bytes over IPv4; the stack takes 20 more over IPv6).
+            "mtu" => match value.and_then(|v| v.parse::<u32>().ok()) {
+                Some(mtu @ 128..=65535) => self.k.base_mut().mss = (mtu - 40) as u16,
+                Some(mtu) => {
+                    return self.unsupported_script(&format!(
+                        "--mtu={mtu} (the stack's smallest MSS is 88 bytes, an MTU of 128)"
+                    ))
+                }
+                None => return self.fail("--mtu needs a number"),
+            },
             // Address and device settings are fixed by the interpreter; these change nothing
             // a script can observe here.
-            "local_ip" | "remote_ip" | "gateway_ip" | "netmask_ip" | "mtu" | "speed" | "bind_port" | "connect_port"
+            "local_ip" | "remote_ip" | "gateway_ip" | "netmask_ip" | "speed" | "bind_port" | "connect_port"
             | "verbose" | "non_fatal" | "tcp_ts_ecr_scaled" => {
                 return self.unsupported(&format!("option --{name}"));
             }

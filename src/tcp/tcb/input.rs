@@ -351,15 +351,14 @@ impl Tcb {
             match self.state {
                 State::SynReceived if self.passive => self.return_to_listen(now),
                 State::SynReceived => self.enter_closed(CloseReason::Refused),
-                // CLOSING and LAST-ACK: "enter the CLOSED state ... and return"; our FIN was
-                // not acknowledged, so the application (which may hold the socket after a
-                // shutdown) hears of a reset, as Linux's tcp_reset reports ECONNRESET there.
-                State::Established
-                | State::FinWait1
-                | State::FinWait2
-                | State::CloseWait
-                | State::Closing
-                | State::LastAck => self.enter_closed(CloseReason::Reset),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    self.enter_closed(CloseReason::Reset)
+                }
+                // CLOSING, LAST-ACK, TIME-WAIT: "enter the CLOSED state, delete the TCB, and
+                // return", with no "connection reset" signal as in the states above. Both
+                // sides had closed; this is the reset a peer past its TIME-WAIT sends to a
+                // FIN retransmitted after its ACK was lost. (Linux and FreeBSD report
+                // ECONNRESET on a socket still held; DEVIATIONS.md.)
                 _ => self.enter_closed(CloseReason::Normal),
             }
             return;

@@ -132,11 +132,12 @@ impl Tcb {
             (TcpFlags::SYN, 0)
         };
         // RFC 3168 §6.1.1: an ECN-setup SYN carries ECE and CWR; the SYN-ACK that agrees
-        // carries ECE alone. A retransmitted SYN goes without (§6.1.1.1: a middlebox may drop
-        // ECN-setup SYNs; Linux falls back the same way).
+        // carries ECE alone. A retransmitted SYN goes without, after `ecn_syn_retries` of
+        // them (§6.1.1.1: a middlebox may drop ECN-setup SYNs; Linux falls back at once).
+        let ecn_syn = first || self.retries <= self.cfg.ecn_syn_retries;
         if is_syn_ack && self.ecn.on {
             flags |= TcpFlags::ECE;
-        } else if !is_syn_ack && first && self.cfg.ecn == EcnMode::On {
+        } else if !is_syn_ack && ecn_syn && self.cfg.ecn == EcnMode::On {
             flags |= TcpFlags::ECE | TcpFlags::CWR;
         }
         TcpRepr {
