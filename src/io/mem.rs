@@ -7,6 +7,7 @@
 //! bytes off the wire into a pool frame, as a NIC's DMA would; transmitting copies them onto
 //! the wire and returns the frame to the pool.
 
+use super::pool::FramePool;
 use super::{Device, Frame};
 use crate::time::{Duration, Instant};
 use crate::wire::MacAddr;
@@ -326,43 +327,29 @@ pub struct MemDevice {
     link: MemLink,
     side: usize,
     mac: MacAddr,
-    storage: Vec<u8>,
-    frame_size: usize,
-    free: Vec<u32>,
+    pool: FramePool,
 }
 
 impl core::fmt::Debug for MemDevice {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("MemDevice").field("side", &self.side).field("free_frames", &self.free.len()).finish()
+        f.debug_struct("MemDevice").field("side", &self.side).field("free_frames", &self.pool.free_frames()).finish()
     }
 }
 
 impl MemDevice {
     fn new(link: MemLink, side: usize, mac: MacAddr, frames: usize, frame_size: usize) -> MemDevice {
-        MemDevice {
-            link,
-            side,
-            mac,
-            storage: vec![0u8; frames * frame_size],
-            frame_size,
-            free: (0..frames as u32).rev().collect(),
-        }
+        MemDevice { link, side, mac, pool: FramePool::new(frames, frame_size) }
     }
 
     /// Frames of the pool not in use (by the stack or the application).
     pub fn free_frames(&self) -> usize {
-        self.free.len()
-    }
-
-    fn range(&self, index: u32) -> core::ops::Range<usize> {
-        let start = index as usize * self.frame_size;
-        start..start + self.frame_size
+        self.pool.free_frames()
     }
 }
 
 impl Device for MemDevice {
     fn frame_capacity(&self) -> usize {
-        self.frame_size
+        self.pool.frame_size()
     }
 
     fn mac(&self) -> MacAddr {
@@ -380,60 +367,47 @@ impl Device for MemDevice {
                 bytes
             };
             // No free frame: the NIC would drop it (fill ring empty). Counted on the wire.
-            let Some(index) = self.free.pop() else {
+            let Some(frame) = self.pool.fill(&bytes) else {
                 let mut w = self.link.wire.borrow_mut();
                 w.stats.overflowed += 1;
                 w.spare.push(bytes);
                 continue;
             };
-            let len = bytes.len().min(self.frame_size);
-            let r = self.range(index);
-            self.storage[r.start..r.start + len].copy_from_slice(&bytes[..len]);
             self.link.wire.borrow_mut().spare.push(bytes);
-            out.push(Frame { index, offset: 0, len: len as u32 });
+            out.push(frame);
             n += 1;
         }
         n
     }
 
     fn frame(&self, f: &Frame) -> &[u8] {
-        let r = self.range(f.index);
-        let start = r.start + f.offset as usize;
-        &self.storage[start..start + f.len as usize]
+        self.pool.frame(f)
     }
 
     fn buffer_mut(&mut self, f: &Frame) -> &mut [u8] {
-        let r = self.range(f.index);
-        &mut self.storage[r]
+        self.pool.buffer_mut(f)
     }
 
     fn recycle(&mut self, f: Frame) {
-        debug_assert!(!self.free.contains(&f.index), "frame {} recycled twice", f.index);
-        self.free.push(f.index);
+        self.pool.recycle(f);
     }
 
     fn alloc_tx(&mut self) -> Option<Frame> {
-        self.free.pop().map(|index| Frame { index, offset: 0, len: 0 })
+        self.pool.alloc()
     }
 
     fn tx_burst(&mut self, frames: &mut Vec<Frame>) -> usize {
         let n = frames.len();
         for f in frames.drain(..) {
-            let r = self.range(f.index);
-            let start = r.start + f.offset as usize;
-            let bytes = &self.storage[start..start + f.len as usize];
-            self.link.wire.borrow_mut().send(self.side, bytes);
-            self.free.push(f.index);
+            self.link.wire.borrow_mut().send(self.side, self.pool.frame(&f));
+            self.pool.recycle(f);
         }
         n
     }
 
     fn tx_kept(&mut self, f: &Frame) -> bool {
         // The wire copies at once: the frame is never in flight.
-        let r = self.range(f.index);
-        let start = r.start + f.offset as usize;
-        let bytes = &self.storage[start..start + f.len as usize];
-        self.link.wire.borrow_mut().send(self.side, bytes);
+        self.link.wire.borrow_mut().send(self.side, self.pool.frame(f));
         true
     }
 }

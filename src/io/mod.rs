@@ -23,6 +23,7 @@ pub mod dpdk;
 #[cfg(feature = "mem")]
 pub mod mem;
 pub mod pcap;
+pub mod pool;
 #[cfg(feature = "tokio")]
 #[allow(unsafe_code)]
 pub mod reactor;

@@ -8,6 +8,7 @@
 //! an Ethernet device does, and the stack's neighbour cache is exercised on the way).
 
 use super::parse::{Flags, TcpOpt};
+use crate::io::pool::FramePool;
 use crate::io::{Device, Frame};
 use crate::time::Instant;
 use crate::wire::{
@@ -32,8 +33,7 @@ const NDP_HOP_LIMIT: u8 = 255;
 /// A device whose wire is two queues of byte vectors the interpreter reads and fills.
 #[derive(Debug)]
 pub struct ScriptDevice {
-    storage: Vec<u8>,
-    free: Vec<u32>,
+    pool: FramePool,
     /// Frames for the stack to receive, oldest first.
     pub rx: VecDeque<Vec<u8>>,
     /// Frames the stack sent, oldest first.
@@ -42,17 +42,7 @@ pub struct ScriptDevice {
 
 impl ScriptDevice {
     pub fn new() -> ScriptDevice {
-        ScriptDevice {
-            storage: vec![0u8; FRAMES * FRAME_SIZE],
-            free: (0..FRAMES as u32).rev().collect(),
-            rx: VecDeque::new(),
-            tx: VecDeque::new(),
-        }
-    }
-
-    fn range(&self, index: u32) -> core::ops::Range<usize> {
-        let start = index as usize * FRAME_SIZE;
-        start..start + FRAME_SIZE
+        ScriptDevice { pool: FramePool::new(FRAMES, FRAME_SIZE), rx: VecDeque::new(), tx: VecDeque::new() }
     }
 }
 
@@ -67,45 +57,39 @@ impl Device for ScriptDevice {
 
     fn rx_burst(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
         let mut n = 0;
-        while n < max && !self.rx.is_empty() {
+        while n < max {
             // No free buffer: the frame waits (the interpreter delivers one at a time, and the
             // stack lends at most its bound of received frames).
-            let Some(index) = self.free.pop() else { break };
-            let Some(bytes) = self.rx.pop_front() else { break };
-            let len = bytes.len().min(FRAME_SIZE);
-            let r = self.range(index);
-            self.storage[r.start..r.start + len].copy_from_slice(&bytes[..len]);
-            out.push(Frame { index, offset: 0, len: len as u32 });
+            let Some(bytes) = self.rx.front() else { break };
+            let Some(frame) = self.pool.fill(bytes) else { break };
+            self.rx.pop_front();
+            out.push(frame);
             n += 1;
         }
         n
     }
 
     fn frame(&self, f: &Frame) -> &[u8] {
-        let start = self.range(f.index).start + f.offset as usize;
-        &self.storage[start..start + f.len as usize]
+        self.pool.frame(f)
     }
 
     fn buffer_mut(&mut self, f: &Frame) -> &mut [u8] {
-        let r = self.range(f.index);
-        &mut self.storage[r]
+        self.pool.buffer_mut(f)
     }
 
     fn recycle(&mut self, f: Frame) {
-        debug_assert!(!self.free.contains(&f.index), "frame {} recycled twice", f.index);
-        self.free.push(f.index);
+        self.pool.recycle(f);
     }
 
     fn alloc_tx(&mut self) -> Option<Frame> {
-        self.free.pop().map(|index| Frame { index, offset: 0, len: 0 })
+        self.pool.alloc()
     }
 
     fn tx_burst(&mut self, frames: &mut Vec<Frame>) -> usize {
         let n = frames.len();
         for f in frames.drain(..) {
-            let bytes = self.frame(&f).to_vec();
-            self.tx.push_back(bytes);
-            self.free.push(f.index);
+            self.tx.push_back(self.pool.frame(&f).to_vec());
+            self.pool.recycle(f);
         }
         n
     }
