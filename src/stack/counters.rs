@@ -171,6 +171,10 @@ pub struct Counters {
     /// cut differently from the application's frames, a frame still in flight, a header
     /// that did not fit, or a device that cannot send a frame it does not own.
     pub tcp_tx_copied: u64,
+    /// Copied segments whose headers came out longer or shorter than the connection's last
+    /// (new options, a SACK block more or less), so the payload was moved in its frame to
+    /// meet them at the frame's start.
+    pub tcp_tx_payload_moved: u64,
     /// Send buffers refused at `max_tx_frames_held`.
     pub tx_frames_exhausted: u64,
 }

@@ -245,6 +245,11 @@ struct Conn {
     /// Tasks waiting on this connection (`Stack::register_recv_waker`/`register_send_waker`):
     /// boxed, so connections nobody waits on in this way pay one word.
     wakers: Option<Box<[Option<Waker>; 2]>>,
+    /// Where in a TX frame the next copied segment's payload goes: the length of the
+    /// Ethernet, IP and TCP headers its last segment had (a connection's headers change only
+    /// when its options do), so that the headers end at the frame's start and no device has
+    /// to move the frame (`Stack::flush_conn`).
+    tx_payload_at: u16,
 }
 
 impl Conn {
@@ -296,6 +301,7 @@ impl Conn {
             close_pending: None,
             confirmed_at: None,
             wakers: None,
+            tx_payload_at: HEADROOM as u16,
         }
     }
 

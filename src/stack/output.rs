@@ -111,7 +111,14 @@ impl<D: Device> Stack<D> {
             let buf = self.dev.buffer_mut(&frame);
             let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { unreachable!() };
             c.bound_next_new_segment();
-            let Some(seg) = c.tcb.poll_transmit(now, &mut buf[HEADROOM..]) else {
+            // The payload goes where this connection's last headers ended, so that this
+            // segment's, almost always as long, end where it starts and begin at the frame's
+            // start: a device that can send a frame only from its start (xsk-rs's) then
+            // moves nothing. The TCB sees as much room as with the largest headers, so a
+            // segment with longer ones can still be moved up to meet them.
+            let at = usize::from(c.tx_payload_at);
+            let room = buf.len().saturating_sub(HEADROOM);
+            let Some(seg) = c.tcb.poll_transmit(now, &mut buf[at..at + room]) else {
                 self.dev.recycle(frame);
                 break;
             };
@@ -124,7 +131,7 @@ impl<D: Device> Stack<D> {
                     self.dev.recycle(frame);
                     continue;
                 }
-                self.copy_from_tx_frames(idx, &frame, off, len);
+                self.copy_from_tx_frames(idx, &frame, at, off, len);
                 self.counters.tcp_tx_copied += 1;
                 payload_len = len;
             }
@@ -132,20 +139,28 @@ impl<D: Device> Stack<D> {
                 self.counters.tcp_rsts_out += 1;
             }
             self.counters.tcp_segs_out += 1;
-            // Headers go right before the payload the TCB wrote at HEADROOM.
+            // Headers go right before the payload, which starts where they end.
             let tcp_len = header.header_len();
             let local_ip = self.conn(idx).key.local.ip();
             let ipr = TcpIpHeader::new(local_ip, remote.ip(), tcp_len + payload_len, ect);
-            let start = HEADROOM - tcp_len - ipr.len() - ETH_LEN;
+            let pay = ETH_LEN + ipr.len() + tcp_len;
             let buf = self.dev.buffer_mut(&frame);
-            let seg_bytes = &mut buf[HEADROOM - tcp_len..HEADROOM + payload_len];
+            if pay != at {
+                // Options came and went: move the payload (at most HEADROOM − `at` up, which
+                // `room` left space for) and start from here next time.
+                buf.copy_within(at..at + payload_len, pay);
+                self.counters.tcp_tx_payload_moved += 1;
+                self.conn_mut(idx).tx_payload_at = pay as u16;
+            }
+            let buf = self.dev.buffer_mut(&frame);
+            let seg_bytes = &mut buf[pay - tcp_len..pay + payload_len];
             if emit_tcp_header(&header, seg_bytes, local_ip, remote.ip(), offload).is_err() {
                 self.dev.recycle(frame);
                 continue;
             }
-            let _ = ipr.emit(&mut buf[start + ETH_LEN..]);
-            frame.offset = start as u32;
-            frame.len = (ETH_LEN + ipr.len() + tcp_len + payload_len) as u32;
+            let _ = ipr.emit(&mut buf[ETH_LEN..]);
+            frame.offset = 0;
+            frame.len = (pay + payload_len) as u32;
             if offload {
                 self.dev.set_l4_partial(&frame);
             }
@@ -262,12 +277,12 @@ impl<D: Device> Stack<D> {
     }
 
     /// Copy `len` bytes of zero-copy send data from stream offset `off` (after SND.UNA) out
-    /// of the connection's frames into `frame`'s payload area (at `HEADROOM`).
-    pub(super) fn copy_from_tx_frames(&mut self, idx: u32, frame: &Frame, off: usize, len: usize) {
+    /// of the connection's frames into `frame`'s payload area (from byte `to`).
+    pub(super) fn copy_from_tx_frames(&mut self, idx: u32, frame: &Frame, to: usize, off: usize, len: usize) {
         let Entry::Conn(c) = &self.slots[idx as usize].entry else { return };
         let mut at = c.tx_acked + off as u64;
         let end = at + len as u64;
-        let mut to = HEADROOM;
+        let mut to = to;
         // Both frames belong to the device, which lends one at a time: copy through the stack.
         let mut piece = [0u8; 2048];
         while at < end {

@@ -216,6 +216,13 @@ impl Ended {
         digits.parse().unwrap_or_else(|_| panic!("{name} in {line:?}"))
     }
 
+    /// A counter of the device's `--stats` line (`xtcp: device … name=N …`), the last printed.
+    pub fn device_stat(&self, name: &str) -> u64 {
+        let line = self.stderr.lines().rev().find(|l| l.starts_with("xtcp: device")).expect("a --stats device line");
+        let word = line.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('='));
+        word.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name}=N in {line:?}"))
+    }
+
     /// `xtcp client`'s result line: (SHA-256 hex, bytes received, bytes sent).
     pub fn client_result(&self) -> (String, usize, usize) {
         let line = self.stdout.lines().find(|l| l.contains(" received ")).unwrap_or_else(|| {

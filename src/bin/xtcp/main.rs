@@ -552,6 +552,7 @@ mod net {
                 c.add_tcb(tcb.stats());
             }
             eprintln!("{}", stats_line(&c, 1));
+            eprintln!("{}", device_line(stack.device()));
         }
         match client.finished {
             Some(CloseReason::Normal) => Ok(ExitCode::SUCCESS),
