@@ -103,6 +103,10 @@ impl RttEstimator {
     pub fn rto(&self) -> Duration {
         // RFC 6298 §5.5: each expiry doubles the RTO; §2.5's maximum bounds the doubling.
         // u64 << 64 still fits u128, so the shift cannot lose bits before the clamp.
+        if self.backoffs == 0 {
+            // Without a backoff (nearly always), no 128-bit shift.
+            return Duration::from_nanos(self.base_rto_ns.min(self.max_rto_ns));
+        }
         let shift = self.backoffs.min(64);
         let rto = ((self.base_rto_ns as u128) << shift).min(self.max_rto_ns as u128);
         Duration::from_nanos(rto as u64)

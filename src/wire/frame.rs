@@ -67,6 +67,7 @@ pub struct FrameRepr<'a> {
 
 impl<'a> FrameRepr<'a> {
     /// Parse untrusted bytes. Never panics; every rejection is an [`Error`] to count.
+    #[inline]
     pub fn parse(frame: &'a [u8], rx: RxChecksum) -> Result<FrameRepr<'a>> {
         let eth_frame = EthernetFrame::new_checked(frame)?;
         let eth = EthernetRepr::parse(&eth_frame)?;

@@ -107,7 +107,9 @@ pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
 /// Read a big-endian `u32` at `at`. Callers have checked the length.
 #[inline]
 pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    // One bounds check for the four bytes, not one each.
+    let four: [u8; 4] = b[at..at + 4].try_into().expect("a 4-byte slice");
+    u32::from_be_bytes(four)
 }
 
 #[inline]

@@ -320,7 +320,22 @@ impl TcpOptions {
 
     /// Parse the option bytes of a header. Unknown options are skipped; a repeated option
     /// keeps its last value.
-    pub fn parse(mut bytes: &[u8]) -> Result<TcpOptions> {
+    pub fn parse(bytes: &[u8]) -> Result<TcpOptions> {
+        let mut o = TcpOptions::default();
+        // RFC 7323 Appendix A: the layout nearly every segment of a connection with
+        // timestamps carries, NOP NOP TS(10), read at once (Linux: tcp_parse_aligned_timestamp);
+        // the general parse gives the same options for it.
+        if let [OPT_NOP, OPT_NOP, OPT_TS, 10, ts @ ..] = bytes {
+            if ts.len() == 8 {
+                o.timestamp = Some(Timestamp { tsval: be32(ts, 0), tsecr: be32(ts, 4) });
+                return Ok(o);
+            }
+        }
+        Self::parse_each(bytes)
+    }
+
+    /// The options one at a time (RFC 9293 §3.2), in any layout.
+    fn parse_each(mut bytes: &[u8]) -> Result<TcpOptions> {
         let mut o = TcpOptions::default();
         while !bytes.is_empty() {
             let (opt, rest) = TcpOption::parse(bytes)?;
@@ -438,6 +453,7 @@ pub struct TcpRepr<'a> {
 
 impl<'a> TcpRepr<'a> {
     /// Parse a checked segment that arrived from `src` to `dst` (IPv4 or IPv6).
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         p: &TcpPacket<&'a T>,
         src: impl Into<IpAddr>,
@@ -759,6 +775,18 @@ pub(crate) mod tests {
             if let Ok(p) = TcpPacket::new_checked(&bytes[..]) {
                 let _ = TcpRepr::parse(&p, A, B, RxChecksum::TrustL4);
             }
+        }
+
+        #[test]
+        fn aligned_timestamps_parse_as_any_layout(ts in proptest::array::uniform8(any::<u8>()), tail in proptest::collection::vec(any::<u8>(), 0..8)) {
+            // The fast path for NOP NOP TS gives what the option-by-option parse gives, and
+            // leaves any other layout (more bytes after it) to that parse.
+            let mut bytes = vec![OPT_NOP, OPT_NOP, OPT_TS, 10];
+            bytes.extend_from_slice(&ts);
+            prop_assert_eq!(TcpOptions::parse(&bytes).ok(), TcpOptions::parse_each(&bytes).ok());
+            prop_assert!(TcpOptions::parse(&bytes).unwrap().timestamp.is_some());
+            bytes.extend_from_slice(&tail);
+            prop_assert_eq!(TcpOptions::parse(&bytes).ok(), TcpOptions::parse_each(&bytes).ok());
         }
 
         #[test]

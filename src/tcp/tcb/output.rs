@@ -232,8 +232,9 @@ impl Tcb {
                     self.frto = false;
                 }
             }
-            // NextSeg rule 1: what is marked lost, as cwnd allows.
-            if self.cwnd_fits(self.snd_mss) {
+            // NextSeg rule 1: what is marked lost, as cwnd allows (nothing is, mostly: that
+            // is asked first, as the cheaper question).
+            if self.sb.pending_bytes() > 0 && self.cwnd_fits(self.snd_mss) {
                 if let Some((start, end)) = self.sb.next_to_retransmit() {
                     if let Some(d) = self.plan_retransmit(start, end, Rtx::Lost, room) {
                         return Some(Plan::Data(d));
@@ -612,7 +613,7 @@ impl Tcb {
     /// application's rate, not the path's (draft-cheng-iccrg-delivery-rate-estimation §3.4,
     /// Linux's tcp_rate_check_app_limited).
     fn note_app_limited(&mut self) {
-        if self.cwnd_fits(self.snd_mss) && self.sb.pending_bytes() == 0 {
+        if self.sb.pending_bytes() == 0 && self.cwnd_fits(self.snd_mss) {
             self.rate.on_app_limited(self.pipe());
         }
     }
