@@ -63,10 +63,17 @@ struct StackArgs {
     /// --stack xtcp: the most sockets (connections + listeners).
     #[arg(long, default_value_t = 65536)]
     max_sockets: usize,
-    /// --stack xtcp: TIME-WAIT, in ms, of connections this side closes first (the kernel's
-    /// tcp_tw_reuse reuses such ports after 1 s; the default does the same).
-    #[arg(long, default_value_t = 1000)]
+    /// --stack xtcp: TIME-WAIT, in ms, of connections this side closes first (the stack's
+    /// default, 60 s, as Linux's).
+    #[arg(long, default_value_t = 60_000)]
     time_wait_ms: u64,
+    /// --stack xtcp: a new connection may take the port of one in TIME-WAIT (with
+    /// timestamps) after this many ms there, as the kernel clients' tcp_tw_reuse = 1 lets
+    /// them after tcp_tw_reuse_delay (1 s by default; 1 ms, the least Linux allows, is one
+    /// tick of the timestamp clock, which is all the new SYN needs to be newer than
+    /// anything of the old connection's). 0: no reuse.
+    #[arg(long, default_value_t = 1)]
+    time_wait_reuse_ms: u64,
     /// --stack xtcp: send and receive buffer per connection, KiB (default: the stack's, 256);
     /// smaller for 100k+ connections.
     #[arg(long)]
@@ -128,6 +135,7 @@ impl StackArgs {
             ipv6_prefix,
             max_sockets: self.max_sockets,
             time_wait: Duration::from_millis(self.time_wait_ms),
+            time_wait_reuse: (self.time_wait_reuse_ms > 0).then(|| Duration::from_millis(self.time_wait_reuse_ms)),
             tcp_buffer: self.tcp_buffer_kb.map(|k| k.max(1) * 1024),
             extra_ips: extra_ips.iter().copied().filter(|&x| x != ip).collect(),
         })

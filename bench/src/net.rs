@@ -272,10 +272,13 @@ mod xtcp_net {
         pub ip: Ipv4Addr,
         pub prefix: u8,
         pub max_sockets: usize,
-        /// TIME-WAIT of connections this side closes first (the kernel's tcp_tw_reuse lets a
-        /// client reuse a TIME-WAIT port after 1 s; an xtcp client opening thousands of
-        /// connections a second needs the same, or its ports run out).
+        /// TIME-WAIT of connections this side closes first.
         pub time_wait: Duration,
+        /// A port in TIME-WAIT may be taken by a new connection after this long there
+        /// (`StackConfig::time_wait_reuse`): an xtcp client opening tens of thousands of
+        /// connections a second to one server needs it, as a kernel client needs
+        /// tcp_tw_reuse, or its ports run out.
+        pub time_wait_reuse: Option<Duration>,
         /// Send and receive buffer of each connection, bytes (None: the stack's default).
         pub tcp_buffer: Option<usize>,
         /// Further addresses of the stack (the client's `--src`), on the same subnet.
@@ -352,6 +355,7 @@ mod xtcp_net {
             // privileged ones, so connect/close cycles are not bounded by TIME-WAIT ports.
             cfg.ephemeral_ports = (1024, 65535);
             cfg.tcp.time_wait = xtcp::time::Duration::from_micros(o.time_wait.as_micros() as u64);
+            cfg.time_wait_reuse = o.time_wait_reuse.map(|d| xtcp::time::Duration::from_micros(d.as_micros() as u64));
             if let Some(b) = o.tcp_buffer {
                 cfg.tcp.send_buffer = b;
                 cfg.tcp.recv_buffer = b;

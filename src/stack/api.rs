@@ -207,13 +207,18 @@ impl<D: Device> Stack<D> {
     ) -> Result<Handle, StackError> {
         let (local_ip, remote) = (local_ip.into(), remote.into());
         self.check_connect(local_ip, remote, &tcp)?;
-        let table = &self.table;
-        let listen_ports = &self.listen_ports;
+        let (table, slots, listen_ports) = (&self.table, &self.slots, &self.listen_ports);
+        let (now, reuse) = (self.now, self.cfg.time_wait_reuse);
+        // A port is taken by a listener or a connection of the 4-tuple, unless that one is in
+        // TIME-WAIT and may give way (`StackConfig::time_wait_reuse`), as Linux's
+        // __inet_hash_connect takes such a port in its search.
         let port = self
             .ports
             .allocate(SocketAddr::new(local_ip, 0), remote, self.cfg.rss.as_ref(), |p| {
                 listen_ports.contains_key(&p)
-                    || table.contains(&FourTuple { local: SocketAddr::new(local_ip, p), remote })
+                    || table
+                        .get(&FourTuple { local: SocketAddr::new(local_ip, p), remote })
+                        .is_some_and(|idx| !time_wait_gives_way(slots, idx, now, reuse))
             })
             .ok_or(StackError::PortsExhausted)?;
         self.open(SocketAddr::new(local_ip, port), remote, tcp)
@@ -233,7 +238,8 @@ impl<D: Device> Stack<D> {
         if local.port() == 0 {
             return Err(StackError::InvalidAddress);
         }
-        if self.table.contains(&FourTuple { local, remote }) {
+        let taken = self.table.get(&FourTuple { local, remote });
+        if taken.is_some_and(|idx| !time_wait_gives_way(&self.slots, idx, self.now, self.cfg.time_wait_reuse)) {
             return Err(StackError::AddrInUse);
         }
         self.open(local, remote, tcp)
@@ -260,13 +266,24 @@ impl<D: Device> Stack<D> {
         Ok(())
     }
 
-    /// The active open itself, from a checked 4-tuple.
+    /// The active open itself, from a checked 4-tuple: free, or held by a connection in
+    /// TIME-WAIT that gives way to it (which ends, normally, now).
     fn open(&mut self, local: SocketAddr, remote: SocketAddr, tcp: TcpConfig) -> Result<Handle, StackError> {
-        let iss = self.isn.isn(self.now, local, remote);
-        let bufs = self.take_buffers(&tcp);
-        let tcb = Tcb::connect_in(self.conn_tcp_config(&tcp, remote), local, remote, iss, self.now, Some(bufs));
-        let idx = self.alloc_slot()?;
         let key = FourTuple { local, remote };
+        let mut old = None;
+        if let Some(idx) = self.table.get(&key) {
+            let (now, delay) = (self.now, self.cfg.time_wait_reuse.ok_or(StackError::AddrInUse)?);
+            old = Some(self.conn_mut(idx).tcb.take_over_time_wait(now, delay).ok_or(StackError::AddrInUse)?);
+            self.counters.tcp_time_wait_reused += 1;
+            self.on_closed(idx);
+        }
+        let bufs = self.take_buffers(&tcp);
+        let cfg = self.conn_tcp_config(&tcp, remote);
+        let tcb = match old {
+            Some(old) => Tcb::connect_after_time_wait(cfg, local, remote, old, self.now, Some(bufs)),
+            None => Tcb::connect_in(cfg, local, remote, self.isn.isn(self.now, local, remote), self.now, Some(bufs)),
+        };
+        let idx = self.alloc_slot()?;
         self.slots[idx as usize].entry = Entry::Conn(Box::new(Conn::new(tcb, key, None)));
         let inserted = self.table.insert(key, idx);
         debug_assert!(inserted, "the table holds max_sockets entries");
@@ -673,4 +690,11 @@ impl<D: Device> Stack<D> {
         }
         None
     }
+}
+
+/// Whether the connection in slot `idx` is in TIME-WAIT and may give its 4-tuple to a new
+/// active open now (`StackConfig::time_wait_reuse`, `Tcb::time_wait_reusable`).
+fn time_wait_gives_way(slots: &[Slot], idx: u32, now: Instant, reuse: Option<Duration>) -> bool {
+    let Some(delay) = reuse else { return false };
+    matches!(&slots[idx as usize].entry, Entry::Conn(c) if c.tcb.time_wait_reusable(now, delay))
 }

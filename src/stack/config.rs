@@ -50,6 +50,13 @@ pub struct StackConfig {
     pub max_sockets: usize,
     /// Ephemeral ports for active opens (Linux: 32768–60999).
     pub ephemeral_ports: (u16, u16),
+    /// An active open may take the 4-tuple of a connection of ours in TIME-WAIT that has
+    /// been there this long, when timestamps were in use on it (Linux's
+    /// net.ipv4.tcp_tw_reuse = 1 with tcp_tw_reuse_delay; `Tcb::time_wait_reusable`): a
+    /// client that closes first can then open more than one connection per port per
+    /// TIME-WAIT to one destination. `None` (the default, as Linux's for other than
+    /// loopback): a port waits out TIME-WAIT.
+    pub time_wait_reuse: Option<Duration>,
     /// Most neighbours the cache (ARP and IPv6 neighbour discovery together) holds.
     pub arp_cache_size: usize,
     /// How long a learned mapping is trusted (RFC 1122 §2.3.2.1 asks for a timeout).
@@ -108,6 +115,7 @@ impl StackConfig {
             tcp: TcpConfig { send_buffer: 64 * 1024, recv_buffer: 64 * 1024, ..TcpConfig::default() },
             max_sockets: 1024,
             ephemeral_ports: (32768, 60999),
+            time_wait_reuse: None,
             arp_cache_size: 256,
             arp_ttl: Duration::from_secs(60),
             arp_pending: 256,

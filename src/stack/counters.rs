@@ -158,6 +158,9 @@ pub struct Counters {
     /// (RFC 5927 §4.1): ignored.
     pub icmp_errors_ignored: u64,
 
+    /// Active opens that took the 4-tuple of a connection in TIME-WAIT
+    /// (`StackConfig::time_wait_reuse`).
+    pub tcp_time_wait_reused: u64,
     /// A TX frame was needed and the pool had none.
     pub tx_pool_empty: u64,
 

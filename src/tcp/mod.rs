@@ -31,6 +31,7 @@ pub use isn::IsnGenerator;
 pub use seq::SeqNum;
 pub use tcb::{
     reset_for, CaState, CloseReason, Event, IcmpError, RxInfo, State, Tcb, TcbBuffers, TcbStats, TcpError, TcpInfo,
+    TimeWaitReuse,
 };
 
 #[cfg(test)]

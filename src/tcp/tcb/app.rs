@@ -336,6 +336,32 @@ impl Tcb {
         self.last_icmp_error
     }
 
+    /// Whether a new active open of this 4-tuple may take this connection's place now, as
+    /// Linux's `tcp_twsk_unique` allows one with net.ipv4.tcp_tw_reuse = 1: it is in
+    /// TIME-WAIT, timestamps were in use (so the peer can tell the two incarnations' segments
+    /// apart, RFC 7323 §5 and RFC 6191), and it has been there `delay` at least (Linux's
+    /// net.ipv4.tcp_tw_reuse_delay, 1 s by default), so the new timestamps are newer than
+    /// any of the old connection's.
+    pub fn time_wait_reusable(&self, now: Instant, delay: Duration) -> bool {
+        let entered = self.close_deadline.map(|d| d - self.cfg.time_wait);
+        self.state == State::TimeWait
+            && self.ts_enabled
+            && entered.is_some_and(|at| now.saturating_duration_since(at) >= delay)
+    }
+
+    /// End TIME-WAIT early for a new connection of the same 4-tuple
+    /// ([`Tcb::time_wait_reusable`]): CLOSED, normally, and what the new connection takes
+    /// from this one ([`Tcb::connect_after_time_wait`]). `None`, and nothing changes, when
+    /// it may not.
+    pub fn take_over_time_wait(&mut self, now: Instant, delay: Duration) -> Option<TimeWaitReuse> {
+        if !self.time_wait_reusable(now, delay) {
+            return None;
+        }
+        let old = TimeWaitReuse { snd_nxt: self.snd_nxt, ts_offset: self.ts_offset };
+        self.enter_closed(CloseReason::Normal);
+        Some(old)
+    }
+
     /// Whether [`Tcb::poll_event`] has something to hand out.
     pub fn has_events(&self) -> bool {
         self.events != 0
@@ -360,4 +386,12 @@ impl Tcb {
         }
         None
     }
+}
+
+/// What a connection that ends TIME-WAIT early hands to the new one of its 4-tuple
+/// ([`Tcb::take_over_time_wait`], [`Tcb::connect_after_time_wait`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeWaitReuse {
+    pub(super) snd_nxt: SeqNum,
+    pub(super) ts_offset: u32,
 }

@@ -33,6 +33,7 @@ mod output;
 mod recovery;
 mod timers;
 
+pub use app::TimeWaitReuse;
 pub use buffers::TcbBuffers;
 pub use info::{CaState, TcpInfo, INFINITE_SSTHRESH};
 pub use input::{reset_for, RxInfo};
@@ -725,6 +726,30 @@ impl Tcb {
         now: Instant,
     ) -> Tcb {
         Tcb::connect_in(cfg, local, remote, iss, now, None)
+    }
+
+    /// An active open of the 4-tuple of a connection in TIME-WAIT that
+    /// [`Tcb::take_over_time_wait`] gave up, as Linux's `tcp_twsk_unique` starts one
+    /// (net.ipv4.tcp_tw_reuse): its ISN is the old connection's SND.NXT + 65,537, beyond
+    /// every sequence number the old one used and a whole unscaled window past them, so a
+    /// peer that still holds the old connection (in TIME-WAIT after a simultaneous close,
+    /// or LAST-ACK) sees a new incarnation (RFC 9293 §3.4.1, RFC 6191 §2); and its timestamp
+    /// clock is the old one's, so the new SYN's TSval is newer than any the old connection
+    /// sent (RFC 6191 §4: a peer in TIME-WAIT accepts a SYN by its timestamp).
+    pub fn connect_after_time_wait(
+        cfg: TcpConfig,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
+        old: TimeWaitReuse,
+        now: Instant,
+        bufs: Option<TcbBuffers>,
+    ) -> Tcb {
+        let iss = old.snd_nxt + 65_537u32;
+        // Linux never uses 0 (it means "not set" there); neither does this.
+        let iss = if iss.0 == 0 { SeqNum(1) } else { iss };
+        let mut t = Tcb::connect_in(cfg, local, remote, iss, now, bufs);
+        t.ts_offset = old.ts_offset;
+        t
     }
 
     /// `connect` with buffers that were used before ([`Tcb::into_buffers`]), sized as `cfg`
