@@ -132,3 +132,30 @@ fn an_established_connection_never_gives_way() {
     assert_eq!(p.b.connect_bound(local, dst, tcp), Err(StackError::AddrInUse));
     assert_eq!(p.b.tcb(c).unwrap().state(), State::Established);
 }
+
+/// Ten ports, 200 connections one after another, each closed by the client first: with
+/// reuse after 1 ms every port serves twenty incarnations well inside one TIME-WAIT (60 s),
+/// every one completing its exchange, and no reset on either side.
+#[test]
+fn ten_ports_carry_two_hundred_connections_within_one_time_wait() {
+    let mut cb = config(IP_B, 2);
+    cb.ephemeral_ports = (40000, 40009);
+    cb.time_wait_reuse = Some(Duration::from_millis(1));
+    let mut p = Pair::with(Faults::default(), 13, config(IP_A, 1), cb);
+    let l = p.a.listen(80, 16).unwrap();
+    let dst = SocketAddrV4::new(IP_A, 80);
+    let start = p.now;
+    for i in 0..200 {
+        let c = loop {
+            match p.b.connect(dst) {
+                Ok(c) => break c,
+                Err(StackError::PortsExhausted) => idle(&mut p, Duration::from_millis(1)),
+                Err(e) => panic!("connection {i}: {e}"),
+            }
+        };
+        exchange(&mut p, l, c);
+    }
+    assert!(p.now - start < Duration::from_secs(60), "took {:?}", p.now - start);
+    assert!(p.b.counters().tcp_time_wait_reused >= 190, "{}", p.b.counters().tcp_time_wait_reused);
+    assert_eq!(p.a.counters().tcp_rsts_out + p.b.counters().tcp_rsts_out, 0);
+}
