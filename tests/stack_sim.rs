@@ -233,13 +233,24 @@ fn tcp(rng: &mut ChaCha8Rng) -> TcpConfig {
     }
 }
 
-/// Whether a seed runs over IPv6: a quarter of them, from their own hash (splitmix64's
-/// finaliser), not from the run's generator.
-fn over_ipv6(seed: u64) -> bool {
-    let mut x = seed ^ 0x6a09_e667_f3bc_c908;
+/// A seed's own hash (splitmix64's finaliser over it and `salt`), for choices that must not
+/// draw from the run's generator (so that older seeds replay as they did).
+fn seed_hash(seed: u64, salt: u64) -> u64 {
+    let mut x = seed ^ salt;
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (x ^ (x >> 31)) % 4 == 0
+    x ^ (x >> 31)
+}
+
+/// Whether a seed runs over IPv6: a quarter of them.
+fn over_ipv6(seed: u64) -> bool {
+    seed_hash(seed, 0x6a09_e667_f3bc_c908) % 4 == 0
+}
+
+/// Whether a seed's stacks run with no buffer pool, so that every idle connection gives its
+/// rings' storage up and takes it back (`Tcb::detach_idle_rings`): half of them.
+fn reclaims_rings(seed: u64) -> bool {
+    seed_hash(seed, 0xbb67_ae85_84ca_a73b) % 2 == 0
 }
 
 /// One run; Err describes the first thing that went wrong.
@@ -249,6 +260,11 @@ fn run(seed: u64) -> Result<String, String> {
     let f = faults(&mut rng);
     let (mut ca, mut cb) = (config(&mut rng, IP_A), config(&mut rng, IP_B));
     let v6 = over_ipv6(seed);
+    let reclaim = reclaims_rings(seed);
+    if reclaim {
+        ca.buffer_pool_bytes = 0;
+        cb.buffer_pool_bytes = 0;
+    }
     let dst: SocketAddr = if v6 {
         ca.ipv6 = vec![IP6_A];
         cb.ipv6 = vec![IP6_B];
@@ -256,7 +272,7 @@ fn run(seed: u64) -> Result<String, String> {
     } else {
         SocketAddrV4::new(IP_A, 80).into()
     };
-    let summary = format!("{f:?} zero_copy_rx {}/{} ipv6 {v6}", ca.zero_copy_rx, cb.zero_copy_rx);
+    let summary = format!("{f:?} zero_copy_rx {}/{} ipv6 {v6} reclaim {reclaim}", ca.zero_copy_rx, cb.zero_copy_rx);
     if trace {
         eprintln!("{summary}");
     }

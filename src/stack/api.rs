@@ -344,6 +344,9 @@ impl<D: Device> Stack<D> {
 
     fn send_at(&mut self, idx: u32, h: Handle, data: &[u8]) -> Result<usize, StackError> {
         if !self.conn(idx).tcb.external_send() {
+            if !data.is_empty() {
+                self.ring_storage_for(idx, true);
+            }
             let r = self.conn_mut(idx).tcb.send(data);
             self.mark_dirty(idx);
             return Ok(r?);

@@ -184,6 +184,11 @@ impl<D: Device> Stack<D> {
                 && !seg.payload.is_empty()
                 && self.rx_frames_held < self.cfg.max_rx_frames_held
                 && c.rx_frames < self.cfg.max_rx_frames_per_conn;
+            if !may_lend && !seg.payload.is_empty() {
+                // The payload will be copied into the receive ring: storage for it, if the
+                // ring gave its own up while idle.
+                slots::ring_storage_from(&mut self.pool, &mut c.tcb, false, self.cfg.buffer_pool_bytes);
+            }
             let before = c.tcb.recv_buffered();
             self.counters.ecn_ce_in += u64::from(ce);
             let una = c.tcb.snd_una();

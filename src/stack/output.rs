@@ -197,6 +197,14 @@ impl<D: Device> Stack<D> {
             if let Some(b) = self.conn_mut(idx).tcb.release_buffers() {
                 self.keep_buffers(b);
             }
+        } else if self.ring_pressure() {
+            // Idle, its rings empty: their storage waits in the pool for whichever
+            // connection next has bytes to hold, so that idle connections hold none (and a
+            // burst of new ones takes storage already in memory instead of fresh pages).
+            let (send, recv) = self.conn_mut(idx).tcb.detach_idle_rings();
+            let limit = self.cfg.buffer_pool_bytes;
+            self.pool.keep_ring(send, limit);
+            self.pool.keep_ring(recv, limit);
         }
         // Keep the wheel in step with the TCB's next deadline, lazily: a timer set for that
         // deadline or an earlier one stays. When it fires early, `handle_timeout` finds
@@ -223,6 +231,16 @@ impl<D: Device> Stack<D> {
             c.timer = new_timer;
             c.deadline = if new_timer.is_some() { want } else { None };
         }
+    }
+
+    /// Whether the connections' rings, at the default sizes, would hold more than the pool
+    /// may (`buffer_pool_bytes`): then idle connections give their empty rings' storage up
+    /// (`Tcb::detach_idle_rings`), as Linux reclaims an idle socket's memory under tcp_mem
+    /// pressure; below it they keep it, and a busy connection does not trade its storage
+    /// with the pool at every exchange.
+    fn ring_pressure(&self) -> bool {
+        let per_conn = self.cfg.tcp.send_buffer + self.cfg.tcp.recv_buffer;
+        self.table.len().saturating_mul(per_conn) > self.cfg.buffer_pool_bytes
     }
 
     /// Send a zero-copy segment from the application's frame itself: the payload is exactly

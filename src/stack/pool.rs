@@ -3,12 +3,14 @@
 
 use crate::tcp::recovery::Seg;
 use crate::tcp::{TcbBuffers, TcpConfig};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 #[derive(Debug, Default)]
 pub(super) struct BufferPool {
-    /// Send and receive buffers, by size.
-    by_size: HashMap<usize, Vec<Box<[u8]>>, ahash::RandomState>,
+    /// Send and receive buffers, by size: a list, looked through, since a stack's
+    /// connections use a handful of sizes (a map's hashing cost more, on the path every
+    /// idle connection's rings take).
+    by_size: Vec<(usize, Vec<Box<[u8]>>)>,
     scoreboards: Vec<VecDeque<Seg>>,
     /// Bytes held, scoreboard entries included.
     bytes: usize,
@@ -18,13 +20,7 @@ impl BufferPool {
     /// Storage for a connection with settings `tcp`: from the pool when it has the sizes,
     /// else new.
     pub fn take(&mut self, tcp: &TcpConfig) -> TcbBuffers {
-        let mut take = |size: usize| match self.by_size.get_mut(&size).and_then(Vec::pop) {
-            Some(b) => {
-                self.bytes -= size;
-                b
-            }
-            None => vec![0u8; size].into_boxed_slice(),
-        };
+        let mut take = |size: usize| self.take_size(size).unwrap_or_else(|| vec![0u8; size].into_boxed_slice());
         let send = take(tcp.send_buffer);
         let recv = take(tcp.recv_buffer);
         let scoreboard = match self.scoreboards.pop() {
@@ -37,6 +33,15 @@ impl BufferPool {
         TcbBuffers { send, recv, scoreboard }
     }
 
+    /// One ring's storage of `size` bytes, if the pool has one.
+    #[inline]
+    pub fn take_size(&mut self, size: usize) -> Option<Box<[u8]>> {
+        let (_, list) = self.by_size.iter_mut().find(|(s, _)| *s == size)?;
+        let b = list.pop()?;
+        self.bytes -= size;
+        Some(b)
+    }
+
     /// Keep a closed connection's storage, while the pool holds at most `limit` bytes.
     pub fn keep(&mut self, b: TcbBuffers, limit: usize) {
         // The scoreboard's entries (a few KiB) count against the same bound.
@@ -45,12 +50,21 @@ impl BufferPool {
             self.bytes += sb_bytes;
             self.scoreboards.push(b.scoreboard);
         }
-        for buf in [b.send, b.recv] {
-            let size = buf.len();
-            if size > 0 && self.bytes + size <= limit {
-                self.bytes += size;
-                self.by_size.entry(size).or_default().push(buf);
-            }
+        self.keep_ring(b.send, limit);
+        self.keep_ring(b.recv, limit);
+    }
+
+    /// Keep one ring's storage, while the pool holds at most `limit` bytes.
+    #[inline]
+    pub fn keep_ring(&mut self, buf: Box<[u8]>, limit: usize) {
+        let size = buf.len();
+        if size == 0 || self.bytes + size > limit {
+            return;
+        }
+        self.bytes += size;
+        match self.by_size.iter_mut().find(|(s, _)| *s == size) {
+            Some((_, list)) => list.push(buf),
+            None => self.by_size.push((size, vec![buf])),
         }
     }
 }

@@ -78,6 +78,16 @@ impl<D: Device> Stack<D> {
         self.pool.take(tcp)
     }
 
+    /// Storage from the pool for a connection's ring that gave its own up while idle
+    /// (`Tcb::detach_idle_rings`) and is about to be written: the send ring (`send`) or the
+    /// receive ring. Without storage of the size in the pool the ring allocates its own.
+    pub(super) fn ring_storage_for(&mut self, idx: u32, send: bool) {
+        let limit = self.cfg.buffer_pool_bytes;
+        if let Entry::Conn(c) = &mut self.slots[idx as usize].entry {
+            ring_storage_from(&mut self.pool, &mut c.tcb, send, limit);
+        }
+    }
+
     /// Keep a closed connection's buffer storage for the next, up to `buffer_pool_bytes`.
     pub(super) fn keep_buffers(&mut self, b: TcbBuffers) {
         self.pool.keep(b, self.cfg.buffer_pool_bytes);
@@ -224,5 +234,19 @@ impl<D: Device> Stack<D> {
             return Err("the neighbour cache or its queue is over its bound".into());
         }
         Ok(())
+    }
+}
+
+/// `Stack::ring_storage_for` over the fields it needs (callable while a received frame
+/// borrows the device).
+pub(super) fn ring_storage_from(pool: &mut BufferPool, tcb: &mut Tcb, send: bool, limit: usize) {
+    let (s, r) = tcb.detached_ring_sizes();
+    let size = if send { s } else { r };
+    if size == 0 {
+        return;
+    }
+    let Some(storage) = pool.take_size(size) else { return };
+    if let Err(back) = tcb.attach_ring_storage(send, storage) {
+        pool.keep_ring(back, limit);
     }
 }

@@ -1,11 +1,16 @@
 //! A fixed-capacity byte ring, allocated once: the send buffer (bytes from SND.UNA on, sent or
 //! not) and the receive buffer (in-order bytes the application has not read, with room after
-//! them where out-of-order segments are parked until the gap fills).
+//! them where out-of-order segments are parked until the gap fills). An empty ring may give
+//! its storage up ([`RingBuffer::detach`]) and keep its capacity: it takes storage back
+//! before it next holds a byte ([`RingBuffer::attach`]), or allocates it then.
 
 /// A ring of bytes with a fixed capacity.
 #[derive(Debug)]
 pub struct RingBuffer {
+    /// `cap` bytes, or none while detached.
     storage: Box<[u8]>,
+    /// Most bytes the ring holds, with storage or without.
+    cap: usize,
     /// Index of the first byte.
     head: usize,
     /// Bytes held (from `head`).
@@ -15,20 +20,54 @@ pub struct RingBuffer {
 impl RingBuffer {
     /// A ring of `capacity` bytes, allocated and zeroed now.
     pub fn new(capacity: usize) -> RingBuffer {
-        RingBuffer { storage: vec![0u8; capacity].into_boxed_slice(), head: 0, len: 0 }
+        RingBuffer { storage: vec![0u8; capacity].into_boxed_slice(), cap: capacity, head: 0, len: 0 }
     }
     /// A ring over storage that was used before (its old bytes are never read: only what is
     /// pushed or written is).
     pub fn from_storage(storage: Box<[u8]>) -> RingBuffer {
-        RingBuffer { storage, head: 0, len: 0 }
+        let cap = storage.len();
+        RingBuffer { storage, cap, head: 0, len: 0 }
     }
-    /// The storage, for reuse.
+    /// The storage, for reuse (empty while detached).
     pub fn into_storage(self) -> Box<[u8]> {
         self.storage
     }
+    /// Give up the storage of an empty ring with nothing written past its end (the caller
+    /// knows: no out-of-order bytes parked), keeping its capacity. `None` when it holds
+    /// bytes or has no storage.
+    #[inline]
+    pub fn detach(&mut self) -> Option<Box<[u8]>> {
+        if self.len != 0 || self.storage.is_empty() {
+            return None;
+        }
+        self.head = 0;
+        Some(core::mem::take(&mut self.storage))
+    }
+    /// Whether the ring has given up its storage (and will take storage of `capacity()` bytes).
+    #[inline]
+    pub fn is_detached(&self) -> bool {
+        self.storage.is_empty() && self.cap > 0
+    }
+    /// Take storage back after [`RingBuffer::detach`]: it must be `capacity()` bytes, else
+    /// (or when the ring has storage) it is handed back.
+    pub fn attach(&mut self, storage: Box<[u8]>) -> Result<(), Box<[u8]>> {
+        if !self.is_detached() || storage.len() != self.cap {
+            return Err(storage);
+        }
+        self.storage = storage;
+        Ok(())
+    }
+    /// Storage for a detached ring about to be written that nobody attached: allocated now.
+    #[inline]
+    fn storage_for_write(&mut self) {
+        if self.is_detached() {
+            self.storage = vec![0u8; self.cap].into_boxed_slice();
+            self.head = 0;
+        }
+    }
     /// Most bytes the ring holds.
     pub fn capacity(&self) -> usize {
-        self.storage.len()
+        self.cap
     }
     /// Bytes held.
     pub fn len(&self) -> usize {
@@ -40,9 +79,14 @@ impl RingBuffer {
     }
     /// Move the held bytes into a larger storage (laid out from its start). The send buffer
     /// grows so (`TcpConfig::send_buffer_max`); offsets into the held bytes stay valid, bytes
-    /// written after the end and not committed are not kept.
+    /// written after the end and not committed are not kept. A detached ring only grows its
+    /// capacity.
     pub fn grow(&mut self, capacity: usize) {
         if capacity <= self.capacity() {
+            return;
+        }
+        if self.is_detached() {
+            self.cap = capacity;
             return;
         }
         let mut storage = vec![0u8; capacity].into_boxed_slice();
@@ -50,6 +94,7 @@ impl RingBuffer {
         storage[..a.len()].copy_from_slice(a);
         storage[a.len()..a.len() + b.len()].copy_from_slice(b);
         self.storage = storage;
+        self.cap = capacity;
         self.head = 0;
     }
     /// Room after the held bytes.
@@ -62,9 +107,10 @@ impl RingBuffer {
     fn after_end_mut(&mut self, offset: usize, len: usize) -> (&mut [u8], &mut [u8]) {
         debug_assert!(offset + len <= self.free());
         let cap = self.capacity();
-        if cap == 0 {
+        if cap == 0 || len == 0 {
             return (&mut [], &mut []);
         }
+        self.storage_for_write();
         let start = (self.head + self.len + offset) % cap;
         let first = len.min(cap - start);
         let (a, b) = self.storage.split_at_mut(start);
@@ -166,7 +212,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..4, 0usize..20), 0..100)) {
+        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..5, 0usize..20), 0..100)) {
             let mut r = RingBuffer::new(16);
             let mut model: VecDeque<u8> = VecDeque::new();
             let mut next = 0u8;
@@ -178,6 +224,18 @@ mod tests {
                         prop_assert_eq!(took, n.min(r.capacity() - model.len()));
                         model.extend(&data[..took]);
                     }
+                    // An empty ring gives its storage up and takes it (or another) back,
+                    // or allocates anew when written while detached; nothing changes.
+                    4 if model.is_empty() => {
+                        if let Some(st) = r.detach() {
+                            prop_assert!(r.is_detached());
+                            prop_assert_eq!(st.len(), r.capacity());
+                            if n % 2 == 0 {
+                                prop_assert!(r.attach(st).is_ok());
+                            }
+                        }
+                    }
+                    4 => prop_assert!(r.detach().is_none(), "a ring holding bytes keeps its storage"),
                     // Growing keeps the bytes, wrapped or not (the send buffer's autotuning).
                     3 => {
                         let cap = r.capacity() + n;

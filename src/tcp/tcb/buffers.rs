@@ -80,6 +80,46 @@ impl Tcb {
         Some(TcbBuffers { send, recv: recv.into_storage(), scoreboard: sb.into_storage() })
     }
 
+    /// The storage of rings that hold nothing, for the pool, while the connection is idle
+    /// (Linux's sk_mem_reclaim: an idle socket holds no buffer memory): the send ring when
+    /// everything sent is acknowledged and nothing waits, the receive ring when everything
+    /// received was read and no out-of-order byte is parked. Both keep their capacities (so
+    /// the window advertised does not change) and take storage back with
+    /// [`Tcb::attach_ring_storage`], or allocate it when written first. (send, receive),
+    /// each empty when that ring keeps its storage (or the TCB's buffers are deferred).
+    pub fn detach_idle_rings(&mut self) -> (Box<[u8]>, Box<[u8]>) {
+        // Synchronized only: a handshake's TCB may have a SYN's text parked past the receive
+        // ring's end (RFC 9293 §3.10.7.3), which is no out-of-order range.
+        let synchronized = matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck
+        );
+        if self.buffers_deferred || !synchronized {
+            return Default::default();
+        }
+        let send = self.send_buf.detach().unwrap_or_default();
+        let parked = !self.assembler.is_empty() || self.syn_text != 0;
+        let recv = if parked { Box::default() } else { self.recv_buf.detach().unwrap_or_default() };
+        (send, recv)
+    }
+
+    /// Bytes of storage the detached rings want (send, receive): 0 for one that has storage.
+    pub fn detached_ring_sizes(&self) -> (usize, usize) {
+        let want = |r: &RingBuffer| if r.is_detached() { r.capacity() } else { 0 };
+        (want(&self.send_buf), want(&self.recv_buf))
+    }
+
+    /// Storage back for the send ring (`send`) or the receive ring after
+    /// [`Tcb::detach_idle_rings`]; handed back when it does not fit (another size, a ring
+    /// that has storage).
+    pub fn attach_ring_storage(&mut self, send: bool, storage: Box<[u8]>) -> Result<(), Box<[u8]>> {
+        if send {
+            self.send_buf.attach(storage)
+        } else {
+            self.recv_buf.attach(storage)
+        }
+    }
+
     /// The send buffer's storage for the pool, if it is still the size a connection with
     /// these settings opens with: a grown one would sit in the pool unused (connections open
     /// at `send_buffer` and grow by themselves), so it is let go.
