@@ -1,8 +1,12 @@
 //! Memory per idle established connection, and heap allocations on the hot path after
 //! warm-up, measured on two stacks over the in-memory link with N connections between them.
 //!
-//! `cargo bench -p xtcp-bench --bench stack_scale [-- N]` (default 100,000). Reports numbers;
-//! asserts nothing (DESIGN.md: targets live in benchmarks).
+//! `cargo bench -p xtcp-bench --bench stack_scale [-- N [POOL]]` (default 100,000
+//! connections, and the stack's default buffer pool, 64 MiB). With more rings than the
+//! pool may hold, idle connections give their rings' storage up (`Tcb::detach_idle_rings`)
+//! and the echoes take it back; a POOL larger than every ring (e.g. 1000000000) shows the
+//! connections keeping theirs. Reports numbers; asserts nothing (DESIGN.md: targets live in
+//! benchmarks).
 
 use std::net::Ipv4Addr;
 use xtcp::io::mem::Faults;
@@ -17,22 +21,27 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 const SEND_BUF: usize = 1024;
 const RECV_BUF: usize = 1024;
 
-fn cfg(ip: Ipv4Addr, seed: u8, n: usize) -> StackConfig {
+fn cfg(ip: Ipv4Addr, seed: u8, n: usize, pool: Option<usize>) -> StackConfig {
     let mut c = StackConfig::new(ip, 24, [seed; 16]);
     c.max_sockets = n + 16;
+    if let Some(p) = pool {
+        c.buffer_pool_bytes = p;
+    }
     c.tcp = TcpConfig { send_buffer: SEND_BUF, recv_buffer: RECV_BUF, ..TcpConfig::default() };
     c
 }
 
 fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
+    let nums: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let n = nums.first().copied().unwrap_or(100_000);
+    let pool = nums.get(1).copied();
     let _profiler = dhat::Profiler::builder().testing().build();
     let faults = Faults { delay: Duration::from_micros(20), capacity: 1 << 21, ..Faults::default() };
     let mut p = StackPair::new(
         1,
         faults,
-        cfg(Ipv4Addr::new(198, 18, 0, 1), 1, n),
-        cfg(Ipv4Addr::new(198, 18, 0, 2), 2, n),
+        cfg(Ipv4Addr::new(198, 18, 0, 1), 1, n, pool),
+        cfg(Ipv4Addr::new(198, 18, 0, 2), 2, n, pool),
         1 << 16,
     );
     let ports = n.div_ceil(25_000) as u16;
@@ -95,10 +104,11 @@ fn main() {
     let end = dhat::HeapStats::get();
     let allocs = end.total_blocks - warm.total_blocks;
 
-    println!("stack_scale: {n} connections each way between two stacks over io::mem");
+    let pool_bytes = p.a.config().buffer_pool_bytes;
+    println!("stack_scale: {n} connections each way between two stacks over io::mem, buffer pool {pool_bytes} B");
     println!("  heap per established connection:  {per_conn:.0} B  (measured: live heap growth / connections)");
-    println!("    of which send+recv buffers:     {data:.0} B  (configured: {SEND_BUF} + {RECV_BUF})");
-    println!("    bookkeeping (excluding buffers): {:.0} B", per_conn - data);
+    println!("    send+recv buffers configured:   {data:.0} B  ({SEND_BUF} + {RECV_BUF}; idle ones are in the pool or freed when it is full)");
+    println!("    beyond the configured buffers:   {:.0} B", per_conn - data);
     println!(
         "  heap allocations during {ROUNDS} echo rounds after warm-up ({} messages each way): {allocs}",
         ROUNDS * n
