@@ -76,6 +76,7 @@ fn under_pressure_idle_connections_hold_no_ring_storage_and_still_work() {
     for (&c, &s) in clients.iter().zip(&servers) {
         assert_eq!(p.b.tcb(c).unwrap().detached_ring_sizes(), (RING, RING), "client rings given up while idle");
         assert_eq!(p.a.tcb(s).unwrap().detached_ring_sizes(), (RING, RING), "server rings given up while idle");
+        assert!(p.b.tcb(c).unwrap().scoreboard_detached() && p.a.tcb(s).unwrap().scoreboard_detached());
     }
     // They take storage back to move more than a ring holds (so the window they advertise
     // while idle is the whole ring still), bytes intact, and give it up again after.
@@ -95,5 +96,6 @@ fn without_pressure_connections_keep_their_rings() {
     for (&c, &s) in clients.iter().zip(&servers) {
         assert_eq!(p.b.tcb(c).unwrap().detached_ring_sizes(), (0, 0));
         assert_eq!(p.a.tcb(s).unwrap().detached_ring_sizes(), (0, 0));
+        assert!(!p.b.tcb(c).unwrap().scoreboard_detached());
     }
 }

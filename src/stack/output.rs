@@ -205,6 +205,9 @@ impl<D: Device> Stack<D> {
             let limit = self.cfg.buffer_pool_bytes;
             self.pool.keep_ring(send, limit);
             self.pool.keep_ring(recv, limit);
+            if let Some(sb) = self.conn_mut(idx).tcb.detach_idle_scoreboard() {
+                self.pool.keep_scoreboard(sb, limit);
+            }
         }
         // Keep the wheel in step with the TCB's next deadline, lazily: a timer set for that
         // deadline or an earlier one stays. When it fires early, `handle_timeout` finds

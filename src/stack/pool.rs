@@ -23,13 +23,7 @@ impl BufferPool {
         let mut take = |size: usize| self.take_size(size).unwrap_or_else(|| vec![0u8; size].into_boxed_slice());
         let send = take(tcp.send_buffer);
         let recv = take(tcp.recv_buffer);
-        let scoreboard = match self.scoreboards.pop() {
-            Some(sb) => {
-                self.bytes -= sb.capacity() * core::mem::size_of::<Seg>();
-                sb
-            }
-            None => VecDeque::new(),
-        };
+        let scoreboard = self.take_scoreboard().unwrap_or_default();
         TcbBuffers { send, recv, scoreboard }
     }
 
@@ -42,14 +36,26 @@ impl BufferPool {
         Some(b)
     }
 
+    /// A scoreboard's entries' storage, if the pool has one.
+    pub fn take_scoreboard(&mut self) -> Option<VecDeque<Seg>> {
+        let sb = self.scoreboards.pop()?;
+        self.bytes -= sb.capacity() * core::mem::size_of::<Seg>();
+        Some(sb)
+    }
+
+    /// Keep a scoreboard's entries' storage, while the pool holds at most `limit` bytes.
+    pub fn keep_scoreboard(&mut self, sb: VecDeque<Seg>, limit: usize) {
+        let bytes = sb.capacity() * core::mem::size_of::<Seg>();
+        if bytes > 0 && self.bytes + bytes <= limit {
+            self.bytes += bytes;
+            self.scoreboards.push(sb);
+        }
+    }
+
     /// Keep a closed connection's storage, while the pool holds at most `limit` bytes.
     pub fn keep(&mut self, b: TcbBuffers, limit: usize) {
         // The scoreboard's entries (a few KiB) count against the same bound.
-        let sb_bytes = b.scoreboard.capacity() * core::mem::size_of::<Seg>();
-        if sb_bytes > 0 && self.bytes + sb_bytes <= limit {
-            self.bytes += sb_bytes;
-            self.scoreboards.push(b.scoreboard);
-        }
+        self.keep_scoreboard(b.scoreboard, limit);
         self.keep_ring(b.send, limit);
         self.keep_ring(b.recv, limit);
     }

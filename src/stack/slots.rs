@@ -240,6 +240,14 @@ impl<D: Device> Stack<D> {
 /// `Stack::ring_storage_for` over the fields it needs (callable while a received frame
 /// borrows the device).
 pub(super) fn ring_storage_from(pool: &mut BufferPool, tcb: &mut Tcb, send: bool, limit: usize) {
+    if send && tcb.scoreboard_detached() {
+        // What is sent needs scoreboard entries too.
+        if let Some(sb) = pool.take_scoreboard() {
+            if let Err(back) = tcb.attach_scoreboard_storage(sb) {
+                pool.keep_scoreboard(back, limit);
+            }
+        }
+    }
     let (s, r) = tcb.detached_ring_sizes();
     let size = if send { s } else { r };
     if size == 0 {

@@ -39,8 +39,9 @@ struct Range {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assembler {
     /// Sorted by `start`; no two ranges overlap or touch. Never holds more than `max_ranges`
-    /// (plus, for a moment, the in-order range that [`Assembler::take_front`] takes next), and
-    /// its capacity is reserved up front, so inserting never allocates.
+    /// (plus, for a moment, the in-order range that [`Assembler::take_front`] takes next).
+    /// Its capacity is reserved whole by the first insert (most connections never see data
+    /// out of order, and hold nothing for it), so inserting allocates once at most.
     ranges: Vec<Range>,
     max_ranges: usize,
     /// Counts `add` calls, to order ranges by recency for SACK.
@@ -48,10 +49,10 @@ pub struct Assembler {
 }
 
 impl Assembler {
-    /// An empty assembler that will track at most `max_ranges` disjoint ranges. This is the
-    /// only allocation it makes.
+    /// An empty assembler that will track at most `max_ranges` disjoint ranges; it allocates
+    /// nothing until its first insert.
     pub fn new(max_ranges: usize) -> Assembler {
-        Assembler { ranges: Vec::with_capacity(max_ranges + 1), max_ranges, clock: 0 }
+        Assembler { ranges: Vec::new(), max_ranges, clock: 0 }
     }
 
     /// Mark `[offset, offset + len)` present, merging with every range it overlaps or touches.
@@ -79,7 +80,10 @@ impl Assembler {
             if self.ranges.len() >= self.max_ranges && start != 0 {
                 return Err(TooManyRanges);
             }
-            // Within the reserved capacity, so no reallocation.
+            // Within the reserved capacity, so no reallocation after the first.
+            if self.ranges.capacity() == 0 {
+                self.ranges.reserve_exact(self.max_ranges + 1);
+            }
             self.ranges.insert(lo, Range { start, end, stamp });
         } else {
             let merged =
@@ -271,7 +275,10 @@ mod tests {
     #[test]
     fn never_grows_past_its_first_allocation() {
         let mut a = Assembler::new(3);
+        assert_eq!(a.ranges.capacity(), 0, "nothing before the first insert");
+        a.add(5, 1).unwrap();
         let cap = a.ranges.capacity();
+        assert!(cap >= 4);
         for i in 0..100u32 {
             let _ = a.add(i * 7 % 61, 2);
             a.take_front();

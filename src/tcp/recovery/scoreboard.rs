@@ -205,6 +205,33 @@ impl Scoreboard {
         self.segs
     }
 
+    /// Give up the entries' storage while none is in use (nothing outstanding), keeping the
+    /// capacity; it comes back with [`Scoreboard::attach_storage`], or is reserved again, in
+    /// one allocation, by the next send. `None` when entries are in use or it has none.
+    pub fn detach_storage(&mut self) -> Option<VecDeque<Seg>> {
+        if !self.segs.is_empty() || self.segs.capacity() == 0 {
+            return None;
+        }
+        Some(core::mem::take(&mut self.segs))
+    }
+
+    /// Whether the storage was given up ([`Scoreboard::detach_storage`]).
+    pub fn is_detached(&self) -> bool {
+        self.segs.capacity() == 0
+    }
+
+    /// Storage back after [`Scoreboard::detach_storage`] (any capacity: it is reserved up to
+    /// this scoreboard's); handed back when this one has storage.
+    pub fn attach_storage(&mut self, mut segs: VecDeque<Seg>) -> Result<(), VecDeque<Seg>> {
+        if !self.is_detached() {
+            return Err(segs);
+        }
+        segs.clear();
+        segs.reserve_exact(self.cap);
+        self.segs = segs;
+        Ok(())
+    }
+
     /// Most entries the scoreboard holds.
     pub fn capacity(&self) -> usize {
         self.cap
@@ -339,6 +366,10 @@ impl Scoreboard {
                 }
                 return;
             }
+        }
+        if self.segs.capacity() == 0 {
+            // Detached while idle and not given storage back: all of it at once.
+            self.segs.reserve_exact(self.cap);
         }
         self.segs.push_back(Seg { start, end, xmit: now, tx, flags: 0 });
     }

@@ -103,6 +103,30 @@ impl Tcb {
         (send, recv)
     }
 
+    /// The scoreboard's entries' storage while nothing is outstanding (under the same
+    /// pressure as [`Tcb::detach_idle_rings`]); it comes back with
+    /// [`Tcb::attach_scoreboard_storage`] or is reserved again by the next send. `None` when
+    /// anything is in flight.
+    pub fn detach_idle_scoreboard(&mut self) -> Option<std::collections::VecDeque<Seg>> {
+        if self.buffers_deferred {
+            return None;
+        }
+        self.sb.detach_storage()
+    }
+
+    /// Whether the scoreboard gave its storage up ([`Tcb::detach_idle_scoreboard`]).
+    pub fn scoreboard_detached(&self) -> bool {
+        self.sb.is_detached()
+    }
+
+    /// Storage back for a scoreboard that gave its own up; handed back when it has some.
+    pub fn attach_scoreboard_storage(
+        &mut self,
+        segs: std::collections::VecDeque<Seg>,
+    ) -> Result<(), std::collections::VecDeque<Seg>> {
+        self.sb.attach_storage(segs)
+    }
+
     /// Bytes of storage the detached rings want (send, receive): 0 for one that has storage.
     pub fn detached_ring_sizes(&self) -> (usize, usize) {
         let want = |r: &RingBuffer| if r.is_detached() { r.capacity() } else { 0 };

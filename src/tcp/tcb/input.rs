@@ -514,6 +514,13 @@ impl Tcb {
             self.rx_external += payload.len();
             self.rcv_nxt += payload.len();
             self.events |= EV_READABLE;
+        } else if offset == 0 && !had_holes {
+            // In order with nothing parked: straight into the ring (what the assembler would
+            // do with a range that starts at 0, without it).
+            let n = self.recv_buf.write_after_end(0, payload);
+            self.recv_buf.commit(n);
+            self.rcv_nxt += n;
+            self.events |= EV_READABLE;
         } else {
             // RFC 2883: report data received twice in a D-SACK block, the duplicate part only
             // when the segment is partly new (§3, "the first SACK block ... the contiguous
