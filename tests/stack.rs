@@ -12,7 +12,8 @@ use xtcp::time::{Duration, Instant};
 mod support;
 use support::*;
 use xtcp::wire::{
-    EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr, L4Repr, MacAddr, NetRepr, RxChecksum,
+    ArpOperation, ArpRepr, EtherType, EthernetRepr, FrameRepr, Icmpv4Repr, IpProtocol, Ipv4Repr, L4Repr, MacAddr,
+    NetRepr, RxChecksum,
 };
 
 /// Connect B → A:80, move `n` bytes each way, both close; check every byte and the events.
@@ -891,4 +892,37 @@ fn flush_sends_the_application_output_in_the_same_turn() {
     // Nothing pending: flush sends nothing and still says when the next timer is due.
     assert_eq!(p.b.flush(), next);
     assert_eq!(p.b.counters().frames_out, before + 1);
+}
+
+/// A connection keeps its next hop's address only while the neighbour cache would give the
+/// same: when B hears that A moved to another MAC (an ARP reply it did not ask for), B's next
+/// segments go to the new address (here nobody's, so A counts them not for it), and when A
+/// announces its own again, the transfer completes.
+#[test]
+fn a_connection_follows_its_neighbours_new_address() {
+    let mut p = Pair::new(Faults::default(), 31);
+    let (client, server) = open(&mut p);
+    let arp_from_a = |mac: MacAddr| FrameRepr {
+        eth: EthernetRepr { src: mac, dst: MAC_B, ethertype: EtherType::Arp },
+        net: NetRepr::Arp(ArpRepr {
+            operation: ArpOperation::Reply,
+            source_mac: mac,
+            source_ip: IP_A,
+            target_mac: MAC_B,
+            target_ip: IP_B,
+        }),
+    };
+    let elsewhere = MacAddr([2, 0, 0, 0, 0, 0x77]);
+    let moved = arp_from_a(elsewhere);
+    raw_send(p.a.device_mut(), &moved);
+    p.run_until(Duration::from_millis(5), |p| p.link.in_flight() == 0);
+    let not_for_a = p.a.counters().drop_not_for_us;
+    p.b.send(client, b"to the new address").unwrap();
+    p.run_until(Duration::from_millis(5), |p| p.link.in_flight() == 0 && !p.b.has_pending_output());
+    assert!(p.a.counters().drop_not_for_us > not_for_a, "B's segment went to the address it just learnt");
+    let back = arp_from_a(MAC_A);
+    raw_send(p.a.device_mut(), &back);
+    let mut buf = [0u8; 64];
+    p.run_until(Duration::from_secs(5), |p| p.a.recv(server, &mut buf).is_ok_and(|n| n > 0));
+    assert_eq!(&buf[..18], b"to the new address");
 }

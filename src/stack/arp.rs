@@ -88,6 +88,10 @@ pub(crate) struct ArpCache {
     pub probe_pass_at: Instant,
     /// Entries in DELAY or PROBE (the probe pass is skipped while there are none).
     probing: usize,
+    /// Moves whenever an entry's address changes or an entry goes: a copy of a REACHABLE
+    /// mapping kept elsewhere ([`ArpCache::reachable`]: a connection's next hop) holds while
+    /// this has not moved and the mapping's time lasts.
+    pub generation: u64,
 }
 
 impl ArpCache {
@@ -103,6 +107,7 @@ impl ArpCache {
             retry_pass_at: Instant::ZERO,
             probe_pass_at: Instant::ZERO,
             probing: 0,
+            generation: 0,
         }
     }
 
@@ -113,6 +118,16 @@ impl ArpCache {
         let e = self.entries.get_mut(&ip).filter(|e| e.nud == Nud::Fresh && e.expires > now)?;
         e.used = Some(now);
         Some(e.mac)
+    }
+
+    /// `ip`'s mapping while it is REACHABLE, and until when, for a sender to keep and use
+    /// instead of [`ArpCache::resolve`] while [`ArpCache::generation`] stays: before then
+    /// `resolve` would only have handed out the same address. (It also marks the entry used,
+    /// as `resolve` does; a sender using its copy leaves that mark as old as the copy.)
+    pub fn reachable(&mut self, ip: impl Into<IpAddr>, now: Instant) -> Option<(MacAddr, Instant)> {
+        let e = self.entries.get_mut(&ip.into()).filter(|e| e.nud == Nud::Fresh && now < e.expires)?;
+        e.used = Some(now);
+        Some((e.mac, e.expires))
     }
 
     /// The address to send a frame for `ip` to, moving the entry along RFC 4861 §7.3.3 as
@@ -128,6 +143,7 @@ impl ArpCache {
         let Some(e) = self.entries.get_mut(&ip) else { return none };
         if e.nud == Nud::Fresh && now >= e.expires + ttl {
             self.entries.remove(&ip);
+            self.generation += 1;
             return none;
         }
         e.used = Some(now);
@@ -215,6 +231,9 @@ impl ArpCache {
     fn put(&mut self, ip: IpAddr, mac: MacAddr, now: Instant, reachable: bool) {
         let expires = if reachable { now + self.ttl } else { now };
         if let Some(e) = self.entries.get_mut(&ip) {
+            if e.mac != mac || expires < e.expires {
+                self.generation += 1;
+            }
             e.mac = mac;
             e.expires = expires;
             if e.nud != Nud::Fresh {
@@ -250,6 +269,7 @@ impl ArpCache {
 
     fn remove(&mut self, ip: IpAddr) {
         if let Some(e) = self.entries.remove(&ip) {
+            self.generation += 1;
             if e.nud != Nud::Fresh {
                 self.probing -= 1;
             }
@@ -321,6 +341,31 @@ mod tests {
     const A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const C: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+
+    /// A kept copy of a mapping (`reachable`) holds until its time ends or the generation
+    /// moves: on a changed address, a STALE relearn, a removal; not on a refresh to the same
+    /// address or a confirmation, which only make the mapping last longer.
+    #[test]
+    fn reachable_copies_are_invalidated_by_every_change_that_matters() {
+        let mut c = ArpCache::new(1, Duration::from_secs(60), 4);
+        let (m, n) = (MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 9]));
+        c.insert(A, m, Instant::ZERO);
+        assert_eq!(c.reachable(A, Instant::from_secs(1)), Some((m, Instant::from_secs(60))));
+        assert_eq!(c.reachable(A, Instant::from_secs(60)), None, "not past REACHABLE");
+        let g = c.generation;
+        c.insert(A, m, Instant::from_secs(2));
+        c.confirm(A, Instant::from_secs(3));
+        assert_eq!(c.generation, g, "longer-lived, same address: copies still good");
+        c.insert(A, n, Instant::from_secs(4));
+        assert!(c.generation > g, "a new address");
+        let g = c.generation;
+        c.learn(A, m, Instant::from_secs(5));
+        assert!(c.generation > g, "relearnt STALE");
+        assert_eq!(c.reachable(A, Instant::from_secs(5)), None);
+        let g = c.generation;
+        c.insert(B, m, Instant::from_secs(6)); // evicts A (capacity 1)
+        assert!(c.generation > g, "removed");
+    }
 
     #[test]
     fn insert_lookup_expire_and_bound() {

@@ -250,6 +250,9 @@ struct Conn {
     /// when its options do), so that the headers end at the frame's start and no device has
     /// to move the frame (`Stack::flush_conn`).
     tx_payload_at: u16,
+    /// The next hop's link-layer address while the neighbour cache has it REACHABLE: (address,
+    /// until, the cache's generation then) (`Stack::send_conn_frame`).
+    next_hop_mac: Option<(MacAddr, Instant, u64)>,
 }
 
 impl Conn {
@@ -302,6 +305,7 @@ impl Conn {
             confirmed_at: None,
             wakers: None,
             tx_payload_at: HEADROOM as u16,
+            next_hop_mac: None,
         }
     }
 

@@ -84,6 +84,28 @@ impl<D: Device> Stack<D> {
         }
     }
 
+    /// [`Stack::send_ip_frame`] for a segment of connection `idx`, with the next hop's address
+    /// kept on the connection while the neighbour cache has it REACHABLE and has not changed
+    /// since (`ArpCache::reachable`, `generation`): until then the cache would only hand out
+    /// the same address, so a connection's segments skip the lookup.
+    pub(super) fn send_conn_frame(&mut self, idx: u32, dst: IpAddr, frame: Frame) {
+        let now = self.now;
+        if let Some((mac, until, generation)) = self.conn(idx).next_hop_mac {
+            if generation == self.arp.generation && now < until {
+                self.write_eth(&frame, mac, ether_type_of(dst));
+                self.tx.push(frame);
+                if self.tx.len() >= self.cfg.rx_burst {
+                    self.transmit();
+                }
+                return;
+            }
+        }
+        self.send_ip_frame(dst, frame);
+        let hop = self.next_hop(dst);
+        let kept = self.arp.reachable(hop, now).map(|(mac, until)| (mac, until, self.arp.generation));
+        self.conn_mut(idx).next_hop_mac = kept;
+    }
+
     /// The link-layer address to send to `hop` at, as neighbour unreachability detection
     /// has it (`ArpCache::resolve`), sending the unicast probe that is due, if one is.
     pub(super) fn neighbour(&mut self, hop: IpAddr) -> Option<MacAddr> {

@@ -164,7 +164,7 @@ impl<D: Device> Stack<D> {
             if offload {
                 self.dev.set_l4_partial(&frame);
             }
-            self.send_ip_frame(remote.ip(), frame);
+            self.send_conn_frame(idx, remote.ip(), frame);
         }
         self.release_acked_tx(idx);
         // Follow the connection's state.
