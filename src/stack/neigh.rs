@@ -64,13 +64,7 @@ impl<D: Device> Stack<D> {
         let hop = self.next_hop(dst);
         let now = self.now;
         match self.neighbour(hop) {
-            Some(mac) => {
-                self.write_eth(&frame, mac, ether_type_of(hop));
-                self.tx.push(frame);
-                if self.tx.len() >= self.cfg.rx_burst {
-                    self.transmit();
-                }
-            }
+            Some(mac) => self.queue_to(frame, mac, ether_type_of(hop)),
             None => {
                 self.counters.neigh_queued += 1;
                 if let Err(frame) = self.arp.enqueue(hop, frame, now) {
@@ -84,6 +78,16 @@ impl<D: Device> Stack<D> {
         }
     }
 
+    /// Address `frame` to `mac` and queue it for the next TX burst (sent now when a burst's
+    /// worth waits).
+    fn queue_to(&mut self, frame: Frame, mac: MacAddr, ethertype: EtherType) {
+        self.write_eth(&frame, mac, ethertype);
+        self.tx.push(frame);
+        if self.tx.len() >= self.cfg.rx_burst {
+            self.transmit();
+        }
+    }
+
     /// [`Stack::send_ip_frame`] for a segment of connection `idx`, with the next hop's address
     /// kept on the connection while the neighbour cache has it REACHABLE and has not changed
     /// since (`ArpCache::reachable`, `generation`): until then the cache would only hand out
@@ -92,12 +96,7 @@ impl<D: Device> Stack<D> {
         let now = self.now;
         if let Some((mac, until, generation)) = self.conn(idx).next_hop_mac {
             if generation == self.arp.generation && now < until {
-                self.write_eth(&frame, mac, ether_type_of(dst));
-                self.tx.push(frame);
-                if self.tx.len() >= self.cfg.rx_burst {
-                    self.transmit();
-                }
-                return;
+                return self.queue_to(frame, mac, ether_type_of(dst));
             }
         }
         self.send_ip_frame(dst, frame);
