@@ -99,3 +99,30 @@ fn without_pressure_connections_keep_their_rings() {
         assert!(!p.b.tcb(c).unwrap().scoreboard_detached());
     }
 }
+
+/// Connections made with the same settings share one copy of them (`Tcb::config` points at
+/// the same `TcpConfig`); a connection whose own setting changes gets its own copy, and the
+/// others keep theirs unchanged.
+#[test]
+fn connections_share_their_settings_until_one_changes_its_own() {
+    let mut p = Pair::with(Faults::default(), 23, cfg(IP_A, 1, 64 << 20), cfg(IP_B, 2, 64 << 20));
+    let (clients, servers) = open_and_exchange(&mut p, 4, 100);
+    let shared = |s: &xtcp::stack::Stack<_>, a: Handle, b: Handle| {
+        core::ptr::eq(s.tcb(a).unwrap().config(), s.tcb(b).unwrap().config())
+    };
+    assert!(clients.windows(2).all(|w| shared(&p.b, w[0], w[1])), "clients share one copy");
+    assert!(servers.windows(2).all(|w| shared(&p.a, w[0], w[1])), "accepted connections share one copy");
+    let nagle = p.b.tcb(clients[0]).unwrap().config().nagle;
+    p.b.set_nodelay(clients[0], nagle).unwrap();
+    assert!(!shared(&p.b, clients[0], clients[1]), "the changed connection has its own copy");
+    assert_eq!(p.b.tcb(clients[0]).unwrap().config().nagle, !nagle);
+    assert_eq!(p.b.tcb(clients[1]).unwrap().config().nagle, nagle, "the others keep theirs");
+    assert!(shared(&p.b, clients[1], clients[2]));
+    // A new connection still finds the stack's copy.
+    let c = p.b.connect(SocketAddrV4::new(IP_A, 80)).unwrap();
+    assert!(shared(&p.b, c, clients[1]));
+    // And the counters still count once split (segments inline, rarer events boxed).
+    let st = p.b.tcb(clients[1]).unwrap().stats();
+    assert!(st.segs_in > 0 && st.segs_out > 0 && st.bytes_out >= 100 && st.bytes_in >= 100, "{st:?}");
+    assert_eq!(st.retransmits, 0);
+}

@@ -109,6 +109,7 @@ fn main() {
     println!("  heap per established connection:  {per_conn:.0} B  (measured: live heap growth / connections)");
     println!("    send+recv buffers configured:   {data:.0} B  ({SEND_BUF} + {RECV_BUF}; idle ones are in the pool or freed when it is full)");
     println!("    beyond the configured buffers:   {:.0} B", per_conn - data);
+    println!("    the TCB record itself (Tcb):      {} B", core::mem::size_of::<xtcp::tcp::Tcb>());
     println!(
         "  heap allocations during {ROUNDS} echo rounds after warm-up ({} messages each way): {allocs}",
         ROUNDS * n

@@ -279,6 +279,7 @@ impl<D: Device> Stack<D> {
         }
         let bufs = self.take_buffers(&tcp);
         let cfg = self.conn_tcp_config(&tcp, remote);
+        let cfg = self.share_tcp_config(cfg);
         let tcb = match old {
             Some(old) => Tcb::connect_after_time_wait(cfg, local, remote, old, self.now, Some(bufs)),
             None => Tcb::connect_in(cfg, local, remote, self.isn.isn(self.now, local, remote), self.now, Some(bufs)),
@@ -460,7 +461,7 @@ impl<D: Device> Stack<D> {
             return Err(StackError::SendQueueBusy);
         }
         let mss = c.tcb.send_mss();
-        let offset = ETH_LEN + output::ip_header_len(c.key.remote.ip()) + c.tcb.data_header_len();
+        let offset = ETH_LEN + output::ip_header_len(c.tcb.remote().ip()) + c.tcb.data_header_len();
         if (c.tx_end - c.tx_acked) as usize >= c.tcb.send_buffer_size() {
             c.tcb.note_send_full();
             return Err(StackError::Tcp(TcpError::WouldBlock));

@@ -83,6 +83,20 @@ impl<D: Device> Stack<D> {
         TcpConfig { timer_granularity: self.cfg.timer_resolution, mss, ..tcp.clone() }
     }
 
+    /// `tcp` as a connection holds it: the stack's one copy of these settings (a connection
+    /// record holds a pointer, not 240 bytes of settings). A few distinct settings are kept;
+    /// beyond them each connection gets its own copy.
+    pub(super) fn share_tcp_config(&mut self, tcp: TcpConfig) -> Arc<TcpConfig> {
+        if let Some(c) = self.tcp_configs.iter().find(|c| ***c == tcp) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(tcp);
+        if self.tcp_configs.len() < SHARED_TCP_CONFIGS {
+            self.tcp_configs.push(Arc::clone(&c));
+        }
+        c
+    }
+
     /// The settings of what `lidx` accepts.
     fn listener_tcp_config(&self, lidx: u32) -> &TcpConfig {
         match &self.slots[lidx as usize].entry {
@@ -126,6 +140,7 @@ impl<D: Device> Stack<D> {
         };
         let iss = self.isn.isn(self.now, local, remote);
         let cfg = self.conn_tcp_config(self.listener_tcp_config(lidx), remote);
+        let cfg = self.share_tcp_config(cfg);
         // No buffers until the peer answers (input attaches them): a SYN queue full of a
         // flood's handshakes holds no buffer memory.
         let tcb = Tcb::from_syn_in(cfg, local, remote, iss, seg, self.now, Some(TcbBuffers::deferred()));
@@ -178,6 +193,7 @@ impl<D: Device> Stack<D> {
             return CookieOutcome::Taken;
         };
         let cfg = self.conn_tcp_config(self.listener_tcp_config(lidx), remote);
+        let cfg = self.share_tcp_config(cfg);
         let bufs = self.take_buffers(&cfg);
         let tcb = Tcb::from_cookie_in(cfg, local, remote, syn.iss, &syn.syn(seg), self.now, Some(bufs));
         self.add_handshake(lidx, idx, tcb);

@@ -61,7 +61,11 @@ use core::task::Waker;
 use pool::BufferPool;
 use ports::PortAllocator;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
+/// Distinct connection settings the stack keeps one shared copy of (a listener's own,
+/// the stack's, each per address family, and a few an application passes to connect).
+const SHARED_TCP_CONFIGS: usize = 8;
 const ETH_LEN: usize = wire::ethernet::HEADER_LEN;
 /// How long duplicate address detection listens after start: RFC 4861's RetransTimer (1 s)
 /// for RFC 4862's one probe (DupAddrDetectTransmits = 1).
@@ -217,7 +221,6 @@ impl From<StackError> for std::io::Error {
 #[derive(Debug)]
 struct Conn {
     tcb: Tcb,
-    key: FourTuple,
     timer: Option<TimerHandle>,
     deadline: Option<Instant>,
     dirty: bool,
@@ -256,6 +259,11 @@ struct Conn {
 }
 
 impl Conn {
+    /// The connection's key in the table: its TCB's addresses (not kept twice).
+    fn key(&self) -> FourTuple {
+        FourTuple { local: self.tcb.local(), remote: self.tcb.remote() }
+    }
+
     /// The connection raised an event: wake whoever waits on it (once each).
     fn wake(&mut self) {
         if let Some(w) = self.wakers.as_mut() {
@@ -286,9 +294,9 @@ struct TxChunk {
 
 impl Conn {
     fn new(tcb: Tcb, key: FourTuple, listener: Option<u32>) -> Conn {
+        debug_assert!(tcb.local() == key.local && tcb.remote() == key.remote);
         Conn {
             tcb,
-            key,
             timer: None,
             deadline: None,
             dirty: false,
@@ -401,6 +409,9 @@ pub struct Stack<D: Device> {
     tx_waiters: Vec<u32>,
     /// Buffer storage of closed connections, for new ones.
     pool: BufferPool,
+    /// The connection settings in use, one copy of each: connections made with the same
+    /// settings share it (`Stack::share_tcp_config`; at most `SHARED_TCP_CONFIGS`).
+    tcp_configs: Vec<Arc<TcpConfig>>,
     /// Identifiers of our recent echo requests, and the replies to them not yet taken.
     ping_idents: Vec<u16>,
     echo_replies: VecDeque<EchoReply>,
@@ -451,6 +462,7 @@ impl<D: Device> Stack<D> {
             isn,
             cookies: SynCookies::new(cfg.secret),
             rst_bucket: (now, cfg.rst_rate_limit.div_ceil(10)),
+            tcp_configs: Vec::new(),
             dirty: Vec::with_capacity(n),
             ready: VecDeque::with_capacity(n),
             rx: Vec::with_capacity(cfg.rx_burst),

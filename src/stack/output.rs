@@ -101,7 +101,7 @@ impl<D: Device> Stack<D> {
         // Transmit everything the TCB has, straight into device frames.
         let offload = self.dev.tx_tcp_checksum_offload();
         loop {
-            let remote = self.conn(idx).key.remote;
+            let remote = self.conn(idx).tcb.remote();
             let Some(mut frame) = self.dev.alloc_tx() else {
                 self.counters.tx_pool_empty += 1;
                 // The TCB keeps what it could not send; the next poll tries again.
@@ -141,7 +141,7 @@ impl<D: Device> Stack<D> {
             self.counters.tcp_segs_out += 1;
             // Headers go right before the payload, which starts where they end.
             let tcp_len = header.header_len();
-            let local_ip = self.conn(idx).key.local.ip();
+            let local_ip = self.conn(idx).tcb.local().ip();
             let ipr = TcpIpHeader::new(local_ip, remote.ip(), tcp_len + payload_len, ect);
             let pay = ETH_LEN + ipr.len() + tcp_len;
             let buf = self.dev.buffer_mut(&frame);
@@ -251,7 +251,7 @@ impl<D: Device> Stack<D> {
     /// next hop is known. Returns false when any of that fails (the caller copies).
     pub(super) fn send_in_place(&mut self, idx: u32, header: &TcpRepr<'_>, off: usize, len: usize, ect: bool) -> bool {
         let Entry::Conn(c) = &mut self.slots[idx as usize].entry else { return false };
-        let (local_ip, remote) = (c.key.local.ip(), c.key.remote);
+        let (local_ip, remote) = (c.tcb.local().ip(), c.tcb.remote());
         let at = c.tx_acked + off as u64;
         let i = c.txq.partition_point(|ch| ch.start < at);
         let Some(chunk) = c.txq.get(i).filter(|ch| ch.start == at) else { return false };

@@ -7,13 +7,13 @@ impl<D: Device> Stack<D> {
     pub(super) fn on_closed(&mut self, idx: u32) {
         let (key, timer, listener, opened) = {
             let c = self.conn(idx);
-            (c.key, c.timer, c.listener, c.opened)
+            (c.key(), c.timer, c.listener, c.opened)
         };
         if let Some(t) = timer {
             self.timers.cancel(t);
         }
         self.table.remove(&key);
-        let st = *self.conn(idx).tcb.stats();
+        let st = self.conn(idx).tcb.stats();
         self.counters.add_tcb(&st);
         let c = self.conn_mut(idx);
         c.timer = None;
@@ -102,7 +102,7 @@ impl<D: Device> Stack<D> {
         if let Entry::Conn(c) = core::mem::replace(&mut s.entry, Entry::Free) {
             // Frames the connection still held go back to the device.
             let c = *c;
-            debug_assert!(self.table.get(&c.key) != Some(idx), "slot {idx} freed while the table names it");
+            debug_assert!(self.table.get(&c.key()) != Some(idx), "slot {idx} freed while the table names it");
             self.keep_buffers(c.tcb.into_buffers());
             for chunk in c.rxq {
                 if let RxChunk::InFrame(f) = chunk {
@@ -169,11 +169,11 @@ impl<D: Device> Stack<D> {
             let state = c.tcb.state();
             if state != State::Closed {
                 in_table += 1;
-                if self.table.get(&c.key) != Some(idx as u32) {
-                    return Err(format!("connection {idx} ({:?}, {state:?}) is not in the table", c.key));
+                if self.table.get(&c.key()) != Some(idx as u32) {
+                    return Err(format!("connection {idx} ({:?}, {state:?}) is not in the table", c.key()));
                 }
-            } else if self.table.get(&c.key) == Some(idx as u32) {
-                return Err(format!("connection {idx} ({:?}) is closed but still in the table", c.key));
+            } else if self.table.get(&c.key()) == Some(idx as u32) {
+                return Err(format!("connection {idx} ({:?}) is closed but still in the table", c.key()));
             }
             let frames = c.rxq.iter().filter(|ch| matches!(ch, RxChunk::InFrame(_))).count();
             if frames != c.rx_frames {
@@ -192,11 +192,11 @@ impl<D: Device> Stack<D> {
             let stray = self
                 .table
                 .iter()
-                .find(|&(k, i)| !matches!(&self.slots[i as usize].entry, Entry::Conn(c) if c.key == *k));
+                .find(|&(k, i)| !matches!(&self.slots[i as usize].entry, Entry::Conn(c) if c.key() == *k));
             let what = stray.map(|(_, i)| match &self.slots[i as usize].entry {
                 Entry::Free => "a free slot".to_string(),
                 Entry::Listener(l) => format!("the listener on {}", l.port),
-                Entry::Conn(c) => format!("a connection {:?} in {:?}", c.key, c.tcb.state()),
+                Entry::Conn(c) => format!("a connection {:?} in {:?}", c.key(), c.tcb.state()),
             });
             return Err(format!(
                 "{} table entries, {in_table} connections; first stray: {stray:?}, to {what:?}",

@@ -519,7 +519,7 @@ pub fn run(seed: u64, profile: &Profile, ov: &Overrides) -> Result<Outcome, Fail
             )));
         }
         out.retransmits[i] = s.tcb.stats().retransmits;
-        out.stats[i] = *s.tcb.stats();
+        out.stats[i] = s.tcb.stats();
     }
     if profile.is_clean() && ov.loss.unwrap_or(0.0) == 0.0 && out.retransmits != [0, 0] {
         return Err(fail(format!("retransmissions on a clean link: {:?}", out.retransmits)));

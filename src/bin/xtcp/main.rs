@@ -549,7 +549,7 @@ mod net {
             // goes; the client may end in TIME-WAIT, with its connection still there.
             let mut c = *stack.counters();
             if let Ok(tcb) = stack.tcb(client.handle) {
-                c.add_tcb(tcb.stats());
+                c.add_tcb(&tcb.stats());
             }
             eprintln!("{}", stats_line(&c, 1));
             eprintln!("{}", device_line(stack.device()));

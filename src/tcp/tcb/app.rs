@@ -135,7 +135,7 @@ impl Tcb {
         if !on {
             self.push_once = true;
         }
-        self.cfg.nagle = on;
+        Arc::make_mut(&mut self.cfg).nagle = on;
     }
     /// TCP_CORK (Linux): while on, a segment shorter than the MSS waits for more data, even
     /// with nothing in flight and Nagle off; after the persist timer's interval (the RTO) it
@@ -164,7 +164,7 @@ impl Tcb {
     }
     /// Keep-alive on (with these settings) or off.
     pub fn set_keepalive(&mut self, ka: Option<crate::tcp::config::Keepalive>, now: Instant) {
-        self.cfg.keepalive = ka;
+        Arc::make_mut(&mut self.cfg).keepalive = ka;
         self.keepalive_unanswered = 0;
         self.keepalive_deadline = match ka {
             Some(k) if self.state.is_synchronized() => Some(now + k.idle),

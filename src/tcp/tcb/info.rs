@@ -87,7 +87,7 @@ impl Tcb {
             sacked: segs(self.sb.sacked_bytes(), mss),
             lost: segs(self.sb.lost_bytes(), mss),
             retrans: segs(self.sb.retrans_bytes(), mss),
-            total_retrans: u32::try_from(self.stats.retransmits).unwrap_or(u32::MAX),
+            total_retrans: u32::try_from(self.stats.get().retransmits).unwrap_or(u32::MAX),
             reordering: self.reordering,
             reord_seen: self.reord_seen,
             rtt_us: self.rtt.srtt().map_or(0, micros),

@@ -57,7 +57,7 @@ impl Tcb {
         if f.contains(TcpFlags::ACK) {
             // "Any acknowledgment is bad if it arrives on a connection still in the LISTEN
             // state. An acceptable reset segment should be formed": <SEQ=SEG.ACK><CTL=RST>.
-            self.reply_rst = reset_for(seg);
+            self.reply_rst = reset_for(seg).map(Box::new);
             return;
         }
         if !f.contains(TcpFlags::SYN) {
@@ -99,7 +99,7 @@ impl Tcb {
     /// Create a TCB straight in SYN-RECEIVED for a SYN that reached a listener (the stack's
     /// listen queue does this instead of keeping one TCB per listener in LISTEN).
     pub fn from_syn(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: impl Into<SocketAddr>,
         remote: impl Into<SocketAddr>,
         iss: SeqNum,
@@ -111,7 +111,7 @@ impl Tcb {
 
     /// `from_syn` with buffers that were used before (see [`Tcb::connect_in`]).
     pub fn from_syn_in(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: impl Into<SocketAddr>,
         remote: impl Into<SocketAddr>,
         iss: SeqNum,
@@ -131,7 +131,7 @@ impl Tcb {
     /// taken as sent, unrecorded and untimed, as Linux's cookie_v4_check builds its child. The
     /// caller then hands it the ACK that carried the cookie, which completes the handshake.
     pub fn from_cookie_in(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: impl Into<SocketAddr>,
         remote: impl Into<SocketAddr>,
         iss: SeqNum,
@@ -158,7 +158,7 @@ impl Tcb {
         if f.contains(TcpFlags::ACK) && !ack_ok {
             // "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit is set,
             // if so drop the segment)": <SEQ=SEG.ACK><CTL=RST>.
-            self.reply_rst = reset_for(seg);
+            self.reply_rst = reset_for(seg).map(Box::new);
             return;
         }
         // Second: RST. RFC 5961 §3.2: in SYN-SENT a reset is acceptable if it acknowledges the
@@ -296,7 +296,7 @@ impl Tcb {
         if self.ts_enabled && !f.contains(TcpFlags::RST) {
             if let Some(ts) = seg.options.timestamp {
                 if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
-                    self.stats.unacceptable_in += 1;
+                    self.stats.rare().unacceptable_in += 1;
                     self.ack_now = true;
                     return;
                 }
@@ -316,7 +316,7 @@ impl Tcb {
         if !acceptable {
             // RFC 5961 §3.2: a reset out of the window is dropped without a word.
             if !f.contains(TcpFlags::RST) {
-                self.stats.unacceptable_in += 1;
+                self.stats.rare().unacceptable_in += 1;
                 // RFC 5961 §4.2: a SYN gets a challenge ACK whatever its sequence number
                 // (rate-limited, §7), as Linux's syn_challenge. TIME-WAIT keeps its own rules.
                 if f.contains(TcpFlags::SYN) && self.state != State::TimeWait {
@@ -397,7 +397,7 @@ impl Tcb {
             } else {
                 // "If the segment acknowledgment is not acceptable, form a reset segment
                 // <SEQ=SEG.ACK><CTL=RST> and send it."
-                self.reply_rst = reset_for(seg);
+                self.reply_rst = reset_for(seg).map(Box::new);
                 return;
             }
         }
@@ -453,7 +453,7 @@ impl Tcb {
                 self.ecn.echo = false;
             }
             if self.rx_ce {
-                self.stats.ecn_ce_in += 1;
+                self.stats.rare().ecn_ce_in += 1;
                 if !self.ecn.echo {
                     self.ack_now = true;
                 }
@@ -469,7 +469,7 @@ impl Tcb {
             State::FinWait1 | State::FinWait2 if self.app_closed && !payload.is_empty() => {
                 // The reset the segment itself calls for (§3.10.7.1: <SEQ=SEG.ACK><CTL=RST>),
                 // as Linux answers it.
-                self.reply_rst = reset_for(seg);
+                self.reply_rst = reset_for(seg).map(Box::new);
                 self.enter_closed(CloseReason::Aborted);
                 return;
             }
@@ -534,7 +534,7 @@ impl Tcb {
             }
             if self.assembler.add(offset as u32, payload.len() as u32).is_err() {
                 // At the bound: drop, count, and let the ACK tell the peer what we have.
-                self.stats.ooo_limit_drops += 1;
+                self.stats.rare().ooo_limit_drops += 1;
                 self.ack_now = true;
                 return false;
             }
@@ -551,7 +551,7 @@ impl Tcb {
             // RFC 5681 §4.2: an out-of-order segment is ACKed at once (a duplicate ACK). Each
             // one gets its own, even when a burst of them is processed before we transmit: the
             // sender counts duplicates to detect the loss (RFC 5681 §3.2).
-            self.stats.out_of_order_in += 1;
+            self.stats.rare().out_of_order_in += 1;
             self.ack_now = true;
             self.dup_acks_owed = self.dup_acks_owed.saturating_add(1);
         } else if had_holes {

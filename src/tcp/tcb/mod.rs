@@ -24,6 +24,7 @@ use crate::time::{Duration, Instant};
 use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr, Timestamp};
 use core::fmt;
 use core::net::SocketAddr;
+use std::sync::Arc;
 
 mod app;
 mod buffers;
@@ -292,6 +293,35 @@ pub struct TcbStats {
     pub send_buffer_grown: u64,
 }
 
+/// A connection's counters as it keeps them: the four that every segment moves inline, the
+/// rest (events of loss, recovery, probes and refusals, which most connections never see) in
+/// a box made at the first of them — 200 bytes less per connection that has none.
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    segs_in: u64,
+    segs_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    rare: Option<Box<TcbStats>>,
+}
+
+impl Counters {
+    /// The rarer counters, made at the first use.
+    fn rare(&mut self) -> &mut TcbStats {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn get(&self) -> TcbStats {
+        TcbStats {
+            segs_in: self.segs_in,
+            segs_out: self.segs_out,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            ..self.rare.as_deref().copied().unwrap_or_default()
+        }
+    }
+}
+
 const EV_CONNECTED: u8 = 1;
 const EV_READABLE: u8 = 2;
 const EV_WRITABLE: u8 = 4;
@@ -363,7 +393,10 @@ pub(crate) struct CwndUse {
 
 /// One TCP connection.
 pub struct Tcb {
-    cfg: TcpConfig,
+    /// Shared by the connections made with the same settings (the Stack hands out one per
+    /// listener and address family): a connection copies it only when one of its own
+    /// settings changes (`Arc::make_mut`).
+    cfg: Arc<TcpConfig>,
     state: State,
     local: SocketAddr,
     remote: SocketAddr,
@@ -482,7 +515,8 @@ pub struct Tcb {
     tlp: Tlp,
     phase: Phase,
     prr: Prr,
-    undo: Option<Undo>,
+    /// Boxed: the prior controller is 200 bytes, and only a reduction in progress has one.
+    undo: Option<Box<Undo>>,
     /// RFC 8985 §7.2's probe timeout, and §6.2's reordering timeout (beside `rtx_deadline`,
     /// the RTO; each is at or before it when armed).
     probe_deadline: Option<Instant>,
@@ -547,13 +581,13 @@ pub struct Tcb {
     keepalive_now: bool,
     rst_now: bool,
     /// A reset answering a segment this TCB refuses (§3.10.7.1 rules).
-    reply_rst: Option<TcpRepr<'static>>,
+    reply_rst: Option<Box<TcpRepr<'static>>>,
     challenge_window: (Instant, u32),
 
     events: u8,
     close_reason: Option<CloseReason>,
     last_icmp_error: Option<IcmpError>,
-    stats: TcbStats,
+    stats: Counters,
 }
 
 impl fmt::Debug for Tcb {
@@ -583,13 +617,14 @@ impl fmt::Debug for Tcb {
 
 impl Tcb {
     fn new(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: SocketAddr,
         remote: SocketAddr,
         state: State,
         now: Instant,
         bufs: Option<TcbBuffers>,
     ) -> Tcb {
+        let cfg: Arc<TcpConfig> = cfg.into();
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let cc = Controller::new(cfg.congestion, DEFAULT_MSS as usize, cfg.initial_window);
         let entries = cfg.scoreboard_entries();
@@ -712,14 +747,14 @@ impl Tcb {
             events: 0,
             close_reason: None,
             last_icmp_error: None,
-            stats: TcbStats::default(),
+            stats: Counters::default(),
             cfg,
         }
     }
 
     /// Active open (§3.10.1): SYN-SENT; the SYN goes out on the next `poll_transmit`.
     pub fn connect(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: impl Into<SocketAddr>,
         remote: impl Into<SocketAddr>,
         iss: SeqNum,
@@ -737,7 +772,7 @@ impl Tcb {
     /// clock is the old one's, so the new SYN's TSval is newer than any the old connection
     /// sent (RFC 6191 §4: a peer in TIME-WAIT accepts a SYN by its timestamp).
     pub fn connect_after_time_wait(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: impl Into<SocketAddr>,
         remote: impl Into<SocketAddr>,
         old: TimeWaitReuse,
@@ -755,7 +790,7 @@ impl Tcb {
     /// `connect` with buffers that were used before ([`Tcb::into_buffers`]), sized as `cfg`
     /// says (others are replaced): no allocation and no zeroing per connection.
     pub fn connect_in(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: impl Into<SocketAddr>,
         remote: impl Into<SocketAddr>,
         iss: SeqNum,
@@ -774,7 +809,12 @@ impl Tcb {
 
     /// Passive open (§3.10.1): LISTEN on `local`. ISNs for the connections it accepts come
     /// from `isn` (RFC 6528).
-    pub fn listen(cfg: TcpConfig, local: impl Into<SocketAddr>, isn: IsnGenerator, now: Instant) -> Tcb {
+    pub fn listen(
+        cfg: impl Into<Arc<TcpConfig>>,
+        local: impl Into<SocketAddr>,
+        isn: IsnGenerator,
+        now: Instant,
+    ) -> Tcb {
         let local = local.into();
         let unspecified: core::net::IpAddr = match local {
             SocketAddr::V4(_) => core::net::Ipv4Addr::UNSPECIFIED.into(),
@@ -800,8 +840,8 @@ impl Tcb {
         self.remote
     }
     /// This connection's counters.
-    pub fn stats(&self) -> &TcbStats {
-        &self.stats
+    pub fn stats(&self) -> TcbStats {
+        self.stats.get()
     }
     /// The configuration the TCB was made with.
     pub fn config(&self) -> &TcpConfig {
@@ -940,7 +980,7 @@ impl Tcb {
         };
         let cfg = self.cfg.clone();
         let events = self.events;
-        let stats = self.stats;
+        let stats = core::mem::take(&mut self.stats);
         *self = Tcb::listen(cfg, self.local, isn, now);
         self.events = events;
         self.stats = stats;
@@ -1074,9 +1114,9 @@ impl Tcb {
         if self.challenge_window.1 < self.cfg.challenge_ack_limit {
             self.challenge_window.1 += 1;
             self.ack_now = true;
-            self.stats.challenge_acks += 1;
+            self.stats.rare().challenge_acks += 1;
         } else {
-            self.stats.challenge_acks_suppressed += 1;
+            self.stats.rare().challenge_acks_suppressed += 1;
         }
     }
 

@@ -64,15 +64,15 @@ impl Tcb {
         self.batch_delivered = 0;
         self.ecn.last_ect = false;
         if let Some(rst) = self.reply_rst.take() {
-            self.stats.rsts_out += 1;
+            self.stats.rare().rsts_out += 1;
             self.stats.segs_out += 1;
-            return Some(rst);
+            return Some(*rst);
         }
         if self.rst_now {
             // §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>; with the ACK field, and the timestamp
             // option when agreed, as Linux sends it (RFC 7323 §3.2: it SHOULD be on a reset).
             self.rst_now = false;
-            self.stats.rsts_out += 1;
+            self.stats.rare().rsts_out += 1;
             self.stats.segs_out += 1;
             let mut options = TcpOptions::default();
             if self.ts_enabled {
@@ -114,7 +114,7 @@ impl Tcb {
             self.syn_sent_at = Some(now);
         } else {
             self.syn_sent_at = None;
-            self.stats.retransmits += 1;
+            self.stats.rare().retransmits += 1;
         }
         self.snd_nxt = self.iss + 1u32;
         self.arm_rtx(now);
@@ -162,7 +162,7 @@ impl Tcb {
                 // The byte at SND.UNA: a new one when nothing is in flight, else the probe
                 // byte the peer has not taken yet, again. The persist timer, not the RTO,
                 // paces probes.
-                self.stats.window_probes += 1;
+                self.stats.rare().window_probes += 1;
                 self.probing = true;
                 let seq = self.snd_una;
                 let n = self.copy_payload(seq, 1, buf);
@@ -180,7 +180,7 @@ impl Tcb {
             Some(Plan::Keepalive) => {
                 // Keep-alive probe (RFC 1122 §4.2.3.6): SEG.SEQ = SND.NXT - 1, no data, as
                 // Linux does; the peer answers with an ACK.
-                self.stats.keepalive_probes += 1;
+                self.stats.rare().keepalive_probes += 1;
                 let seq = self.snd_una - 1u32;
                 Some(self.emit(now, seq, TcpFlags::ACK, &mut []))
             }
@@ -490,7 +490,7 @@ impl Tcb {
                     }
                 }
                 if d.kind == Kind::ProbeNew {
-                    self.stats.tlp_probes += 1;
+                    self.stats.rare().tlp_probes += 1;
                     self.tlp = Tlp { end_seq: Some(self.snd_nxt), is_retrans: false };
                     self.arm_rtx(now);
                 } else {
@@ -500,10 +500,12 @@ impl Tcb {
             }
             Kind::Rtx(why) => {
                 self.sb.on_retransmit(d.seq, end, now, tx);
-                self.stats.retransmits += 1;
+                self.stats.rare().retransmits += 1;
                 match why {
-                    Rtx::Rescue => self.stats.rescue_retransmits += 1,
-                    Rtx::Lost if matches!(self.phase, Phase::Recovery { .. }) => self.stats.fast_retransmits += 1,
+                    Rtx::Rescue => self.stats.rare().rescue_retransmits += 1,
+                    Rtx::Lost if matches!(self.phase, Phase::Recovery { .. }) => {
+                        self.stats.rare().fast_retransmits += 1
+                    }
                     _ => {}
                 }
                 let ts = self.ts_now(now);
@@ -514,7 +516,7 @@ impl Tcb {
                 self.note_sent(now, len);
                 if why == Rtx::Probe {
                     // RFC 8985 §7.3: the probe is out; the RTO guards it.
-                    self.stats.tlp_probes += 1;
+                    self.stats.rare().tlp_probes += 1;
                     self.tlp = Tlp { end_seq: Some(self.snd_nxt), is_retrans: true };
                     self.arm_rtx(now);
                 } else if self.rtx_deadline.is_none() || (d.seq == self.snd_una && why != Rtx::Timeout) {
@@ -653,7 +655,7 @@ impl Tcb {
             // RFC 2883 §4: a duplicate just received is reported first, once.
             if let Some((l, r)) = self.dsack.take() {
                 sack.push(l.0, r.0);
-                self.stats.dsacks_out += 1;
+                self.stats.rare().dsacks_out += 1;
             }
             if !self.assembler.is_empty() {
                 // RFC 2018 §4: report what we hold beyond the gap, the newest block first.

@@ -57,7 +57,9 @@ impl Tcb {
             self.sb.on_sack(l.max(ack), r, prior_fack, self.snd_mss, &mut d);
             sacked_news |= d.bytes > before;
         }
-        self.stats.sack_blocks_ignored = self.sb.ignored_blocks;
+        if self.sb.ignored_blocks != 0 {
+            self.stats.rare().sack_blocks_ignored = self.sb.ignored_blocks;
+        }
 
         let una_advanced = self.snd_una.lt(ack);
         let mut dupack = false;
@@ -101,7 +103,7 @@ impl Tcb {
             // open (Linux) sends duplicates with a growing window. One that carries SACK
             // blocks reports data beyond a hole, not a window update (RFC 6675 §2, "DupAck").
             // With a zero window the "duplicates" answer window probes: not signs of loss.
-            self.stats.dup_acks_in += 1;
+            self.stats.rare().dup_acks_in += 1;
             self.dupacks = self.dupacks.saturating_add(1);
             dupack = true;
         }
@@ -258,7 +260,7 @@ impl Tcb {
         }
         self.sb.grow(TcpConfig::scoreboard_entries_for(size));
         self.send_limit = size;
-        self.stats.send_buffer_grown += 1;
+        self.stats.rare().send_buffer_grown += 1;
     }
 
     /// RFC 6298 §2–3 samples, with Karn's algorithm from the scoreboard: the oldest newly
@@ -319,7 +321,7 @@ impl Tcb {
         let reo_wnd = self.rack.reo_wnd(in_recovery, sacked_segs, self.rtt.srtt());
         let (newly, timeout) = self.sb.rack_detect_loss(xmit, end, self.rack.rtt() + reo_wnd, now);
         if newly > 0 {
-            self.stats.lost_retransmits = self.sb.lost_retransmits;
+            self.stats.rare().lost_retransmits = self.sb.lost_retransmits;
         }
         timeout
     }
@@ -367,7 +369,7 @@ impl Tcb {
                     // A loss during an ECN reduction: the reduction becomes a recovery
                     // (cwnd already going down; RFC 3168 §6.1.2 reduces once per window).
                     self.phase = Phase::Recovery { high: self.snd_nxt, rescued: false };
-                    self.stats.recoveries += 1;
+                    self.stats.rare().recoveries += 1;
                 } else if self.snd_una.ge(high) {
                     self.cc.on_reduction_end();
                     self.phase = Phase::Open;
@@ -397,7 +399,7 @@ impl Tcb {
                     // RFC 5682 §3.1 step 3b, as Linux reads it: the timeout was spurious if
                     // data never retransmitted, sent before it, was (s)acknowledged now.
                     if d.first_orig_end.is_some_and(|e| e.le(high)) && self.undo_now(true) {
-                        self.stats.spurious_rtos += 1;
+                        self.stats.rare().spurious_rtos += 1;
                         return;
                     }
                     if self.snd_nxt.gt(high) {
@@ -432,7 +434,7 @@ impl Tcb {
     /// RFC 6675 §5 (entering loss recovery) with RFC 6937 for the window, once a loss is
     /// detected outside recovery.
     pub(super) fn enter_recovery(&mut self, now: Instant) {
-        self.stats.recoveries += 1;
+        self.stats.rare().recoveries += 1;
         self.start_undo();
         let flight = self.flight_size();
         self.cc.on_congestion(now, flight);
@@ -462,7 +464,7 @@ impl Tcb {
             // Already reducing (recovery, RTO recovery, or an echo within this window).
             return;
         }
-        self.stats.ecn_reductions += 1;
+        self.stats.rare().ecn_reductions += 1;
         let flight = self.flight_size();
         self.cc.on_congestion(now, flight);
         self.prr = Prr::new(flight);
@@ -499,7 +501,7 @@ impl Tcb {
             // immediate CWR episode).
             self.tlp = Tlp::default();
             if self.phase == Phase::Open {
-                self.stats.tlp_repairs += 1;
+                self.stats.rare().tlp_repairs += 1;
                 self.cc.on_congestion(now, self.flight_size());
                 self.cc.on_reduction_end();
                 if self.ecn.on {
@@ -515,7 +517,7 @@ impl Tcb {
     /// A DSACK for `[l, r)` (RFC 2883): a retransmission was unnecessary, or the network
     /// duplicated a segment. Feeds RACK's reordering window and the undo count.
     fn on_dsack(&mut self, l: SeqNum, r: SeqNum, prior_una: SeqNum) {
-        self.stats.dsacks_in += 1;
+        self.stats.rare().dsacks_in += 1;
         self.rack.on_dsack(self.snd_una, self.snd_nxt);
         let _ = prior_una;
         if let Some(u) = self.undo.as_mut() {
@@ -530,7 +532,11 @@ impl Tcb {
 
     /// Remember how to undo the reduction about to happen.
     pub(super) fn start_undo(&mut self) {
-        self.undo = Some(Undo { marker: self.snd_una, retrans: 0, prior: self.cc, first_rtx_ts: None });
+        let u = Undo { marker: self.snd_una, retrans: 0, prior: self.cc, first_rtx_ts: None };
+        match self.undo.as_mut() {
+            Some(b) => **b = u,
+            None => self.undo = Some(Box::new(u)),
+        }
     }
 
     /// RFC 3522 / Linux's tcp_may_undo: every retransmission of the episode was DSACKed, or
@@ -580,7 +586,7 @@ impl Tcb {
         self.phase = Phase::Open;
         self.frto = false;
         self.frto_send_new = false;
-        self.stats.undos += 1;
+        self.stats.rare().undos += 1;
         true
     }
 

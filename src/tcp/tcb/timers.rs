@@ -93,7 +93,7 @@ impl Tcb {
     /// RFC 8985 §6.2 step 5's timer: segments that were waiting out the reordering window
     /// may be lost now.
     fn on_reorder_timeout(&mut self, now: Instant) {
-        self.stats.reorder_timeouts += 1;
+        self.stats.rare().reorder_timeouts += 1;
         let lost_before = self.sb.lost_bytes();
         let timeout = self.rack_detect_loss(now);
         if self.sb.lost_bytes() > lost_before && matches!(self.phase, Phase::Open | Phase::Cwr { .. }) {
@@ -114,7 +114,7 @@ impl Tcb {
 
     /// RFC 6298 §5.4–5.7, RFC 5681 §3.1 and RFC 8985 §6.3: the retransmission timer expired.
     fn on_rto(&mut self, now: Instant) {
-        self.stats.rto_expirations += 1;
+        self.stats.rare().rto_expirations += 1;
         if matches!(self.state, State::SynSent | State::SynReceived) {
             self.retries += 1;
             let limit = if self.state == State::SynSent { self.cfg.syn_retries } else { self.cfg.synack_retries };
