@@ -176,7 +176,13 @@ struct Run<'a, N: Net> {
     /// and skipped, so the timeout sweep costs the handshakes, not every connection (a scan
     /// of a million connections every 100 ms stalled the client for tens of milliseconds).
     handshakes: VecDeque<(u64, usize)>,
+    /// Connections `drive` left with work to do: driven again after the next poll.
+    again: Vec<usize>,
 }
+
+/// Rounds of writing and reading `Run::drive` does on one connection before it lets the loop
+/// look at its clock and the other connections.
+const DRIVE_ROUNDS: usize = 64;
 
 /// Open loop: when connection number `k` (of `n` at once, each sending every `interval` ns)
 /// sends first, if it opens at `now`: its slot's next turn on the run's one schedule, slot
@@ -299,9 +305,13 @@ impl<N: Net> Run<'_, N> {
         self.request = req;
     }
 
-    /// Do all that can be done on one connection now.
+    /// Do what can be done on one connection now, up to `DRIVE_ROUNDS` rounds of writing and
+    /// reading; a connection with work left is driven again after the next poll (`again`), so
+    /// that one that can always write (a stream into a fast receiver) does not keep the loop
+    /// from its clock. (Without the bound, an IPv6 kernel stream never left its warm-up: the
+    /// events are edge-triggered, and its socket never said WouldBlock.)
     fn drive(&mut self, id: usize) {
-        loop {
+        for _ in 0..DRIVE_ROUNDS {
             let now = self.now();
             let o = self.o;
             let draining = self.draining;
@@ -439,6 +449,7 @@ impl<N: Net> Run<'_, N> {
                 return;
             }
         }
+        self.again.push(id);
     }
 }
 
@@ -486,6 +497,7 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
         connect_backoff: 0,
         opened: 0,
         handshakes: VecDeque::new(),
+        again: Vec::new(),
     };
     let warm_end = ns(Duration::from_secs_f64(o.warmup));
     let end = warm_end + ns(Duration::from_secs_f64(o.seconds));
@@ -537,7 +549,9 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
         // Open loop, blocking: sleep until the next request is due, in whole milliseconds (what
         // epoll_wait and poll(2) can do) less one, and spin the rest, so that the client's own
         // lateness does not become latency.
-        let t = if o.rate.is_some() && !o.busy_poll {
+        let t = if !r.again.is_empty() {
+            Duration::ZERO
+        } else if o.rate.is_some() && !o.busy_poll {
             let gap = next_due_min.saturating_sub(r.now());
             Duration::from_millis((gap / 1_000_000).saturating_sub(1).min(100))
         } else {
@@ -546,6 +560,7 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
         if let Err(e) = r.net.poll(&mut events, t) {
             return Err(format!("poll: {e}"));
         }
+        let again = std::mem::take(&mut r.again);
         for &(id, ev) in &events {
             match ev {
                 NetEvent::Connected => {
@@ -567,6 +582,9 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
                 }
                 NetEvent::Accepted => {}
             }
+        }
+        for id in again {
+            r.drive(id);
         }
         // Open loop: requests fall due without any event.
         let now = r.now();
@@ -693,7 +711,90 @@ pub fn run<N: Net>(net: N, o: &ClientOptions, stop: &AtomicBool) -> Result<(RunR
 
 #[cfg(test)]
 mod tests {
-    use super::first_due;
+    use super::*;
+    use crate::net::{Net, NetEvent};
+    use std::io;
+    use std::net::IpAddr;
+
+    /// A stack whose one connection always takes every byte written (a receiver faster than
+    /// the writer), edge-triggered: one Connected event, then nothing until the stream's final
+    /// 1-byte request, which it answers.
+    struct Sink {
+        connected: bool,
+        sent: u64,
+        sync_asked: bool,
+        answered: bool,
+    }
+
+    impl Net for Sink {
+        fn connect(&mut self, _: SocketAddr, _: Option<IpAddr>) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn listen(&mut self, _: SocketAddr, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn send(&mut self, _: usize, data: &[u8]) -> io::Result<usize> {
+            self.sent += data.len() as u64;
+            // The final request is a bare header asking for a 1-byte answer.
+            self.sync_asked |= data == header(HEADER_LEN as u32, 1).as_slice();
+            Ok(data.len())
+        }
+        fn recv(&mut self, _: usize, buf: &mut [u8]) -> io::Result<usize> {
+            if self.sync_asked && !self.answered {
+                self.answered = true;
+                buf[0] = 0;
+                return Ok(1);
+            }
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn close(&mut self, _: usize) {}
+        fn poll(&mut self, out: &mut Vec<(usize, NetEvent)>, _: Duration) -> io::Result<()> {
+            if !self.connected {
+                self.connected = true;
+                out.push((0, NetEvent::Connected));
+            } else if self.sync_asked && !self.answered {
+                out.push((0, NetEvent::Ready));
+            }
+            Ok(())
+        }
+        fn name(&self) -> &'static str {
+            "sink"
+        }
+    }
+
+    /// A stream into a receiver that never pushes back still ends on time: the connection
+    /// is driven in bounded turns, so the loop sees its clock (it ran forever before).
+    #[test]
+    fn a_stream_that_never_blocks_ends_on_time() {
+        let o = ClientOptions {
+            target: "198.18.2.1:7000".parse().unwrap(),
+            workload: Workload::Stream,
+            proto: Proto::Framed,
+            conns: 1,
+            req_bytes: 65536,
+            resp_bytes: 0,
+            pipeline: 1,
+            rate: None,
+            seconds: 0.2,
+            warmup: 0.0,
+            busy_poll: true,
+            srcs: Vec::new(),
+            max_connecting: 1,
+            connect_timeout: Duration::from_secs(3),
+            progress: false,
+            label: String::new(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let stop = AtomicBool::new(false);
+            let net = Sink { connected: false, sent: 0, sync_asked: false, answered: false };
+            let _ = tx.send(run(net, &o, &stop).map(|(r, _)| (r.seconds, r.bytes_sent)));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(20)).expect("the run ended (it spun past its end before)");
+        let (seconds, bytes) = got.expect("the run worked");
+        assert!((0.2..5.0).contains(&seconds), "measured {seconds} s");
+        assert!(bytes > 0);
+    }
 
     /// However slowly the connections open, once all are open the requests fall due at the
     /// rate asked and evenly spread: n per interval, one every interval / n.
