@@ -136,6 +136,11 @@ pub struct TimerWheel<T> {
     /// A lower bound on the ticks on the overflow list (`u64::MAX` when empty): when the
     /// overflow list is next placed again.
     overflow_min: u64,
+    /// Where the tick after `tick` begins, as the last `poll_expired` that found nothing left
+    /// it (`Instant::ZERO` otherwise): before it, with nothing on the due list, nothing can be
+    /// due, and a poll answers without running the wheel (a busy-polling loop polls many
+    /// times a tick).
+    next_tick_at: Instant,
 }
 
 impl<T> fmt::Debug for TimerWheel<T> {
@@ -186,6 +191,7 @@ impl<T> TimerWheel<T> {
             occupied: [0; LEVELS],
             slot_min: [[u64::MAX; SLOTS]; LEVELS],
             overflow_min: u64::MAX,
+            next_tick_at: Instant::ZERO,
         }
     }
 
@@ -284,8 +290,17 @@ impl<T> TimerWheel<T> {
     /// its expiry is the common case); a timer scheduled due in the middle of this comes out
     /// of the same run of calls.
     pub fn poll_expired(&mut self, now: Instant) -> Option<(TimerHandle, T)> {
+        if now < self.next_tick_at && self.list_is_empty(DUE) {
+            self.now = self.now.max(now);
+            return None;
+        }
         let target = self.observe(now);
-        self.expire(target)
+        let fired = self.expire(target);
+        self.next_tick_at = match fired {
+            None => Instant::from_micros(self.tick.saturating_add(1).saturating_mul(self.resolution)),
+            Some(_) => Instant::ZERO,
+        };
+        fired
     }
 
     /// Fires every timer due at `now`, earliest tick first, and returns how many fired.
@@ -507,6 +522,26 @@ mod tests {
             w.schedule(ms(d), d).unwrap();
         }
         assert_eq!(fire(&mut w, Instant::FAR_FUTURE), sorted);
+    }
+
+    /// Polls within one tick answer without running the wheel; a timer that is due, or that
+    /// becomes due in the next tick, still comes out at once.
+    #[test]
+    fn polls_within_a_tick_still_see_what_is_due() {
+        let mut w = TimerWheel::new(4, MS, Instant::ZERO);
+        let t = Instant::from_micros(5_300);
+        assert!(w.poll_expired(t).is_none());
+        assert!(w.poll_expired(t + US).is_none(), "the same tick, nothing scheduled");
+        w.schedule(ms(5), 'a').unwrap(); // already past: due now
+        assert_eq!(w.poll_expired(t + US).map(|(_, p)| p), Some('a'));
+        assert!(w.poll_expired(t + US).is_none());
+        w.schedule(Instant::from_micros(5_900), 'b').unwrap(); // rounds up to tick 6
+        assert!(w.poll_expired(Instant::from_micros(5_999)).is_none());
+        assert_eq!(w.next_deadline(), Some(ms(6)));
+        assert_eq!(w.poll_expired(ms(6)).map(|(_, p)| p), Some('b'));
+        w.schedule(ms(6), 'c').unwrap(); // due in the tick just reached
+        assert_eq!(w.poll_expired(ms(6)).map(|(_, p)| p), Some('c'));
+        assert!(w.is_empty());
     }
 
     #[test]

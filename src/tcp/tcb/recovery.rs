@@ -315,6 +315,9 @@ impl Tcb {
     /// RFC 8985 §6.2 step 5: mark losses; returns the reordering timeout if some segments are
     /// waiting out the reordering window.
     pub(super) fn rack_detect_loss(&mut self, now: Instant) -> Option<Duration> {
+        if self.sb.is_empty() {
+            return None; // nothing outstanding, nothing to find lost (the usual ACK of all)
+        }
         let (xmit, end) = self.rack.newest()?;
         let in_recovery = matches!(self.phase, Phase::Recovery { .. } | Phase::Loss { .. });
         let sacked_segs = self.sb.sacked_bytes() / self.snd_mss.max(1);
