@@ -57,6 +57,13 @@ pub struct StackConfig {
     /// TIME-WAIT to one destination. `None` (the default, as Linux's for other than
     /// loopback): a port waits out TIME-WAIT.
     pub time_wait_reuse: Option<Duration>,
+    /// Most connections in TIME-WAIT at once (Linux's net.ipv4.tcp_max_tw_buckets); a
+    /// connection closing when as many wait already ends at once instead, counted
+    /// (`Counters::tcp_time_wait_overflow`; Linux's TCPTimeWaitOverflow), so that a server
+    /// that closes first cannot fill its table with TIME-WAIT and turn new connections away.
+    /// `None` (the default): half of `max_sockets`, as Linux sizes it to half its table of
+    /// established connections.
+    pub max_time_wait: Option<usize>,
     /// Most neighbours the cache (ARP and IPv6 neighbour discovery together) holds.
     pub arp_cache_size: usize,
     /// How long a learned mapping is trusted (RFC 1122 §2.3.2.1 asks for a timeout).
@@ -101,6 +108,11 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
+    /// Most connections in TIME-WAIT at once: `max_time_wait`, or half of `max_sockets`.
+    pub fn time_wait_limit(&self) -> usize {
+        self.max_time_wait.unwrap_or(self.max_sockets / 2)
+    }
+
     /// A configuration with `ip` on a subnet of `prefix_len` bits, `secret` for ISNs and ports,
     /// and the defaults for the rest (no gateway, no IPv6, 64 KiB buffers, 1024 sockets).
     pub fn new(ip: Ipv4Addr, prefix_len: u8, secret: [u8; 16]) -> StackConfig {
@@ -116,6 +128,7 @@ impl StackConfig {
             max_sockets: 1024,
             ephemeral_ports: (32768, 60999),
             time_wait_reuse: None,
+            max_time_wait: None,
             arp_cache_size: 256,
             arp_ttl: Duration::from_secs(60),
             arp_pending: 256,

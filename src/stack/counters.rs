@@ -161,6 +161,9 @@ pub struct Counters {
     /// Active opens that took the 4-tuple of a connection in TIME-WAIT
     /// (`StackConfig::time_wait_reuse`).
     pub tcp_time_wait_reused: u64,
+    /// Connections that ended on closing instead of entering TIME-WAIT, because as many as
+    /// `StackConfig::max_time_wait` were there already.
+    pub tcp_time_wait_overflow: u64,
     /// A TX frame was needed and the pool had none.
     pub tx_pool_empty: u64,
 

@@ -229,6 +229,8 @@ struct Conn {
     listener: Option<u32>,
     /// Was ESTABLISHED at some point (for the failed-open counter).
     opened: bool,
+    /// Counted among the connections in TIME-WAIT (`Stack::time_wait_conns`).
+    time_waiting: bool,
     /// The Closed event was handed out: the slot is freed.
     closed_reported: bool,
     /// In-order received data not yet consumed, in sequence order (zero-copy receive).
@@ -303,6 +305,7 @@ impl Conn {
             ready: false,
             listener,
             opened: false,
+            time_waiting: false,
             closed_reported: false,
             rxq: VecDeque::new(),
             rx_frames: 0,
@@ -412,6 +415,8 @@ pub struct Stack<D: Device> {
     /// The connection settings in use, one copy of each: connections made with the same
     /// settings share it (`Stack::share_tcp_config`; at most `SHARED_TCP_CONFIGS`).
     tcp_configs: Vec<Arc<TcpConfig>>,
+    /// Connections in TIME-WAIT (`StackConfig::max_time_wait`).
+    time_wait_conns: usize,
     /// Identifiers of our recent echo requests, and the replies to them not yet taken.
     ping_idents: Vec<u16>,
     echo_replies: VecDeque<EchoReply>,
@@ -463,6 +468,7 @@ impl<D: Device> Stack<D> {
             cookies: SynCookies::new(cfg.secret),
             rst_bucket: (now, cfg.rst_rate_limit.div_ceil(10)),
             tcp_configs: Vec::new(),
+            time_wait_conns: 0,
             dirty: Vec::with_capacity(n),
             ready: VecDeque::with_capacity(n),
             rx: Vec::with_capacity(cfg.rx_burst),

@@ -193,6 +193,18 @@ impl<D: Device> Stack<D> {
             self.mark_ready(idx);
         }
         if state == State::TimeWait {
+            if !self.conn(idx).time_waiting {
+                let max = self.cfg.time_wait_limit();
+                if self.time_wait_conns >= max {
+                    // No room left in TIME-WAIT: it ends now (Linux's tcp_time_wait() when
+                    // no bucket is left: "time wait bucket table overflow").
+                    self.counters.tcp_time_wait_overflow += 1;
+                    self.conn_mut(idx).tcb.end_time_wait();
+                    return self.flush_conn(idx);
+                }
+                self.conn_mut(idx).time_waiting = true;
+                self.time_wait_conns += 1;
+            }
             // 2·MSL with nothing to send or receive: the buffers go back to the pool now.
             if let Some(b) = self.conn_mut(idx).tcb.release_buffers() {
                 self.keep_buffers(b);

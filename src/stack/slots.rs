@@ -18,6 +18,9 @@ impl<D: Device> Stack<D> {
         let c = self.conn_mut(idx);
         c.timer = None;
         c.deadline = None;
+        if core::mem::take(&mut c.time_waiting) {
+            self.time_wait_conns -= 1;
+        }
         // What ended it: peek without consuming (the application still gets the event).
         let failed = !opened;
         if failed {
@@ -103,6 +106,9 @@ impl<D: Device> Stack<D> {
             // Frames the connection still held go back to the device.
             let c = *c;
             debug_assert!(self.table.get(&c.key()) != Some(idx), "slot {idx} freed while the table names it");
+            if c.time_waiting {
+                self.time_wait_conns -= 1;
+            }
             self.keep_buffers(c.tcb.into_buffers());
             for chunk in c.rxq {
                 if let RxChunk::InFrame(f) = chunk {
@@ -164,9 +170,16 @@ impl<D: Device> Stack<D> {
         let mut in_table = 0;
         let (mut rx_held, mut tx_held) = (0, 0);
         let mut syn_pending: HashMap<u32, usize> = HashMap::new();
+        let mut time_waiting = 0;
         for (idx, slot) in self.slots.iter().enumerate() {
             let Entry::Conn(c) = &slot.entry else { continue };
             let state = c.tcb.state();
+            if c.time_waiting {
+                time_waiting += 1;
+                if state != State::TimeWait && state != State::Closed {
+                    return Err(format!("connection {idx} is counted in TIME-WAIT but is {state:?}"));
+                }
+            }
             if state != State::Closed {
                 in_table += 1;
                 if self.table.get(&c.key()) != Some(idx as u32) {
@@ -187,6 +200,13 @@ impl<D: Device> Stack<D> {
             if let (Some(l), false) = (c.listener, c.opened) {
                 *syn_pending.entry(l).or_default() += 1;
             }
+        }
+        let max_tw = self.cfg.time_wait_limit();
+        if time_waiting != self.time_wait_conns || time_waiting > max_tw {
+            return Err(format!(
+                "{time_waiting} connections counted in TIME-WAIT, the stack counts {} (at most {max_tw})",
+                self.time_wait_conns
+            ));
         }
         if in_table != self.table.len() {
             let stray = self

@@ -362,6 +362,19 @@ impl Tcb {
         Some(old)
     }
 
+    /// End TIME-WAIT now, normally (CLOSED, as when 2·MSL runs out): what a stack does when it
+    /// keeps no more connections in TIME-WAIT (Linux's tcp_time_wait without a bucket,
+    /// tcp_max_tw_buckets). RFC 9293 §3.10.7.4 lets TIME-WAIT be shortened only with care;
+    /// like Linux this gives up the protection against old duplicates for that 4-tuple.
+    /// False, and nothing changes, outside TIME-WAIT.
+    pub fn end_time_wait(&mut self) -> bool {
+        if self.state != State::TimeWait {
+            return false;
+        }
+        self.enter_closed(CloseReason::Normal);
+        true
+    }
+
     /// Whether [`Tcb::poll_event`] has something to hand out.
     pub fn has_events(&self) -> bool {
         self.events != 0
