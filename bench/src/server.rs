@@ -45,8 +45,15 @@ pub struct Server<N: Net> {
     conns: Vec<Option<SConn>>,
     scratch: Vec<u8>,
     filler: Vec<u8>,
+    /// Connections `serve` left with work to do: served again after the next poll.
+    again: Vec<usize>,
     pub stats: ServerStats,
 }
+
+/// Rounds of writing and reading `Server::serve` does on one connection before it lets the
+/// loop see its stop flag and the other connections (a sender that never pauses would hold
+/// the loop on its connection forever; the events are edge-triggered, hence `again`).
+const SERVE_ROUNDS: usize = 64;
 
 impl<N: Net> Server<N> {
     pub fn new(mut net: N, listen: SocketAddr, backlog: usize, mode: ServerMode) -> std::io::Result<Server<N>> {
@@ -57,6 +64,7 @@ impl<N: Net> Server<N> {
             conns: Vec::new(),
             scratch: vec![0u8; 256 * 1024],
             filler: vec![0x61; 64 * 1024],
+            again: Vec::new(),
             stats: ServerStats::default(),
         })
     }
@@ -71,7 +79,8 @@ impl<N: Net> Server<N> {
         let timeout = if busy { Duration::ZERO } else { Duration::from_millis(100) };
         while !stop.load(Ordering::Relaxed) {
             events.clear();
-            self.net.poll(&mut events, timeout)?;
+            self.net.poll(&mut events, if self.again.is_empty() { timeout } else { Duration::ZERO })?;
+            let again = std::mem::take(&mut self.again);
             for &(id, ev) in &events {
                 match ev {
                     NetEvent::Accepted => {
@@ -89,6 +98,9 @@ impl<N: Net> Server<N> {
                         }
                     }
                 }
+            }
+            for id in again {
+                self.serve(id);
             }
         }
         Ok(())
@@ -133,7 +145,7 @@ impl<N: Net> Server<N> {
     }
 
     fn serve(&mut self, id: usize) {
-        loop {
+        for _ in 0..SERVE_ROUNDS {
             if !self.flush(id) {
                 return self.finish(id, true);
             }
@@ -166,5 +178,68 @@ impl<N: Net> Server<N> {
                 Err(_) => return self.finish(id, true),
             }
         }
+        self.again.push(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    /// One accepted connection whose peer never pauses: every read returns data, every write
+    /// is taken whole. Edge-triggered: one Accepted event, then nothing.
+    struct Firehose {
+        accepted: bool,
+    }
+
+    impl Net for Firehose {
+        fn connect(&mut self, _: SocketAddr, _: Option<IpAddr>) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn listen(&mut self, _: SocketAddr, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn send(&mut self, _: usize, data: &[u8]) -> io::Result<usize> {
+            Ok(data.len())
+        }
+        fn recv(&mut self, _: usize, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1448);
+            buf[..n].fill(7);
+            Ok(n)
+        }
+        fn close(&mut self, _: usize) {}
+        fn poll(&mut self, out: &mut Vec<(usize, NetEvent)>, _: Duration) -> io::Result<()> {
+            if !self.accepted {
+                self.accepted = true;
+                out.push((0, NetEvent::Accepted));
+            }
+            Ok(())
+        }
+        fn name(&self) -> &'static str {
+            "firehose"
+        }
+    }
+
+    /// A connection that always has more to read still lets the loop see its stop flag (it
+    /// served that connection forever before) and keeps being served.
+    #[test]
+    fn a_peer_that_never_pauses_does_not_hold_the_loop() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let net = Firehose { accepted: false };
+            let mut server = Server::new(net, "198.18.2.1:7000".parse().unwrap(), 16, ServerMode::Echo).unwrap();
+            let r = server.run(&s, true);
+            let _ = tx.send((r.is_ok(), server.stats.bytes_in));
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        let (ok, bytes_in) = rx.recv_timeout(Duration::from_secs(20)).expect("the server stopped when told");
+        assert!(ok);
+        assert!(bytes_in > 1448 * SERVE_ROUNDS as u64, "served beyond one turn: {bytes_in} bytes");
     }
 }
