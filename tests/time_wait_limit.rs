@@ -18,21 +18,11 @@ use support::*;
 /// only deadline left, that would end TIME-WAIT between the test's connections.
 fn until(p: &mut Pair, mut done: impl FnMut(&mut Pair) -> bool) {
     for _ in 0..500_000 {
-        let now = p.now;
-        p.inner.a.poll(now);
-        p.inner.b.poll(now);
-        while let Some((h, e)) = p.inner.a.poll_event() {
-            p.events.push(('a', h, e));
-        }
-        while let Some((h, e)) = p.inner.b.poll_event() {
-            p.events.push(('b', h, e));
-        }
         if done(p) {
             return;
         }
-        p.inner.now = now + Duration::from_micros(10);
-        let now = p.now;
-        p.inner.link.set_now(now);
+        let next = p.now + Duration::from_micros(10);
+        p.poll_at(next);
     }
     panic!("not done within 5 s");
 }

@@ -31,17 +31,7 @@ fn pair(reuse: Option<Duration>, timestamps: bool) -> (Pair, Handle) {
 fn idle(p: &mut Pair, d: Duration) {
     let start = p.now;
     p.run_until(Duration::from_millis(10), |p| p.link.in_flight() == 0);
-    p.inner.now = start + d;
-    let now = p.now;
-    p.inner.link.set_now(now);
-    p.inner.a.poll(now);
-    p.inner.b.poll(now);
-    while let Some((h, e)) = p.inner.a.poll_event() {
-        p.events.push(('a', h, e));
-    }
-    while let Some((h, e)) = p.inner.b.poll_event() {
-        p.events.push(('b', h, e));
-    }
+    p.poll_at(start + d);
 }
 
 /// Connect B → A:80, one request and its answer, the client closes first then the

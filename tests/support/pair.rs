@@ -64,6 +64,22 @@ impl Pair {
         }
     }
 
+    /// Move virtual time to `at` (the link too) without stepping through what lies between,
+    /// poll both stacks there and collect their events. (`run_until` jumps idle time to the
+    /// next deadline instead, which in TIME-WAIT is TIME-WAIT's end.)
+    pub fn poll_at(&mut self, at: xtcp::time::Instant) {
+        self.inner.now = at;
+        self.inner.link.set_now(at);
+        self.inner.a.poll(at);
+        self.inner.b.poll(at);
+        while let Some((h, e)) = self.inner.a.poll_event() {
+            self.events.push(('a', h, e));
+        }
+        while let Some((h, e)) = self.inner.b.poll_event() {
+            self.events.push(('b', h, e));
+        }
+    }
+
     pub fn has(&self, side: char, h: Handle, e: StackEvent) -> bool {
         self.events.iter().any(|&(s, hh, ee)| s == side && hh == h && ee == e)
     }
