@@ -358,7 +358,7 @@ impl Tcb {
             return None;
         }
         let old = TimeWaitReuse { snd_nxt: self.snd_nxt, ts_offset: self.ts_offset };
-        self.enter_closed(CloseReason::Normal);
+        self.end_time_wait();
         Some(old)
     }
 
